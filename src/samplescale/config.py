@@ -1,0 +1,69 @@
+"""Validated configuration records.
+
+Every config is a frozen pydantic model with ``extra="forbid"``: an unknown field or a value
+outside its range raises ``pydantic.ValidationError`` (a ``ValueError``) whose message names
+the field and the valid range. Values are never rewritten silently.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class SamplingParams(BaseModel):
+    """How each token of each sample is drawn, and how many samples.
+
+    The token-level transforms are applied in the one order documented in
+    :mod:`samplescale.sampling.pipeline` (truncation on the temperature-1 distribution,
+    temperature last).
+
+    Attributes
+    ----------
+    temperature : float
+        >= 0. Divides the logits. ``0`` means greedy decoding (argmax, ties to the lowest
+        token id); there is no second switch for greedy.
+    top_k : int
+        Keep the ``k`` most likely tokens; ``0`` or ``-1`` disables it. Valid: >= -1.
+    top_p : float
+        Nucleus sampling (Holtzman et al., 2020): keep the smallest set of most likely tokens
+        whose probability mass is >= ``top_p``. ``1.0`` disables it; ``0`` keeps only the
+        argmax. Valid: [0, 1].
+    min_p : float
+        Min-p sampling (Nguyen et al., 2024): keep tokens with probability >= ``min_p``
+        times the top probability. ``0`` disables it. Valid: [0, 1].
+    max_tokens : int
+        Maximum generated tokens per sample. Valid: [1, 1_000_000].
+    stop : tuple of str
+        Stop strings; generation ends when the decoded text contains one (also when it spans
+        several tokens), and the stop string is excluded from the text.
+    seed : int or None
+        Seed (>= 0) for reproducible draws. The ``n`` samples of one request get independent
+        streams spawned from it, so they are i.i.d. and the same seed gives the same n-tuple.
+    n : int
+        Number of samples to draw for the prompt. Valid: [1, 100_000].
+    """
+
+    model_config = FROZEN
+
+    temperature: float = Field(1.0, ge=0.0, le=100.0, allow_inf_nan=False)
+    top_k: int = Field(0, ge=-1)
+    top_p: float = Field(1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    min_p: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    max_tokens: int = Field(256, ge=1, le=1_000_000)
+    stop: tuple[str, ...] = ()
+    seed: int | None = Field(None, ge=0)
+    n: int = Field(1, ge=1, le=100_000)
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_nonempty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(s == "" for s in v):
+            raise ValueError("stop strings must be non-empty")
+        return v
+
+    @property
+    def greedy(self) -> bool:
+        """True when ``temperature == 0`` (argmax decoding)."""
+        return self.temperature == 0.0

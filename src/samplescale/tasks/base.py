@@ -1,0 +1,50 @@
+"""Problems with gold answers, and the task record that holds them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from samplescale.types import Prompt
+
+RECORD = ConfigDict(frozen=True, extra="forbid")
+
+DEFAULT_INSTRUCTION = (
+    "Solve the problem. Think step by step, then give the final answer "
+    "on the last line as 'The answer is N'."
+)
+
+
+class Problem(BaseModel):
+    """One problem: the question shown to the model and its gold answer.
+
+    Attributes
+    ----------
+    id : str
+        Stable identifier, unique within its task (used to resume interrupted runs).
+    question : str
+        The problem statement, without instructions.
+    gold : str
+        The gold final answer as a string (e.g. ``"-3"``, ``"\\frac{1}{2}"``).
+    metadata : dict
+        Anything else the source file carried (level, solution, ...), JSON-serialisable.
+    """
+
+    model_config = RECORD
+    id: str
+    question: str
+    gold: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def prompt(self, instruction: str = DEFAULT_INSTRUCTION) -> Prompt:
+        """The chat prompt for this problem: the instruction then the question, as one user turn."""
+        return Prompt.user(f"{instruction}\n\n{self.question}")
+
+
+class Task(BaseModel):
+    """A named, ordered collection of problems."""
+
+    model_config = RECORD
+    name: str
+    problems: tuple[Problem, ...]

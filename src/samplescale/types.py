@@ -1,0 +1,215 @@
+"""Frozen records that flow between the layers: prompts, samples, usage and results.
+
+All log-probabilities are natural logarithms. All times are seconds. Token counts are
+tokens of the backend's own tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RECORD = ConfigDict(frozen=True, extra="forbid")
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "error"]
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = RECORD
+    role: Role
+    content: str
+
+
+class Prompt(BaseModel):
+    """What a backend is asked to continue: chat ``messages`` or a raw ``text`` prefix.
+
+    Exactly one of the two is set. Chat messages are rendered with the model's own chat
+    template (for GGUF models, the template stored in the file) with a generation prompt
+    appended; raw text is tokenised as it is.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        If both or neither of ``messages`` and ``text`` are given, or ``messages`` is empty.
+    """
+
+    model_config = RECORD
+    messages: tuple[Message, ...] | None = None
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Prompt:
+        if (self.messages is None) == (self.text is None):
+            raise ValueError("Prompt needs exactly one of 'messages' or 'text'")
+        if self.messages is not None and len(self.messages) == 0:
+            raise ValueError("Prompt.messages must not be empty")
+        return self
+
+    @classmethod
+    def user(cls, content: str, system: str | None = None) -> Prompt:
+        """A chat prompt with one user message (and an optional system message)."""
+        msgs = [Message(role="system", content=system)] if system else []
+        msgs.append(Message(role="user", content=content))
+        return cls(messages=tuple(msgs))
+
+
+class Sample(BaseModel):
+    """One generated completion.
+
+    Attributes
+    ----------
+    text : str
+        The completion text (stop string excluded).
+    token_ids : tuple of int
+        The generated token ids, length ``L``.
+    logprobs : tuple of float
+        Length ``L``: natural-log probability of each generated token under the model's raw
+        next-token distribution (softmax of the unprocessed logits over the full vocabulary,
+        temperature 1). This is the model's own score of the text.
+    sampling_logprobs : tuple of float
+        Length ``L``: natural-log probability of each token under the distribution it was
+        actually drawn from (after temperature and truncation). Equals ``logprobs`` when no
+        transform is active; 0.0 at temperature 0 (greedy is deterministic).
+    finish_reason : {"stop", "length", "error"}
+        ``stop``: end-of-sequence token or a stop string; ``length``: ``max_tokens`` reached.
+    status : {"ok", "error"}
+        ``error`` samples carry the message in ``error``; aggregators exclude them and
+        metrics count them as failures.
+    """
+
+    model_config = RECORD
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[float, ...] = ()
+    sampling_logprobs: tuple[float, ...] = ()
+    finish_reason: FinishReason = "stop"
+    status: Literal["ok", "error"] = "ok"
+    error: str | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of generated tokens."""
+        return len(self.token_ids)
+
+    @property
+    def sum_logprob(self) -> float:
+        """Sequence log-probability under the model (natural log, <= 0); -inf for errors."""
+        if self.status == "error":
+            return -math.inf
+        return float(math.fsum(self.logprobs))
+
+    @property
+    def mean_logprob(self) -> float:
+        """Mean per-token log-probability (natural log, <= 0); -inf for errors or no tokens."""
+        if self.status == "error" or not self.logprobs:
+            return -math.inf
+        return self.sum_logprob / len(self.logprobs)
+
+    @classmethod
+    def failed(cls, message: str) -> Sample:
+        """An explicit error sample (never voted on, counted as a failure)."""
+        return cls(text="", finish_reason="error", status="error", error=message)
+
+
+class Usage(BaseModel):
+    """Compute spent: tokens, model calls and wall time.
+
+    Attributes
+    ----------
+    prompt_tokens : int
+        Prompt tokens evaluated by the model (a prompt shared by ``n`` parallel samples in
+        one call is counted once, as the OpenAI API does).
+    completion_tokens : int
+        Generated tokens over all samples.
+    model_calls : int
+        Backend generation requests.
+    wall_time_s : float
+        Wall-clock seconds.
+    """
+
+    model_config = RECORD
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+    model_calls: int = Field(0, ge=0)
+    wall_time_s: float = Field(0.0, ge=0.0)
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            model_calls=self.model_calls + other.model_calls,
+            wall_time_s=self.wall_time_s + other.wall_time_s,
+        )
+
+
+class Generation(BaseModel):
+    """What one backend call returns: ``n`` samples and the usage of the call."""
+
+    model_config = RECORD
+    samples: tuple[Sample, ...]
+    usage: Usage
+
+
+class Result(BaseModel):
+    """The one result type every strategy returns.
+
+    Attributes
+    ----------
+    strategy : str
+        Registry name of the strategy that produced it.
+    samples : tuple of Sample
+        Every sample drawn, length ``N``.
+    answers : tuple of (str or None)
+        Length ``N``: the answer extracted from each sample (None when none was found or the
+        sample failed).
+    scores : tuple of (float or None)
+        Length ``N``: per-sample scores on the scale named by ``score_scale`` (None where a
+        strategy does not score).
+    score_scale : str or None
+        "probability", "log-probability" (natural log) or "reward" (unbounded, higher is
+        better).
+    weights : tuple of float
+        Length ``N`` normalised weights (sum 1) where the strategy weighs samples, else empty.
+    selected : int or None
+        Index of the selected sample (None when every sample failed).
+    answer : str or None
+        The selected answer.
+    vote_shares : dict of str to float
+        For voting strategies: share of the (weighted) vote of each answer class,
+        keyed by the class representative, in first-seen order; sums to 1.
+    trace : tuple of dict
+        One JSON-serialisable record per strategy step.
+    usage : Usage
+        Compute spent by the whole strategy run.
+    log_evidence : float or None
+        Natural-log estimate of the normalising constant (SMC strategies), else None.
+    """
+
+    model_config = RECORD
+    strategy: str
+    samples: tuple[Sample, ...]
+    answers: tuple[str | None, ...] = ()
+    scores: tuple[float | None, ...] = ()
+    score_scale: str | None = None
+    weights: tuple[float, ...] = ()
+    selected: int | None = None
+    answer: str | None = None
+    vote_shares: dict[str, float] = Field(default_factory=dict)
+    trace: tuple[dict[str, Any], ...] = ()
+    usage: Usage = Usage()
+    log_evidence: float | None = None
+
+    @property
+    def text(self) -> str | None:
+        """Text of the selected sample, or None."""
+        return None if self.selected is None else self.samples[self.selected].text
