@@ -55,3 +55,15 @@ def spawn(seed: SeedLike, n: int) -> list[np.random.Generator]:
 def child_seed(rng: np.random.Generator) -> int:
     """Draw a fresh 63-bit integer seed from ``rng`` (for a component that takes a seed)."""
     return int(rng.integers(0, 2**63 - 1))
+
+
+def sample_generators(seed: int | None, rng: np.random.Generator | None, n: int) -> list[np.random.Generator]:
+    """One independent generator per sample of a request.
+
+    A request seed wins (the ``n`` streams then depend only on ``(seed, n)``); otherwise
+    children are spawned from ``rng``; with neither, from fresh entropy. Sample ``i`` always
+    uses stream ``i``, however a backend splits the ``n`` samples into batches.
+    """
+    if seed is not None:
+        return spawn(seed, n)
+    return spawn(rng, n)

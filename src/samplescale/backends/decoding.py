@@ -1,0 +1,81 @@
+"""Per-sequence bookkeeping while decoding: text, stop strings, finish reason."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Sequence
+
+from samplescale.sampling.stop import find_stop
+from samplescale.types import FinishReason, Sample
+
+
+class SequenceBuilder:
+    """Accumulates one sequence's tokens and decides when it is finished.
+
+    Parameters
+    ----------
+    piece : callable int -> bytes
+        The byte string of a token (UTF-8 may split across tokens; decoding is incremental).
+    is_end : callable int -> bool
+        True for end-of-generation tokens (their text is not added).
+    stops : sequence of str
+        Stop strings (searched in the decoded text, also across token boundaries).
+    max_tokens : int
+        Generated-token limit; reaching it finishes with ``"length"``.
+    """
+
+    def __init__(
+        self,
+        piece: Callable[[int], bytes],
+        is_end: Callable[[int], bool],
+        stops: Sequence[str],
+        max_tokens: int,
+    ) -> None:
+        self._piece = piece
+        self._is_end = is_end
+        self._stops = tuple(stops)
+        self._max_tokens = max_tokens
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text = ""
+        self.token_ids: list[int] = []
+        self.logprobs: list[float] = []
+        self.sampling_logprobs: list[float] = []
+        self.finish_reason: FinishReason | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the sequence has finished."""
+        return self.finish_reason is not None
+
+    def push(self, token: int, logprob: float, sampling_logprob: float) -> bool:
+        """Append a generated token; return True when the sequence is now finished."""
+        self.token_ids.append(int(token))
+        self.logprobs.append(float(logprob))
+        self.sampling_logprobs.append(float(sampling_logprob))
+        if self._is_end(token):
+            self.text += self._decoder.decode(b"", final=True)
+            self.finish_reason = "stop"
+            return True
+        before = len(self.text)
+        self.text += self._decoder.decode(self._piece(token))
+        if self._stops:
+            cut = find_stop(self.text, self._stops, before)
+            if cut is not None:
+                self.text = self.text[:cut]
+                self.finish_reason = "stop"
+                return True
+        if len(self.token_ids) >= self._max_tokens:
+            self.text += self._decoder.decode(b"", final=True)
+            self.finish_reason = "length"
+            return True
+        return False
+
+    def to_sample(self) -> Sample:
+        """The finished sample."""
+        return Sample(
+            text=self.text,
+            token_ids=tuple(self.token_ids),
+            logprobs=tuple(self.logprobs),
+            sampling_logprobs=tuple(self.sampling_logprobs),
+            finish_reason=self.finish_reason or "length",
+        )

@@ -1,0 +1,214 @@
+"""Backends without a real model: scripted replies, and an exact toy language model.
+
+``ScriptedBackend`` returns replies you script (contract tests of strategies, servers and
+evaluation). ``ToyLM`` is a tiny bigram language model with a known next-token table whose
+sequence distribution can be enumerated exactly, for statistical tests of samplers and
+strategies; it samples through the same :mod:`samplescale.sampling.pipeline` as every
+backend that exposes logits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from samplescale.backends.base import Capabilities
+from samplescale.backends.decoding import SequenceBuilder
+from samplescale.config import SamplingParams
+from samplescale.errors import ConfigError
+from samplescale.rng import sample_generators
+from samplescale.sampling import functional as F
+from samplescale.sampling import pipeline
+from samplescale.types import Generation, Prompt, Sample, Usage
+
+Reply = str | Exception
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """A plain rendering of a prompt (``role: content`` lines) for backends without a template."""
+    if prompt.text is not None:
+        return prompt.text
+    assert prompt.messages is not None
+    return "\n".join(f"{m.role}: {m.content}" for m in prompt.messages)
+
+
+class ScriptedBackend:
+    """Returns scripted replies in order, cycling; one character is one token.
+
+    Parameters
+    ----------
+    replies : sequence of (str or Exception), or callable (Prompt, int) -> str or Exception
+        The reply for the i-th sample drawn from this backend (counted over all calls). An
+        Exception instance yields an error sample (``status="error"``), as when one of
+        several parallel requests fails.
+    token_logprob : float or sequence of float
+        Natural-log probability reported for every token of a reply (one value for all
+        replies, or one per reply, cycling like ``replies``). Must be <= 0.
+
+    Notes
+    -----
+    Stop strings and ``max_tokens`` are honoured (tokens are characters). Sampling
+    parameters other than ``n``, ``stop`` and ``max_tokens`` are ignored.
+    """
+
+    name = "fake"
+    capabilities = Capabilities(logits=False, seeds=True, parallel_n=True, chat=True)
+
+    def __init__(
+        self,
+        replies: Sequence[Reply] | Callable[[Prompt, int], Reply],
+        token_logprob: float | Sequence[float] = -0.1,
+    ) -> None:
+        if not callable(replies) and len(replies) == 0:
+            raise ConfigError("ScriptedBackend needs at least one reply")
+        lps = [token_logprob] if isinstance(token_logprob, (int, float)) else list(token_logprob)
+        if not lps or any(lp > 0 for lp in lps):
+            raise ConfigError("token_logprob values must be <= 0 (natural-log probabilities)")
+        self._replies = replies
+        self._lps = lps
+        self._count = 0
+        self._lock = threading.Lock()
+        self.calls: list[tuple[Prompt, SamplingParams]] = []
+
+    def _reply(self, prompt: Prompt, i: int) -> Reply:
+        if callable(self._replies):
+            return self._replies(prompt, i)
+        return self._replies[i % len(self._replies)]
+
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Generation:
+        """Draw ``params.n`` scripted samples (see the class docstring)."""
+        start = time.perf_counter()
+        with self._lock:
+            first = self._count
+            self._count += params.n
+            self.calls.append((prompt, params))
+        samples = []
+        for i in range(first, first + params.n):
+            reply = self._reply(prompt, i)
+            if isinstance(reply, Exception):
+                samples.append(Sample.failed(f"{type(reply).__name__}: {reply}"))
+                continue
+            lp = float(self._lps[i % len(self._lps)])
+            seq = SequenceBuilder(lambda t: chr(t).encode(), lambda t: False, params.stop, params.max_tokens)
+            for ch in reply:
+                if seq.push(ord(ch), lp, lp):
+                    break
+            if not seq.done:
+                seq.finish_reason = "stop"
+            samples.append(seq.to_sample())
+        usage = Usage(
+            prompt_tokens=len(prompt_text(prompt)),
+            completion_tokens=sum(s.num_tokens for s in samples),
+            model_calls=1,
+            wall_time_s=time.perf_counter() - start,
+        )
+        return Generation(samples=tuple(samples), usage=usage)
+
+
+DEFAULT_TOY_TABLE = np.array(
+    [
+        # next:  <eos>  "1"   "2"   "3"
+        [0.10, 0.50, 0.30, 0.10],  # after BOS
+        [0.20, 0.20, 0.50, 0.10],  # after "1"
+        [0.30, 0.40, 0.10, 0.20],  # after "2"
+        [0.60, 0.10, 0.10, 0.20],  # after "3"
+    ]
+)
+
+
+class ToyLM:
+    """An exact bigram language model over the tokens ``<eos>, "1", "2", "3"``.
+
+    The next-token distribution depends only on the previous token (BOS at the start) and
+    is ``table[prev]``; token 0 is end-of-sequence. Sequence probabilities are therefore
+    known exactly, and :meth:`exact_distribution` enumerates them after the sampling
+    transforms of a ``SamplingParams``.
+
+    Parameters
+    ----------
+    table : ndarray, shape (V, V), float64, optional
+        Row ``r`` is the next-token probability vector after token ``r`` (row 0: after BOS);
+        rows must be non-negative and sum to 1. Defaults to :data:`DEFAULT_TOY_TABLE`.
+    """
+
+    name = "toy"
+    capabilities = Capabilities(logits=True, seeds=True, parallel_n=True, chat=False)
+    EOS = 0
+
+    def __init__(self, table: np.ndarray | None = None) -> None:
+        t = np.asarray(DEFAULT_TOY_TABLE if table is None else table, dtype=np.float64)
+        if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2:
+            raise ConfigError(f"table must be square (V, V) with V >= 2, got shape {t.shape}")
+        if (t < 0).any() or not np.allclose(t.sum(axis=1), 1.0):
+            raise ConfigError("every row of table must be a probability vector (>= 0, sums to 1)")
+        with np.errstate(divide="ignore"):
+            self._logits = np.log(t)
+        self.vocab = ("<eos>",) + tuple(str(i) for i in range(1, t.shape[0]))
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of tokens, including ``<eos>``."""
+        return len(self.vocab)
+
+    def next_token_logits(self, prefix: Sequence[int]) -> np.ndarray:
+        """Raw next-token logits after ``prefix`` (generated token ids), shape (V,), float64."""
+        return self._logits[prefix[-1] if prefix else 0].copy()
+
+    def _piece(self, token: int) -> bytes:
+        return b"" if token == self.EOS else self.vocab[token].encode()
+
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Generation:
+        """Draw ``params.n`` sequences; the prompt only counts toward usage."""
+        start = time.perf_counter()
+        gens = sample_generators(params.seed, rng, params.n)
+        seqs = [
+            SequenceBuilder(self._piece, lambda t: t == self.EOS, params.stop, params.max_tokens)
+            for _ in range(params.n)
+        ]
+        while active := [i for i, s in enumerate(seqs) if not s.done]:
+            logits = np.stack([self.next_token_logits(seqs[i].token_ids) for i in active])
+            draw = pipeline.sample(logits, params, [gens[i] for i in active])
+            for j, i in enumerate(active):
+                seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j])
+        samples = tuple(s.to_sample() for s in seqs)
+        usage = Usage(
+            prompt_tokens=len(prompt_text(prompt)),
+            completion_tokens=sum(s.num_tokens for s in samples),
+            model_calls=1,
+            wall_time_s=time.perf_counter() - start,
+        )
+        return Generation(samples=samples, usage=usage)
+
+    def exact_distribution(self, params: SamplingParams) -> dict[tuple[int, ...], float]:
+        """Exact probability of every token sequence the sampler can produce.
+
+        Enumerates all sequences up to ``params.max_tokens`` tokens (ending in ``<eos>`` or
+        at the length limit) under the processed next-token distributions of ``params``.
+        Stop strings are not applied.
+
+        Returns
+        -------
+        dict
+            Token-id tuple -> probability; the values sum to 1.
+        """
+        probs_after = F.softmax(pipeline.process(self._logits, params))
+        out: dict[tuple[int, ...], float] = {}
+        v = self.vocab_size
+        for length in range(1, params.max_tokens + 1):
+            for seq in itertools.product(range(v), repeat=length):
+                if self.EOS in seq[:-1] or (length < params.max_tokens and seq[-1] != self.EOS):
+                    continue
+                prev = (0,) + seq[:-1]
+                p = math.prod(float(probs_after[a, b]) for a, b in zip(prev, seq))
+                if p > 0:
+                    out[seq] = p
+        return out

