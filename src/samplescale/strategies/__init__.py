@@ -1,0 +1,74 @@
+"""Meta-generation strategies. Each returns :class:`~samplescale.types.Result`.
+
+Look one up by its registry name (kebab-case; snake_case accepted) with
+:func:`get_strategy`, or call a convenience function::
+
+    from samplescale.strategies import self_consistency
+    result = self_consistency(backend, "What is 7 + 5?", SamplingParams(n=8, temperature=0.8))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from samplescale.backends.base import Backend
+from samplescale.config import SamplingParams
+from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.best_of_n import BestOfN
+from samplescale.strategies.greedy import Greedy
+from samplescale.strategies.registry import STRATEGIES
+from samplescale.strategies.repeated_sampling import RepeatedSampling
+from samplescale.strategies.voting import SelfConsistency, WeightedVote
+from samplescale.types import Prompt, Result
+
+__all__ = [
+    "STRATEGIES",
+    "BestOfN",
+    "Greedy",
+    "RepeatedSampling",
+    "SelfConsistency",
+    "State",
+    "Strategy",
+    "WeightedVote",
+    "best_of_n",
+    "get_strategy",
+    "greedy",
+    "repeated_sampling",
+    "self_consistency",
+    "weighted_vote",
+]
+
+
+def get_strategy(name: str, **options: Any) -> Strategy:
+    """Build the strategy registered as ``name`` with ``options``.
+
+    Raises
+    ------
+    UnknownNameError
+        If ``name`` is not registered (the message lists the registered strategies).
+    """
+    return STRATEGIES.get(name)(**options)
+
+
+def _runner(cls: type[Strategy]):
+    def run(
+        backend: Backend,
+        prompt: Prompt | str,
+        params: SamplingParams | None = None,
+        rng: np.random.Generator | None = None,
+        **options: Any,
+    ) -> Result:
+        return cls(**options).run(backend, prompt, params, rng)
+
+    run.__name__ = cls.name.replace("-", "_")
+    run.__doc__ = f"Run :class:`{cls.__name__}` (``options`` are its attributes); returns Result."
+    return run
+
+
+greedy = _runner(Greedy)
+repeated_sampling = _runner(RepeatedSampling)
+best_of_n = _runner(BestOfN)
+self_consistency = _runner(SelfConsistency)
+weighted_vote = _runner(WeightedVote)

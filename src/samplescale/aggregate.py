@@ -1,0 +1,143 @@
+"""Aggregation rules: clustering answers into equivalence classes, majority and weighted votes.
+
+Tie rule (documented convention): when several answer classes have the same (weighted)
+vote, the class whose first member appears EARLIEST in the sample order wins. Votes
+``[1.0, 2.0, 1.0, 2.0, 3.0]`` therefore select ``1.0``. Because samples are i.i.d., the
+earliest-first-seen rule picks each tied class with equal probability, and it is
+reproducible for a fixed sample order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from samplescale.errors import ConfigError
+
+Equivalence = Callable[[str, str], bool]
+
+
+def _exact(a: str, b: str) -> bool:
+    return a == b
+
+
+def cluster(answers: Sequence[str | None], equivalent: Equivalence = _exact) -> list[int | None]:
+    """Assign each answer to an equivalence class.
+
+    Classes are numbered in first-seen order; an answer joins the first earlier class
+    whose representative (its first member) is equivalent to it. ``None`` answers (no
+    answer extracted, or an error sample) get class ``None``.
+
+    Parameters
+    ----------
+    answers : sequence of (str or None), length N
+    equivalent : callable (str, str) -> bool
+        Equivalence test, e.g. :func:`samplescale.verifiers.math.answers_equivalent`
+        (default: exact string equality).
+
+    Returns
+    -------
+    list of (int or None), length N
+    """
+    reps: list[str] = []
+    labels: list[int | None] = []
+    for a in answers:
+        if a is None:
+            labels.append(None)
+            continue
+        for k, r in enumerate(reps):
+            if a == r or equivalent(r, a):
+                labels.append(k)
+                break
+        else:
+            reps.append(a)
+            labels.append(len(reps) - 1)
+    return labels
+
+
+class Vote(NamedTuple):
+    """Outcome of a (weighted) vote.
+
+    Attributes
+    ----------
+    winner : int or None
+        Index of the first sample of the winning class (None if no sample voted).
+    answer : str or None
+        The winning class's representative answer.
+    shares : dict of str to float
+        Vote share of every class (representative -> share), first-seen order; sums to 1.
+    labels : list of (int or None)
+        Class of each sample.
+    """
+
+    winner: int | None
+    answer: str | None
+    shares: dict[str, float]
+    labels: list[int | None]
+
+
+def vote(
+    answers: Sequence[str | None],
+    weights: Sequence[float] | None = None,
+    equivalent: Equivalence = _exact,
+) -> Vote:
+    """Majority vote (``weights=None``) or weighted vote over answer classes.
+
+    Self-consistency (Wang et al., 2023, "Self-Consistency Improves Chain of Thought
+    Reasoning in Language Models") is this vote over sampled reasoning paths.
+
+    Parameters
+    ----------
+    answers : sequence of (str or None), length N
+        ``None`` casts no vote.
+    weights : sequence of float, length N, optional
+        Non-negative finite weights; a class's score is the sum of its members' weights.
+    equivalent : callable (str, str) -> bool
+        Answer equivalence used to form the classes.
+
+    Returns
+    -------
+    Vote
+        Ties go to the class seen first (see the module docstring).
+
+    Raises
+    ------
+    ConfigError
+        If ``weights`` has the wrong length or a negative / non-finite value.
+    """
+    if weights is None:
+        weights = [1.0] * len(answers)
+    if len(weights) != len(answers):
+        raise ConfigError(f"weights has length {len(weights)}, answers has {len(answers)}")
+    if any(not math.isfinite(w) or w < 0 for w in weights):
+        raise ConfigError("weights must be finite and >= 0")
+    labels = cluster(answers, equivalent)
+    totals: dict[int, float] = {}
+    first: dict[int, int] = {}
+    for i, (lab, w) in enumerate(zip(labels, weights)):
+        if lab is None:
+            continue
+        totals[lab] = totals.get(lab, 0.0) + float(w)
+        first.setdefault(lab, i)
+    if not totals:
+        return Vote(None, None, {}, labels)
+    best = max(totals, key=lambda k: (totals[k], -first[k]))
+    mass = math.fsum(totals.values())
+    n_classes = len(totals)
+    shares = {
+        str(answers[first[k]]): (totals[k] / mass if mass > 0 else 1.0 / n_classes)
+        for k in sorted(totals, key=first.__getitem__)
+    }
+    return Vote(first[best], answers[first[best]], shares, labels)
+
+
+def argmax(scores: Sequence[float | None]) -> int | None:
+    """Index of the highest score (ties to the earliest; None and NaN never win; None if none)."""
+    best: int | None = None
+    for i, s in enumerate(scores):
+        if s is None or math.isnan(s):
+            continue
+        if best is None or s > scores[best]:  # type: ignore[operator]
+            best = i
+    return best

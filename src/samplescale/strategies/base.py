@@ -1,0 +1,139 @@
+"""The strategy protocol: ``init -> step* -> finalize`` over immutable state.
+
+A strategy is a frozen configuration object. ``init(prompt, params)`` makes the first
+state, ``step(rng, state, backend)`` returns a new state and an info record (one backend
+call), ``done(state)`` says when to stop, and ``finalize(state)`` builds the
+:class:`~samplescale.types.Result`. ``run`` drives the loop. Strategies do no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from samplescale.backends.base import Backend
+from samplescale.config import SamplingParams
+from samplescale.types import Prompt, Result, Sample, Usage
+from samplescale.verifiers.math import answers_equivalent, extract_answer
+
+Extractor = Callable[[str], str | None]
+
+
+class State(BaseModel):
+    """Immutable state of a sampling strategy.
+
+    Attributes
+    ----------
+    prompt : Prompt
+    params : SamplingParams
+        ``params.n`` is the number of samples the strategy draws (N).
+    samples : tuple of Sample
+        Samples drawn so far.
+    usage : Usage
+        Backend usage so far.
+    trace : tuple of dict
+        One record per step.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    prompt: Prompt
+    params: SamplingParams
+    samples: tuple[Sample, ...] = ()
+    usage: Usage = Usage()
+    trace: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Strategy(ABC):
+    """Base of the sampling strategies (draw N samples, then select).
+
+    Attributes
+    ----------
+    extract : callable str -> str or None
+        Final-answer extraction (default :func:`samplescale.verifiers.math.extract_answer`).
+    equivalent : callable (str, str) -> bool
+        Answer equivalence for voting (default math equivalence).
+    """
+
+    name: ClassVar[str]
+    extract: Extractor = extract_answer
+    equivalent: Callable[[str, str], bool] = answers_equivalent
+
+    def sampling_params(self, params: SamplingParams) -> SamplingParams:
+        """The parameters actually used (greedy overrides temperature and n)."""
+        return params
+
+    def init(self, prompt: Prompt, params: SamplingParams) -> State:
+        """The initial state: nothing drawn yet."""
+        return State(prompt=prompt, params=self.sampling_params(params))
+
+    def done(self, state: State) -> bool:
+        """True once N samples have been drawn."""
+        return len(state.samples) >= state.params.n
+
+    def step(self, rng: np.random.Generator | None, state: State, backend: Backend) -> tuple[State, dict[str, Any]]:
+        """Draw the remaining samples in one backend call (parallel sequences where supported)."""
+        need = state.params.n - len(state.samples)
+        gen = backend.generate(state.prompt, state.params.model_copy(update={"n": need}), rng)
+        info = {
+            "step": len(state.trace),
+            "samples": len(gen.samples),
+            "errors": sum(s.status == "error" for s in gen.samples),
+            "completion_tokens": gen.usage.completion_tokens,
+            "wall_time_s": gen.usage.wall_time_s,
+        }
+        new = state.model_copy(
+            update={
+                "samples": state.samples + gen.samples,
+                "usage": state.usage + gen.usage,
+                "trace": state.trace + (info,),
+            }
+        )
+        return new, info
+
+    def answers(self, state: State) -> tuple[str | None, ...]:
+        """Extracted answer of each sample (None for error samples)."""
+        return tuple(self.extract(s.text) if s.status == "ok" else None for s in state.samples)
+
+    @abstractmethod
+    def finalize(self, state: State) -> Result:
+        """Select from the drawn samples and build the Result."""
+
+    def run(
+        self,
+        backend: Backend,
+        prompt: Prompt | str,
+        params: SamplingParams | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Result:
+        """Run the strategy to completion.
+
+        Parameters
+        ----------
+        backend : Backend
+        prompt : Prompt or str
+            A string becomes a single user message.
+        params : SamplingParams, optional
+            Token-level parameters and N (``params.n``); defaults to ``SamplingParams()``.
+        rng : numpy.random.Generator, optional
+            Randomness when ``params.seed`` is None.
+
+        Returns
+        -------
+        Result
+            ``usage.wall_time_s`` is the wall time of the whole run (sampling and selection).
+        """
+        start = time.perf_counter()
+        p = Prompt.user(prompt) if isinstance(prompt, str) else prompt
+        state = self.init(p, params or SamplingParams())
+        while not self.done(state):
+            state, _ = self.step(rng, state, backend)
+        result = self.finalize(state)
+        usage = result.usage.model_copy(update={"wall_time_s": time.perf_counter() - start})
+        return result.model_copy(update={"usage": usage})

@@ -1,0 +1,121 @@
+"""Summaries of evaluation records: pass@k / maj@k curves with intervals, tokens and time.
+
+Estimators (all from ONE pool of N samples per problem):
+
+* pass@k: the unbiased estimator of Chen et al. (2021) per problem, averaged over problems.
+* maj@k: the exact expectation, over uniformly random k-subsets of the pool, that the
+  majority vote of the subset is correct (:func:`samplescale.metrics.maj_at_k`).
+* intervals: 95% Wilson score interval on the mean over problems (treating the sum of
+  per-problem values as successes, conservative for fractional values), and a 95%
+  percentile bootstrap over problems in ``summary.json``.
+* tokens at k: mean generated tokens per problem to draw k samples (k times the mean
+  tokens per sample). Time at k: the pool's wall time scaled by k / N (the N samples are
+  decoded together, so this is the cost share of k samples, not the latency of a
+  k-sample run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from samplescale.metrics import bootstrap_interval, maj_at_k, mean_with_interval, pass_at_k
+
+Record = dict[str, Any]
+
+
+def k_values(n: int) -> list[int]:
+    """1, 2, 4, ... up to ``n``, and ``n`` itself if it is not a power of two."""
+    ks = [1]
+    while ks[-1] * 2 <= n:
+        ks.append(ks[-1] * 2)
+    if ks[-1] != n:
+        ks.append(n)
+    return ks
+
+
+def _interval(values: Sequence[float], rng: np.random.Generator) -> dict[str, float]:
+    out = mean_with_interval(values)
+    lo, hi = bootstrap_interval(values, rng=rng)
+    return {**out, "boot_lo": lo, "boot_hi": hi}
+
+
+def _greedy_summary(records: Sequence[Record], rng: np.random.Generator) -> dict[str, Any]:
+    g = [float(r["greedy"]["correct"]) for r in records]
+    return {
+        **_interval(g, rng),
+        "tokens": float(np.mean([r["greedy"]["usage"]["completion_tokens"] for r in records])),
+        "time_s": float(np.mean([r["greedy"]["usage"]["wall_time_s"] for r in records])),
+    }
+
+
+def summarize_pool(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
+    """Summarise pool records (see the module docstring for the estimators).
+
+    Parameters
+    ----------
+    records : sequence of dict
+        Records from :func:`samplescale.evaluate.pool_record`, all with the same N.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    dict
+        ``{"problems", "n", "greedy": {...}, "curve": [{"k", "pass": {...}, "maj": {...},
+        "tokens", "time_s"}, ...], "usage": {...}, "errors"}``; every rate has ``mean``,
+        ``lo``, ``hi`` (Wilson) and ``boot_lo``, ``boot_hi``.
+    """
+    rng = np.random.default_rng(seed)
+    n = min(r["n"] for r in records)
+    tokens_per_sample = float(np.mean([s["tokens"] for r in records for s in r["samples"]]))
+    pool_time = float(np.mean([r["usage"]["wall_time_s"] for r in records]))
+    curve = []
+    for k in k_values(n):
+        passes = [pass_at_k(r["n"], r["c"], k) for r in records]
+        majs = [maj_at_k(r["labels"], r["correct_label"], k) for r in records]
+        curve.append(
+            {
+                "k": k,
+                "pass": _interval(passes, rng),
+                "maj": _interval(majs, rng),
+                "tokens": k * tokens_per_sample,
+                "time_s": pool_time * k / n,
+            }
+        )
+    return {
+        "problems": len(records),
+        "n": n,
+        "greedy": _greedy_summary(records, rng),
+        "curve": curve,
+        "usage": _total_usage(records),
+        "errors": sum(s["status"] == "error" for r in records for s in r["samples"]),
+    }
+
+
+def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
+    """Summarise strategy records: accuracy with intervals, tokens and time, beside greedy."""
+    rng = np.random.default_rng(seed)
+    acc = [float(r["correct"]) for r in records]
+    return {
+        "problems": len(records),
+        "strategy": records[0]["strategy"],
+        "accuracy": _interval(acc, rng),
+        "tokens": float(np.mean([r["usage"]["completion_tokens"] for r in records])),
+        "time_s": float(np.mean([r["usage"]["wall_time_s"] for r in records])),
+        "greedy": _greedy_summary(records, rng),
+        "usage": _total_usage(records),
+        "errors": sum(s["status"] == "error" for r in records for s in r["samples"]),
+    }
+
+
+def _total_usage(records: Sequence[Record]) -> dict[str, Any]:
+    keys = ("prompt_tokens", "completion_tokens", "model_calls", "wall_time_s")
+    tot = {k: 0 for k in keys}
+    for r in records:
+        for part in (r["usage"], r["greedy"]["usage"]):
+            for k in keys:
+                tot[k] += part[k]
+    return tot
