@@ -206,3 +206,18 @@ def test_toy_lm_greedy_is_the_argmax_path():
     assert [s.text for s in out] == ["12121"] * 3
     assert out[0].finish_reason == "length"
     assert out[0].logprobs[0] == pytest.approx(math.log(0.5))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 700), st.integers(0, 2**32 - 1))
+def test_two_level_inverse_cdf_equals_full_cumsum(rows, vocab, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.random((rows, vocab)) * (rng.random((rows, vocab)) < 0.3)
+    w[:, rng.integers(vocab)] = 1.0  # at least one positive weight per row
+    u = rng.random(rows)
+    ids, total = pipeline._inverse_cdf(w, u)
+    full = np.cumsum(w, axis=-1)
+    expect = [min(int(np.searchsorted(c, x * c[-1], side="right")), vocab - 1) for c, x in zip(full, u)]
+    np.testing.assert_allclose(total, full[:, -1])
+    assert list(ids) == expect
+    assert (w[np.arange(rows), ids] > 0).all()

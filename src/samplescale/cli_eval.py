@@ -71,28 +71,31 @@ def _load_done(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _pct(x: dict[str, float]) -> str:
-    return f"{x['mean']:.2f} [{x['lo']:.2f}, {x['hi']:.2f}]"
+def _ci(x: dict[str, float]) -> str:
+    return f"{x['lo']:.2f}-{x['hi']:.2f}"
 
 
 def _print_pool(console: Console, s: dict[str, Any], title: str) -> None:
-    t = Table(title=title)
-    for col in ("k", "pass@k [95% CI]", "maj@k [95% CI]", "tokens/problem", "time/problem (s)"):
+    t = Table(title=title, caption="95% Wilson intervals over problems; tokens and seconds per problem")
+    for col in ("k", "pass@k", "95% CI", "maj@k", "95% CI", "tokens", "time (s)"):
         t.add_column(col, justify="right")
     for c in s["curve"]:
-        t.add_row(str(c["k"]), _pct(c["pass"]), _pct(c["maj"]), f"{c['tokens']:.0f}", f"{c['time_s']:.2f}")
-    console.print(t)
+        t.add_row(
+            str(c["k"]), f"{c['pass']['mean']:.3f}", _ci(c["pass"]), f"{c['maj']['mean']:.3f}", _ci(c["maj"]),
+            f"{c['tokens']:.0f}", f"{c['time_s']:.2f}",
+        )
     g = s["greedy"]
-    console.print(f"greedy: {_pct(g)}   ({g['tokens']:.0f} tokens, {g['time_s']:.2f} s per problem)")
+    t.add_row("greedy", f"{g['mean']:.3f}", _ci(g), "", "", f"{g['tokens']:.0f}", f"{g['time_s']:.2f}")
+    console.print(t)
 
 
 def _print_strategy(console: Console, s: dict[str, Any], title: str) -> None:
-    t = Table(title=title)
-    for col in ("method", "accuracy [95% CI]", "tokens/problem", "time/problem (s)"):
+    t = Table(title=title, caption="95% Wilson intervals over problems; tokens and seconds per problem")
+    for col in ("method", "accuracy", "95% CI", "tokens", "time (s)"):
         t.add_column(col, justify="right")
-    t.add_row(s["strategy"], _pct(s["accuracy"]), f"{s['tokens']:.0f}", f"{s['time_s']:.2f}")
+    t.add_row(s["strategy"], f"{s['accuracy']['mean']:.3f}", _ci(s["accuracy"]), f"{s['tokens']:.0f}", f"{s['time_s']:.2f}")
     g = s["greedy"]
-    t.add_row("greedy", _pct(g), f"{g['tokens']:.0f}", f"{g['time_s']:.2f}")
+    t.add_row("greedy", f"{g['mean']:.3f}", _ci(g), f"{g['tokens']:.0f}", f"{g['time_s']:.2f}")
     console.print(t)
 
 

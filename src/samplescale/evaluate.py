@@ -21,7 +21,7 @@ from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.strategies import Greedy, Strategy
 from samplescale.tasks.base import Problem, Task
-from samplescale.types import Result
+from samplescale.types import Prompt, Result
 from samplescale.verifiers.math import answers_equivalent, extract_answer, is_equivalent
 
 Record = dict[str, Any]
@@ -54,14 +54,16 @@ def _usage(result: Result) -> dict[str, Any]:
     return result.usage.model_dump()
 
 
-def _greedy(problem: Problem, backend: Backend, params: SamplingParams) -> Record:
-    r = Greedy().run(backend, problem.prompt(), params)
+def _greedy(problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams) -> Record:
+    r = Greedy().run(backend, prompt, params)
     row = _sample_rows(r, problem.gold)[0]
     return {"answer": r.answer, "correct": row["correct"], "text": row["text"], "usage": _usage(r)}
 
 
-def pool_record(problem: Problem, backend: Backend, params: SamplingParams, seed: int) -> Record:
-    """Greedy answer plus one pool of ``params.n`` samples for one problem.
+def pool_record(
+    problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams, seed: int
+) -> Record:
+    """Greedy answer plus one pool of ``params.n`` samples for one problem (given its prompt).
 
     The record holds every sample (text, extracted answer, correctness, tokens), the
     answer-class label of each sample (clustered by math equivalence) and the label of the
@@ -69,7 +71,7 @@ def pool_record(problem: Problem, backend: Backend, params: SamplingParams, seed
     pass@k and maj@k for every k <= N are computed from this one pool.
     """
     p = params.model_copy(update={"seed": problem_seed(seed, problem.id)})
-    gen = backend.generate(problem.prompt(), p)
+    gen = backend.generate(prompt, p)
     answers = tuple(extract_answer(s.text) if s.status == "ok" else None for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
     rows = _sample_rows(pool, problem.gold)
@@ -81,7 +83,7 @@ def pool_record(problem: Problem, backend: Backend, params: SamplingParams, seed
         "id": problem.id,
         "question": problem.question,
         "gold": problem.gold,
-        "greedy": _greedy(problem, backend, params),
+        "greedy": _greedy(problem, prompt, backend, params),
         "n": len(rows),
         "c": sum(r["correct"] for r in rows),
         "labels": labels,
@@ -92,16 +94,21 @@ def pool_record(problem: Problem, backend: Backend, params: SamplingParams, seed
 
 
 def strategy_record(
-    problem: Problem, backend: Backend, strategy: Strategy, params: SamplingParams, seed: int
+    problem: Problem,
+    prompt: Prompt,
+    backend: Backend,
+    strategy: Strategy,
+    params: SamplingParams,
+    seed: int,
 ) -> Record:
     """Greedy answer plus one run of ``strategy`` on one problem."""
     p = params.model_copy(update={"seed": problem_seed(seed, problem.id)})
-    r = strategy.run(backend, problem.prompt(), p)
+    r = strategy.run(backend, prompt, p)
     return {
         "id": problem.id,
         "question": problem.question,
         "gold": problem.gold,
-        "greedy": _greedy(problem, backend, params),
+        "greedy": _greedy(problem, prompt, backend, params),
         "strategy": strategy.name,
         "answer": r.answer,
         "correct": bool(is_equivalent(r.answer, problem.gold)),
@@ -149,7 +156,8 @@ def evaluate(
             continue
         if on_start is not None:
             on_start(problem)
+        prompt = task.prompt(problem)
         if strategy is None:
-            yield pool_record(problem, backend, params, seed)
+            yield pool_record(problem, prompt, backend, params, seed)
         else:
-            yield strategy_record(problem, backend, strategy, params, seed)
+            yield strategy_record(problem, prompt, backend, strategy, params, seed)

@@ -43,11 +43,15 @@ def as_logits(logits: np.ndarray) -> np.ndarray:
         x = x[None, :]
     if x.ndim != 2 or x.shape[1] == 0:
         raise ConfigError(f"logits must have shape (batch, vocab) with vocab >= 1, got {x.shape}")
-    if np.isnan(x).any() or np.isposinf(x).any():
-        raise ConfigError("logits must not contain NaN or +inf")
-    if not np.isfinite(x.max(axis=-1)).all():
+    top = x.max(axis=-1)  # NaN and +inf propagate into the row maximum: one pass checks all
+    if not np.isfinite(top).all():
+        if np.isnan(top).any() or np.isposinf(top).any():
+            raise ConfigError("logits must not contain NaN or +inf")
         raise ConfigError("every row of logits needs at least one finite value (all -inf row)")
     return x
+
+
+_NUCLEUS_CANDIDATES = 1024
 
 
 def _tol(x: np.ndarray) -> float:
@@ -150,13 +154,21 @@ def top_p(logits: np.ndarray, p: float) -> np.ndarray:
     if p >= 1.0:
         return x.copy()
     probs = softmax(x)
-    order = np.argsort(-probs, axis=-1, kind="stable")
-    sorted_p = np.take_along_axis(probs, order, axis=-1)
-    mass_before = np.cumsum(sorted_p, axis=-1) - sorted_p
-    keep_sorted = mass_before < p - _tol(x)
-    keep_sorted[:, 0] = True
-    keep = np.zeros_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, axis=-1)
+    keep = np.zeros(x.shape, dtype=bool)
+    # Exact shortcut: if the m most likely tokens already hold mass >= p, the nucleus lies
+    # among them, so only they need sorting; otherwise fall back to a full sort of the row.
+    m = min(x.shape[1], _NUCLEUS_CANDIDATES)
+    for r in range(x.shape[0]):
+        row = probs[r]
+        cand = np.argpartition(row, -m)[-m:] if m < row.size else np.arange(row.size)
+        if m < row.size and row[cand].sum() < p:
+            cand = np.arange(row.size)
+        order = cand[np.lexsort((cand, -row[cand]))]  # descending probability, ties: lower id
+        sorted_p = row[order]
+        mass_before = np.cumsum(sorted_p) - sorted_p
+        kept = mass_before < p - _tol(x)
+        kept[0] = True
+        keep[r, order[kept]] = True
     return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
 
 

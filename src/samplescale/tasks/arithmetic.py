@@ -7,7 +7,7 @@ from numbers import Integral
 import numpy as np
 
 from samplescale.errors import ConfigError
-from samplescale.tasks.base import Problem, Task
+from samplescale.tasks.base import SHORT_ANSWER_INSTRUCTION, Problem, Task
 
 LEVELS = (1, 2, 3)
 
@@ -99,7 +99,7 @@ def arithmetic(level: int = 1, limit: int = 50, seed: int = 0) -> Task:
                 metadata={"level": level, "expression": expression},
             )
         )
-    return Task(name="arithmetic", problems=tuple(problems))
+    return Task(name="arithmetic", problems=tuple(problems), instruction=SHORT_ANSWER_INSTRUCTION)
 
 
 def _is_int(value: object) -> bool:

@@ -11,9 +11,13 @@ from samplescale.types import Prompt
 RECORD = ConfigDict(frozen=True, extra="forbid")
 
 DEFAULT_INSTRUCTION = (
-    "Solve the problem. Think step by step, then give the final answer "
-    "on the last line as 'The answer is N'."
+    "Solve the problem. Think step by step, then finish your reply with "
+    "'The answer is' followed by the final answer."
 )
+"""Instruction for multi-step problems (GSM8K, MATH, generic files)."""
+
+SHORT_ANSWER_INSTRUCTION = "Answer the question. End your reply with 'The answer is' followed by the number."
+"""Instruction for one-line arithmetic: short replies (about 12 tokens with SmolLM2-135M)."""
 
 
 class Problem(BaseModel):
@@ -43,8 +47,13 @@ class Problem(BaseModel):
 
 
 class Task(BaseModel):
-    """A named, ordered collection of problems."""
+    """A named, ordered collection of problems and the instruction shown before each."""
 
     model_config = RECORD
     name: str
     problems: tuple[Problem, ...]
+    instruction: str = DEFAULT_INSTRUCTION
+
+    def prompt(self, problem: Problem) -> Prompt:
+        """The chat prompt of ``problem`` under this task's instruction."""
+        return problem.prompt(self.instruction)

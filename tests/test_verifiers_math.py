@@ -1,0 +1,465 @@
+r"""Answer extraction and equivalence (samplescale.verifiers.math).
+
+Every expected value in the tables was checked by hand. The math-verify stage runs in a
+worker process; the time-limit tests use inputs on which math-verify runs for ever.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import samplescale.verifiers.math as vm
+from samplescale.errors import ConfigError
+from samplescale.verifiers.math import (
+    answers_equivalent,
+    extract_answer,
+    is_equivalent,
+    normalize_number,
+)
+
+POWER_TOWER = r"\boxed{\dfrac{5^{(5^{(5^{(5^5)})}-4)}-5}{16}}"
+HUGE_POWER = "2003^{2002^{2001}}"
+LIMIT = 1.5  # seconds, for the time-limit tests
+SLACK = 3.0  # seconds allowed on top of the limit (kill, IPC, waiting for a warm worker)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    vm._decide.cache_clear()
+    yield
+    vm._decide.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def warm_worker():
+    """Start one worker process up front, so timings measure verification only."""
+    assert is_equivalent("x+1", "1+x")
+    return vm._worker_pids()
+
+
+# --------------------------------------------------------------------------------------
+# extract_answer
+# --------------------------------------------------------------------------------------
+
+EXTRACT_CASES = [
+    # (a) last box, balanced braces, \text{} wrapper removed
+    (r"First \boxed{5}. That was wrong; redo: \boxed{7}.", "7"),
+    (r"So the answer is $\boxed{\text{E}}$.", "E"),
+    (r"Hence $\boxed{\frac{1}{2}}$.", r"\frac{1}{2}"),
+    (r"$\boxed{\{1, 2\}}$", r"\{1, 2\}"),
+    (r"\fbox{42} is it", "42"),
+    (r"We get \boxed 5 in the end", "5"),
+    (r"Put the answer in \boxed{}. It is \boxed{-3}", "-3"),
+    (r"\boxed{4} and then \boxed{\frac{1}{", "4"),  # last box never closed: skipped
+    (r"\boxed{\boxed{9}}", "9"),
+    (r"Answer: 3. Actually \boxed{8}", "8"),  # (a) beats (c)
+    # (b) GSM8K gold lines
+    ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n#### 72", "72"),
+    ("The temperature dropped by 5 then rose by 2.\n#### -3", "-3"),
+    ("#### 1,000", "1,000"),
+    ("#### Step 2: add\nWe get 5 apples.", "5"),  # a markdown heading is not an answer
+    # (c) answer phrases
+    ("First 2 then 34. Final Answer: **73**", "73"),
+    ("The answer is 72, in total, so we are done.", "72"),
+    ("the answer is 12.", "12"),
+    ("THE ANSWER IS 4", "4"),
+    ("Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.", r"\frac{3}{4}"),
+    ("The answer is 18 dollars.", "18"),
+    ("The answer is: \n\n  42", "42"),
+    ("**Answer:** $x = 5$.", "x = 5"),
+    ("The answer is 3. Then the answer is not something I can find easily today.", "3"),
+    ("The answer is 2 and 3.", "2 and 3"),
+    ("The answer is 10 percent.", "10 percent"),
+    ("The answer is −5.", "-5"),  # Unicode minus sign
+    # (d) bold with a number
+    ("We compute a lot.\n**Step 2:** nothing\nSo the total is **$18**, done.", "18"),
+    ("**Step 3** then **12 apples** remain", "12"),
+    # (e) last number
+    ("The shirt costs $29.00.", "29.00"),
+    ("In 2019 there were 1,234 cats and 12 dogs", "12"),
+    ("She had 1,234 cats", "1,234"),
+    ("The change is -7", "-7"),
+    ("we subtract: 10-3", "3"),
+    ("a fraction .5 of it", ".5"),
+    ("it grew by 28%.", "28%"),
+    ("lists: 1, 2", "2"),
+    ("H2O and x2 but no real number", None),
+    ("no digits at all, only , commas", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EXTRACT_CASES)
+def test_extract_answer_table(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_extracted_dollar_amount_is_equivalent_to_29():
+    assert is_equivalent(extract_answer("In total it costs $29.00."), "29")
+
+
+@given(st.integers(min_value=-(10**12), max_value=10**12))
+def test_extract_roundtrips_integers(n):
+    assert extract_answer(f"work... \\boxed{{{n}}}") == str(n)
+    assert extract_answer(f"So the answer is {n}.") == str(n)
+    assert extract_answer(f"blah\n#### {n}") == str(n)
+    assert extract_answer(f"there are {n:,} of them") == f"{n:,}"
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_extract_never_fails_on_arbitrary_text(text):
+    answer = extract_answer(text)
+    assert answer is None or (isinstance(answer, str) and answer)
+
+
+def test_extract_is_fast_on_degenerate_repetition():
+    loops = [
+        "\\boxed{" * 20_000 + "**2** " * 2_000 + "The answer is 1.",
+        "\\boxed " * 20_000 + "x",
+        "The answer is " * 5_000,
+        "**Step 1** " * 5_000,
+        "1,234," * 10_000,
+    ]
+    start = time.perf_counter()
+    assert extract_answer(loops[0]) == "1"
+    for text in loops[1:]:
+        extract_answer(text)
+    assert time.perf_counter() - start < 2.0
+
+
+# --------------------------------------------------------------------------------------
+# normalize_number
+# --------------------------------------------------------------------------------------
+
+NORMALIZE_CASES = [
+    ("29.00", "29"),
+    ("1,000", "1000"),
+    ("1{,}000", "1000"),
+    ("1,\\!000", "1000"),
+    ("-1,234.50", "-1234.5"),
+    ("$1,234.50", "1234.5"),
+    ("\\$18.90", "18.9"),
+    ("-$5", "-5"),
+    ("$-5", "-5"),
+    ("$\\frac{1}{2}$", "0.5"),
+    ("\\frac{1}{2}", "0.5"),
+    ("\\dfrac{3}{8}", "0.375"),
+    ("-\\frac{3}{4}", "-0.75"),
+    ("\\frac{-3}{4}", "-0.75"),
+    ("\\frac12", "0.5"),
+    ("2/6", "1/3"),
+    ("1/3", "1/3"),
+    (".5", "0.5"),
+    ("5.", "5"),
+    ("007", "7"),
+    ("-0", "0"),
+    ("\u22127", "-7"),
+    ("28%", "28%"),
+    ("28\\%", "28%"),
+    ("28 percent", "28%"),
+    ("12.50\\%", "12.5%"),
+    ("\\text{42}", "42"),
+    ("1, 2", None),
+    ("1,2", None),
+    ("1,23", None),
+    (",", None),
+    ("1/0", None),
+    ("18 dollars", None),
+    ("1e5", None),
+    ("x", None),
+    ("", None),
+    ("%", None),
+    ("1" * 5000, None),  # more digits than int() converts
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), NORMALIZE_CASES)
+def test_normalize_number_table(text, expected):
+    assert normalize_number(text) == expected
+
+
+def _representations(q: Fraction) -> list[str]:
+    """Ways of writing the number q that must all be equivalent."""
+    n, d = q.numerator, q.denominator
+    reps = [f"{n}/{d}", f"\\frac{{{n}}}{{{d}}}", f"${n}/{d}$"]
+    if d == 1:
+        reps += [str(n), f"{n:,}", f"{n}.00", f"${n:,}", f"\\boxed{{{n}}}"]
+    canonical = normalize_number(f"{n}/{d}")
+    assert canonical is not None
+    if "/" not in canonical:  # terminating decimal
+        reps += [canonical, canonical + ("0" if "." in canonical else ".0")]
+    return reps
+
+
+fractions = st.builds(
+    Fraction,
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.sampled_from([1, 1, 2, 3, 4, 5, 8, 10, 16, 25, 100, 7]),
+)
+
+
+@given(fractions, st.data())
+def test_numbers_equal_to_themselves_in_any_form(q, data):
+    reps = _representations(q)
+    a = data.draw(st.sampled_from(reps))
+    b = data.draw(st.sampled_from(reps))
+    assert is_equivalent(a, a)
+    assert is_equivalent(a, b) and is_equivalent(b, a)
+    assert answers_equivalent(a, b)
+
+
+@given(fractions, fractions, st.data())
+def test_numbers_compare_exactly_and_symmetrically(p, q, data):
+    a = data.draw(st.sampled_from(_representations(p)))
+    b = data.draw(st.sampled_from(_representations(q)))
+    assert is_equivalent(a, b) == is_equivalent(b, a) == (p == q)
+
+
+@given(st.integers(min_value=-(10**6), max_value=10**6))
+def test_percent_convention_for_integers(n):
+    for sign in ("%", "\\%", " percent"):
+        assert is_equivalent(f"{n}{sign}", str(n))
+        assert is_equivalent(str(n), f"{n}{sign}")
+        assert is_equivalent(f"{n}{sign}", str(n), percent=False) == (n == 0)
+        assert is_equivalent(f"{n}{sign}", str(Fraction(n, 100)), percent=False)
+
+
+@given(st.text(alphabet="0123456789-.,/%$\\frac{} ", max_size=12))
+def test_normalize_number_is_idempotent(text):
+    once = normalize_number(text)
+    if once is not None:
+        assert normalize_number(once) == once
+
+
+# --------------------------------------------------------------------------------------
+# is_equivalent and answers_equivalent
+# --------------------------------------------------------------------------------------
+
+EQUIVALENT_CASES = [
+    # (pred, gold, kwargs, expected)
+    ("0.5", "\\frac{1}{2}", {}, True),
+    ("\\frac{1}{2}", "0.5", {}, True),
+    ("1/2", "0.5", {}, True),
+    ("1/2", "\\frac{1}{2}", {}, True),
+    ("29.00", "29", {}, True),
+    ("1,000", "1000", {}, True),
+    ("\\boxed{1,\\!000}", "1000", {}, True),
+    ("\\$18.90", "18.9", {}, True),
+    ("-3", "-3", {}, True),
+    ("3", "-3", {}, False),
+    ("0.333", "\\frac{1}{3}", {}, False),  # exact comparison of plain numbers
+    ("7", "\\boxed{7}", {}, True),
+    # equations
+    ("3x + 4y + 14=0", "3*x-1*y+13=0", {}, False),
+    ("4x-2y+2=0", "2x-y+1=0", {}, True),  # the same line
+    ("y=3x+13", "3x-y+13=0", {}, True),
+    ("3x+4y+14=0", "0", {}, False),  # not "0 == 0"
+    ("x=5", "5", {}, True),
+    ("5", "x=5", {}, True),
+    ("x=2", "x^2=4", {}, False),
+    # multiple answers are sets
+    ("1728", "1331 and 1728", {}, False),
+    ("1728 and 1331", "1331 and 1728", {}, True),
+    ("n=1, 2, 3", "n=2, 3, 4", {}, False),
+    ("n=4, 3, 2", "n=2, 3, 4", {}, True),
+    ("2, 3, 4", "n=2, 3, 4", {}, True),
+    ("4", "n=2, 3, 4", {}, False),
+    ("5,3", "3,5", {}, True),
+    # percent
+    ("\\boxed{28 percent}", "28\\%", {}, True),
+    ("28%", "28\\%", {}, True),
+    ("28", "28\\%", {}, True),
+    ("10", "\\boxed{10\\%}", {}, True),
+    ("10", "10%", {"percent": False}, False),
+    ("0.1", "10%", {"percent": False}, True),
+    ("0.1", "10%", {}, True),
+    ("12.5", "\\frac{25}{2}\\%", {}, True),
+    ("0.125", "\\frac{25}{2}\\%", {}, True),
+    ("12.5", "\\frac{25}{2}\\%", {"percent": False}, False),
+    ("29", "28\\%", {}, False),
+    # general expressions
+    ("\\dfrac{\\sqrt3}{2}", "\\frac{\\sqrt{3}}{2}", {}, True),
+    ("(x+1)^2", "x^2+2x+1", {}, True),
+    ("\\sqrt{4}", "2", {}, True),
+    ("(1, 2)", "(1,2)", {}, True),
+    ("(2,1)", "(1,2)", {}, False),
+    ("x \\in [2, 5)", "[2,5)", {}, True),
+    ("\\text{(B)}", "B", {}, True),
+    ("E", "\\text{E}", {}, True),
+    ("18.90 \\text{ dollars}", "18.9", {}, True),
+    ("\\pi", "3.14159", {}, False),
+    # no answer
+    (None, "5", {}, False),
+    ("5", None, {}, False),
+    (None, None, {}, False),
+    ("", "", {}, False),
+    ("\\boxed{}", "5", {}, False),
+]
+
+
+@pytest.mark.parametrize(("pred", "gold", "kwargs", "expected"), EQUIVALENT_CASES)
+def test_is_equivalent_table(pred, gold, kwargs, expected):
+    assert is_equivalent(pred, gold, **kwargs) is expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("0.5", "\\frac{1}{2}", True),
+        ("x=2", "2", True),
+        ("2+3=5", "5", True),  # math-verify alone accepts only one direction
+        ("1<x<2", "(1,2)", True),  # likewise
+        ("1728", "1331 and 1728", False),
+        ("10%", "10", True),
+        ("3", "4", False),
+        (None, "4", False),
+    ],
+)
+def test_answers_equivalent_is_symmetric(a, b, expected):
+    assert answers_equivalent(a, b) is expected
+    assert answers_equivalent(b, a) is expected
+
+
+def test_plain_numbers_never_use_the_worker(monkeypatch):
+    def no_worker(*args, **kwargs):
+        raise AssertionError("the numeric fast path must not reach the worker")
+
+    monkeypatch.setattr(vm, "_run_in_worker", no_worker)
+    assert is_equivalent("1,000.00", "1000")
+    assert is_equivalent("\\boxed{28 percent}", "28\\%")
+    assert not is_equivalent("2", "3")
+    assert answers_equivalent("\\frac{1}{2}", "0.5")
+    assert is_equivalent("x^2", "x^2")  # identical answers are equivalent outright
+
+
+def test_results_are_cached(monkeypatch):
+    calls = []
+    real = vm._run_in_worker
+
+    def counting(pairs, timeout):
+        calls.append(pairs)
+        return real(pairs, timeout)
+
+    monkeypatch.setattr(vm, "_run_in_worker", counting)
+    for _ in range(5):
+        assert is_equivalent("(x+1)^2", "x^2+2x+1")
+        assert answers_equivalent("(x+1)^2", "x^2+2x+1")
+        assert answers_equivalent("x^2+2x+1", "(x+1)^2")
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: extract_answer(None), "text"),
+        (lambda: extract_answer(5), "text"),
+        (lambda: normalize_number(5), "s"),
+        (lambda: is_equivalent(5, "5"), "pred"),
+        (lambda: is_equivalent("5", ["5"]), "gold"),
+        (lambda: is_equivalent("5", "5", percent="yes"), "percent"),
+        (lambda: is_equivalent("5", "5", timeout=0), "timeout"),
+        (lambda: is_equivalent("5", "5", timeout=-1.0), "timeout"),
+        (lambda: is_equivalent("5", "5", timeout=float("nan")), "timeout"),
+        (lambda: is_equivalent("5", "5", timeout=float("inf")), "timeout"),
+        (lambda: is_equivalent("5", "5", timeout=True), "timeout"),
+        (lambda: is_equivalent("5", "5", timeout="5"), "timeout"),
+        (lambda: answers_equivalent(5, "5"), "a"),
+        (lambda: answers_equivalent("5", b"5"), "b"),
+        (lambda: answers_equivalent("5", "5", timeout=0), "timeout"),
+    ],
+)
+def test_bad_arguments_raise_config_error(call, name):
+    with pytest.raises(ConfigError, match=name):
+        call()
+    assert issubclass(ConfigError, ValueError)
+
+
+# --------------------------------------------------------------------------------------
+# Hard time limit
+# --------------------------------------------------------------------------------------
+
+
+def _timed(pred, gold, timeout=LIMIT):
+    start = time.perf_counter()
+    result = is_equivalent(pred, gold, timeout=timeout)
+    return result, time.perf_counter() - start
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(("pred", "gold"), [(POWER_TOWER, "5"), (HUGE_POWER, "1")])
+def test_pathological_inputs_time_out_on_the_main_thread(warm_worker, pred, gold):
+    result, elapsed = _timed(pred, gold)
+    assert result is False
+    assert elapsed < LIMIT + SLACK
+    result, elapsed = _timed(pred, gold)  # cached: no second wait
+    assert result is False and elapsed < 0.1
+
+
+@pytest.mark.parametrize(("pred", "gold"), [(POWER_TOWER, "5"), (HUGE_POWER, "1")])
+def test_pathological_inputs_time_out_off_the_main_thread(warm_worker, pred, gold):
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result, elapsed = pool.submit(_timed, pred, gold).result(timeout=60)
+    assert result is False
+    assert elapsed < LIMIT + SLACK
+
+
+def test_answers_equivalent_times_out_too(warm_worker):
+    def timed():
+        start = time.perf_counter()
+        result = answers_equivalent(HUGE_POWER, "1", timeout=LIMIT)
+        return result, time.perf_counter() - start
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result, elapsed = pool.submit(timed).result(timeout=60)
+    assert result is False and elapsed < LIMIT + SLACK
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_stuck_worker_is_killed_and_replaced(warm_worker):
+    assert is_equivalent("x+1", "1+x")
+    before = set(vm._worker_pids())
+    assert before
+    assert _timed(HUGE_POWER, "7")[0] is False
+    killed = before - set(vm._worker_pids())
+    assert len(killed) == 1
+    deadline = time.monotonic() + 5
+    while any(_is_running(pid) for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_is_running(pid) for pid in killed)
+    # the replacement works, with correct results
+    assert is_equivalent("2x+2", "2(x+1)")
+    assert not is_equivalent("2x+3", "2(x+1)")
+
+
+def test_concurrent_threads_get_correct_answers(warm_worker):
+    pairs = [
+        ("(x+1)^2", "x^2+2x+1", True),
+        ("1728", "1331 and 1728", False),
+        ("\\sqrt{9}", "3", True),
+        ("3x + 4y + 14=0", "3*x-1*y+13=0", False),
+        ("x=5", "5", True),
+        ("\\frac{\\pi}{2}", "\\frac{\\pi}{3}", False),
+    ] * 3
+
+    def check(item):
+        pred, gold, expected = item
+        return is_equivalent(pred, gold, timeout=30.0) is expected
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert all(pool.map(check, pairs))
+    assert 1 <= len(vm._worker_pids()) <= vm._POOL_SIZE
