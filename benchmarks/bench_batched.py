@@ -28,7 +28,7 @@ PROMPT = Prompt.user("Write a long, detailed essay about the history of the Roma
 
 def bare_loop(b: LlamaCppBackend, n: int, tokens: int, seed: int) -> tuple[int, float]:
     """Prompt once as sequence 0, copy to n sequences, then one batch per step."""
-    ll, ctx, mem = b._ll, b._ctx.ctx, b._ctx.memory
+    ll, mem = b._ll, b._ctx.memory
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     prompt = b.tokenize_prompt(PROMPT)
@@ -69,7 +69,9 @@ def main() -> None:
         t = time.perf_counter()
         total = 0
         for i in range(args.n):
-            total += b.generate(PROMPT, params.model_copy(update={"n": 1, "seed": 1000 * r + i})).usage.completion_tokens
+            total += b.generate(
+                PROMPT, params.model_copy(update={"n": 1, "seed": 1000 * r + i})
+            ).usage.completion_tokens
         rates["sequential"].append(total / (time.perf_counter() - t))
         with b._lock:
             gen, dt = bare_loop(b, args.n, args.tokens, seed=r)
@@ -77,7 +79,9 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"model {b.model_path.name}, n={args.n}, max_tokens={args.tokens}, rounds={args.rounds}")
     for k, v in med.items():
-        print(f"{k:>10}: {v:7.1f} generated tokens/s  (rounds: {', '.join(f'{x:.1f}' for x in rates[k])})")
+        print(
+            f"{k:>10}: {v:7.1f} generated tokens/s  (rounds: {', '.join(f'{x:.1f}' for x in rates[k])})"
+        )
     print(f"batched / sequential = {med['batched'] / med['sequential']:.2f}x")
     print(f"batched / bare loop  = {med['batched'] / med['bare']:.3f}")
 

@@ -31,7 +31,9 @@ def test_c01_top_p_exact_boundary_keeps_smallest_set():
 
 
 def test_c03_top_p_degenerate_parameters():
-    np.testing.assert_allclose(probs_after(F.top_p, [0.5, 0.3, 0.2], 1.0), [0.5, 0.3, 0.2], atol=1e-12)
+    np.testing.assert_allclose(
+        probs_after(F.top_p, [0.5, 0.3, 0.2], 1.0), [0.5, 0.3, 0.2], atol=1e-12
+    )
     out = F.softmax(F.top_p(np.array([[1.0, 2.0, 3.0]]), 0.0))[0]
     np.testing.assert_array_equal(out, [0.0, 0.0, 1.0])
     with pytest.raises(ConfigError, match="finite"):
@@ -42,7 +44,9 @@ def test_c03_top_p_degenerate_parameters():
 
 @pytest.mark.parametrize("k", [0, -1])
 def test_c05_top_k_sentinels_disable(k):
-    np.testing.assert_allclose(probs_after(F.top_k, [0.5, 0.3, 0.2], k), [0.5, 0.3, 0.2], atol=1e-12)
+    np.testing.assert_allclose(
+        probs_after(F.top_k, [0.5, 0.3, 0.2], k), [0.5, 0.3, 0.2], atol=1e-12
+    )
 
 
 def test_top_k_tie_rule_keeps_lowest_ids():
@@ -70,7 +74,9 @@ def test_pipeline_applies_documented_order():
 
 
 def test_c07_min_p_threshold_relative_to_top_probability():
-    np.testing.assert_allclose(probs_after(F.min_p, [0.02, 0.80, 0.18], 0.2), [0, 0.81632653, 0.18367347], atol=1e-8)
+    np.testing.assert_allclose(
+        probs_after(F.min_p, [0.02, 0.80, 0.18], 0.2), [0, 0.81632653, 0.18367347], atol=1e-8
+    )
     out = probs_after(F.min_p, [0.05, 0.55, 0.10, 0.30], 0.5)
     np.testing.assert_allclose(out, [0, 0.64705882, 0, 0.35294118], atol=1e-8)
     params = SamplingParams(min_p=0.5, seed=7)
@@ -88,14 +94,18 @@ def test_c10_temperature_zero_and_tiny_temperature():
     logits = np.array([[10.0, 9.0]], dtype=np.float16)
     assert np.isfinite(pipeline.process(logits, tiny)).any()
     assert not np.isnan(F.softmax(pipeline.process(logits, tiny))).any()
-    draws = [pipeline.sample(logits, tiny, np.random.default_rng(s)).token_ids[0] for s in range(200)]
+    draws = [
+        pipeline.sample(logits, tiny, np.random.default_rng(s)).token_ids[0] for s in range(200)
+    ]
     assert set(draws) == {0}
     with pytest.raises(ConfigError, match="temperature"):
         F.temperature(logits, -1.0)
 
 
 def test_c11_sampled_logprobs_raw_and_processed():
-    d = pipeline.sample(np.log([[0.5, 0.3, 0.2]]), SamplingParams(top_p=0.8), np.random.default_rng(1))
+    d = pipeline.sample(
+        np.log([[0.5, 0.3, 0.2]]), SamplingParams(top_p=0.8), np.random.default_rng(1)
+    )
     token = d.token_ids[0]
     assert token == 0
     assert d.sampling_logprobs[0] == pytest.approx(-0.470004, abs=1e-6)
@@ -146,7 +156,12 @@ logit_rows = st.lists(st.floats(-20, 20), min_size=1, max_size=12).map(lambda v:
 @given(logit_rows, st.floats(0, 1), st.integers(-1, 14), st.floats(0, 1))
 def test_support_never_empty_and_input_not_mutated(x, p, k, m):
     before = x.copy()
-    for out in (F.top_p(x, p), F.top_k(x, k), F.min_p(x, m), pipeline.process(x, SamplingParams(top_p=p, top_k=k, min_p=m))):
+    for out in (
+        F.top_p(x, p),
+        F.top_k(x, k),
+        F.min_p(x, m),
+        pipeline.process(x, SamplingParams(top_p=p, top_k=k, min_p=m)),
+    ):
         assert np.isfinite(out).any()
         probs = F.softmax(out)
         assert probs.sum() == pytest.approx(1.0)
@@ -157,9 +172,13 @@ def test_support_never_empty_and_input_not_mutated(x, p, k, m):
 @given(logit_rows, st.floats(0, 1), st.floats(0, 1))
 def test_kept_set_monotone_in_parameter(x, a, b):
     lo, hi = sorted((a, b))
-    assert set(np.flatnonzero(np.isfinite(F.top_p(x, lo)))) <= set(np.flatnonzero(np.isfinite(F.top_p(x, hi))))
+    assert set(np.flatnonzero(np.isfinite(F.top_p(x, lo)))) <= set(
+        np.flatnonzero(np.isfinite(F.top_p(x, hi)))
+    )
     # min-p keeps fewer tokens as its parameter grows
-    assert set(np.flatnonzero(np.isfinite(F.min_p(x, hi)))) <= set(np.flatnonzero(np.isfinite(F.min_p(x, lo))))
+    assert set(np.flatnonzero(np.isfinite(F.min_p(x, hi)))) <= set(
+        np.flatnonzero(np.isfinite(F.min_p(x, lo)))
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -167,7 +186,9 @@ def test_kept_set_monotone_in_parameter(x, a, b):
 def test_top_k_keeps_exactly_min_k_vocab_and_is_monotone(x, a, b):
     lo, hi = sorted((a, b))
     assert np.isfinite(F.top_k(x, lo)).sum() == min(lo, x.shape[1])
-    assert set(np.flatnonzero(np.isfinite(F.top_k(x, lo)))) <= set(np.flatnonzero(np.isfinite(F.top_k(x, hi))))
+    assert set(np.flatnonzero(np.isfinite(F.top_k(x, lo)))) <= set(
+        np.flatnonzero(np.isfinite(F.top_k(x, hi)))
+    )
 
 
 # ---------------------------------------------------------------- exact statistics
@@ -186,7 +207,9 @@ def test_toy_lm_sequences_follow_exact_distribution(params):
     """20,000 sequences vs the enumerated distribution; chi-square at alpha = 0.001, fixed seed."""
     toy = ToyLM()
     exact = toy.exact_distribution(params)
-    draws = toy.generate(Prompt(text="x"), params.model_copy(update={"n": 20_000, "seed": 11})).samples
+    draws = toy.generate(
+        Prompt(text="x"), params.model_copy(update={"n": 20_000, "seed": 11})
+    ).samples
     keys = list(exact)
     index = {k: i for i, k in enumerate(keys)}
     counts = np.zeros(len(keys))
@@ -217,7 +240,9 @@ def test_two_level_inverse_cdf_equals_full_cumsum(rows, vocab, seed):
     u = rng.random(rows)
     ids, total = pipeline._inverse_cdf(w, u)
     full = np.cumsum(w, axis=-1)
-    expect = [min(int(np.searchsorted(c, x * c[-1], side="right")), vocab - 1) for c, x in zip(full, u)]
+    expect = [
+        min(int(np.searchsorted(c, x * c[-1], side="right")), vocab - 1) for c, x in zip(full, u)
+    ]
     np.testing.assert_allclose(total, full[:, -1])
     assert list(ids) == expect
     assert (w[np.arange(rows), ids] > 0).all()

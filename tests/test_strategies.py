@@ -67,12 +67,16 @@ def test_argmax_ignores_none_and_nan():
 
 
 def test_best_of_n_by_mean_logprob_and_by_oracle():
-    backend = ScriptedBackend(["The answer is 4", "The answer is 5", "The answer is 6"], token_logprob=[-0.9, -0.1, -0.5])
+    backend = ScriptedBackend(
+        ["The answer is 4", "The answer is 5", "The answer is 6"], token_logprob=[-0.9, -0.1, -0.5]
+    )
     r = best_of_n(backend, "q", SamplingParams(n=3))
     assert r.answer == "5" and r.selected == 1 and r.score_scale == "log-probability"
     assert r.scores == pytest.approx((-0.9, -0.1, -0.5))
     r = BestOfN(scorer=oracle(lambda a: is_equivalent(a, "6"))).run(
-        ScriptedBackend(["The answer is 4", "The answer is 5", "The answer is 6"]), "q", SamplingParams(n=3)
+        ScriptedBackend(["The answer is 4", "The answer is 5", "The answer is 6"]),
+        "q",
+        SamplingParams(n=3),
     )
     assert r.answer == "6" and r.scores == (0.0, 0.0, 1.0)
 
@@ -84,7 +88,9 @@ def test_weighted_vote_by_sequence_probability():
     r = WeightedVote(weight="mean-logprob").run(backend, "q", SamplingParams(n=3))
     w7, w9 = 2 * math.exp(-0.5), math.exp(-0.01)
     assert r.answer == "7" and r.vote_shares["7"] == pytest.approx(w7 / (w7 + w9))
-    r = WeightedVote(weight="sum-logprob").run(ScriptedBackend(replies, token_logprob=[-0.5, -0.5, -0.01]), "q", SamplingParams(n=3))
+    r = WeightedVote(weight="sum-logprob").run(
+        ScriptedBackend(replies, token_logprob=[-0.5, -0.5, -0.01]), "q", SamplingParams(n=3)
+    )
     assert r.answer == "9"  # 15 tokens: exp(-7.5) * 2 << exp(-0.15)
     assert sum(r.weights) == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="weight"):
@@ -115,7 +121,13 @@ def test_greedy_uses_temperature_zero_and_one_sample():
 
 
 def test_registry_names_aliases_and_unknown():
-    assert set(STRATEGIES.names()) >= {"greedy", "repeated-sampling", "best-of-n", "self-consistency", "weighted-vote"}
+    assert set(STRATEGIES.names()) >= {
+        "greedy",
+        "repeated-sampling",
+        "best-of-n",
+        "self-consistency",
+        "weighted-vote",
+    }
     assert isinstance(get_strategy("self_consistency"), SelfConsistency)
     assert isinstance(get_strategy("Best_Of_N"), BestOfN)
     with pytest.raises(UnknownNameError) as exc:
@@ -127,6 +139,7 @@ def test_registry_names_aliases_and_unknown():
 @pytest.mark.parametrize("backend_kind", ["scripted", "toy"])
 def test_contract_every_strategy_every_fake_backend(name, backend_kind):
     """Result shape, usage accounting and seed reproducibility for every strategy."""
+
     def make():
         if backend_kind == "toy":
             return ToyLM()

@@ -6,6 +6,7 @@ worker process; the time-limit tests use inputs on which math-verify runs for ev
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -463,3 +464,23 @@ def test_concurrent_threads_get_correct_answers(warm_worker):
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert all(pool.map(check, pairs))
     assert 1 <= len(vm._worker_pids()) <= vm._POOL_SIZE
+
+
+def _child_verifies(results):
+    results.put(is_equivalent("2(x+1)", "2x+2", timeout=30.0))
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method"
+)
+def test_a_multiprocessing_child_can_verify_and_exit(warm_worker):
+    # The child inherits the parent's pool state: it must start its own worker, and its
+    # exit must not wait for ever on that worker.
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_child_verifies, args=(results,))
+    child.start()
+    assert results.get(timeout=60) is True
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert is_equivalent("3(x+1)", "3x+3")  # the parent's workers are untouched

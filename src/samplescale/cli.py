@@ -6,7 +6,6 @@ The only module (with the server) that touches the terminal and files.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,33 +19,72 @@ DEFAULT_TEMPERATURE = 0.8
 
 
 def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_default: int) -> None:
-    p.add_argument(*n_flags, dest="n", type=int, default=n_default, help=f"samples per problem/prompt (default {n_default})")
-    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="0 = greedy (default %(default)s)")
+    p.add_argument(
+        *n_flags,
+        dest="n",
+        type=int,
+        default=n_default,
+        help=f"samples per problem/prompt (default {n_default})",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=DEFAULT_TEMPERATURE,
+        help="0 = greedy (default %(default)s)",
+    )
     p.add_argument("--top-k", type=int, default=0, help="0 or -1 = off (default 0)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in [0, 1]; 1 = off")
     p.add_argument("--min-p", type=float, default=0.0, help="min-p in [0, 1]; 0 = off")
-    p.add_argument("--max-tokens", type=int, default=256, help="generated tokens per sample (default %(default)s)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=256,
+        help="generated tokens per sample (default %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--model", type=Path, default=None, help="GGUF model file (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="GGUF model file (default: embedded SmolLM2-135M-Instruct)",
+    )
     p.add_argument("--strategy", default=None, help="strategy name (samplescale list shows them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``samplescale`` command."""
-    parser = argparse.ArgumentParser(prog="samplescale", description="Sampling-based inference with language models.")
+    parser = argparse.ArgumentParser(
+        prog="samplescale", description="Sampling-based inference with language models."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ev = sub.add_parser("eval", help="evaluate on a task: pass@k and maj@k from one pool, or a strategy")
-    ev.add_argument("--task", default="arithmetic", help="arithmetic, gsm8k, math or jsonl (default arithmetic)")
+    ev = sub.add_parser(
+        "eval", help="evaluate on a task: pass@k and maj@k from one pool, or a strategy"
+    )
+    ev.add_argument(
+        "--task", default="arithmetic", help="arithmetic, gsm8k, math or jsonl (default arithmetic)"
+    )
     ev.add_argument("--data", type=Path, default=None, help="data file for gsm8k / math / jsonl")
     ev.add_argument("--level", type=int, default=1, help="arithmetic level 1-3 (default 1)")
-    ev.add_argument("--limit", type=int, default=None, help="number of problems (arithmetic default 50; files: all)")
-    ev.add_argument("--output", type=Path, default=None, help="output directory (default runs/<settings>); resumes if it holds the same run")
+    ev.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="number of problems (arithmetic default 50; files: all)",
+    )
+    ev.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="output directory (default runs/<settings>); resumes if it holds the same run",
+    )
     ev.add_argument("--question-field", default="question", help="jsonl task: question field")
     ev.add_argument("--answer-field", default="answer", help="jsonl task: answer field")
     _sampling_args(ev, ("--n", "-n"), 16)
 
-    gen = sub.add_parser("generate", help="run a strategy on one prompt and print the selected answer")
+    gen = sub.add_parser(
+        "generate", help="run a strategy on one prompt and print the selected answer"
+    )
     gen.add_argument("prompt", help="the user message")
     _sampling_args(gen, ("-n", "--n"), 8)
 
@@ -96,12 +134,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     result = strategy.run(_backend(args), args.prompt, params)
     print(f"answer: {result.answer}")
     if result.vote_shares:
-        shares = ", ".join(f"{a} {s:.0%}" for a, s in sorted(result.vote_shares.items(), key=lambda kv: -kv[1]))
+        shares = ", ".join(
+            f"{a} {s:.0%}" for a, s in sorted(result.vote_shares.items(), key=lambda kv: -kv[1])
+        )
         print(f"votes:  {shares}")
     if result.text is not None:
         print(f"text:   {result.text.strip()}")
     u = result.usage
-    print(f"usage:  {len(result.samples)} samples, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, {u.wall_time_s:.1f} s")
+    print(
+        f"usage:  {len(result.samples)} samples, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, {u.wall_time_s:.1f} s"
+    )
     return 0
 
 
@@ -121,11 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "input"
-        print(f"samplescale: error: {field}: {err['msg']} (got {err.get('input')!r})", file=sys.stderr)
+        print(
+            f"samplescale: error: {field}: {err['msg']} (got {err.get('input')!r})", file=sys.stderr
+        )
     except SamplescaleError as exc:
         print(f"samplescale: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
-        print("samplescale: interrupted; finished problems are saved, rerun the same command to resume", file=sys.stderr)
+        print(
+            "samplescale: interrupted; finished problems are saved, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     return 2
 

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from samplescale.config import SamplingParams
@@ -76,24 +83,41 @@ def _ci(x: dict[str, float]) -> str:
 
 
 def _print_pool(console: Console, s: dict[str, Any], title: str) -> None:
-    t = Table(title=title, caption="95% Wilson intervals over problems; tokens and seconds per problem")
+    t = Table(
+        title=title, caption="95% Wilson intervals over problems; tokens and seconds per problem"
+    )
     for col in ("k", "pass@k", "95% CI", "maj@k", "95% CI", "tokens", "time (s)"):
         t.add_column(col, justify="right")
     for c in s["curve"]:
         t.add_row(
-            str(c["k"]), f"{c['pass']['mean']:.3f}", _ci(c["pass"]), f"{c['maj']['mean']:.3f}", _ci(c["maj"]),
-            f"{c['tokens']:.0f}", f"{c['time_s']:.2f}",
+            str(c["k"]),
+            f"{c['pass']['mean']:.3f}",
+            _ci(c["pass"]),
+            f"{c['maj']['mean']:.3f}",
+            _ci(c["maj"]),
+            f"{c['tokens']:.0f}",
+            f"{c['time_s']:.2f}",
         )
     g = s["greedy"]
-    t.add_row("greedy", f"{g['mean']:.3f}", _ci(g), "", "", f"{g['tokens']:.0f}", f"{g['time_s']:.2f}")
+    t.add_row(
+        "greedy", f"{g['mean']:.3f}", _ci(g), "", "", f"{g['tokens']:.0f}", f"{g['time_s']:.2f}"
+    )
     console.print(t)
 
 
 def _print_strategy(console: Console, s: dict[str, Any], title: str) -> None:
-    t = Table(title=title, caption="95% Wilson intervals over problems; tokens and seconds per problem")
+    t = Table(
+        title=title, caption="95% Wilson intervals over problems; tokens and seconds per problem"
+    )
     for col in ("method", "accuracy", "95% CI", "tokens", "time (s)"):
         t.add_column(col, justify="right")
-    t.add_row(s["strategy"], f"{s['accuracy']['mean']:.3f}", _ci(s["accuracy"]), f"{s['tokens']:.0f}", f"{s['time_s']:.2f}")
+    t.add_row(
+        s["strategy"],
+        f"{s['accuracy']['mean']:.3f}",
+        _ci(s["accuracy"]),
+        f"{s['tokens']:.0f}",
+        f"{s['time_s']:.2f}",
+    )
     g = s["greedy"]
     t.add_row("greedy", f"{g['mean']:.3f}", _ci(g), f"{g['tokens']:.0f}", f"{g['time_s']:.2f}")
     console.print(t)
@@ -106,8 +130,12 @@ def run_eval(
     strategy: Any,
 ) -> int:
     """Run (or resume) an evaluation and write its files; returns the exit status."""
-    console = Console()
-    limit = args.limit if args.limit is not None or args.task != "arithmetic" else ARITHMETIC_DEFAULT_LIMIT
+    console = Console(soft_wrap=True)
+    limit = (
+        args.limit
+        if args.limit is not None or args.task != "arithmetic"
+        else ARITHMETIC_DEFAULT_LIMIT
+    )
     task = load_task(
         args.task,
         path=args.data,
@@ -126,7 +154,9 @@ def run_eval(
         old = json.loads(run_file.read_text(encoding="utf-8"))
         if old != settings:
             diff = sorted(k for k in settings if old.get(k) != settings[k])
-            raise ConfigError(f"{out} holds a run with other settings ({', '.join(diff)}); use another --output")
+            raise ConfigError(
+                f"{out} holds a run with other settings ({', '.join(diff)}); use another --output"
+            )
     else:
         run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     records = _load_done(results_file)
@@ -134,9 +164,20 @@ def run_eval(
     if done:
         console.print(f"resuming {out}: {len(done)} of {len(task.problems)} problems already done")
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress, results_file.open("a", encoding="utf-8") as fh:
-        bar = progress.add_task(f"{task.name} n={params.n}", total=len(task.problems), completed=len(done))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with (
+        Progress(*columns, console=console, transient=False) as progress,
+        results_file.open("a", encoding="utf-8") as fh,
+    ):
+        bar = progress.add_task(
+            f"{task.name} n={params.n}", total=len(task.problems), completed=len(done)
+        )
         for rec in evaluate(task, backend, params, strategy=strategy, seed=args.seed, skip=done):
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
@@ -158,5 +199,8 @@ def run_eval(
         _print_strategy(console, summary, title)
     summary["settings"] = settings
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {results_file}, {out / 'summary.json'}" + ("" if strategy else f", {out / 'scaling.png'}"))
+    console.print(
+        f"wrote {results_file}, {out / 'summary.json'}"
+        + ("" if strategy else f", {out / 'scaling.png'}")
+    )
     return 0

@@ -70,20 +70,23 @@ def pool_record(
     correct class (all classes equivalent to the gold answer are merged into it), so that
     pass@k and maj@k for every k <= N are computed from this one pool.
     """
+    greedy = _greedy(problem, prompt, backend, params)
     p = params.model_copy(update={"seed": problem_seed(seed, problem.id)})
     gen = backend.generate(prompt, p)
     answers = tuple(extract_answer(s.text) if s.status == "ok" else None for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
     rows = _sample_rows(pool, problem.gold)
     labels = cluster(answers, answers_equivalent)
-    correct_classes = sorted({lab for lab, r in zip(labels, rows) if lab is not None and r["correct"]})
+    correct_classes = sorted(
+        {lab for lab, r in zip(labels, rows) if lab is not None and r["correct"]}
+    )
     correct_label = correct_classes[0] if correct_classes else None
     labels = [correct_label if lab in correct_classes else lab for lab in labels]
     return {
         "id": problem.id,
         "question": problem.question,
         "gold": problem.gold,
-        "greedy": _greedy(problem, prompt, backend, params),
+        "greedy": greedy,
         "n": len(rows),
         "c": sum(r["correct"] for r in rows),
         "labels": labels,
@@ -102,13 +105,14 @@ def strategy_record(
     seed: int,
 ) -> Record:
     """Greedy answer plus one run of ``strategy`` on one problem."""
+    greedy = _greedy(problem, prompt, backend, params)
     p = params.model_copy(update={"seed": problem_seed(seed, problem.id)})
     r = strategy.run(backend, prompt, p)
     return {
         "id": problem.id,
         "question": problem.question,
         "gold": problem.gold,
-        "greedy": _greedy(problem, prompt, backend, params),
+        "greedy": greedy,
         "strategy": strategy.name,
         "answer": r.answer,
         "correct": bool(is_equivalent(r.answer, problem.gold)),

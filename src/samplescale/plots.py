@@ -25,11 +25,16 @@ def scaling_figure(summary: dict[str, Any], title: str = "") -> Figure:
     ks = [c["k"] for c in curve]
     toks = [c["tokens"] for c in curve]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, xs, label in ((axes[0], ks, "k (samples)"), (axes[1], toks, "generated tokens per problem")):
+    for ax, xs, label in (
+        (axes[0], ks, "k (samples)"),
+        (axes[1], toks, "generated tokens per problem"),
+    ):
         for key, name in (("pass", "pass@k"), ("maj", "maj@k")):
             mean = [c[key]["mean"] for c in curve]
             ax.plot(xs, mean, marker="o", label=name)
-            ax.fill_between(xs, [c[key]["lo"] for c in curve], [c[key]["hi"] for c in curve], alpha=0.2)
+            ax.fill_between(
+                xs, [c[key]["lo"] for c in curve], [c[key]["hi"] for c in curve], alpha=0.2
+            )
         ax.axhline(summary["greedy"]["mean"], color="gray", linestyle="--", label="greedy")
         ax.set_xscale("log", base=2)
         ax.set_xlabel(label)

@@ -41,7 +41,9 @@ class Registry(Generic[T]):
             If ``name`` is not kebab-case or is already registered.
         """
         if name != canonical(name):
-            raise ConfigError(f"{self.kind} name {name!r} must be kebab-case, e.g. {canonical(name)!r}")
+            raise ConfigError(
+                f"{self.kind} name {name!r} must be kebab-case, e.g. {canonical(name)!r}"
+            )
 
         def deco(obj: T) -> T:
             if name in self._items:

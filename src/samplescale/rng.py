@@ -57,7 +57,9 @@ def child_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**63 - 1))
 
 
-def sample_generators(seed: int | None, rng: np.random.Generator | None, n: int) -> list[np.random.Generator]:
+def sample_generators(
+    seed: int | None, rng: np.random.Generator | None, n: int
+) -> list[np.random.Generator]:
     """One independent generator per sample of a request.
 
     A request seed wins (the ``n`` streams then depend only on ``(seed, n)``); otherwise

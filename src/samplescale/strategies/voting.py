@@ -70,12 +70,17 @@ class WeightedVote(Strategy):
     weight: WeightSource | Scorer = field(default="mean-logprob")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.weight, Scorer) and self.weight not in ("mean-logprob", "sum-logprob"):
+        if not isinstance(self.weight, Scorer) and self.weight not in (
+            "mean-logprob",
+            "sum-logprob",
+        ):
             raise ConfigError(
                 f"weight must be 'mean-logprob', 'sum-logprob' or a Scorer, got {self.weight!r}"
             )
 
-    def weights(self, state: State, answers: tuple[str | None, ...]) -> tuple[list[float], tuple, str | None]:
+    def weights(
+        self, state: State, answers: tuple[str | None, ...]
+    ) -> tuple[list[float], tuple, str | None]:
         """Per-sample weights, scores and score scale."""
         samples = state.samples
         if isinstance(self.weight, Scorer):
@@ -88,7 +93,9 @@ class WeightedVote(Strategy):
             scores = tuple(s.sum_logprob if s.status == "ok" else None for s in samples)
             finite = [sc for sc in scores if sc is not None and math.isfinite(sc)]
             top = max(finite) if finite else 0.0
-            w = [math.exp(sc - top) if sc is not None and math.isfinite(sc) else 0.0 for sc in scores]
+            w = [
+                math.exp(sc - top) if sc is not None and math.isfinite(sc) else 0.0 for sc in scores
+            ]
         return w, scores, "log-probability"
 
     def finalize(self, state: State) -> Result:

@@ -16,7 +16,9 @@ DEFAULT_INSTRUCTION = (
 )
 """Instruction for multi-step problems (GSM8K, MATH, generic files)."""
 
-SHORT_ANSWER_INSTRUCTION = "Answer the question. End your reply with 'The answer is' followed by the number."
+SHORT_ANSWER_INSTRUCTION = (
+    "Answer the question. End your reply with 'The answer is' followed by the number."
+)
 """Instruction for one-line arithmetic: short replies (about 12 tokens with SmolLM2-135M)."""
 
 

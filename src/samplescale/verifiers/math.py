@@ -63,7 +63,10 @@ Like every ``spawn``-based multiprocessing user, the worker re-imports the main 
 of the program: a *script* that reaches the math-verify stage must guard its entry point
 with ``if __name__ == "__main__":`` (console scripts, ``python -m``, pytest, notebooks and
 servers need nothing). Without the guard the worker cannot start and
-:class:`~samplescale.errors.SamplescaleError` is raised with that advice.
+:class:`~samplescale.errors.SamplescaleError` is raised with that advice. Workers are
+killed when their process exits (also inside a ``multiprocessing`` child, whose exit
+would otherwise wait for them), and a forked child starts its own workers instead of
+using its parent's.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ import functools
 import logging
 import math
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import re
@@ -667,8 +671,13 @@ class _Slot:
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # thread-safe, unlike fork
-        self._executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        self._ready = self._executor.submit(_worker_warm_up)  # starts the process now
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        try:
+            ready = executor.submit(_worker_warm_up)  # starts the process now
+        except BaseException:
+            _kill_executor(executor)
+            raise
+        self._executor, self._ready = executor, ready
 
     def _stop(self) -> None:
         executor, self._executor, self._ready = self._executor, None, None
@@ -723,7 +732,10 @@ class _Slot:
             logger.debug("math-verify raised in the worker", exc_info=True)
             return False
         self._stop()
-        self._start()  # warm a replacement in the background
+        try:
+            self._start()  # warm a replacement in the background
+        except Exception:  # e.g. at interpreter exit; the next call starts one lazily
+            logger.debug("could not start a replacement worker", exc_info=True)
         return None
 
 
@@ -742,7 +754,17 @@ def _slots() -> queue.LifoQueue[_Slot]:
                 _all_slots.append(slot)
                 free.put(slot)
             _free_slots = free
+            # Kill the workers before multiprocessing joins child processes at exit:
+            # inside a multiprocessing child, that join comes before the executor's own
+            # shutdown and would otherwise wait for ever.
+            multiprocessing.util.Finalize(None, _shutdown_workers, exitpriority=100)
         return _free_slots
+
+
+def _shutdown_workers() -> None:
+    """Kill every worker process of this process (at exit)."""
+    for slot in list(_all_slots):
+        slot._stop()
 
 
 def _forget_workers_after_fork() -> None:

@@ -1,0 +1,132 @@
+"""The command line end to end, with the embedded model: files, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from samplescale.cli import main
+
+
+@pytest.fixture(scope="module")
+def model(llama_backend):
+    return str(llama_backend.model_path)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_eval_writes_files_and_resumes(capsys, tmp_path, model):
+    out = tmp_path / "run"
+    args = (
+        "eval",
+        "--limit",
+        "3",
+        "--n",
+        "4",
+        "--max-tokens",
+        "24",
+        "--output",
+        str(out),
+        "--model",
+        model,
+    )
+    code, stdout, _ = run(capsys, *args)
+    assert code == 0
+    assert "pass@k" in stdout and "maj@k" in stdout and "greedy" in stdout
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == [f"arithmetic-L1-{i:04d}" for i in range(3)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["k"] for c in summary["curve"]] == [1, 2, 4]
+    assert summary["problems"] == 3 and summary["n"] == 4
+    assert (out / "scaling.png").stat().st_size > 10_000
+    # a torn last line (an interrupted write) is dropped and the problem is redone
+    (out / "results.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])
+    code, stdout, _ = run(capsys, *args)
+    assert code == 0 and "2 of 3 problems already done" in stdout
+    again = (out / "results.jsonl").read_text().splitlines()
+    assert len(again) == 3 and again[:2] == lines[:2]
+    assert (
+        json.loads(again[2])["samples"] == json.loads(lines[2])["samples"]
+    )  # same seed, same draws
+    # other settings into the same directory are refused
+    code, _, err = run(capsys, *args[:-2], "--temperature", "0.5", "--model", model)
+    assert code == 2 and "other settings" in err and "params" in err
+
+
+def test_eval_with_a_strategy(capsys, tmp_path, model):
+    code, stdout, _ = run(
+        capsys,
+        "eval",
+        "--limit",
+        "2",
+        "--n",
+        "3",
+        "--max-tokens",
+        "24",
+        "--strategy",
+        "self_consistency",
+        "--output",
+        str(tmp_path / "sc"),
+        "--model",
+        model,
+    )
+    assert code == 0 and "self-consistency" in stdout and "greedy" in stdout
+    rec = json.loads((tmp_path / "sc" / "results.jsonl").read_text().splitlines()[0])
+    assert rec["strategy"] == "self-consistency" and len(rec["samples"]) == 3
+
+
+def test_generate_prints_answer_and_votes(capsys, model):
+    code, stdout, _ = run(
+        capsys, "generate", "What is 7 + 5?", "-n", "4", "--max-tokens", "24", "--model", model
+    )
+    assert code == 0
+    assert stdout.startswith("answer: ") and "votes:" in stdout and "4 samples" in stdout
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ("generate", "q", "--strategy", "beam"),
+            "unknown strategy 'beam'; valid: best-of-n, greedy",
+        ),
+        (("generate", "q", "-n", "0"), "n: Input should be greater than or equal to 1"),
+        (
+            ("generate", "q", "--temperature", "-1"),
+            "temperature: Input should be greater than or equal to 0",
+        ),
+        (("generate", "q", "--top-p", "1.5"), "top_p: Input should be less than or equal to 1"),
+        (("eval", "--task", "gsm8k"), "task 'gsm8k' needs a data path (--data PATH)"),
+        (("eval", "--task", "nope"), "unknown task 'nope'; valid: arithmetic, gsm8k, jsonl, math"),
+        (("eval", "--level", "7"), "level"),
+        (("eval", "--task", "gsm8k", "--data", "/nonexistent.jsonl"), "/nonexistent.jsonl"),
+        (
+            ("generate", "q", "--model", "/nonexistent.gguf"),
+            "model file not found: /nonexistent.gguf",
+        ),
+    ],
+)
+def test_bad_input_gets_one_line_error(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("samplescale: error: ")
+
+
+def test_list_and_console_script(capsys):
+    code, stdout, _ = run(capsys, "list")
+    assert code == 0 and "self-consistency" in stdout and "gsm8k" in stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "samplescale.cli", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "best-of-n" in proc.stdout
