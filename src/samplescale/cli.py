@@ -103,10 +103,15 @@ def _params(args: argparse.Namespace) -> SamplingParams:
     )
 
 
+PROMPT_ROOM = 2048  # KV cells kept for the prompt when sizing the context
+
+
 def _backend(args: argparse.Namespace) -> Any:
+    """The embedded llama.cpp backend, its KV cache sized so N samples decode in one round."""
     from samplescale.backends.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(args.model)
+    n_seq = min(args.n, 16)
+    return LlamaCppBackend(args.model, n_ctx=max(4096, n_seq * args.max_tokens + PROMPT_ROOM), n_seq_max=n_seq)
 
 
 def _strategy(name: str | None) -> Any:
