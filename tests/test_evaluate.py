@@ -103,3 +103,10 @@ def test_strategy_records_and_summary():
 @pytest.mark.parametrize("n,expected", [(1, [1]), (5, [1, 2, 4, 5]), (16, [1, 2, 4, 8, 16])])
 def test_k_values(n, expected):
     assert k_values(n) == expected
+
+
+def test_repeated_sampling_in_eval_reports_coverage_with_gold_oracle():
+    from samplescale.strategies import RepeatedSampling
+
+    recs = list(evaluate(TASK, make_backend(), SamplingParams(n=4), strategy=RepeatedSampling()))
+    assert [r["answer"] for r in recs] == ["2", "4"] and [r["correct"] for r in recs] == [True, True]

@@ -47,14 +47,14 @@ class SamplingParams(BaseModel):
 
     model_config = FROZEN
 
-    temperature: float = Field(1.0, ge=0.0, le=100.0, allow_inf_nan=False)
-    top_k: int = Field(0, ge=-1)
-    top_p: float = Field(1.0, ge=0.0, le=1.0, allow_inf_nan=False)
-    min_p: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
-    max_tokens: int = Field(256, ge=1, le=1_000_000)
+    temperature: float = Field(default=1.0, ge=0.0, le=100.0, allow_inf_nan=False)
+    top_k: int = Field(default=0, ge=-1)
+    top_p: float = Field(default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    max_tokens: int = Field(default=256, ge=1, le=1_000_000)
     stop: tuple[str, ...] = ()
-    seed: int | None = Field(None, ge=0)
-    n: int = Field(1, ge=1, le=100_000)
+    seed: int | None = Field(default=None, ge=0)
+    n: int = Field(default=1, ge=1, le=100_000)
 
     @field_validator("stop")
     @classmethod

@@ -10,6 +10,7 @@ Seeding: problem ``i`` of a run with seed ``s`` is sampled with the seed derived
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Callable, Container, Iterator
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 from samplescale.aggregate import cluster
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
-from samplescale.strategies import Greedy, Strategy
+from samplescale.strategies import Greedy, RepeatedSampling, Strategy
 from samplescale.tasks.base import Problem, Task
 from samplescale.types import Prompt, Result
 from samplescale.verifiers.math import answers_equivalent, extract_answer, is_equivalent
@@ -104,7 +105,13 @@ def strategy_record(
     params: SamplingParams,
     seed: int,
 ) -> Record:
-    """Greedy answer plus one run of ``strategy`` on one problem."""
+    """Greedy answer plus one run of ``strategy`` on one problem.
+
+    ``repeated-sampling`` without an oracle gets the gold answer as its oracle, so its
+    accuracy is coverage (the problem counts as solved when any of the N samples is right).
+    """
+    if isinstance(strategy, RepeatedSampling) and strategy.oracle is None:
+        strategy = dataclasses.replace(strategy, oracle=lambda a: is_equivalent(a, problem.gold))
     greedy = _greedy(problem, prompt, backend, params)
     p = params.model_copy(update={"seed": problem_seed(seed, problem.id)})
     r = strategy.run(backend, prompt, p)

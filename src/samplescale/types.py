@@ -133,10 +133,10 @@ class Usage(BaseModel):
     """
 
     model_config = RECORD
-    prompt_tokens: int = Field(0, ge=0)
-    completion_tokens: int = Field(0, ge=0)
-    model_calls: int = Field(0, ge=0)
-    wall_time_s: float = Field(0.0, ge=0.0)
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    model_calls: int = Field(default=0, ge=0)
+    wall_time_s: float = Field(default=0.0, ge=0.0)
 
     @property
     def total_tokens(self) -> int:
