@@ -6,8 +6,12 @@ worker process; the time-limit tests use inputs on which math-verify runs for ev
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -17,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import samplescale.verifiers.math as vm
-from samplescale.errors import ConfigError
+from samplescale.errors import ConfigError, MissingDependencyError, SamplescaleError
 from samplescale.verifiers.math import (
     answers_equivalent,
     extract_answer,
@@ -79,6 +83,20 @@ EXTRACT_CASES = [
     ("The answer is 2 and 3.", "2 and 3"),
     ("The answer is 10 percent.", "10 percent"),
     ("The answer is −5.", "-5"),  # Unicode minus sign
+    # (c) a worked computation gives its result; an equation with a variable stays whole
+    ("The answer is: 7 + 5 = 12.", "12"),
+    ("the answer is 3 + 4 = 7", "7"),
+    ("Answer: 10 - 3 = 7, so we are done", "7"),
+    ("The answer is $\\frac{6}{2} \\times 4 = 12$.", "12"),
+    ("The answer is \\left(3+4\\right) \\cdot 2 = 14", "14"),
+    ("The answer is 50\\% \\times 24 = 12.", "12"),
+    ("The answer is 1,000 + 2,000 = 3,000.", "3,000"),
+    ("The answer is 7 + 5 = 12 apples.", "12"),
+    ("The final answer is 2 + 2 = 4 = 4", "4"),
+    ("The answer is 2x + 3 = 5", "2x + 3 = 5"),
+    ("The answer is 3 + 4 = x", "3 + 4 = x"),
+    ("The answer is x = 3 + 4 = 7", "x = 3 + 4 = 7"),
+    ("The answer is 22/7 \\approx 3.14 = 3.14", "22/7 \\approx 3.14 = 3.14"),
     # (d) bold with a number
     ("We compute a lot.\n**Step 2:** nothing\nSo the total is **$18**, done.", "18"),
     ("**Step 3** then **12 apples** remain", "12"),
@@ -468,6 +486,7 @@ def test_concurrent_threads_get_correct_answers(warm_worker):
 
 def _child_verifies(results):
     results.put(is_equivalent("2(x+1)", "2x+2", timeout=30.0))
+    results.put(vm._worker_pids())
 
 
 @pytest.mark.skipif(
@@ -481,6 +500,162 @@ def test_a_multiprocessing_child_can_verify_and_exit(warm_worker):
     child = context.Process(target=_child_verifies, args=(results,))
     child.start()
     assert results.get(timeout=60) is True
+    child_pids = results.get(timeout=60)
     child.join(timeout=30)
     assert child.exitcode == 0
+    assert child_pids and not set(child_pids) & set(vm._worker_pids())
+    if os.path.isdir("/proc/self"):  # the child killed its worker when it exited
+        assert not any(_is_running(pid) for pid in child_pids)
     assert is_equivalent("3(x+1)", "3x+3")  # the parent's workers are untouched
+
+
+# --------------------------------------------------------------------------------------
+# Worker processes: no __main__ guard needed, robust protocol, clean exit
+# --------------------------------------------------------------------------------------
+
+UNGUARDED_SCRIPT = """\
+import sys
+from samplescale.verifiers.math import _worker_pids, is_equivalent
+
+print(is_equivalent("\\\\frac{1}{2}+x", "x+0.5"))
+print(" ".join(map(str, _worker_pids())))
+sys.stdout.flush()
+"""
+
+
+def test_an_unguarded_script_can_verify(tmp_path):
+    # No `if __name__ == "__main__":` guard: workers must not re-import the script.
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "True"
+    assert done.stderr == ""  # the worker writes nothing to the terminal
+    pids = [int(pid) for pid in lines[1].split()]
+    assert len(pids) == 1
+    if os.path.isdir("/proc/self"):  # the worker was killed when the script exited
+        deadline = time.monotonic() + 10
+        while any(_is_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_is_running(pid) for pid in pids)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_a_worker_exits_when_its_parent_is_killed(tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(UNGUARDED_SCRIPT + "import time\ntime.sleep(600)\n", encoding="utf-8")
+    parent = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert parent.stdout.readline().strip() == "True"
+        pids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert pids and all(_is_running(pid) for pid in pids)
+    finally:
+        parent.kill()  # SIGKILL: no atexit handler runs
+        parent.wait(timeout=30)
+        parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while any(_is_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_is_running(pid) for pid in pids)
+
+
+def test_the_worker_survives_bad_requests():
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "samplescale.verifiers._verify_worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = json.loads(worker.stdout.readline())
+        assert ready == {"ready": True, "pid": worker.pid}
+        requests = [
+            b"this is not json\n",
+            b"[1, 2]\n",
+            b'{"id": 1, "pairs": 5}\n',
+            b'{"id": 2, "pairs": [["x", 3]]}\n',
+            b'{"id": 3}\n',
+            b"\n",  # ignored
+            b'{"id": 4, "pairs": [["x+1", "1+x"]]}\n',
+            b'{"id": 5, "pairs": [["\\\\frac{", "\\\\sqrt{"]]}\n',
+            b'{"id": 6, "pairs": [["2", "3"]]}\n',
+        ]
+        worker.stdin.write(b"".join(requests))
+        worker.stdin.flush()
+        replies = [json.loads(worker.stdout.readline()) for _ in range(8)]
+        assert [r["id"] for r in replies] == [None, None, 1, 2, 3, 4, 5, 6]
+        assert all("error" in r for r in replies[:5])
+        assert replies[5:] == [
+            {"id": 4, "result": True},
+            {"id": 5, "result": False},
+            {"id": 6, "result": False},
+        ]
+        worker.stdin.close()  # end of input: the worker exits by itself
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        worker.stdout.close()
+
+
+def test_an_error_in_the_worker_means_not_equivalent():
+    slot = vm._Slot()
+    try:
+        assert slot.run((("x+1", "1+x"),), 30.0) is True
+        pids = slot.pids()
+        assert slot.run(((1, 2),), 30.0) is False  # the worker raises TypeError
+        assert slot.pids() == pids  # and lives on
+        assert slot.run((("x+2", "2+x"),), 30.0) is True
+    finally:
+        slot._stop()
+    assert slot.pids() == []
+
+
+def test_a_worker_that_cannot_start_raises(monkeypatch):
+    command = [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]
+    monkeypatch.setattr(vm, "_worker_command", lambda: command)
+    slot = vm._Slot()
+    with pytest.raises(SamplescaleError, match=r"(?s)exit code 3.*boom") as info:
+        slot.run((("x", "y"),), 5.0)
+    assert "__main__" not in str(info.value)
+    assert slot.pids() == []
+
+
+def test_a_worker_without_math_verify_raises_missing_dependency(monkeypatch):
+    reply = '{"ready": false, "missing": true, "error": "No module named math_verify"}'
+    command = [sys.executable, "-c", f"print({reply!r})"]
+    monkeypatch.setattr(vm, "_worker_command", lambda: command)
+    slot = vm._Slot()
+    with pytest.raises(MissingDependencyError, match="pip install math-verify"):
+        slot.run((("x", "y"),), 5.0)
+    assert slot.pids() == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_worker_that_died_while_idle_is_replaced():
+    slot = vm._Slot()
+    try:
+        assert slot.run((("x+1", "1+x"),), 30.0) is True
+        (pid,) = slot.pids()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while slot._worker.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slot.run((("x+2", "2+x"),), 30.0) is True
+        assert slot.pids() and slot.pids() != [pid]
+    finally:
+        slot._stop()

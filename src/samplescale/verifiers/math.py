@@ -50,39 +50,43 @@ Time limit
 ----------
 math-verify can run for ever on some inputs (``2003^{2002^{2001}}``) and its own timeout
 uses ``signal.alarm``, which only works on the main thread. Every math-verify call here
-therefore runs in a worker process (one ``ProcessPoolExecutor`` with one ``spawn``-ed
-worker per slot, at most :data:`_POOL_SIZE` slots, created lazily and safe to use from
-any thread). The caller waits ``timeout`` seconds; when the limit passes the call returns
-False, the stuck worker is killed (so it stops using CPU) and a fresh worker is started in
-the background. The one-off start of a worker (about a second: importing sympy) and any
-wait for a free slot when more threads than slots verify at once are not counted against
-``timeout``. Results (including time-outs) are cached per ``(pred, gold, percent,
+therefore runs in a worker process: ``python -m samplescale.verifiers._verify_worker``,
+started with :mod:`subprocess` and spoken to through one JSON line per request and per
+reply on its stdin/stdout. There are at most :data:`_POOL_SIZE` workers, each used by one
+thread at a time, created lazily; the functions are safe to call from any thread. The
+caller waits ``timeout`` seconds for the reply; when the limit passes the call returns
+False, the stuck worker is killed (so it stops using CPU) and a fresh worker is started
+in the background. The one-off start of a worker (about a second: importing sympy) and
+any wait for a free worker when more threads than workers verify at once are not counted
+against ``timeout``. An error inside math-verify counts as "not equivalent"; the worker
+survives it. Results (including time-outs) are cached per ``(pred, gold, percent,
 timeout)``, so repeated votes for the same answer cost nothing.
 
-Like every ``spawn``-based multiprocessing user, the worker re-imports the main module
-of the program: a *script* that reaches the math-verify stage must guard its entry point
-with ``if __name__ == "__main__":`` (console scripts, ``python -m``, pytest, notebooks and
-servers need nothing). Without the guard the worker cannot start and
-:class:`~samplescale.errors.SamplescaleError` is raised with that advice. Workers are
-killed when their process exits (also inside a ``multiprocessing`` child, whose exit
-would otherwise wait for them), and a forked child starts its own workers instead of
-using its parent's.
+Workers are not started through :mod:`multiprocessing`, so the program's main module is
+never re-imported: a script needs no ``if __name__ == "__main__":`` guard. A worker finds
+packages on the same ``sys.path`` as its parent, writes nothing to the terminal, and is
+killed when its parent exits (also inside a ``multiprocessing`` child); a worker whose
+parent died without killing it exits by itself. A forked child starts its own workers
+instead of using its parent's.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import atexit
 import functools
+import io
+import json
 import logging
 import math
-import multiprocessing
 import multiprocessing.util
 import os
 import queue
 import re
+import subprocess
+import sys
+import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -268,6 +272,31 @@ def _rule_hash(text: str) -> str | None:
     return answer or None
 
 
+_ARITHMETIC_COMMAND_RE = re.compile(r"\\(?:[dt]?frac|times|cdot|div|left|right|sqrt|[,!; %])")
+_ARITHMETIC_SIDE_RE = re.compile(r"[\d\s+\-*/^().,{}\[\]%$]*")
+_OTHER_RELATION_RE = re.compile(r"[<>]|\\(?:[lg]eq?|neq?|approx|sim)(?![A-Za-z])")
+
+
+def _last_side_if_arithmetic(answer: str) -> str:
+    """``"7 + 5 = 12"`` -> ``"12"``: the result of a worked computation.
+
+    Applies when every side before the last ``=`` is arithmetic on numbers (digits,
+    ``+ - * / ^``, parentheses, ``\\frac``, ``\\times``, ``\\cdot``, ...) and the last side
+    is a plain number, possibly followed by words (``"= 12 apples"`` gives ``12``). An
+    equation with a variable (``"x = 5"``, ``"2x + 3 = 5"``) or a relation other than
+    ``=`` is returned unchanged.
+    """
+    if "=" not in answer or _OTHER_RELATION_RE.search(answer):
+        return answer
+    *sides, last = answer.split("=")
+    for side in sides:
+        bare = _ARITHMETIC_COMMAND_RE.sub(" ", side)
+        if not re.search(r"\d", bare) or not _ARITHMETIC_SIDE_RE.fullmatch(bare):
+            return answer
+    result = _drop_trailing_words(_tidy(last))
+    return result if _parse_number(result) is not None else answer
+
+
 def _rule_phrase(text: str) -> str | None:
     for m in reversed(list(_PHRASE_RE.finditer(text))):
         window = text[m.end() : m.end() + _PHRASE_WINDOW].lstrip()
@@ -278,7 +307,7 @@ def _rule_phrase(text: str) -> str | None:
         comma = _COMMA_PROSE_RE.search(tail)
         if comma is not None:
             tail = tail[: comma.start()]
-        answer = _drop_trailing_words(_tidy(tail))
+        answer = _last_side_if_arithmetic(_drop_trailing_words(_tidy(tail)))
         if _looks_like_answer(answer):
             return answer
     return None
@@ -322,7 +351,10 @@ def extract_answer(text: str) -> str | None:
        comma followed by a word (``"72, in total"`` gives ``72``). Surrounding ``**``,
        ``$...$``, ``\(...\)`` and a trailing period are stripped. A phrase whose ``X``
        is empty or reads like prose (more than four words, no digit, no LaTeX) is
-       skipped in favour of the previous phrase;
+       skipped in favour of the previous phrase. A worked computation gives its result:
+       if every side before the last ``=`` is arithmetic on numbers and the last side is
+       a number, ``X`` is that number (``"The answer is: 7 + 5 = 12."`` gives ``12``),
+       while an equation with a variable is kept whole (``"x = 5"``);
     d. the last bold ``**X**`` whose content contains a digit, ignoring headings (bold
        text ending in ``:`` or starting with "Step", "Part", "Case", ...);
     e. the last number in the text: integers, decimals (``.5`` too), negatives, numbers
@@ -567,170 +599,246 @@ def _verification_pairs(gold: str, pred: str, percent: bool) -> list[tuple[str, 
 
 
 # --------------------------------------------------------------------------------------
-# Worker side (runs in a spawned process)
+# Worker processes with a hard time limit
 # --------------------------------------------------------------------------------------
+#
+# Each worker is ``python -m samplescale.verifiers._verify_worker`` started with
+# subprocess (never multiprocessing, so the user's ``__main__`` is never re-imported),
+# speaking one JSON line per request and per reply on its stdin/stdout; see that module
+# for the protocol. A daemon thread per worker reads its replies into a queue, so the
+# caller can wait for a reply with a timeout from any thread.
+
+_WORKER_MODULE = "samplescale.verifiers._verify_worker"
+_TIMED_OUT = object()  # request() outcomes other than a reply
+_DIED = object()
+_NOT_SENT = object()
 
 
-def _worker_warm_up() -> int:
-    """Import math-verify in the worker and silence its per-call warnings."""
-    import math_verify  # noqa: F401
-
-    for name in ("math_verify", "latex2sympy2_extended"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    return os.getpid()
+def _worker_command() -> list[str]:
+    """The command line of a worker process."""
+    return [sys.executable, "-m", _WORKER_MODULE]
 
 
-def _equation_parts(expr: Any) -> list[Any] | None:
-    """The ``Eq`` parts of an equation or equation chain, else None."""
-    from sympy import Eq
-
-    if isinstance(expr, Eq):
-        return [expr]
-    args = getattr(expr, "_unsorted_args", None)  # math-verify's chained relations
-    if args and all(isinstance(a, Eq) for a in args):
-        return list(args)
-    return None
+def _package_root() -> str:
+    """The directory holding the ``samplescale`` package that is running now."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _is_assignment_target(lhs: Any) -> bool:
+def _worker_env() -> dict[str, str]:
+    """The environment of a worker: ours, plus where to find samplescale and our sys.path."""
+    from samplescale.verifiers._verify_worker import SYS_PATH_ENV
+
+    env = dict(os.environ)
+    root = _package_root()
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    paths = [os.path.abspath(os.fspath(p)) for p in sys.path if isinstance(p, (str, os.PathLike))]
+    env[SYS_PATH_ENV] = json.dumps(paths)
+    return env
+
+
+def _close_quietly(stream: Any) -> None:
     try:
-        from latex2sympy2_extended import is_expr_of_only_symbols
-
-        return bool(is_expr_of_only_symbols(lhs))
-    except Exception:  # older latex2sympy2_extended
-        return bool(getattr(lhs, "is_Symbol", False))
-
-
-def _drops_equation_lhs(gold_parsed: list[Any], pred_parsed: list[Any]) -> bool:
-    """True if math-verify would wrongly compare only the rhs of a predicted equation.
-
-    math-verify reduces a predicted equation to its right-hand side when the gold is not
-    an equation, so gold ``0`` would equal ``3x+4y+14=0``. We allow that only for an
-    assignment (``x = 5``) or a left-hand side without variables (``2+3 = 5``).
-    """
-    from sympy import Basic
-
-    gold_expr = next((g for g in gold_parsed if isinstance(g, Basic)), None)
-    pred_expr = next((p for p in pred_parsed if isinstance(p, Basic)), None)
-    if gold_expr is None or pred_expr is None:
-        return False
-    parts = _equation_parts(pred_expr)
-    if parts is None or _equation_parts(gold_expr) is not None:
-        return False
-    lhs = parts[0].lhs
-    return bool(getattr(lhs, "free_symbols", None)) and not _is_assignment_target(lhs)
+        if stream is not None:
+            stream.close()
+    except Exception:  # e.g. a broken pipe
+        pass
 
 
-def _verify_pairs(pairs: tuple[tuple[str, str], ...]) -> bool:
-    """Worker job: True if math-verify accepts any (gold, pred) pair."""
-    from math_verify import LatexExtractionConfig, parse, verify
+class _Worker:
+    """One running worker process, its reply queue and the thread that fills it."""
 
-    config = [LatexExtractionConfig()]
-    for gold, pred in pairs:
-        # parsing_timeout/timeout_seconds=None: no signal.alarm; the parent kills us.
-        gold_parsed = parse(f"${gold}$", extraction_config=config, parsing_timeout=None)
-        pred_parsed = parse(f"${pred}$", extraction_config=config, parsing_timeout=None)
-        if not gold_parsed or not pred_parsed:
-            continue
+    def __init__(self) -> None:
+        if not sys.executable:
+            raise SamplescaleError(
+                "cannot start the math-verify worker process: sys.executable is unknown"
+            )
+        root = _package_root()
+        self._stderr: Any = None  # start-up errors only: see _verify_worker
         try:
-            if _drops_equation_lhs(gold_parsed, pred_parsed):
-                continue
-        except Exception:
-            logger.debug("equation check failed", exc_info=True)
-        if verify(gold_parsed, pred_parsed, timeout_seconds=None):
-            return True
-    return False
-
-
-# --------------------------------------------------------------------------------------
-# Parent side: worker slots with a hard time limit
-# --------------------------------------------------------------------------------------
-
-
-def _kill_executor(executor: ProcessPoolExecutor) -> None:
-    """Kill the executor's worker processes (they may be stuck) and shut it down."""
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    for process in processes:
-        try:
-            process.kill()
-        except Exception:  # already gone
+            self._stderr = tempfile.TemporaryFile()
+        except OSError:  # no writable temporary directory: no diagnostics
             pass
-    if not processes and hasattr(executor, "kill_workers"):  # Python >= 3.14
-        executor.kill_workers()
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(timeout=1.0)
+        try:
+            self.process = subprocess.Popen(
+                _worker_command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL if self._stderr is None else self._stderr,
+                bufsize=0,  # nothing buffered in this process that a fork could copy
+                env=_worker_env(),
+                cwd=root if os.path.isdir(root) else None,  # the user's cwd shadows nothing
+                close_fds=True,
+            )
+        except OSError as exc:
+            _close_quietly(self._stderr)
+            raise SamplescaleError(
+                f"could not start the math-verify worker process ({exc!r})"
+            ) from exc
+        self.ready = False
+        self._next_id = 0
+        self.replies: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        reader = threading.Thread(
+            target=self._read_replies,
+            args=(self.process.stdout, self.replies),
+            name=f"samplescale-verify-reader-{self.process.pid}",
+            daemon=True,
+        )
+        try:
+            reader.start()
+        except BaseException:  # e.g. at interpreter exit
+            self.kill()
+            raise
+
+    @staticmethod
+    def _read_replies(stream: Any, replies: queue.SimpleQueue[dict[str, Any] | None]) -> None:
+        """Reader thread: one dict per JSON line, then None at end of output."""
+        stream = io.BufferedReader(stream)  # the pipe itself is unbuffered
+        try:
+            for line in stream:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(message, dict):
+                    replies.put(message)
+        except (OSError, ValueError):  # closed under us
+            pass
+        finally:
+            replies.put(None)
+            _close_quietly(stream)
+
+    def _stderr_tail(self) -> str:
+        try:
+            self._stderr.seek(0)
+            text = self._stderr.read().decode("utf-8", "replace").strip()
+        except Exception:
+            return ""
+        return text[-2000:]
+
+    def wait_ready(self) -> None:
+        """Wait for the ready line (not counted against any verification timeout)."""
+        if self.ready:
+            return
+        try:
+            message = self.replies.get(timeout=_STARTUP_TIMEOUT_S)
+        except queue.Empty:
+            message = None
+            detail = f"no ready signal within {_STARTUP_TIMEOUT_S:.0f} s"
+        else:
+            detail = "it exited during start-up"
+        if message is not None and message.get("ready") is True:
+            self.ready = True
+            _close_quietly(self._stderr)  # the worker now writes nothing to stderr
+            return
+        self.kill()
+        if message is not None:
+            detail = str(message.get("error", message))
+            if message.get("missing"):
+                raise MissingDependencyError(
+                    "math-verify is not importable in the verification worker; "
+                    f"install it with `pip install math-verify` ({detail})"
+                )
+        code = self.process.returncode
+        tail = self._stderr_tail()
+        _close_quietly(self._stderr)
+        raise SamplescaleError(
+            f"could not start the math-verify worker process ({detail}; exit code {code}; "
+            f"command {_worker_command()!r})" + (f":\n{tail}" if tail else "")
+        )
+
+    def request(self, pairs: tuple[tuple[str, str], ...], timeout: float) -> Any:
+        """Send one request; its reply dict, or _NOT_SENT, _TIMED_OUT or _DIED."""
+        if self.process.poll() is not None:  # died while idle
+            return _NOT_SENT
+        self._next_id += 1
+        request_id = self._next_id
+        data = json.dumps({"id": request_id, "pairs": pairs}).encode("ascii") + b"\n"
+        view = memoryview(data)
+        deadline = time.monotonic() + timeout
+        stdin = self.process.stdin
+        assert stdin is not None
+        try:
+            while view:  # an unbuffered pipe may take a long line in several writes
+                written = stdin.write(view)
+                view = view[written or 0 :]
+        except (OSError, ValueError):  # broken pipe: the worker is gone
+            return _NOT_SENT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _TIMED_OUT
+            try:
+                message = self.replies.get(timeout=remaining)
+            except queue.Empty:
+                return _TIMED_OUT
+            if message is None:
+                return _DIED
+            if message.get("id") == request_id:
+                return message
+
+    def kill(self) -> None:
+        """Kill the process (it may be stuck), reap it and close our ends of its pipes."""
+        try:
+            self.process.kill()
+        except OSError:  # already gone
+            pass
+        try:
+            self.process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL not delivered yet
+            logger.debug("math-verify worker %s did not exit after kill", self.process.pid)
+        _close_quietly(self.process.stdin)  # stdout is closed by the reader thread
 
 
 class _Slot:
-    """One single-worker ``ProcessPoolExecutor``, used by one thread at a time."""
+    """A place for one worker process, used by one thread at a time."""
 
     def __init__(self) -> None:
-        self._executor: ProcessPoolExecutor | None = None
-        self._ready: concurrent.futures.Future[int] | None = None
+        self._worker: _Worker | None = None
 
     def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")  # thread-safe, unlike fork
-        executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        try:
-            ready = executor.submit(_worker_warm_up)  # starts the process now
-        except BaseException:
-            _kill_executor(executor)
-            raise
-        self._executor, self._ready = executor, ready
+        if _exiting:
+            raise SamplescaleError("the interpreter is exiting; no new math-verify worker")
+        self._worker = _Worker()  # the process warms up in the background
 
     def _stop(self) -> None:
-        executor, self._executor, self._ready = self._executor, None, None
-        if executor is not None:
-            _kill_executor(executor)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.kill()
 
-    def _wait_ready(self) -> None:
-        if self._executor is None:
+    def _ready_worker(self) -> _Worker:
+        if self._worker is None:
             self._start()
-        assert self._ready is not None
+        worker = self._worker
+        assert worker is not None
         try:
-            self._ready.result(timeout=_STARTUP_TIMEOUT_S)
-        except ImportError as exc:
-            self._stop()
-            raise MissingDependencyError(
-                "math-verify is not importable in the verification worker; "
-                "install it with `pip install math-verify`"
-            ) from exc
-        except Exception as exc:
-            self._stop()
-            raise SamplescaleError(
-                f"could not start the math-verify worker process within "
-                f"{_STARTUP_TIMEOUT_S:.0f} s ({exc!r}). Workers are started with 'spawn', "
-                "which re-imports the main script: a script that checks answers at import "
-                "time must guard its entry point with `if __name__ == '__main__':`"
-            ) from exc
+            worker.wait_ready()
+        except BaseException:
+            self._worker = None  # wait_ready killed it
+            raise
+        return worker
 
     def pids(self) -> list[int]:
-        if self._executor is None:
-            return []
-        return [p.pid for p in (getattr(self._executor, "_processes", None) or {}).values()]
+        worker = self._worker
+        return [] if worker is None else [worker.process.pid]
 
     def run(self, pairs: tuple[tuple[str, str], ...], timeout: float) -> bool | None:
-        """Run :func:`_verify_pairs`; None if it timed out or the worker died."""
+        """Verify ``pairs`` in the worker; None if it timed out or the worker died."""
         for _ in range(2):  # a worker that died while idle is replaced once
-            self._wait_ready()
-            assert self._executor is not None
-            try:
-                future = self._executor.submit(_verify_pairs, pairs)
+            reply = self._ready_worker().request(pairs, timeout)
+            if reply is not _NOT_SENT:
                 break
-            except (BrokenProcessPool, RuntimeError):
-                self._stop()
+            self._stop()
         else:
             return None
-        try:
-            return bool(future.result(timeout=timeout))
-        except concurrent.futures.TimeoutError:
+        if reply is _TIMED_OUT:
             logger.warning("math-verify exceeded %.3g s; killing its worker process", timeout)
-        except BrokenProcessPool:
+        elif reply is _DIED:
             logger.warning("the math-verify worker process died; replacing it")
-        except Exception:
-            logger.debug("math-verify raised in the worker", exc_info=True)
+        elif "error" in reply:
+            logger.debug("math-verify raised in the worker: %s", reply["error"])
             return False
+        else:
+            return bool(reply.get("result"))
         self._stop()
         try:
             self._start()  # warm a replacement in the background
@@ -742,6 +850,8 @@ class _Slot:
 _pool_lock = threading.Lock()
 _free_slots: queue.LifoQueue[_Slot] | None = None
 _all_slots: list[_Slot] = []
+_exiting = False
+_inherited_slots: list[_Slot] = []  # a forked child's copy of its parent's slots
 
 
 def _slots() -> queue.LifoQueue[_Slot]:
@@ -754,25 +864,35 @@ def _slots() -> queue.LifoQueue[_Slot]:
                 _all_slots.append(slot)
                 free.put(slot)
             _free_slots = free
-            # Kill the workers before multiprocessing joins child processes at exit:
-            # inside a multiprocessing child, that join comes before the executor's own
-            # shutdown and would otherwise wait for ever.
+            # A multiprocessing child ends with os._exit(), skipping atexit, but runs
+            # multiprocessing's finalizers first.
             multiprocessing.util.Finalize(None, _shutdown_workers, exitpriority=100)
         return _free_slots
 
 
 def _shutdown_workers() -> None:
     """Kill every worker process of this process (at exit)."""
+    global _exiting
+    _exiting = True
     for slot in list(_all_slots):
         slot._stop()
 
 
+atexit.register(_shutdown_workers)
+
+
 def _forget_workers_after_fork() -> None:
-    """In a forked child, drop the parent's workers (they belong to the parent)."""
-    global _pool_lock, _free_slots, _all_slots
+    """In a forked child, drop the parent's workers (they belong to the parent).
+
+    The parent's objects are kept referenced, never closed or collected, so the child
+    never touches the parent's pipes or processes.
+    """
+    global _pool_lock, _free_slots, _all_slots, _exiting
+    _inherited_slots.extend(_all_slots)
     _pool_lock = threading.Lock()
     _free_slots = None
     _all_slots = []
+    _exiting = False
 
 
 if hasattr(os, "register_at_fork"):
@@ -790,7 +910,7 @@ def _run_in_worker(pairs: tuple[tuple[str, str], ...], timeout: float) -> bool |
 
 def _worker_pids() -> list[int]:
     """Process ids of the running verification workers (for tests and debugging)."""
-    return [pid for slot in list(_all_slots) for pid in slot.pids() if pid is not None]
+    return [pid for slot in list(_all_slots) for pid in slot.pids()]
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,232 @@
+"""The math-verify worker process of :mod:`samplescale.verifiers.math`.
+
+Started by the parent as ``python -m samplescale.verifiers._verify_worker`` (never
+through :mod:`multiprocessing`, so the user's ``__main__`` is never re-imported). The
+protocol is one JSON object per line, ASCII only:
+
+* worker -> parent, once at start-up: ``{"ready": true, "pid": 123}``, or
+  ``{"ready": false, "missing": true|false, "error": "..."}`` if math-verify cannot be
+  imported (``missing`` is true for an ``ImportError``), after which the worker exits;
+* parent -> worker, per request: ``{"id": 7, "pairs": [["gold", "pred"], ...]}``;
+* worker -> parent, per request: ``{"id": 7, "result": true}``, or
+  ``{"id": 7, "error": "..."}`` if the request was malformed or verification raised
+  (the parent reads that as "not equivalent"). The worker survives bad input.
+
+The worker exits at end of input (the parent closed the pipe or died). It has no time
+limit of its own: the parent kills it when a request runs too long. Output written by
+math-verify or sympy cannot corrupt the protocol: the protocol uses private copies of
+the standard streams, and file descriptors 0 and 1 point to ``/dev/null``; after a
+successful start-up fd 2 does too, so nothing reaches the user's terminal.
+
+The parent may pass its ``sys.path`` in the environment variable
+:data:`SYS_PATH_ENV` (a JSON list), so the worker finds the same packages as the parent
+(as ``multiprocessing``'s ``spawn`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, BinaryIO
+
+#: Environment variable carrying the parent's ``sys.path`` (a JSON list of strings).
+SYS_PATH_ENV = "SAMPLESCALE_VERIFY_SYS_PATH"
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------
+# Verification (the worker's job)
+# --------------------------------------------------------------------------------------
+
+
+def _equation_parts(expr: Any) -> list[Any] | None:
+    """The ``Eq`` parts of an equation or equation chain, else None."""
+    from sympy import Eq
+
+    if isinstance(expr, Eq):
+        return [expr]
+    args = getattr(expr, "_unsorted_args", None)  # math-verify's chained relations
+    if args and all(isinstance(a, Eq) for a in args):
+        return list(args)
+    return None
+
+
+def _is_assignment_target(lhs: Any) -> bool:
+    try:
+        from latex2sympy2_extended import is_expr_of_only_symbols
+
+        return bool(is_expr_of_only_symbols(lhs))
+    except Exception:  # older latex2sympy2_extended
+        return bool(getattr(lhs, "is_Symbol", False))
+
+
+def _drops_equation_lhs(gold_parsed: list[Any], pred_parsed: list[Any]) -> bool:
+    """True if math-verify would wrongly compare only the rhs of a predicted equation.
+
+    math-verify reduces a predicted equation to its right-hand side when the gold is not
+    an equation, so gold ``0`` would equal ``3x+4y+14=0``. We allow that only for an
+    assignment (``x = 5``) or a left-hand side without variables (``2+3 = 5``).
+    """
+    from sympy import Basic
+
+    gold_expr = next((g for g in gold_parsed if isinstance(g, Basic)), None)
+    pred_expr = next((p for p in pred_parsed if isinstance(p, Basic)), None)
+    if gold_expr is None or pred_expr is None:
+        return False
+    parts = _equation_parts(pred_expr)
+    if parts is None or _equation_parts(gold_expr) is not None:
+        return False
+    lhs = parts[0].lhs
+    return bool(getattr(lhs, "free_symbols", None)) and not _is_assignment_target(lhs)
+
+
+def verify_pairs(pairs: Any) -> bool:
+    """True if math-verify accepts any ``(gold, pred)`` pair of LaTeX answers.
+
+    Each side is wrapped as ``$...$`` and parsed with ``LatexExtractionConfig`` only.
+    Raises ``TypeError`` if ``pairs`` is not a list of two-string pairs.
+    """
+    from math_verify import LatexExtractionConfig, parse, verify
+
+    if not isinstance(pairs, (list, tuple)):
+        raise TypeError(f"pairs must be a list, got {type(pairs).__name__}")
+    checked = []
+    for pair in pairs:
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(isinstance(s, str) for s in pair)
+        ):
+            raise TypeError(f"each pair must be two strings, got {pair!r:.200}")
+        checked.append((pair[0], pair[1]))
+    config = [LatexExtractionConfig()]
+    for gold, pred in checked:
+        # parsing_timeout/timeout_seconds=None: no signal.alarm; the parent kills us.
+        gold_parsed = parse(f"${gold}$", extraction_config=config, parsing_timeout=None)
+        pred_parsed = parse(f"${pred}$", extraction_config=config, parsing_timeout=None)
+        if not gold_parsed or not pred_parsed:
+            continue
+        try:
+            if _drops_equation_lhs(gold_parsed, pred_parsed):
+                continue
+        except Exception:
+            logger.debug("equation check failed", exc_info=True)
+        if verify(gold_parsed, pred_parsed, timeout_seconds=None):
+            return True
+    return False
+
+
+def handle_line(line: bytes) -> dict[str, Any]:
+    """The reply to one request line; an exception becomes an ``error`` reply."""
+    request_id = None
+    try:
+        request = json.loads(line)
+        if not isinstance(request, dict):
+            raise TypeError(f"a request must be a JSON object, got {type(request).__name__}")
+        request_id = request.get("id")
+        return {"id": request_id, "result": bool(verify_pairs(request.get("pairs")))}
+    except Exception as exc:  # RecursionError and MemoryError included
+        return {"id": request_id, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+
+
+# --------------------------------------------------------------------------------------
+# Process plumbing
+# --------------------------------------------------------------------------------------
+
+
+def _private_streams() -> tuple[BinaryIO, BinaryIO]:
+    """Private copies of stdin/stdout for the protocol; fds 0 and 1 become /dev/null."""
+    proto_in = os.fdopen(os.dup(0), "rb")
+    proto_out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdin = open(os.devnull, encoding="utf-8")
+    sys.stdout = open(os.devnull, "w", encoding="utf-8")
+    return proto_in, proto_out
+
+
+def _silence_stderr() -> None:
+    """Point fd 2 (and ``sys.stderr``) to /dev/null: warnings must not reach the user."""
+    try:
+        sys.stderr.flush()
+    except Exception:
+        pass
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = open(os.devnull, "w", encoding="utf-8")
+
+
+def _exit_when_orphaned(interval: float = 0.5) -> None:
+    """Exit as soon as the parent process is gone (best effort, needs the GIL)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _adopt_parent_sys_path() -> None:
+    raw = os.environ.get(SYS_PATH_ENV)
+    if not raw:
+        return
+    try:
+        parent_path = [p for p in json.loads(raw) if isinstance(p, str)]
+    except ValueError:
+        return
+    sys.path[:] = parent_path + [p for p in sys.path if p not in parent_path]
+
+
+def _send(out: BinaryIO, message: dict[str, Any]) -> None:
+    out.write(json.dumps(message).encode("ascii") + b"\n")
+    out.flush()
+
+
+def main() -> int:
+    # Ctrl-C in the terminal reaches the whole process group: the parent decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    proto_in, proto_out = _private_streams()
+    if os.name == "posix":
+        _exit_when_orphaned()
+    _adopt_parent_sys_path()
+    try:
+        import math_verify  # noqa: F401
+
+        for name in ("math_verify", "latex2sympy2_extended"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    except Exception as exc:
+        _send(
+            proto_out,
+            {
+                "ready": False,
+                "missing": isinstance(exc, ImportError),
+                "error": f"{type(exc).__name__}: {exc}"[:2000],
+            },
+        )
+        return 1
+    _silence_stderr()
+    _send(proto_out, {"ready": True, "pid": os.getpid()})
+    for line in proto_in:
+        if not line.strip():
+            continue
+        try:
+            _send(proto_out, handle_line(line))
+        except (BrokenPipeError, OSError):  # the parent is gone
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
