@@ -109,4 +109,7 @@ def test_repeated_sampling_in_eval_reports_coverage_with_gold_oracle():
     from samplescale.strategies import RepeatedSampling
 
     recs = list(evaluate(TASK, make_backend(), SamplingParams(n=4), strategy=RepeatedSampling()))
-    assert [r["answer"] for r in recs] == ["2", "4"] and [r["correct"] for r in recs] == [True, True]
+    assert [r["answer"] for r in recs] == ["2", "4"] and [r["correct"] for r in recs] == [
+        True,
+        True,
+    ]

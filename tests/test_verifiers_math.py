@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import samplescale.verifiers._workers as vw
 import samplescale.verifiers.math as vm
 from samplescale.errors import ConfigError, MissingDependencyError, SamplescaleError
 from samplescale.verifiers.math import (
@@ -46,7 +47,7 @@ def _fresh_cache():
 def warm_worker():
     """Start one worker process up front, so timings measure verification only."""
     assert is_equivalent("x+1", "1+x")
-    return vm._worker_pids()
+    return vw._worker_pids()
 
 
 # --------------------------------------------------------------------------------------
@@ -451,10 +452,10 @@ def test_answers_equivalent_times_out_too(warm_worker):
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
 def test_stuck_worker_is_killed_and_replaced(warm_worker):
     assert is_equivalent("x+1", "1+x")
-    before = set(vm._worker_pids())
+    before = set(vw._worker_pids())
     assert before
     assert _timed(HUGE_POWER, "7")[0] is False
-    killed = before - set(vm._worker_pids())
+    killed = before - set(vw._worker_pids())
     assert len(killed) == 1
     deadline = time.monotonic() + 5
     while any(_is_running(pid) for pid in killed) and time.monotonic() < deadline:
@@ -481,12 +482,12 @@ def test_concurrent_threads_get_correct_answers(warm_worker):
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert all(pool.map(check, pairs))
-    assert 1 <= len(vm._worker_pids()) <= vm._POOL_SIZE
+    assert 1 <= len(vw._worker_pids()) <= vw._POOL_SIZE
 
 
 def _child_verifies(results):
     results.put(is_equivalent("2(x+1)", "2x+2", timeout=30.0))
-    results.put(vm._worker_pids())
+    results.put(vw._worker_pids())
 
 
 @pytest.mark.skipif(
@@ -503,7 +504,7 @@ def test_a_multiprocessing_child_can_verify_and_exit(warm_worker):
     child_pids = results.get(timeout=60)
     child.join(timeout=30)
     assert child.exitcode == 0
-    assert child_pids and not set(child_pids) & set(vm._worker_pids())
+    assert child_pids and not set(child_pids) & set(vw._worker_pids())
     if os.path.isdir("/proc/self"):  # the child killed its worker when it exited
         assert not any(_is_running(pid) for pid in child_pids)
     assert is_equivalent("3(x+1)", "3x+3")  # the parent's workers are untouched
@@ -515,7 +516,8 @@ def test_a_multiprocessing_child_can_verify_and_exit(warm_worker):
 
 UNGUARDED_SCRIPT = """\
 import sys
-from samplescale.verifiers.math import _worker_pids, is_equivalent
+from samplescale.verifiers._workers import _worker_pids
+from samplescale.verifiers.math import is_equivalent
 
 print(is_equivalent("\\\\frac{1}{2}+x", "x+0.5"))
 print(" ".join(map(str, _worker_pids())))
@@ -613,7 +615,7 @@ def test_the_worker_survives_bad_requests():
 
 
 def test_an_error_in_the_worker_means_not_equivalent():
-    slot = vm._Slot()
+    slot = vw._Slot()
     try:
         assert slot.run((("x+1", "1+x"),), 30.0) is True
         pids = slot.pids()
@@ -627,8 +629,8 @@ def test_an_error_in_the_worker_means_not_equivalent():
 
 def test_a_worker_that_cannot_start_raises(monkeypatch):
     command = [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]
-    monkeypatch.setattr(vm, "_worker_command", lambda: command)
-    slot = vm._Slot()
+    monkeypatch.setattr(vw, "_worker_command", lambda: command)
+    slot = vw._Slot()
     with pytest.raises(SamplescaleError, match=r"(?s)exit code 3.*boom") as info:
         slot.run((("x", "y"),), 5.0)
     assert "__main__" not in str(info.value)
@@ -638,8 +640,8 @@ def test_a_worker_that_cannot_start_raises(monkeypatch):
 def test_a_worker_without_math_verify_raises_missing_dependency(monkeypatch):
     reply = '{"ready": false, "missing": true, "error": "No module named math_verify"}'
     command = [sys.executable, "-c", f"print({reply!r})"]
-    monkeypatch.setattr(vm, "_worker_command", lambda: command)
-    slot = vm._Slot()
+    monkeypatch.setattr(vw, "_worker_command", lambda: command)
+    slot = vw._Slot()
     with pytest.raises(MissingDependencyError, match="pip install math-verify"):
         slot.run((("x", "y"),), 5.0)
     assert slot.pids() == []
@@ -647,7 +649,7 @@ def test_a_worker_without_math_verify_raises_missing_dependency(monkeypatch):
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_worker_that_died_while_idle_is_replaced():
-    slot = vm._Slot()
+    slot = vw._Slot()
     try:
         assert slot.run((("x+1", "1+x"),), 30.0) is True
         (pid,) = slot.pids()

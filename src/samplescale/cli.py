@@ -111,7 +111,9 @@ def _backend(args: argparse.Namespace) -> Any:
     from samplescale.backends.llamacpp import LlamaCppBackend
 
     n_seq = min(args.n, 16)
-    return LlamaCppBackend(args.model, n_ctx=max(4096, n_seq * args.max_tokens + PROMPT_ROOM), n_seq_max=n_seq)
+    return LlamaCppBackend(
+        args.model, n_ctx=max(4096, n_seq * args.max_tokens + PROMPT_ROOM), n_seq_max=n_seq
+    )
 
 
 def _strategy(name: str | None) -> Any:

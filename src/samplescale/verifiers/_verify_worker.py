@@ -1,5 +1,6 @@
 """The math-verify worker process of :mod:`samplescale.verifiers.math`.
 
+This is the child side of the worker pool in :mod:`samplescale.verifiers._workers`.
 Started by the parent as ``python -m samplescale.verifiers._verify_worker`` (never
 through :mod:`multiprocessing`, so the user's ``__main__`` is never re-imported). The
 protocol is one JSON object per line, ASCII only:

@@ -1,0 +1,251 @@
+r"""Final-answer extraction from model completions and gold solutions.
+
+:func:`extract_answer` reads the final answer out of a model completion (or out of a
+gold solution such as GSM8K's ``... #### 72``), for self-consistency voting, best-of-N
+and pass@k evaluation. It tries five rules in order, the first one that finds something
+wins: the last ``\boxed{...}`` (balanced braces), the last ``#### X`` line, the last
+"answer is X" / "answer: X" phrase, the last bold ``**X**`` with a digit, and the last
+number in the text (see :func:`extract_answer` for the details of each rule).
+
+Conventions
+-----------
+* For the ``####``, phrase and bold rules, surrounding markdown emphasis, math
+  delimiters, ``\text{}`` wrappers and trailing punctuation are stripped, and a leading
+  number followed by words is cut to the number (``"18 dollars"`` gives ``18``) unless
+  the words are math (``and``, ``or``, ``pi``, ``sqrt``, ...). A boxed answer only loses
+  a ``\text{}`` wrapper spanning all of it.
+* Apart from that, the answer is returned as written (``"1,234"``, ``"29.00"``);
+  normalisation is the job of :func:`samplescale.verifiers.math.is_equivalent`. A
+  Unicode minus sign is returned as ``-``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from samplescale.errors import ConfigError
+from samplescale.verifiers._latex import (
+    _MINUS_SIGNS,
+    _last_boxed,
+    _strip_math_delimiters,
+    _strip_text_wrapper,
+)
+from samplescale.verifiers.numbers import _parse_number
+
+__all__ = ["extract_answer"]
+
+# --------------------------------------------------------------------------------------
+# Text helpers
+# --------------------------------------------------------------------------------------
+
+
+def _tidy(x: str) -> str:
+    """Strip markdown emphasis, trailing punctuation, math delimiters and text wrappers."""
+    prev = None
+    while x != prev:
+        prev = x
+        x = x.translate(_MINUS_SIGNS).strip().strip("*").strip()
+        x = x.rstrip(".,;:!").rstrip()
+        x = _strip_math_delimiters(x)
+        x = _strip_text_wrapper(x)
+    return x
+
+
+_LEADING_NUMBER_RE = re.compile(
+    r"(?P<num>[-+]?(?:\\?\$\s?)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|[-+]?\.\d+)"
+    r"(?P<pct>\s?(?:\\%|%|percent\b))?(?P<rest>.*)",
+    re.DOTALL | re.IGNORECASE,
+)
+_NOT_A_UNIT_RE = re.compile(
+    r"\s+(?:and|or|pi|sqrt|root|i|times|plus|minus|over|divided)\b", re.IGNORECASE
+)
+
+
+def _drop_trailing_words(x: str) -> str:
+    """``"18 dollars"`` -> ``"18"``; ``"72, in total"`` -> ``"72"``; math is left alone.
+
+    Applies only when ``x`` starts with a plain number followed by prose (a space and a
+    letter, or a comma, a space and a letter); ``"2 and 3"``, ``"3 pi"``, ``"1/2"`` and
+    ``"5 \\text{cm}"`` are kept whole.
+    """
+    m = _LEADING_NUMBER_RE.fullmatch(x)
+    if m is None:
+        return x
+    rest = m.group("rest")
+    keep = m.group("num") + (m.group("pct") or "")
+    if not rest.strip():
+        return x
+    if re.match(r",?\s+[A-Za-z]", rest) and not _NOT_A_UNIT_RE.match(rest):
+        return keep.strip()
+    return x
+
+
+def _looks_like_answer(x: str) -> bool:
+    """Reject empty tails and prose (more than four words without a digit or LaTeX)."""
+    if not x:
+        return False
+    return bool(re.search(r"[\d\\]", x)) or len(x.split()) <= 4
+
+
+# --------------------------------------------------------------------------------------
+# extract_answer
+# --------------------------------------------------------------------------------------
+
+_HASH_RE = re.compile(r"####[ \t]*(?=[-+$.\d\u2212]|\\(?:[dt]?frac|\$))([^\n]*)")
+_PHRASE_RE = re.compile(
+    r"\banswer\b(?:\s*\*{1,2})?\s*(?:\bis\b\s*:?|:|=)",
+    re.IGNORECASE,
+)
+_PHRASE_WINDOW = 2000  # characters read after an answer phrase
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_COMMA_PROSE_RE = re.compile(r",\s+(?!(?:and|or)\b)[A-Za-z]{2,}\b", re.IGNORECASE)
+_BOLD_RE = re.compile(r"\*\*([^*\n]+?)\*\*")
+_HEADING_RE = re.compile(r"(?:step|part|case|problem|solution|question|example)\b", re.I)
+_LAST_NUMBER_RE = re.compile(
+    r"(?:(?<![\w)\]}.])[-\u2212])?(?<![\w.])"
+    r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?!\d)(?:\\?%)?"
+    r"|(?:(?<![\w)\]}.])[-\u2212])?(?<![\w.])\.\d+(?!\d)(?:\\?%)?"
+)
+
+
+def _rule_boxed(text: str) -> str | None:
+    content = _last_boxed(text)
+    if content is None:
+        return None
+    return _strip_text_wrapper(content.translate(_MINUS_SIGNS)) or None
+
+
+def _rule_hash(text: str) -> str | None:
+    matches = _HASH_RE.findall(text)
+    if not matches:
+        return None
+    answer = _drop_trailing_words(_tidy(matches[-1].translate(_MINUS_SIGNS)))
+    return answer or None
+
+
+_ARITHMETIC_COMMAND_RE = re.compile(r"\\(?:[dt]?frac|times|cdot|div|left|right|sqrt|[,!; %])")
+_ARITHMETIC_SIDE_RE = re.compile(r"[\d\s+\-*/^().,{}\[\]%$]*")
+_OTHER_RELATION_RE = re.compile(r"[<>]|\\(?:[lg]eq?|neq?|approx|sim)(?![A-Za-z])")
+
+
+def _last_side_if_arithmetic(answer: str) -> str:
+    """``"7 + 5 = 12"`` -> ``"12"``: the result of a worked computation.
+
+    Applies when every side before the last ``=`` is arithmetic on numbers (digits,
+    ``+ - * / ^``, parentheses, ``\\frac``, ``\\times``, ``\\cdot``, ...) and the last side
+    is a plain number, possibly followed by words (``"= 12 apples"`` gives ``12``). An
+    equation with a variable (``"x = 5"``, ``"2x + 3 = 5"``) or a relation other than
+    ``=`` is returned unchanged.
+    """
+    if "=" not in answer or _OTHER_RELATION_RE.search(answer):
+        return answer
+    *sides, last = answer.split("=")
+    for side in sides:
+        bare = _ARITHMETIC_COMMAND_RE.sub(" ", side)
+        if not re.search(r"\d", bare) or not _ARITHMETIC_SIDE_RE.fullmatch(bare):
+            return answer
+    result = _drop_trailing_words(_tidy(last))
+    return result if _parse_number(result) is not None else answer
+
+
+def _rule_phrase(text: str) -> str | None:
+    for m in reversed(list(_PHRASE_RE.finditer(text))):
+        window = text[m.end() : m.end() + _PHRASE_WINDOW].lstrip()
+        tail = window.split("\n", 1)[0]
+        end = _SENTENCE_END_RE.search(tail)
+        if end is not None:
+            tail = tail[: end.start()]
+        comma = _COMMA_PROSE_RE.search(tail)
+        if comma is not None:
+            tail = tail[: comma.start()]
+        answer = _last_side_if_arithmetic(_drop_trailing_words(_tidy(tail)))
+        if _looks_like_answer(answer):
+            return answer
+    return None
+
+
+def _rule_bold(text: str) -> str | None:
+    for m in reversed(list(_BOLD_RE.finditer(text))):
+        content = m.group(1).strip()
+        if not re.search(r"\d", content) or content.endswith(":"):
+            continue
+        if _HEADING_RE.match(content):
+            continue
+        answer = _drop_trailing_words(_tidy(content))
+        if answer:
+            return answer
+    return None
+
+
+def _rule_last_number(text: str) -> str | None:
+    matches = _LAST_NUMBER_RE.findall(text)
+    return matches[-1].translate(_MINUS_SIGNS) if matches else None
+
+
+def extract_answer(text: str) -> str | None:
+    r"""Extract the final answer from a model completion or a gold solution.
+
+    The first rule that finds something wins:
+
+    a. the content of the LAST ``\boxed{...}`` or ``\fbox{...}``, read with balanced
+       nested braces (``\boxed{\frac{1}{2}}`` gives ``\frac{1}{2}``; escaped ``\{``
+       and ``\}`` do not count). A box that is never closed or is empty is skipped.
+       The short form ``\boxed 5`` is read up to the next whitespace or ``$``. A
+       ``\text{...}`` (or ``\textbf``, ``\mathrm``, ``\mathbf``, ``\mbox``) wrapper
+       around the whole content is removed: ``\boxed{\text{E}}`` gives ``E``;
+    b. the last ``#### X`` line (GSM8K gold format) whose ``X`` starts like a number
+       (digit, sign, ``.`` or currency sign), so markdown headings such as
+       ``#### Step 2`` are not answers: ``"... #### -3"`` gives ``-3``;
+    c. the last "answer is X" / "answer: X" phrase, case-insensitive (covers "The answer
+       is X", "The final answer is X", "Final Answer: X", "**Answer:** X"). ``X`` runs to
+       the end of its sentence (a period followed by whitespace) or line, and stops at a
+       comma followed by a word (``"72, in total"`` gives ``72``). Surrounding ``**``,
+       ``$...$``, ``\(...\)`` and a trailing period are stripped. A phrase whose ``X``
+       is empty or reads like prose (more than four words, no digit, no LaTeX) is
+       skipped in favour of the previous phrase. A worked computation gives its result:
+       if every side before the last ``=`` is arithmetic on numbers and the last side is
+       a number, ``X`` is that number (``"The answer is: 7 + 5 = 12."`` gives ``12``),
+       while an equation with a variable is kept whole (``"x = 5"``);
+    d. the last bold ``**X**`` whose content contains a digit, ignoring headings (bold
+       text ending in ``:`` or starting with "Step", "Part", "Case", ...);
+    e. the last number in the text: integers, decimals (``.5`` too), negatives, numbers
+       with thousands commas (``1,234``); a directly attached ``%`` / ``\%`` is kept. A
+       lone ``,`` is not a number.
+
+    For rules b-d, a leading number followed by words is cut to the number
+    (``"18 dollars"`` gives ``18``), unless the words are math (``and``, ``or``, ``pi``,
+    ``sqrt``, ...). Apart from that, the answer is returned as written (``"1,234"``,
+    ``"29.00"``); :func:`is_equivalent` does the normalisation. A Unicode minus sign is
+    returned as ``-``.
+
+    Parameters
+    ----------
+    text : str
+        A model completion or a gold solution.
+
+    Returns
+    -------
+    str or None
+        The extracted answer, or None when no rule finds one.
+
+    Raises
+    ------
+    ConfigError
+        If ``text`` is not a str.
+
+    Examples
+    --------
+    >>> extract_answer(r"So \boxed{5}. Wrong; it is \boxed{7}.")
+    '7'
+    >>> extract_answer("First 2 then 34. Final Answer: **73**")
+    '73'
+    >>> extract_answer("The answer is 72, in total, so we are done.")
+    '72'
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"text must be a str, got {type(text).__name__}")
+    for rule in (_rule_boxed, _rule_hash, _rule_phrase, _rule_bold, _rule_last_number):
+        answer = rule(text)
+        if answer:
+            return answer
+    return None
