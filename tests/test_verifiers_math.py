@@ -482,7 +482,7 @@ def test_concurrent_threads_get_correct_answers(warm_worker):
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert all(pool.map(check, pairs))
-    assert 1 <= len(vw._worker_pids()) <= vw._POOL_SIZE
+    assert 0 < len(vw._worker_pids()) <= vw._POOL_SIZE
 
 
 def _child_verifies(results):
