@@ -97,7 +97,12 @@ def test_generate_prints_answer_and_votes(capsys, model):
             ("generate", "q", "--strategy", "beam"),
             "unknown strategy 'beam'; valid: best-of-n, greedy",
         ),
-        (("generate", "q", "-n", "0"), "n: Input should be greater than or equal to 1"),
+        (("generate", "q", "-n", "0"), "n: Input should be greater than or equal to 1 (got 0); valid range [1, 100000]"),
+        (("generate", "q", "--seed", "-1"), "seed: Input should be greater than or equal to 0"),
+        (("generate", "   "), "prompt must not be empty"),
+        (("generate", "q", "--strategy", ""), "unknown strategy ''"),
+        (("eval", "--output", ""), "--output must be a directory path"),
+        (("eval", "--output", "/dev/null"), "exists and is not a directory"),
         (
             ("generate", "q", "--temperature", "-1"),
             "temperature: Input should be greater than or equal to 0",
@@ -130,3 +135,47 @@ def test_list_and_console_script(capsys):
         check=True,
     )
     assert "best-of-n" in proc.stdout
+
+
+def test_results_file_damage_and_duplicates(capsys, tmp_path, model):
+    out = tmp_path / "run"
+    args = ("eval", "--limit", "3", "--n", "2", "--max-tokens", "8", "--output", str(out), "--model", model)
+    assert run(capsys, *args)[0] == 0
+    results = out / "results.jsonl"
+    lines = results.read_text().splitlines()
+    # a duplicated line counts once
+    results.write_text("\n".join(lines + lines[:1]) + "\n")
+    code, stdout, _ = run(capsys, *args)
+    assert code == 0 and "3 problems" in stdout
+    assert json.loads((out / "summary.json").read_text())["problems"] == 3
+    # damage in the middle is refused, and nothing is deleted
+    damaged = "\n".join([lines[0], lines[1][:30], lines[2]]) + "\n"
+    results.write_text(damaged)
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "results.jsonl:2 is corrupt" in err
+    assert results.read_text() == damaged
+    # a record of another task is refused
+    results.write_text(lines[0].replace("arithmetic-L1-0000", "gsm8k-0000") + "\n")
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "not in this task" in err
+    # the task name is canonical, so a differently spelled rerun is the same run
+    results.write_text("\n".join(lines) + "\n")
+    code, _, err = run(capsys, *args[:1], "--task", "Arithmetic", *args[1:])
+    assert code == 0
+    code, _, err = run(capsys, *args, "--level", "2")
+    assert code == 2 and "level" in err
+    (out / "run.json").write_text("{not json")
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "run.json is corrupt" in err
+
+
+def test_two_runs_never_write_to_one_directory(tmp_path):
+    from samplescale.cli_eval import _exclusive
+    from samplescale.errors import ConfigError
+
+    with _exclusive(tmp_path):
+        with pytest.raises(ConfigError, match="another samplescale run is writing"):
+            with _exclusive(tmp_path):
+                pass
+    with _exclusive(tmp_path):  # released after the first run ends
+        pass

@@ -91,7 +91,7 @@ def test_stop_strings_cut_the_text(llama_backend):
 def test_bad_inputs(llama_backend, tmp_path):
     from samplescale.backends.llamacpp import LlamaCppBackend
 
-    with pytest.raises(ConfigError, match="exceeds n_ctx"):
+    with pytest.raises(ConfigError, match="exceeds the context"):
         llama_backend.generate(PROMPT, SamplingParams(max_tokens=100_000))
     with pytest.raises(ModelNotFoundError, match="model file not found"):
         LlamaCppBackend(tmp_path / "missing.gguf")
@@ -102,3 +102,28 @@ def test_bad_inputs(llama_backend, tmp_path):
     assert math.isfinite(
         llama_backend.generate(PROMPT, SamplingParams(max_tokens=2, seed=0)).usage.wall_time_s
     )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_ctx": 2**32 + 100}, "n_ctx must be an integer in [64, 1048576]"),
+        ({"n_seq_max": True}, "n_seq_max must be an integer in [1, 256]"),
+        ({"n_threads": 0}, "n_threads must be an integer >= 1"),
+    ],
+)
+def test_constructor_ranges(llama_backend, kwargs, message):
+    from samplescale.backends.llamacpp import LlamaCppBackend
+
+    with pytest.raises(ConfigError) as exc:
+        LlamaCppBackend(llama_backend.model_path, **kwargs)
+    assert message in str(exc.value)
+
+
+def test_prompt_and_prefix_validation(llama_backend):
+    with pytest.raises(ConfigError, match="not valid Unicode"):
+        llama_backend.generate(Prompt.user("bad \udcff"), SamplingParams(max_tokens=2))
+    with pytest.raises(ConfigError, match="prefix token ids"):
+        llama_backend.next_token_logits(PROMPT, [2**32 + 5])
+    with pytest.raises(ConfigError, match="trained context 8192"):
+        llama_backend.generate(PROMPT, SamplingParams(max_tokens=9000))

@@ -100,6 +100,11 @@ def test_c10_temperature_zero_and_tiny_temperature():
     assert set(draws) == {0}
     with pytest.raises(ConfigError, match="temperature"):
         F.temperature(logits, -1.0)
+    # a temperature below float32's smallest number is still argmax-like, never NaN
+    out = F.temperature(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), 1e-46)
+    assert not np.isnan(out).any() and out[0, 1] == 0.0
+    draw = pipeline.sample(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), SamplingParams(temperature=1e-46), np.random.default_rng(0))
+    assert draw.token_ids[0] == 1 and draw.sampling_logprobs[0] == 0.0
 
 
 def test_c11_sampled_logprobs_raw_and_processed():

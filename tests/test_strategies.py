@@ -79,6 +79,12 @@ def test_best_of_n_by_mean_logprob_and_by_oracle():
         SamplingParams(n=3),
     )
     assert r.answer == "6" and r.scores == (0.0, 0.0, 1.0)
+    r = best_of_n(
+        ScriptedBackend(["The answer is 4", "The answer is 55"], token_logprob=-0.5), "q", SamplingParams(n=2), scorer="sum-logprob"
+    )
+    assert r.answer == "4" and r.scores == pytest.approx((-7.5, -8.0))
+    with pytest.raises(UnknownNameError, match="valid: mean-logprob, sum-logprob"):
+        BestOfN(scorer="prm")
 
 
 def test_weighted_vote_by_sequence_probability():

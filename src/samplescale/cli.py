@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from samplescale.config import SamplingParams
-from samplescale.errors import SamplescaleError
+from samplescale.config import SamplingParams, valid_range
+from samplescale.errors import ConfigError, SamplescaleError
 
 DEFAULT_TEMPERATURE = 0.8
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--output",
-        type=Path,
+        type=str,
         default=None,
         help="output directory (default runs/<settings>); resumes if it holds the same run",
     )
@@ -100,6 +100,7 @@ def _params(args: argparse.Namespace) -> SamplingParams:
         min_p=args.min_p,
         max_tokens=args.max_tokens,
         n=args.n,
+        seed=args.seed,
     )
 
 
@@ -136,8 +137,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from samplescale.strategies import get_strategy
 
-    strategy = get_strategy(args.strategy or "self-consistency")
-    params = _params(args).model_copy(update={"seed": args.seed})
+    strategy = get_strategy("self-consistency" if args.strategy is None else args.strategy)
+    if not args.prompt.strip():
+        raise ConfigError("prompt must not be empty")
+    params = _params(args)  # validated before the model loads
     result = strategy.run(_backend(args), args.prompt, params)
     print(f"answer: {result.answer}")
     if result.vote_shares:
@@ -170,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "input"
+        allowed = valid_range(SamplingParams, field)
+        where = f"; valid range {allowed}" if allowed else ""
         print(
-            f"samplescale: error: {field}: {err['msg']} (got {err.get('input')!r})", file=sys.stderr
+            f"samplescale: error: {field}: {err['msg']} (got {err.get('input')!r}){where}",
+            file=sys.stderr,
         )
+    except OSError as exc:
+        print(f"samplescale: error: {exc}", file=sys.stderr)
     except SamplescaleError as exc:
         print(f"samplescale: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

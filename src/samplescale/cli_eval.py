@@ -11,9 +11,11 @@ Output directory layout::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,54 +30,96 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from samplescale.backends.llamacpp import default_model_path
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.evaluate import evaluate
+from samplescale.registry import canonical
 from samplescale.summary import summarize_pool, summarize_strategy
 from samplescale.tasks import load_task
 
 ARITHMETIC_DEFAULT_LIMIT = 50
 
 
-def default_output(args: argparse.Namespace) -> Path:
+def default_output(task: str, args: argparse.Namespace) -> Path:
     """``runs/<task>[-L<level>]-n<N>[-<strategy>]-seed<seed>``."""
-    parts = [args.task]
-    if args.task == "arithmetic":
+    parts = [task]
+    if task == "arithmetic":
         parts.append(f"L{args.level}")
     parts.append(f"n{args.n}")
     if args.strategy:
-        parts.append(args.strategy)
+        parts.append(canonical(args.strategy))
     parts.append(f"seed{args.seed}")
     return Path("runs") / "-".join(parts)
 
 
-def _settings(args: argparse.Namespace, params: SamplingParams, model: str) -> dict[str, Any]:
+def _settings(task: str, args: argparse.Namespace, params: SamplingParams, model: str) -> dict[str, Any]:
     return {
-        "task": args.task,
-        "data": str(args.data) if args.data else None,
-        "level": args.level if args.task == "arithmetic" else None,
+        "task": task,
+        "data": str(Path(args.data).resolve()) if args.data else None,
+        "level": args.level if task == "arithmetic" else None,
+        "fields": [args.question_field, args.answer_field] if task == "jsonl" else None,
         "limit": args.limit,
         "seed": args.seed,
-        "strategy": args.strategy,
+        "strategy": canonical(args.strategy) if args.strategy else None,
         "model": model,
         "params": params.model_dump(mode="json"),
     }
 
 
-def _load_done(path: Path) -> list[dict[str, Any]]:
-    """Records already in results.jsonl; a torn last line (interrupted write) is dropped."""
+def _check_settings(run_file: Path, settings: dict[str, Any]) -> None:
+    """Write run.json, or refuse when the directory holds a run with other settings."""
+    if not run_file.exists():
+        run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        return
+    try:
+        old = json.loads(run_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{run_file} is corrupt ({exc}); use another --output") from exc
+    if not isinstance(old, dict) or old != settings:
+        old = old if isinstance(old, dict) else {}
+        diff = sorted(k for k in settings if old.get(k) != settings[k])
+        raise ConfigError(
+            f"{run_file.parent} holds a run with other settings ({', '.join(diff)}); use another --output"
+        )
+
+
+def _load_done(path: Path, ids: set[str]) -> list[dict[str, Any]]:
+    """Records already in results.jsonl, one per problem id.
+
+    A torn LAST line (a write cut short by an interruption) is dropped from the file; damage
+    anywhere else, or a record of a problem that is not in the task, is an error (nothing
+    already computed is ever deleted).
+    """
     if not path.exists():
         return []
-    records, good = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
-            good.append(line)
-        except json.JSONDecodeError:
-            break
-    if len(good) != len(path.read_text(encoding="utf-8").splitlines()):
-        path.write_text("".join(g + "\n" for g in good), encoding="utf-8")
-    return records
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                path.write_text("".join(x + "\n" for x in lines[:-1]), encoding="utf-8")
+                break
+            raise ConfigError(f"{path}:{number} is corrupt ({exc}); repair or remove that line") from exc
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+            raise ConfigError(f"{path}:{number} is not a result record; repair or remove that line")
+        if rec["id"] not in ids:
+            raise ConfigError(f"{path}:{number} is problem {rec['id']!r}, which is not in this task")
+        records.setdefault(rec["id"], rec)  # a duplicated line counts once
+    return list(records.values())
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` so two runs never append to one results file."""
+    with (out / ".lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ConfigError(f"another samplescale run is writing to {out}") from exc
+        yield
 
 
 def _ci(x: dict[str, float]) -> str:
@@ -131,11 +175,8 @@ def run_eval(
 ) -> int:
     """Run (or resume) an evaluation and write its files; returns the exit status."""
     console = Console(soft_wrap=True)
-    limit = (
-        args.limit
-        if args.limit is not None or args.task != "arithmetic"
-        else ARITHMETIC_DEFAULT_LIMIT
-    )
+    name = canonical(args.task)
+    limit = args.limit if args.limit is not None or name != "arithmetic" else ARITHMETIC_DEFAULT_LIMIT
     task = load_task(
         args.task,
         path=args.data,
@@ -145,21 +186,32 @@ def run_eval(
         question_field=args.question_field,
         answer_field=args.answer_field,
     )
-    out = args.output or default_output(args)
-    backend = make_backend(args)
-    settings = _settings(args, params, str(getattr(backend, "model_path", backend.name)))
+    if args.output is not None and not args.output.strip():
+        raise ConfigError("--output must be a directory path, got an empty string")
+    out = Path(args.output) if args.output is not None else default_output(name, args)
+    model = str(args.model.resolve() if args.model else default_model_path())
+    settings = _settings(name, args, params, model)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    run_file, results_file = out / "run.json", out / "results.jsonl"
-    if run_file.exists():
-        old = json.loads(run_file.read_text(encoding="utf-8"))
-        if old != settings:
-            diff = sorted(k for k in settings if old.get(k) != settings[k])
-            raise ConfigError(
-                f"{out} holds a run with other settings ({', '.join(diff)}); use another --output"
-            )
-    else:
-        run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    records = _load_done(results_file)
+    with _exclusive(out):
+        _check_settings(out / "run.json", settings)
+        records = _load_done(out / "results.jsonl", {p.id for p in task.problems})
+        return _run(console, task, out, records, make_backend(args), params, strategy, args.seed, settings)
+
+
+def _run(
+    console: Console,
+    task: Any,
+    out: Path,
+    records: list[dict[str, Any]],
+    backend: Any,
+    params: SamplingParams,
+    strategy: Any,
+    seed: int,
+    settings: dict[str, Any],
+) -> int:
+    results_file = out / "results.jsonl"
     done = {r["id"] for r in records}
     if done:
         console.print(f"resuming {out}: {len(done)} of {len(task.problems)} problems already done")
@@ -178,7 +230,7 @@ def run_eval(
         bar = progress.add_task(
             f"{task.name} n={params.n}", total=len(task.problems), completed=len(done)
         )
-        for rec in evaluate(task, backend, params, strategy=strategy, seed=args.seed, skip=done):
+        for rec in evaluate(task, backend, params, strategy=strategy, seed=seed, skip=done):
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -189,13 +241,13 @@ def run_eval(
         raise ConfigError("the task has no problems to evaluate")
     title = f"{task.name}: {len(records)} problems, N={params.n}, T={params.temperature}"
     if strategy is None:
-        summary = summarize_pool(records, seed=args.seed)
+        summary = summarize_pool(records, seed=seed)
         _print_pool(console, summary, title)
         from samplescale.plots import scaling_figure
 
         scaling_figure(summary, title).savefig(out / "scaling.png", dpi=120)
     else:
-        summary = summarize_strategy(records, seed=args.seed)
+        summary = summarize_strategy(records, seed=seed)
         _print_strategy(console, summary, title)
     summary["settings"] = settings
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -7,9 +7,24 @@ the field and the valid range. Values are never rewritten silently.
 
 from __future__ import annotations
 
+from typing import Any
+
+from annotated_types import Ge, Le
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def valid_range(model: type[BaseModel], field: str) -> str | None:
+    """The valid range of a numeric field as text, e.g. ``"[1, 100000]"``, or None."""
+    info = model.model_fields.get(field)
+    if info is None:
+        return None
+    lo = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
+    hi = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+    if lo is None and hi is None:
+        return None
+    return f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
 
 
 class SamplingParams(BaseModel):
@@ -18,6 +33,8 @@ class SamplingParams(BaseModel):
     The token-level transforms are applied in the one order documented in
     :mod:`samplescale.sampling.pipeline` (truncation on the temperature-1 distribution,
     temperature last).
+
+    Numeric fields are strict: ``True`` is not a number and ``"3"`` is not an int.
 
     Attributes
     ----------
@@ -47,14 +64,14 @@ class SamplingParams(BaseModel):
 
     model_config = FROZEN
 
-    temperature: float = Field(default=1.0, ge=0.0, le=100.0, allow_inf_nan=False)
-    top_k: int = Field(default=0, ge=-1)
-    top_p: float = Field(default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
-    min_p: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
-    max_tokens: int = Field(default=256, ge=1, le=1_000_000)
+    temperature: float = Field(strict=True, default=1.0, ge=0.0, le=100.0, allow_inf_nan=False)
+    top_k: int = Field(strict=True, default=0, ge=-1)
+    top_p: float = Field(strict=True, default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    min_p: float = Field(strict=True, default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    max_tokens: int = Field(strict=True, default=256, ge=1, le=1_000_000)
     stop: tuple[str, ...] = ()
-    seed: int | None = Field(default=None, ge=0)
-    n: int = Field(default=1, ge=1, le=100_000)
+    seed: int | None = Field(strict=True, default=None, ge=0)
+    n: int = Field(strict=True, default=1, ge=1, le=100_000)
 
     @field_validator("stop")
     @classmethod
@@ -62,6 +79,16 @@ class SamplingParams(BaseModel):
         if any(s == "" for s in v):
             raise ValueError("stop strings must be non-empty")
         return v
+
+    def replace(self, **changes: Any) -> SamplingParams:
+        """A validated copy with ``changes`` applied (``model_copy`` would skip validation).
+
+        Raises
+        ------
+        pydantic.ValidationError
+            If a changed value is out of range.
+        """
+        return SamplingParams.model_validate({**self.model_dump(), **changes})
 
     @property
     def greedy(self) -> bool:

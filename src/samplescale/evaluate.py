@@ -72,7 +72,7 @@ def pool_record(
     pass@k and maj@k for every k <= N are computed from this one pool.
     """
     greedy = _greedy(problem, prompt, backend, params)
-    p = params.model_copy(update={"seed": problem_seed(seed, problem.id)})
+    p = params.replace(seed=problem_seed(seed, problem.id))
     gen = backend.generate(prompt, p)
     answers = tuple(extract_answer(s.text) if s.status == "ok" else None for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
@@ -113,7 +113,7 @@ def strategy_record(
     if isinstance(strategy, RepeatedSampling) and strategy.oracle is None:
         strategy = dataclasses.replace(strategy, oracle=lambda a: is_equivalent(a, problem.gold))
     greedy = _greedy(problem, prompt, backend, params)
-    p = params.model_copy(update={"seed": problem_seed(seed, problem.id)})
+    p = params.replace(seed=problem_seed(seed, problem.id))
     r = strategy.run(backend, prompt, p)
     return {
         "id": problem.id,

@@ -91,6 +91,19 @@ class Sample(BaseModel):
     status: Literal["ok", "error"] = "ok"
     error: str | None = None
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Sample:
+        n = len(self.token_ids)
+        for name in ("logprobs", "sampling_logprobs"):
+            values = getattr(self, name)
+            if len(values) not in (0, n):
+                raise ValueError(f"{name} has {len(values)} values for {n} tokens")
+            if any(not (v <= 0.0) for v in values):  # also rejects NaN
+                raise ValueError(f"{name} must be natural-log probabilities <= 0 (no NaN)")
+        if (self.status == "error") != (self.error is not None):
+            raise ValueError("status='error' needs an error message, and only then")
+        return self
+
     @property
     def num_tokens(self) -> int:
         """Number of generated tokens."""
@@ -208,6 +221,18 @@ class Result(BaseModel):
     trace: tuple[dict[str, Any], ...] = ()
     usage: Usage = Usage()
     log_evidence: float | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Result:
+        n = len(self.samples)
+        for name in ("answers", "scores", "weights"):
+            if len(getattr(self, name)) not in (0, n):
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} samples")
+        if self.weights and (min(self.weights) < 0 or abs(math.fsum(self.weights) - 1.0) > 1e-9):
+            raise ValueError("weights must be >= 0 and sum to 1")
+        if self.selected is not None and not 0 <= self.selected < n:
+            raise ValueError(f"selected={self.selected} is not a sample index in [0, {n - 1}]")
+        return self
 
     @property
     def text(self) -> str | None:

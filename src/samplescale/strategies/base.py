@@ -82,7 +82,7 @@ class Strategy(ABC):
     ) -> tuple[State, dict[str, Any]]:
         """Draw the remaining samples in one backend call (parallel sequences where supported)."""
         need = state.params.n - len(state.samples)
-        gen = backend.generate(state.prompt, state.params.model_copy(update={"n": need}), rng)
+        gen = backend.generate(state.prompt, state.params.replace(n=need), rng)
         info = {
             "step": len(state.trace),
             "samples": len(gen.samples),

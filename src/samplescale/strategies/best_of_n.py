@@ -13,7 +13,7 @@ from samplescale.aggregate import argmax
 from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Result
-from samplescale.verifiers.scorers import MEAN_LOGPROB, Scorer
+from samplescale.verifiers.scorers import MEAN_LOGPROB, SCORERS, Scorer
 
 
 @STRATEGIES.register("best-of-n")
@@ -23,23 +23,35 @@ class BestOfN(Strategy):
 
     Attributes
     ----------
-    scorer : Scorer
-        Per-sample score with a declared scale (default: mean token log-probability).
+    scorer : Scorer or str
+        Per-sample score with a declared scale (default: mean token log-probability), or
+        the registry name of one (``"mean-logprob"``, ``"sum-logprob"``).
+
+    Raises
+    ------
+    UnknownNameError
+        If ``scorer`` is a name that is not registered.
     """
 
     name = "best-of-n"
-    scorer: Scorer = field(default=MEAN_LOGPROB)
+    scorer: Scorer | str = field(default=MEAN_LOGPROB)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scorer, str):
+            object.__setattr__(self, "scorer", SCORERS.get(self.scorer))
 
     def finalize(self, state: State) -> Result:
         answers = self.answers(state)
-        scores = tuple(self.scorer(s, a) for s, a in zip(state.samples, answers))
+        scorer = self.scorer
+        assert isinstance(scorer, Scorer)  # names are resolved in __post_init__
+        scores = tuple(scorer(s, a) for s, a in zip(state.samples, answers))
         selected = argmax(scores)
         return Result(
             strategy=self.name,
             samples=state.samples,
             answers=answers,
             scores=scores,
-            score_scale=self.scorer.scale,
+            score_scale=scorer.scale,
             selected=selected,
             answer=answers[selected] if selected is not None else None,
             trace=state.trace,

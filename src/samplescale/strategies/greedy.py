@@ -22,7 +22,7 @@ class Greedy(Strategy):
     name = "greedy"
 
     def sampling_params(self, params: SamplingParams) -> SamplingParams:
-        return params.model_copy(update={"temperature": 0.0, "n": 1})
+        return params.replace(temperature=0.0, n=1)
 
     def finalize(self, state: State) -> Result:
         answers = self.answers(state)
