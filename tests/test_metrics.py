@@ -336,6 +336,60 @@ def test_wilson_invalid_arguments(successes: float, n: int, confidence: float, m
         wilson_interval(successes, n, confidence)
 
 
+def _wilson_by_formula(s: float, n: int, z: float) -> tuple[float, float]:
+    p = s / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize("confidence", [1 - 1e-16, 1 - 1e-15, 1 - 1e-12])
+def test_wilson_confidence_next_to_one_is_finite(confidence: float) -> None:
+    # 1 - (1 - c) / 2 rounds to 1.0 for c = 1 - 1e-16: z was inf, the interval (nan, nan).
+    z = stats.norm.isf((1 - confidence) / 2)
+    assert 7.0 < z < 8.5
+    lo, hi = wilson_interval(1, 10, confidence=confidence)
+    expected = _wilson_by_formula(1, 10, z)
+    assert lo == pytest.approx(expected[0], rel=1e-12)
+    assert hi == pytest.approx(expected[1], rel=1e-12)
+    wlo, whi = wilson_interval(1, 10, confidence=0.999999)
+    assert 0.0 < lo < wlo < 0.1 < whi < hi < 1.0
+    out = mean_with_interval([0.5, 0.5, 0.5], confidence=confidence)
+    assert 0.0 < out["lo"] < out["mean"] == 0.5 < out["hi"] < 1.0
+
+
+@pytest.mark.parametrize("confidence", [1e-300, 5e-324, 1e-17, np.nextafter(1.0, 0.0)])
+@pytest.mark.parametrize(("successes", "n"), [(0, 7), (3, 7), (7, 7), (2.5, 7), (1, 1)])
+def test_wilson_never_nan(confidence: float, successes: float, n: int) -> None:
+    lo, hi = wilson_interval(successes, n, confidence=confidence)
+    assert 0.0 <= lo <= successes / n <= hi <= 1.0
+
+
+def test_wilson_huge_n() -> None:
+    # float(10**400) overflowed; p, z^2/n, ... now come from exact ratios.
+    assert wilson_interval(10**400, 10**401) == (0.1, 0.1)  # half-width ~ 1e-201
+    assert wilson_interval(0, 10**500) == (0.0, 0.0)
+    assert wilson_interval(10**500, 10**500) == (1.0, 1.0)
+    lo, hi = wilson_interval(Fraction(10**400, 3), 10**401)
+    assert lo == hi == pytest.approx(1 / 30, rel=1e-15)
+    # n = 10**21 still fits a float: compare with the plain-float formula
+    lo, hi = wilson_interval(10**20, 10**21)
+    exp_lo, exp_hi = _wilson_by_formula(1e20, 10**21, Z95)
+    assert (hi - lo) / 2 == pytest.approx(Z95 * math.sqrt(0.09 / 1e21), rel=1e-6)
+    assert lo == pytest.approx(exp_lo, rel=1e-15) and hi == pytest.approx(exp_hi, rel=1e-15)
+    with pytest.raises(ConfigError, match=r"successes must be in \[0, n\]"):
+        wilson_interval(10**401 + 1, 10**401)
+
+
+def test_wilson_successes_types() -> None:
+    assert wilson_interval(Fraction(5, 2), 10) == wilson_interval(2.5, 10)
+    assert wilson_interval(np.int64(3), np.int64(10)) == wilson_interval(3, 10)
+    assert wilson_interval(np.float32(2.5), 10) == wilson_interval(2.5, 10)
+    for bad in (float("inf"), -float("inf"), "3", None, True):
+        with pytest.raises(ConfigError, match="successes must be"):
+            wilson_interval(bad, 10)  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------- Clopper-Pearson
 
 
@@ -365,6 +419,16 @@ def test_clopper_pearson_invalid_arguments() -> None:
         clopper_pearson_interval(2.5, 10)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="confidence"):
         clopper_pearson_interval(2, 10, 1.5)
+    with pytest.raises(ConfigError, match=r"n must be in \[1, 2\*\*63 - 1\]"):
+        clopper_pearson_interval(10**20, 10**21)  # scipy raised a raw TypeError
+
+
+def test_clopper_pearson_extreme_confidence_is_finite() -> None:
+    lo, hi = clopper_pearson_interval(1, 10, 1 - 1e-16)
+    assert lo == 0.0 or 0.0 < lo < 0.1
+    assert 0.1 < hi < 1.0
+    lo, hi = clopper_pearson_interval(2**61, 2**62)
+    assert lo < 0.5 < hi and hi - lo < 1e-8
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -417,6 +481,30 @@ def test_bootstrap_is_reproducible_and_reasonable() -> None:
 def test_bootstrap_invalid_arguments(values: list, kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         bootstrap_interval(values, rng=np.random.default_rng(0), **kwargs)
+
+
+def test_bootstrap_values_near_the_float_limit() -> None:
+    # The resampled means overflowed to inf - inf: the interval was (nan, nan).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = bootstrap_interval([1e308, -1e308, 1e308], rng=np.random.default_rng(0))
+        assert -1e308 <= lo <= hi <= 1e308
+        big = np.finfo(np.float64).max
+        lo, hi = bootstrap_interval([big] * 5 + [0.0], rng=np.random.default_rng(0))
+        assert 0.0 < lo <= hi <= big
+
+
+def test_bootstrap_scaling_is_exact() -> None:
+    # Scaling by a power of two changes no digit: the interval of 2**k * v is 2**k times
+    # the interval of v, for the same generator state.
+    values = np.random.default_rng(7).normal(size=50)
+    lo, hi = bootstrap_interval(values, n_resamples=500, rng=np.random.default_rng(1))
+    big_lo, big_hi = bootstrap_interval(
+        values * 2.0**1000, n_resamples=500, rng=np.random.default_rng(1)
+    )
+    assert (big_lo, big_hi) == (lo * 2.0**1000, hi * 2.0**1000)
+    mean = values.mean()
+    assert lo < mean < hi
 
 
 def test_bootstrap_requires_a_generator() -> None:

@@ -19,6 +19,8 @@ from samplescale.tasks import (
     load_task,
     math_task,
 )
+from samplescale.tasks._records import MAX_DEPTH
+from samplescale.tasks.arithmetic import DISTINCT_PROBLEMS
 
 GSM8K_TEST = Path("/work/shared/data/gsm8k/test.jsonl")
 
@@ -78,11 +80,11 @@ def recompute(question: str) -> int:
     return results[0]
 
 
-@pytest.mark.parametrize("level", [1, 2, 3])
-def test_arithmetic_gold_equals_recomputed_answer(level: int) -> None:
-    task = arithmetic(level=level, limit=200, seed=7)
+@pytest.mark.parametrize(("level", "limit"), [(1, 100), (2, 200), (3, 200)])
+def test_arithmetic_gold_equals_recomputed_answer(level: int, limit: int) -> None:
+    task = arithmetic(level=level, limit=limit, seed=7)  # level 1: all 100 problems
     assert task.name == "arithmetic"
-    assert len(task.problems) == 200
+    assert len(task.problems) == limit
     for problem in task.problems:
         answer = recompute(problem.question)
         assert problem.gold == str(answer)
@@ -92,12 +94,66 @@ def test_arithmetic_gold_equals_recomputed_answer(level: int) -> None:
 
 
 def test_arithmetic_operand_ranges() -> None:
-    one = [_ADDITION.fullmatch(p.question) for p in arithmetic(1, 300, seed=1).problems]
+    one = [_ADDITION.fullmatch(p.question) for p in arithmetic(1, 100, seed=1).problems]
     two = [_ADDITION.fullmatch(p.question) for p in arithmetic(2, 300, seed=1).problems]
     ones = {int(x) for m in one for x in m.groups()}
     twos = {int(x) for m in two for x in m.groups()}
     assert ones == set(range(10))
     assert min(twos) >= 10 and max(twos) <= 99 and len(twos) > 60
+
+
+def test_arithmetic_distinct_problem_counts() -> None:
+    # level 1: 10 * 10 ordered pairs; level 2: 90 * 90; level 3: 8 names * 8 items *
+    # (a+b-c twice: sum over a in 5..40, b in 1..20 of (a + b) = 23760 each;
+    #  a-b+c: sum over a in 5..40 of 20 a = 16200; a*b-c: 44 * 77 = 3388)
+    assert DISTINCT_PROBLEMS == {1: 100, 2: 8100, 3: 64 * (2 * 23760 + 16200 + 3388)}
+    assert DISTINCT_PROBLEMS[3] == 4_294_912
+
+
+def test_arithmetic_level1_limit_100_is_every_pair_once() -> None:
+    task = arithmetic(level=1, limit=100, seed=0)
+    pairs = [tuple(map(int, _ADDITION.fullmatch(p.question).groups())) for p in task.problems]
+    assert len(set(pairs)) == 100
+    assert set(pairs) == {(a, b) for a in range(10) for b in range(10)}
+
+
+@pytest.mark.parametrize(("level", "limit"), [(1, 50), (1, 99), (2, 2000), (3, 2000)])
+def test_arithmetic_questions_are_distinct(level: int, limit: int) -> None:
+    for seed in (0, 1, 2):
+        questions = [p.question for p in arithmetic(level, limit, seed=seed).problems]
+        assert len(questions) == limit
+        assert len(set(questions)) == limit
+
+
+def test_arithmetic_default_task_has_50_distinct_questions() -> None:
+    # Sampling with replacement gave only 39 distinct questions out of 50 here.
+    assert len({p.question for p in arithmetic().problems}) == 50
+    assert len({p.question for p in load_task("arithmetic").problems}) == 50
+
+
+def test_arithmetic_first_problems_do_not_depend_on_limit() -> None:
+    for level in (1, 2, 3):
+        assert (
+            arithmetic(level, 100, seed=5).problems[:30] == arithmetic(level, 30, seed=5).problems
+        )
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_arithmetic_limit_above_distinct_problems(level: int) -> None:
+    available = DISTINCT_PROBLEMS[level]
+    with pytest.raises(
+        ConfigError,
+        match=rf"limit must be in \[1, {available}\] for arithmetic level {level}: the "
+        rf"level has only {available} distinct problems .*got limit={available + 1}",
+    ):
+        arithmetic(level=level, limit=available + 1)
+    with pytest.raises(ConfigError, match=rf"has only {available} distinct problems"):
+        load_task("arithmetic", level=level, limit=available + 1)
+
+
+def test_arithmetic_limit_101_raises_for_level1() -> None:
+    with pytest.raises(ConfigError, match=r"level 1: the level has only 100 distinct problems"):
+        arithmetic(level=1, limit=101)
 
 
 def test_arithmetic_level3_uses_every_template() -> None:
@@ -179,6 +235,35 @@ def test_gsm8k_negative_and_comma_golds(tmp_path: Path) -> None:
     assert [p.gold for p in task.problems] == ["-3", "1000", "1450000", "7"]
     assert [p.id for p in task.problems] == ["gsm8k-0000", "gsm8k-0001", "gsm8k-0002", "gsm8k-0003"]
     assert task.problems[1].metadata == {"solution": "10 * 100 = 1000\n#### 1,000"}
+
+
+def test_gsm8k_signs_decimals_and_thousands_groups(tmp_path: Path) -> None:
+    answers = ["+5", "2.5", "-1,000", "1,234,567", "12,345.75", "0", "100000"]
+    path = write_jsonl(
+        tmp_path / "g.jsonl", [{"question": "q", "answer": f"x\n#### {a}"} for a in answers]
+    )
+    golds = [p.gold for p in gsm8k(path).problems]
+    assert golds == ["5", "2.5", "-1000", "1234567", "12345.75", "0", "100000"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["1 2", "3,4", "12,34,5", "1,2345", "1,000,00", ",123", "123,", "1,,000", "- 3", "1 000"],
+)
+def test_gsm8k_malformed_numbers_are_rejected_not_rewritten(tmp_path: Path, raw: str) -> None:
+    # These used to become "12", "34", "12345", ... by deleting commas and spaces.
+    path = write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"question": "q", "answer": "#### 1"},
+            {"question": "q", "answer": f"So.\n#### {raw}"},
+        ],
+    )
+    with pytest.raises(
+        DataError,
+        match=rf"g\.jsonl:2: final answer {re.escape(repr(raw))} after '####' is not a number",
+    ):
+        gsm8k(path)
 
 
 def test_gsm8k_limit_and_blank_lines(tmp_path: Path) -> None:
@@ -398,6 +483,130 @@ def test_empty_file(tmp_path: Path, loader, content: str) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(DataError, match=r"empty\.jsonl' is empty"):
+        loader(path)
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_deeply_nested_json_is_a_data_error(tmp_path: Path, loader) -> None:
+    path = tmp_path / "deep.jsonl"
+    deep = "[" * 100_000 + "]" * 100_000  # used to raise RecursionError
+    path.write_text(
+        '{"question": "q", "answer": "#### 1", "problem": "p"}\n'
+        f'{{"question": "q", "answer": "#### 1", "problem": "p", "x": {deep}}}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match=r"deep\.jsonl:2: JSON nested too deeply; at most 100 "):
+        loader(path)
+
+
+def test_nesting_limit_is_max_depth(tmp_path: Path) -> None:
+    def line(depth: int) -> str:  # the line's object is level 1
+        nested = "[" * (depth - 1) + "]" * (depth - 1)
+        return f'{{"question": "q", "answer": "1", "x": {nested}}}\n'
+
+    assert MAX_DEPTH == 100
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(line(MAX_DEPTH), encoding="utf-8")
+    value = jsonl_task(ok).problems[0].metadata["x"]
+    for _ in range(MAX_DEPTH - 2):
+        assert isinstance(value, list) and len(value) == 1
+        value = value[0]
+    assert value == []
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(line(MAX_DEPTH + 1), encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.jsonl:1: JSON nested too deeply"):
+        jsonl_task(bad)
+
+
+def test_numeric_answers_keep_their_text(tmp_path: Path) -> None:
+    numbers = [
+        "1e20",
+        "0.00001",
+        "12345678901234567890.5",
+        "1E+5",
+        "-0",
+        "2.50",
+        "7",
+        "123456789012345678901234567890",
+        "9" * 5000,  # more digits than int() converts: kept as text, no error
+    ]
+    path = tmp_path / "n.jsonl"
+    path.write_text(
+        "".join(f'{{"question": "q{i}", "answer": {n}}}\n' for i, n in enumerate(numbers)),
+        encoding="utf-8",
+    )
+    assert [p.gold for p in jsonl_task(path).problems] == numbers
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"problem": "p", "answer": 1e20}\n', encoding="utf-8")
+    assert math_task(m).problems[0].gold == "1e20"
+
+
+def test_numeric_ids_keep_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "ids.jsonl"
+    path.write_text(
+        '{"id": 7, "question": "a", "answer": "1"}\n'
+        '{"id": 12345678901234567890123, "question": "b", "answer": "2"}\n'
+        '{"id": "x", "question": "c", "answer": "3"}\n'
+        '{"id": 1e2, "question": "d", "answer": "4"}\n',
+        encoding="utf-8",
+    )
+    task = jsonl_task(path, id_field="id")
+    assert [p.id for p in task.problems] == ["7", "12345678901234567890123", "x", "1e2"]
+
+
+def test_metadata_numbers_are_json_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "meta.jsonl"
+    path.write_text(
+        '{"question": "q", "answer": "1", "n": 5, "x": 2.5, "big": 12345678901234567890123,'
+        ' "nested": [1, {"y": 1e3, "z": null, "t": true}], "s": "5", "huge": 1' + "0" * 400 + "}\n",
+        encoding="utf-8",
+    )
+    meta = jsonl_task(path).problems[0].metadata
+    assert meta == {
+        "n": 5,
+        "x": 2.5,
+        "big": 12345678901234567890123,
+        "nested": [1, {"y": 1000.0, "z": None, "t": True}],
+        "s": "5",
+        "huge": 10**400,
+    }
+    assert type(meta["n"]) is int and type(meta["x"]) is float
+    assert type(meta["nested"][1]["y"]) is float and type(meta["s"]) is str
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"problem": "p", "answer": "1", "level": 3}\n', encoding="utf-8")
+    assert math_task(m).problems[0].metadata == {"level": 3}
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("1e400", r"field 'extra' holds the number '1e400', outside the float range"),
+        ("9" * 5000, r"field 'extra' holds an integer with 5000 digits"),
+        ('[1, {"a": -1e999}]', r"field 'extra' holds the number '-1e999'"),
+    ],
+)
+def test_metadata_numbers_that_do_not_fit(tmp_path: Path, value: str, match: str) -> None:
+    path = tmp_path / "meta.jsonl"
+    path.write_text(f'{{"question": "q", "answer": "1", "extra": {value}}}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=rf"meta\.jsonl:1: {match}"):
+        jsonl_task(path)
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("field", ["answer", "extra"])
+def test_nan_and_infinity_are_rejected(tmp_path: Path, loader, token: str, field: str) -> None:
+    # Python's json accepts them; they used to become gold answers "nan" / "inf".
+    path = tmp_path / "nan.jsonl"
+    fields = {"question": '"q"', "problem": '"p"', "answer": '"#### 1"', "extra": '"x"'}
+    fields[field] = token
+    body = ", ".join(f'"{k}": {v}' for k, v in fields.items())
+    path.write_text(
+        f'{{"question": "q", "answer": "#### 1", "problem": "p"}}\n{{{body}}}\n', encoding="utf-8"
+    )
+    with pytest.raises(
+        DataError, match=rf"nan\.jsonl:2: invalid JSON \({token} is not a JSON value\)"
+    ):
         loader(path)
 
 

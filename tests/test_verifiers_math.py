@@ -155,6 +155,39 @@ def test_extract_is_fast_on_degenerate_repetition():
     assert time.perf_counter() - start < 2.0
 
 
+def _nested(n: int, inner: str = "5", open_: str = "\\text{", close: str = "}") -> str:
+    return open_ * n + inner + close * n
+
+
+def test_deeply_nested_text_wrappers_are_linear():
+    # The wrapper clean-up used to rescan the answer once per nesting level (quadratic):
+    # 25 s for 10000 levels in is_equivalent, 6.5 s for 5000 in extract_answer.
+    start = time.perf_counter()
+    assert is_equivalent(_nested(10_000), "6", timeout=1.0) is False
+    assert is_equivalent(_nested(10_000), "5", timeout=1.0) is True
+    assert answers_equivalent(_nested(10_000, "7"), _nested(3, "7.0"), timeout=1.0) is True
+    assert normalize_number(_nested(10_000, "12\\%")) == "12%"
+    assert extract_answer("So \\boxed{" + _nested(5_000) + "}.") == "5"
+    assert time.perf_counter() - start < 1.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "#### $" + _nested(5_000, open_="\\(\\text{", close="}\\)") + "$",
+        "**" + _nested(5_000, open_="\\(\\mathbf{", close="}\\)") + "**",
+        "The answer is " + _nested(150, open_="\\(\\text{", close="}\\)") + ".",
+        "**" + _nested(5_000, open_="\\[\\text{*", close="*}\\]") + "**",
+    ],
+)
+def test_alternating_wrappers_and_delimiters_are_linear(text):
+    # Math delimiters, emphasis and \text{} wrappers nested in turn: each round of the
+    # clean-up used to copy and rescan the whole answer.
+    start = time.perf_counter()
+    assert extract_answer(text) == "5"
+    assert time.perf_counter() - start < 1.0
+
+
 # --------------------------------------------------------------------------------------
 # normalize_number
 # --------------------------------------------------------------------------------------
@@ -198,6 +231,15 @@ NORMALIZE_CASES = [
     ("", None),
     ("%", None),
     ("1" * 5000, None),  # more digits than int() converts
+    # canonical forms with more digits than str(int) writes: None, not ValueError
+    ("1/" + str(2**14000), None),  # a 9786-digit decimal
+    ("\\frac{1}{" + str(2**14000) + "}", None),
+    ("-1/" + str(2**14000) + "\\%", None),
+    ("1/" + str(2**13000 * 5**500), None),
+    ("1" + "3" * 4289 + "/0." + "0" * 4288 + "7", None),  # p/7 with an 8579-digit p
+    ("0." + "3" * 4000 + "1/0." + "7" * 4000 + "3", "3" * 4000 + "1/" + "7" * 4000 + "3"),
+    ("1/" + str(5**6000), "0." + str(2**6000).rjust(6000, "0")),  # 6000 places: fits
+    ("1/" + str(2**20), "0.00000095367431640625"),
 ]
 
 
@@ -250,6 +292,13 @@ def test_percent_convention_for_integers(n):
         assert is_equivalent(str(n), f"{n}{sign}")
         assert is_equivalent(f"{n}{sign}", str(n), percent=False) == (n == 0)
         assert is_equivalent(f"{n}{sign}", str(Fraction(n, 100)), percent=False)
+
+
+def test_huge_fractions_still_compare_exactly():
+    tiny = "1/" + str(2**14000)
+    assert is_equivalent(tiny, "\\frac{1}{" + str(2**14000) + "}")
+    assert not is_equivalent(tiny, "0")
+    assert not is_equivalent(tiny, "1/" + str(2**13999))
 
 
 @given(st.text(alphabet="0123456789-.,/%$\\frac{} ", max_size=12))

@@ -10,8 +10,11 @@ reproducible for a fixed sample order.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 from samplescale.errors import ConfigError
 
@@ -92,7 +95,12 @@ def vote(
     answers : sequence of (str or None), length N
         ``None`` casts no vote.
     weights : sequence of float, length N, optional
-        Non-negative finite weights; a class's score is the sum of its members' weights.
+        Non-negative finite weights (a list, tuple or 1-D array of real numbers; not a
+        generator, not bools); a class's score is the sum of its members' weights.
+        Weights of any size work: they are scaled by a power of two first (so that the
+        largest voting weight is below 1, which is exact), so sums of weights near the
+        float limit (``[1e308, 1.5e308, 1e308]``) cannot overflow into ``inf`` or NaN
+        shares.
     equivalent : callable (str, str) -> bool
         Answer equivalence used to form the classes.
 
@@ -104,21 +112,22 @@ def vote(
     Raises
     ------
     ConfigError
-        If ``weights`` has the wrong length or a negative / non-finite value.
+        If ``weights`` is not a sized sequence of real numbers, has the wrong length, or
+        has a negative / non-finite value.
     """
-    if weights is None:
-        weights = [1.0] * len(answers)
-    if len(weights) != len(answers):
-        raise ConfigError(f"weights has length {len(weights)}, answers has {len(answers)}")
-    if any(not math.isfinite(w) or w < 0 for w in weights):
-        raise ConfigError("weights must be finite and >= 0")
+    values = [1.0] * len(answers) if weights is None else _check_weights(weights, len(answers))
     labels = cluster(answers, equivalent)
+    voting = [w for lab, w in zip(labels, values) if lab is not None]
+    top = max(voting, default=0.0)
+    # Scale by a power of two (exact) so that every voting weight is < 1 and no class
+    # total can overflow; shares and the winner are unchanged by the scaling.
+    exponent = math.frexp(top)[1] if top > 0 else 0
     totals: dict[int, float] = {}
     first: dict[int, int] = {}
-    for i, (lab, w) in enumerate(zip(labels, weights)):
+    for i, (lab, w) in enumerate(zip(labels, values)):
         if lab is None:
             continue
-        totals[lab] = totals.get(lab, 0.0) + float(w)
+        totals[lab] = totals.get(lab, 0.0) + math.ldexp(w, -exponent)
         first.setdefault(lab, i)
     if not totals:
         return Vote(None, None, {}, labels)
@@ -130,6 +139,45 @@ def vote(
         for k in sorted(totals, key=first.__getitem__)
     }
     return Vote(first[best], answers[first[best]], shares, labels)
+
+
+def _check_weights(weights: object, n: int) -> list[float]:
+    """``weights`` as a list of ``n`` finite floats >= 0, else ConfigError naming it."""
+    if isinstance(weights, (str, bytes, Mapping)) or not (
+        hasattr(weights, "__len__") and hasattr(weights, "__getitem__")
+    ):
+        raise ConfigError(
+            "weights must be a sequence (list, tuple or 1-D array) of finite numbers >= 0 "
+            f"or None, got {type(weights).__name__}"
+        )
+    try:
+        size = len(weights)  # type: ignore[arg-type]
+    except TypeError as exc:  # e.g. a 0-d numpy array
+        raise ConfigError(
+            f"weights must be a 1-D sequence of finite numbers >= 0, got {_show(weights)}"
+        ) from exc
+    if size != n:
+        raise ConfigError(f"weights has length {size}, answers has {n}; they must match")
+    values: list[float] = []
+    for i, w in enumerate(weights):  # type: ignore[attr-defined]
+        if isinstance(w, (bool, np.bool_)) or not isinstance(w, numbers.Real):
+            raise ConfigError(f"weights must be finite numbers >= 0; weights[{i}] is {_show(w)}")
+        try:
+            value = float(w)
+        except OverflowError:  # an int or Fraction beyond the float range
+            value = math.inf
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(
+                f"weights must be finite and >= 0 (in [0, inf)); weights[{i}] is {_show(w)}"
+            )
+        values.append(value)
+    return values
+
+
+def _show(value: object, width: int = 60) -> str:
+    """``repr(value)``, cut to ``width`` characters for error messages."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def argmax(scores: Sequence[float | None]) -> int | None:

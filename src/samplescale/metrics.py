@@ -3,8 +3,10 @@
 :func:`pass_at_k` and :func:`maj_at_k` are exact (integer combinatorics and
 :class:`fractions.Fraction`, converted to ``float`` at the end), so no pool size can
 overflow into ``inf / inf = nan``; intervals use :mod:`scipy.stats` where it has the
-method. Bad arguments raise :class:`samplescale.errors.ConfigError` naming the argument
-and its valid range. No I/O.
+method. No function returns NaN: the Wilson interval is computed from exact ratios (any
+``n``, any confidence in ``(0, 1)``), and the bootstrap works on values scaled by a power
+of two (any finite values). Bad arguments raise
+:class:`samplescale.errors.ConfigError` naming the argument and its valid range. No I/O.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = [
 
 # scipy >= 1.15 spells the generator argument of ``bootstrap`` ``rng``; older versions
 # only know ``random_state``.
+_INT64_MAX = 2**63 - 1
+
 _BOOTSTRAP_RNG_KW = (
     "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
 )
@@ -45,6 +49,14 @@ def _as_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     return int(value)
+
+
+def _ratio(x: float, m: int) -> float:
+    """``x / m`` correctly rounded, for any positive int ``m`` (``x / m`` itself converts
+    ``m`` to float and overflows beyond about 1.8e308)."""
+    if m <= 2**53:  # m is exact as a float: x / m is already correctly rounded
+        return x / m
+    return float(Fraction(x) / m)
 
 
 def _check_confidence(confidence: Any) -> float:
@@ -220,7 +232,9 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
 
     From Wilson (1927), "Probable Inference, the Law of Succession, and Statistical
     Inference", JASA 22(158). With ``p = successes / n`` and ``z`` the
-    ``1 - (1 - confidence) / 2`` quantile of the standard normal::
+    ``1 - (1 - confidence) / 2`` quantile of the standard normal (computed as the upper
+    ``(1 - confidence) / 2`` tail quantile, so it stays finite for a confidence as close
+    to 1 as ``1 - 1e-16``)::
 
         centre = (p + z**2 / (2 n)) / (1 + z**2 / n)
         half   = z / (1 + z**2 / n) * sqrt(p (1 - p) / n + z**2 / (4 n**2))
@@ -235,43 +249,64 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     with mean ``p`` has variance at most ``p (1 - p)``, so the binomial variance used here
     bounds that of such an average from above (a conservative width).
 
+    ``p``, ``z**2 / n`` and the other ratios are computed from the exact values of
+    ``successes`` and ``n``, so any ``n`` works (``wilson_interval(10**400, 10**401)``
+    is ``(0.1, 0.1)`` to float precision), and the result is never NaN.
+
     Parameters
     ----------
     successes : float
-        Number (or summed fraction) of successes, in ``[0, n]``.
+        Number (or summed fraction) of successes, in ``[0, n]`` (an int, a
+        :class:`~fractions.Fraction` or a finite float).
     n : int
-        Number of trials (problems), ``n >= 1``.
+        Number of trials (problems), ``n >= 1`` (any size).
     confidence : float, default 0.95
         Confidence level, in ``(0, 1)``.
 
     Returns
     -------
     tuple of float
-        ``(lo, hi)`` with ``0 <= lo <= hi <= 1``.
+        ``(lo, hi)`` with ``0 <= lo <= hi <= 1``, never NaN.
 
     Raises
     ------
     ConfigError
-        If ``n < 1``, ``successes`` is not a finite number in ``[0, n]``, or
-        ``confidence`` is not in ``(0, 1)``.
+        If ``n`` is not an integer >= 1, ``successes`` is not a finite number in
+        ``[0, n]``, or ``confidence`` is not in ``(0, 1)``.
     """
     n = _as_int(n, "n")
     if n < 1:
         raise ConfigError(f"n must be >= 1, got n={n}")
-    if isinstance(successes, bool) or not isinstance(successes, numbers.Real):
-        raise ConfigError(f"successes must be a number in [0, n] = [0, {n}], got {successes!r}")
-    s = float(successes)
-    if not 0.0 <= s <= n:  # also rejects nan
-        raise ConfigError(f"successes must be in [0, n] = [0, {n}], got {successes!r}")
+    s = _exact_successes(successes, n)
     conf = _check_confidence(confidence)
-    z = float(stats.norm.ppf(1.0 - (1.0 - conf) / 2.0))
-    p = s / n
-    z2n = z * z / n
+    # isf of the tail, not ppf(1 - tail): 1 - tail rounds to 1.0 (z = inf) near conf = 1.
+    z = float(stats.norm.isf((1.0 - conf) / 2.0))
+    p = float(s / n)  # exact ratio, rounded once: no overflow for any n
+    z2n = _ratio(z * z, n)
     centre = (p + z2n / 2.0) / (1.0 + z2n)
-    half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
-    lo = 0.0 if s == 0.0 else min(max(centre - half, 0.0), 1.0)
+    half = z / (1.0 + z2n) * math.sqrt(_ratio(p * (1.0 - p), n) + _ratio(z2n, 4 * n))
+    lo = 0.0 if s == 0 else min(max(centre - half, 0.0), 1.0)
     hi = 1.0 if s == n else min(max(centre + half, 0.0), 1.0)
     return lo, hi
+
+
+def _exact_successes(successes: Any, n: int) -> Fraction:
+    """``successes`` as an exact Fraction in ``[0, n]``, else ConfigError."""
+    if isinstance(successes, bool) or not isinstance(successes, numbers.Real):
+        raise ConfigError(f"successes must be a number in [0, n] = [0, {n}], got {successes!r}")
+    if isinstance(successes, numbers.Integral):
+        s = Fraction(int(successes))
+    elif isinstance(successes, numbers.Rational):
+        s = Fraction(int(successes.numerator), int(successes.denominator))
+    else:
+        with np.errstate(over="ignore"):
+            f = float(successes)
+        if not math.isfinite(f):
+            raise ConfigError(f"successes must be in [0, n] = [0, {n}], got {successes!r}")
+        s = Fraction(f)
+    if not 0 <= s <= n:
+        raise ConfigError(f"successes must be in [0, n] = [0, {n}], got {successes!r}")
+    return s
 
 
 def clopper_pearson_interval(
@@ -303,13 +338,16 @@ def clopper_pearson_interval(
     Raises
     ------
     ConfigError
-        If ``successes`` or ``n`` is not an integer, ``n < 1``, ``successes`` is outside
-        ``[0, n]``, or ``confidence`` is not in ``(0, 1)``.
+        If ``successes`` or ``n`` is not an integer, ``n`` is outside
+        ``[1, 2**63 - 1]`` (what scipy accepts), ``successes`` is outside ``[0, n]``,
+        or ``confidence`` is not in ``(0, 1)``.
     """
     n = _as_int(n, "n")
     x = _as_int(successes, "successes")
     if n < 1:
         raise ConfigError(f"n must be >= 1, got n={n}")
+    if n > _INT64_MAX:
+        raise ConfigError(f"n must be in [1, 2**63 - 1] (scipy's int64 range), got n={n}")
     if not 0 <= x <= n:
         raise ConfigError(f"successes must be in [0, n] = [0, {n}], got {x}")
     conf = _check_confidence(confidence)
@@ -347,6 +385,13 @@ def bootstrap_interval(
     ``scipy.stats.bootstrap(..., method="percentile")`` driven by ``rng``. If all values
     equal ``v`` the interval is ``(v, v)``, returned directly (no scipy warning or nan).
 
+    The values are first scaled by a power of two so that all lie in ``(-1, 1)`` (exact,
+    apart from values below about 1e-308 relative to the largest), and the bounds scaled
+    back: resampled means of values near the float limit (``[1e308, -1e308, 1e308]``)
+    cannot overflow into ``inf - inf = nan``. The bounds are kept in
+    ``[min(values), max(values)]``, where every resampled mean lies (this only undoes
+    rounding).
+
     Parameters
     ----------
     values : array_like, shape (P,), float64
@@ -361,7 +406,7 @@ def bootstrap_interval(
     Returns
     -------
     tuple of float
-        ``(lo, hi)`` with ``lo <= hi``.
+        ``(lo, hi)`` with ``min(values) <= lo <= hi <= max(values)``, never NaN.
 
     Raises
     ------
@@ -379,10 +424,12 @@ def bootstrap_interval(
     if np.all(arr == arr[0]):
         v = float(arr[0])
         return v, v
+    _, exponent = math.frexp(float(np.max(np.abs(arr))))
+    scaled = np.ldexp(arr, -exponent)  # |scaled| < 1: sums of P values cannot overflow
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         res = stats.bootstrap(
-            (arr,),
+            (scaled,),
             np.mean,
             n_resamples=n_resamples,
             confidence_level=conf,
@@ -394,7 +441,9 @@ def bootstrap_interval(
     if not (math.isfinite(lo) and math.isfinite(hi)):  # degenerate: use the raw percentiles
         tail = (1.0 - conf) / 2.0
         lo, hi = (float(q) for q in np.quantile(res.bootstrap_distribution, [tail, 1 - tail]))
-    return lo, hi
+    low, high = float(scaled.min()), float(scaled.max())
+    lo, hi = min(max(lo, low), high), min(max(hi, low), high)
+    return float(np.ldexp(lo, exponent)), float(np.ldexp(hi, exponent))
 
 
 def mean_with_interval(values: ArrayLike, confidence: float = 0.95) -> dict[str, float]:

@@ -9,7 +9,9 @@ from samplescale.errors import DataError
 from samplescale.tasks._records import Record, read_records
 from samplescale.tasks.base import Problem, Task
 
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+# An optional sign, an integer whose commas (if any) separate thousands groups of exactly
+# three digits ("1,000", "1,234,567"), and an optional decimal part.
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
 
 def gsm8k(path: str | Path, limit: int | None = None) -> Task:
@@ -17,8 +19,11 @@ def gsm8k(path: str | Path, limit: int | None = None) -> Task:
 
     Each ``answer`` is a worked solution whose final line is ``#### N``. The gold answer
     is ``N`` with thousands separators removed and its sign kept (``#### 1,000`` gives
-    ``"1000"``, ``#### -3`` gives ``"-3"``); the whole solution text is kept in
-    ``metadata["solution"]``.
+    ``"1000"``, ``#### -3`` gives ``"-3"``, a leading ``+`` is dropped); the whole
+    solution text is kept in ``metadata["solution"]``. ``N`` must be one number: commas
+    are accepted only between thousands groups of exactly three digits (``1,234,567``),
+    so ``#### 3,4``, ``#### 12,34,5`` and ``#### 1 2`` are errors, never rewritten to
+    ``34``, ``12345`` or ``12``.
 
     Parameters
     ----------
@@ -39,7 +44,8 @@ def gsm8k(path: str | Path, limit: int | None = None) -> Task:
         If ``limit`` is below 1.
     DataError
         If the file is missing, empty or malformed, a line lacks ``question`` or
-        ``answer``, or an answer has no ``#### N`` line with a number ``N``.
+        ``answer``, or an answer has no ``#### N`` line with a number ``N`` (one
+        integer or decimal, commas only as thousands separators).
     """
     problems = [
         Problem(
@@ -62,10 +68,10 @@ def _final_answer(record: Record) -> str:
             "GSM8K answers end with a line like '#### 42'"
         )
     raw = solution.rsplit("####", 1)[1].strip()
-    gold = raw.replace(",", "").replace(" ", "")
-    if not _NUMBER.fullmatch(gold):
+    if not _NUMBER.fullmatch(raw):
         raise DataError(
             f"{record.where}: final answer {raw!r} after '####' is not a number; "
-            "expected an integer or decimal such as '18', '-3' or '1,000'"
+            "expected one integer or decimal such as '18', '-3', '2.5' or '1,000' "
+            "(commas only between thousands groups of three digits, no inner spaces)"
         )
-    return gold.lstrip("+")
+    return raw.replace(",", "").lstrip("+")

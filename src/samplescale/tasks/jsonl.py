@@ -26,9 +26,11 @@ def jsonl_task(
     question_field : str
         The field holding the question text.
     answer_field : str
-        The field holding the gold answer (a string, or a number converted with ``str``).
+        The field holding the gold answer: a string, or a JSON number kept exactly as
+        written in the file (``1e20`` gives ``"1e20"``, never ``"1e+20"``).
     id_field : str or None
-        The field holding each problem's id (string or integer, unique in the file).
+        The field holding each problem's id (string or number, unique in the file; a
+        number is kept as written, so ``7`` gives ``"7"``).
         ``None`` numbers the problems ``"{name}-0000"``, ``"{name}-0001"``, ... in
         file order.
     limit : int or None
@@ -39,15 +41,17 @@ def jsonl_task(
     Returns
     -------
     Task
-        Problems in file order; every other field of a line goes into its metadata.
+        Problems in file order; every other field of a line goes into its metadata
+        (JSON numbers there as ``int`` or ``float``).
 
     Raises
     ------
     ConfigError
         If ``limit`` is below 1 or a field name or ``name`` is empty.
     DataError
-        If the file is missing, empty or malformed, a line lacks a mapped field, or
-        two lines share an id.
+        If the file is missing, empty or malformed (``NaN`` and ``Infinity`` are not
+        JSON), a line lacks a mapped field, two lines share an id, or a metadata number
+        does not fit an int or a finite float.
     """
     for label, value in (
         ("question_field", question_field),
@@ -75,7 +79,7 @@ def jsonl_task(
                 id=pid,
                 question=record.text(question_field),
                 gold=record.text(answer_field).strip(),
-                metadata={k: v for k, v in record.data.items() if k not in used},
+                metadata=record.metadata(used),
             )
         )
     return Task(name=name, problems=tuple(problems))

@@ -14,7 +14,8 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 def math_task(path: str | Path, limit: int | None = None) -> Task:
     """Load a MATH-style task from a jsonl file.
 
-    Each line has ``problem`` and either ``answer`` (used as the gold answer) or a
+    Each line has ``problem`` and either ``answer`` (used as the gold answer; a JSON
+    number is kept exactly as written, ``1e20`` gives ``"1e20"``) or a
     ``solution`` containing ``\\boxed{...}``, in which case the gold answer is the
     content of the *last* ``\\boxed{...}`` (or ``\\fbox{...}``), read with balanced
     nested braces: ``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``. Escaped braces
@@ -49,7 +50,7 @@ def math_task(path: str | Path, limit: int | None = None) -> Task:
             id=f"math-{index:04d}",
             question=record.text("problem"),
             gold=_gold(record),
-            metadata={k: v for k, v in record.data.items() if k not in ("problem", "answer")},
+            metadata=record.metadata(("problem", "answer")),
         )
         for index, record in enumerate(read_records(path, limit))
     ]

@@ -12,10 +12,15 @@ Low-level string operations on answers written in LaTeX or markdown, used by
   ``\mathrm``, ``\mathbf``, ``\mbox``) wrappers spanning a whole answer;
 * :func:`_strip_math_delimiters` removes ``$...$``, ``$$...$$``, ``\(...\)``,
   ``\[...\]`` around an answer and a leading currency ``$``;
+* :func:`_strip_span`, :func:`_wrapper_span` and :func:`_delimiter_span` are the same
+  operations on a window ``text[lo:hi]`` given by indices, so that a caller repeating
+  them (:func:`samplescale.verifiers.extract._tidy`) never copies or rescans the text;
 * :data:`_MINUS_SIGNS` is a :meth:`str.translate` table mapping the Unicode minus sign
   and the en dash to ``-``.
 
-All names are private to :mod:`samplescale.verifiers`; none of them raises on any str.
+All names are private to :mod:`samplescale.verifiers`; none of them raises on any str,
+and each runs in time linear in the length of its input, however deeply wrappers nest
+(``\text{\text{...}}`` is matched once, not rescanned per level).
 """
 
 from __future__ import annotations
@@ -71,33 +76,87 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-def _strip_text_wrapper(s: str) -> str:
-    """Remove ``\\text{...}`` (``\\textbf``, ``\\mathrm``, ...) wrappers spanning all of ``s``."""
+def _strip_span(
+    text: str, lo: int, hi: int, chars: str | None = None, *, left: bool = True
+) -> tuple[int, int]:
+    """The window of ``text[lo:hi].strip(chars)`` (whitespace if ``chars`` is None).
+
+    With ``left=False`` only the right end is stripped, as :meth:`str.rstrip`.
+    """
+    if chars is None:
+        while left and lo < hi and text[lo].isspace():
+            lo += 1
+        while hi > lo and text[hi - 1].isspace():
+            hi -= 1
+    else:
+        while left and lo < hi and text[lo] in chars:
+            lo += 1
+        while hi > lo and text[hi - 1] in chars:
+            hi -= 1
+    return lo, hi
+
+
+def _wrapper_span(
+    text: str, lo: int, hi: int, pairs: dict[int, int] | None = None
+) -> tuple[int, int]:
+    """The window of :func:`_strip_text_wrapper` applied to ``text[lo:hi]``.
+
+    ``pairs`` is ``_matching_braces(text)`` if the caller has it (computed here, once,
+    otherwise). It is valid for any window that starts where the scan of ``text`` from
+    index 0 is not inside an escape (``\\{``), which holds for every window the helpers
+    of this module produce: a brace opened inside the window is matched inside it
+    exactly when its match in ``text`` lies before ``hi``.
+    """
     while True:
-        s = s.strip()
-        m = _WRAPPER_RE.match(s)
+        lo, hi = _strip_span(text, lo, hi)
+        m = _WRAPPER_RE.match(text, lo, hi)
         if m is None:
-            return s
-        end = _matching_braces(s).get(m.end() - 1)
-        if end != len(s) - 1:
-            return s
-        s = s[m.end() : end]
+            return lo, hi
+        if pairs is None:
+            pairs = _matching_braces(text)
+        end = pairs.get(m.end() - 1)
+        if end != hi - 1:
+            return lo, hi
+        lo, hi = m.end(), end
+
+
+def _strip_text_wrapper(s: str) -> str:
+    """Remove ``\\text{...}`` (``\\textbf``, ``\\mathrm``, ...) wrappers spanning all of ``s``.
+
+    Nested wrappers are all removed (``\\text{\\textbf{5}}`` gives ``5``), in one scan of
+    ``s``: linear time however deep the nesting.
+    """
+    lo, hi = _wrapper_span(s, 0, len(s))
+    return s[lo:hi]
+
+
+_MATH_AFTER_RE = re.compile(r"[\d$\\]")
+
+
+def _delimiter_span(text: str, lo: int, hi: int) -> tuple[int, int]:
+    """The window of :func:`_strip_math_delimiters` applied to ``text[lo:hi]``."""
+    for open_, close in (("$$", "$$"), ("\\(", "\\)"), ("\\[", "\\]"), ("$", "$")):
+        if (
+            text.startswith(open_, lo, hi)
+            and text.endswith(close, lo, hi)
+            and hi - lo >= len(open_) + len(close)
+        ):
+            inner_lo, inner_hi = lo + len(open_), hi - len(close)
+            if text.find("$", inner_lo, inner_hi) == -1:
+                return _strip_span(text, inner_lo, inner_hi)
+    if text.startswith("\\$", lo, hi):
+        return _strip_span(text, lo + 2, hi)
+    if text.startswith("$", lo, hi):
+        end = text.find("$", lo + 1, hi)
+        if end == -1:  # a currency sign: "$29.00"
+            return _strip_span(text, lo + 1, hi)
+        # "$\frac{1}{2}$ of the cake" -> "\frac{1}{2}" (only if no more math follows)
+        if _MATH_AFTER_RE.search(text, end + 1, hi) is None:
+            return _strip_span(text, lo + 1, end)
+    return lo, hi
 
 
 def _strip_math_delimiters(s: str) -> str:
     """Remove math delimiters around ``s`` and a leading currency ``$``."""
-    for open_, close in (("$$", "$$"), ("\\(", "\\)"), ("\\[", "\\]"), ("$", "$")):
-        if s.startswith(open_) and s.endswith(close) and len(s) >= len(open_) + len(close):
-            inner = s[len(open_) : len(s) - len(close)]
-            if "$" not in inner:
-                return inner.strip()
-    if s.startswith("\\$"):
-        return s[2:].strip()
-    if s.startswith("$"):
-        end = s.find("$", 1)
-        if end == -1:  # a currency sign: "$29.00"
-            return s[1:].strip()
-        # "$\frac{1}{2}$ of the cake" -> "\frac{1}{2}" (only if no more math follows)
-        if not re.search(r"[\d$\\]", s[end + 1 :]):
-            return s[1:end].strip()
-    return s
+    lo, hi = _delimiter_span(s, 0, len(s))
+    return s if (lo, hi) == (0, len(s)) else s[lo:hi]

@@ -26,9 +26,13 @@ import re
 from samplescale.errors import ConfigError
 from samplescale.verifiers._latex import (
     _MINUS_SIGNS,
+    _WRAPPER_RE,
+    _delimiter_span,
     _last_boxed,
-    _strip_math_delimiters,
+    _matching_braces,
+    _strip_span,
     _strip_text_wrapper,
+    _wrapper_span,
 )
 from samplescale.verifiers.numbers import _parse_number
 
@@ -40,15 +44,28 @@ __all__ = ["extract_answer"]
 
 
 def _tidy(x: str) -> str:
-    """Strip markdown emphasis, trailing punctuation, math delimiters and text wrappers."""
-    prev = None
-    while x != prev:
-        prev = x
-        x = x.translate(_MINUS_SIGNS).strip().strip("*").strip()
-        x = x.rstrip(".,;:!").rstrip()
-        x = _strip_math_delimiters(x)
-        x = _strip_text_wrapper(x)
-    return x
+    """Strip markdown emphasis, trailing punctuation, math delimiters and text wrappers.
+
+    Repeated until nothing changes, on index windows of one string (never copied or
+    rescanned per round), so layers nested thousands deep (``\\(\\text{\\(...\\)}\\)``)
+    take linear time, not quadratic.
+    """
+    text = x.translate(_MINUS_SIGNS)
+    lo, hi = 0, len(text)
+    pairs: dict[int, int] | None = None
+    while True:
+        before = (lo, hi)
+        lo, hi = _strip_span(text, lo, hi)
+        lo, hi = _strip_span(text, lo, hi, "*")
+        lo, hi = _strip_span(text, lo, hi)
+        lo, hi = _strip_span(text, lo, hi, ".,;:!", left=False)
+        lo, hi = _strip_span(text, lo, hi, left=False)
+        lo, hi = _delimiter_span(text, lo, hi)
+        if pairs is None and _WRAPPER_RE.match(text, *_strip_span(text, lo, hi)):
+            pairs = _matching_braces(text)  # once per call, only if a wrapper is met
+        lo, hi = _wrapper_span(text, lo, hi, pairs)
+        if (lo, hi) == before:
+            return text[lo:hi]
 
 
 _LEADING_NUMBER_RE = re.compile(

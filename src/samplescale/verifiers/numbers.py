@@ -45,6 +45,9 @@ _FRAC_RE = re.compile(
 )
 
 
+_FIVE_POW_32 = 5**32
+
+
 def _split_percent(s: str) -> tuple[str, bool]:
     """``"28\\%"`` -> ``("28", True)``; a string without a trailing percent sign is kept."""
     t = s.rstrip()
@@ -96,15 +99,23 @@ def _parse_number(s: str) -> tuple[Fraction, bool] | None:
 
 
 def _format_fraction(value: Fraction) -> str:
-    """Integer, else a terminating decimal, else ``p/q``."""
+    """Integer, else a terminating decimal, else ``p/q``.
+
+    Raises
+    ------
+    ValueError
+        If the text would have more digits than Python's int-to-str conversion allows
+        (``sys.get_int_max_str_digits()``): ``1/2^14000`` has a 9786-digit decimal.
+    """
     num, den = value.numerator, value.denominator
     if den == 1:
         return str(num)
-    twos = fives = 0
-    d = den
-    while d % 2 == 0:
-        d //= 2
-        twos += 1
+    twos = (den & -den).bit_length() - 1  # trailing zero bits: no loop over huge ints
+    d = den >> twos
+    fives = 0
+    while d % _FIVE_POW_32 == 0:
+        d //= _FIVE_POW_32
+        fives += 32
     while d % 5 == 0:
         d //= 5
         fives += 1
@@ -146,8 +157,10 @@ def normalize_number(s: str) -> str | None:
     Returns
     -------
     str or None
-        The canonical form, or None if ``s`` is not a plain number (or has a zero
-        denominator, or more digits than Python's int conversion allows).
+        The canonical form, or None if ``s`` is not a plain number, has a zero
+        denominator, or has more digits than Python's int conversion allows
+        (``sys.get_int_max_str_digits()``, 4300 by default), in its input or in its
+        canonical form (``"1/" + str(2**14000)`` is a 9786-digit decimal: None).
 
     Raises
     ------
@@ -169,7 +182,11 @@ def normalize_number(s: str) -> str | None:
     if parsed is None:
         return None
     value, pct = parsed
-    return _format_fraction(value) + ("%" if pct else "")
+    try:
+        text = _format_fraction(value)
+    except ValueError:  # the canonical form has more digits than str(int) allows
+        return None
+    return text + ("%" if pct else "")
 
 
 def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool], percent: bool) -> bool:
