@@ -53,7 +53,9 @@ def default_output(task: str, args: argparse.Namespace) -> Path:
     return Path("runs") / "-".join(parts)
 
 
-def _settings(task: str, args: argparse.Namespace, params: SamplingParams, model: str) -> dict[str, Any]:
+def _settings(
+    task: str, args: argparse.Namespace, params: SamplingParams, model: str
+) -> dict[str, Any]:
     return {
         "task": task,
         "data": str(Path(args.data).resolve()) if args.data else None,
@@ -102,11 +104,15 @@ def _load_done(path: Path, ids: set[str]) -> list[dict[str, Any]]:
             if number == len(lines):
                 path.write_text("".join(x + "\n" for x in lines[:-1]), encoding="utf-8")
                 break
-            raise ConfigError(f"{path}:{number} is corrupt ({exc}); repair or remove that line") from exc
+            raise ConfigError(
+                f"{path}:{number} is corrupt ({exc}); repair or remove that line"
+            ) from exc
         if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
             raise ConfigError(f"{path}:{number} is not a result record; repair or remove that line")
         if rec["id"] not in ids:
-            raise ConfigError(f"{path}:{number} is problem {rec['id']!r}, which is not in this task")
+            raise ConfigError(
+                f"{path}:{number} is problem {rec['id']!r}, which is not in this task"
+            )
         records.setdefault(rec["id"], rec)  # a duplicated line counts once
     return list(records.values())
 
@@ -176,7 +182,9 @@ def run_eval(
     """Run (or resume) an evaluation and write its files; returns the exit status."""
     console = Console(soft_wrap=True)
     name = canonical(args.task)
-    limit = args.limit if args.limit is not None or name != "arithmetic" else ARITHMETIC_DEFAULT_LIMIT
+    limit = (
+        args.limit if args.limit is not None or name != "arithmetic" else ARITHMETIC_DEFAULT_LIMIT
+    )
     task = load_task(
         args.task,
         path=args.data,
@@ -197,7 +205,9 @@ def run_eval(
     with _exclusive(out):
         _check_settings(out / "run.json", settings)
         records = _load_done(out / "results.jsonl", {p.id for p in task.problems})
-        return _run(console, task, out, records, make_backend(args), params, strategy, args.seed, settings)
+        return _run(
+            console, task, out, records, make_backend(args), params, strategy, args.seed, settings
+        )
 
 
 def _run(

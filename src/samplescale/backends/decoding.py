@@ -70,6 +70,12 @@ class SequenceBuilder:
             return True
         return False
 
+    def end(self) -> None:
+        """Finish with ``"stop"`` because the source ran out (e.g. a scripted reply ended)."""
+        if not self.done:
+            self.text += self._decoder.decode(b"", final=True)
+            self.finish_reason = "stop"
+
     def to_sample(self) -> Sample:
         """The finished sample."""
         return Sample(

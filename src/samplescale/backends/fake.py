@@ -102,8 +102,7 @@ class ScriptedBackend:
             for ch in reply:
                 if seq.push(ord(ch), lp, lp):
                     break
-            if not seq.done:
-                seq.finish_reason = "stop"
+            seq.end()
             samples.append(seq.to_sample())
         usage = Usage(
             prompt_tokens=len(prompt_text(prompt)),

@@ -111,7 +111,9 @@ class LlamaCppBackend:
         if n_threads is not None and (
             isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1
         ):
-            raise ConfigError(f"n_threads must be an integer >= 1 (None: all cores), got {n_threads!r}")
+            raise ConfigError(
+                f"n_threads must be an integer >= 1 (None: all cores), got {n_threads!r}"
+            )
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise ModelNotFoundError(
@@ -190,7 +192,9 @@ class LlamaCppBackend:
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise ConfigError(f"prompt is not valid Unicode text (unpaired surrogate at {exc.start})") from exc
+            raise ConfigError(
+                f"prompt is not valid Unicode text (unpaired surrogate at {exc.start})"
+            ) from exc
         return list(self._model.tokenize(data, add_bos=add_bos, special=special))
 
     def _piece(self, token: int) -> bytes:
@@ -314,8 +318,16 @@ class LlamaCppBackend:
 
     def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
         """Raw next-token logits after ``prompt`` + ``prefix`` token ids, shape (V,), float32."""
-        bad = [t for t in prefix if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.vocab_size]
+        bad = [
+            t
+            for t in prefix
+            if isinstance(t, bool)
+            or not isinstance(t, (int, np.integer))
+            or not 0 <= t < self.vocab_size
+        ]
         if bad:
-            raise ConfigError(f"prefix token ids must be integers in [0, {self.vocab_size - 1}], got {bad[:3]}")
+            raise ConfigError(
+                f"prefix token ids must be integers in [0, {self.vocab_size - 1}], got {bad[:3]}"
+            )
         with self._lock:
             return self._prefill(self.tokenize_prompt(prompt) + [int(t) for t in prefix])

@@ -103,6 +103,17 @@ class Strategy(ABC):
         """Extracted answer of each sample (None for error samples)."""
         return tuple(self.extract(s.text) if s.status == "ok" else None for s in state.samples)
 
+    def result(self, state: State, answers: tuple[str | None, ...], **fields: Any) -> Result:
+        """The Result of ``state``: its samples, trace and usage, plus the selection ``fields``."""
+        return Result(
+            strategy=self.name,
+            samples=state.samples,
+            answers=answers,
+            trace=state.trace,
+            usage=state.usage,
+            **fields,
+        )
+
     @abstractmethod
     def finalize(self, state: State) -> Result:
         """Select from the drawn samples and build the Result."""

@@ -46,14 +46,11 @@ class BestOfN(Strategy):
         assert isinstance(scorer, Scorer)  # names are resolved in __post_init__
         scores = tuple(scorer(s, a) for s, a in zip(state.samples, answers))
         selected = argmax(scores)
-        return Result(
-            strategy=self.name,
-            samples=state.samples,
-            answers=answers,
+        return self.result(
+            state,
+            answers,
             scores=scores,
             score_scale=scorer.scale,
             selected=selected,
             answer=answers[selected] if selected is not None else None,
-            trace=state.trace,
-            usage=state.usage,
         )

@@ -27,12 +27,9 @@ class Greedy(Strategy):
     def finalize(self, state: State) -> Result:
         answers = self.answers(state)
         ok = state.samples[0].status == "ok"
-        return Result(
-            strategy=self.name,
-            samples=state.samples,
-            answers=answers,
+        return self.result(
+            state,
+            answers,
             selected=0 if ok else None,
             answer=answers[0],
-            trace=state.trace,
-            usage=state.usage,
         )

@@ -44,14 +44,11 @@ class RepeatedSampling(Strategy):
                 for s, a in zip(state.samples, answers)
             )
             selected = next((i for i, sc in enumerate(scores) if sc == 1.0), None)
-        return Result(
-            strategy=self.name,
-            samples=state.samples,
-            answers=answers,
+        return self.result(
+            state,
+            answers,
             scores=scores,
             score_scale="probability" if scores else None,
             selected=selected,
             answer=answers[selected] if selected is not None else None,
-            trace=state.trace,
-            usage=state.usage,
         )

@@ -36,15 +36,12 @@ class SelfConsistency(Strategy):
     def finalize(self, state: State) -> Result:
         answers = self.answers(state)
         v = vote(answers, None, self.equivalent)
-        return Result(
-            strategy=self.name,
-            samples=state.samples,
-            answers=answers,
+        return self.result(
+            state,
+            answers,
             selected=v.winner,
             answer=v.answer,
             vote_shares=v.shares,
-            trace=state.trace,
-            usage=state.usage,
         )
 
 
@@ -103,16 +100,13 @@ class WeightedVote(Strategy):
         w, scores, scale = self.weights(state, answers)
         v = vote(answers, w, self.equivalent)
         total = math.fsum(w)
-        return Result(
-            strategy=self.name,
-            samples=state.samples,
-            answers=answers,
+        return self.result(
+            state,
+            answers,
             scores=scores,
             score_scale=scale,
             weights=tuple(x / total for x in w) if total > 0 else (),
             selected=v.winner,
             answer=v.answer,
             vote_shares=v.shares,
-            trace=state.trace,
-            usage=state.usage,
         )
