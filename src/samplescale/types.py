@@ -32,6 +32,10 @@ class Prompt(BaseModel):
     template (for GGUF models, the template stored in the file) with a generation prompt
     appended; raw text is tokenised as it is.
 
+    ``prefix`` is the start of the reply, to be continued: it is appended after the
+    rendered prompt (after the generation prompt for chat), and the generated text continues
+    it without repeating it. Step-level search uses it to extend partial solutions.
+
     Raises
     ------
     pydantic.ValidationError
@@ -41,6 +45,7 @@ class Prompt(BaseModel):
     model_config = RECORD
     messages: tuple[Message, ...] | None = None
     text: str | None = None
+    prefix: str = ""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Prompt:
@@ -56,6 +61,10 @@ class Prompt(BaseModel):
         msgs = [Message(role="system", content=system)] if system else []
         msgs.append(Message(role="user", content=content))
         return cls(messages=tuple(msgs))
+
+    def continued(self, prefix: str) -> Prompt:
+        """The same prompt with ``prefix`` as the start of the reply (replacing any earlier)."""
+        return self.model_copy(update={"prefix": prefix})
 
 
 class Sample(BaseModel):

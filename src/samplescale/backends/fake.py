@@ -32,9 +32,10 @@ Reply = str | Exception
 def prompt_text(prompt: Prompt) -> str:
     """A plain rendering of a prompt (``role: content`` lines) for backends without a template."""
     if prompt.text is not None:
-        return prompt.text
+        return prompt.text + prompt.prefix
     assert prompt.messages is not None
-    return "\n".join(f"{m.role}: {m.content}" for m in prompt.messages)
+    body = "\n".join(f"{m.role}: {m.content}" for m in prompt.messages)
+    return body + "\nassistant: " + prompt.prefix if prompt.prefix else body
 
 
 class ScriptedBackend:
@@ -162,21 +163,63 @@ class ToyLM:
         """Raw next-token logits after ``prefix`` (generated token ids), shape (V,), float64."""
         return self._logits[prefix[-1] if prefix else 0].copy()
 
-    def _piece(self, token: int) -> bytes:
+    def tokenize_prompt(self, prompt: Prompt) -> list[int]:
+        """The ids of ``prompt.prefix`` (one token per character ``"1"``..); the rest of the
+        prompt is not seen by the model.
+
+        Raises
+        ------
+        ConfigError
+            If the prefix has a character outside the vocabulary.
+        """
+        ids = {tok: i for i, tok in enumerate(self.vocab) if i != self.EOS}
+        bad = sorted({c for c in prompt.prefix if c not in ids})
+        if bad:
+            raise ConfigError(
+                f"ToyLM prompt prefix may only contain {sorted(ids)}, got {bad[:3]}"
+            )
+        return [ids[c] for c in prompt.prefix]
+
+    def logits_at(self, tokens: Sequence[int], last: int = 1) -> np.ndarray:
+        """Raw logits after each of the last ``last`` prefixes of ``tokens``, shape (last, V).
+
+        ``last`` may be ``len(tokens) + 1`` (the first row is then the distribution after BOS).
+
+        Raises
+        ------
+        ConfigError
+            If ``last`` is outside ``[1, len(tokens) + 1]`` or a token id is out of range.
+        """
+        toks = [int(t) for t in tokens]
+        if not 1 <= last <= len(toks) + 1:
+            raise ConfigError(f"last must be in [1, {len(toks) + 1}], got {last}")
+        if any(not 0 <= t < self.vocab_size for t in toks):
+            raise ConfigError(f"token ids must be in [0, {self.vocab_size - 1}]")
+        prev = [0, *toks][len(toks) + 1 - last :]
+        return self._logits[prev].copy()
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (empty for ``<eos>``)."""
         return b"" if token == self.EOS else self.vocab[token].encode()
+
+    def is_end(self, token: int) -> bool:
+        """True for ``<eos>``."""
+        return int(token) == self.EOS
 
     def generate(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
     ) -> Generation:
-        """Draw ``params.n`` sequences; the prompt only counts toward usage."""
+        """Draw ``params.n`` sequences continuing ``prompt.prefix`` (the rest of the prompt
+        only counts toward usage)."""
         start = time.perf_counter()
+        context = self.tokenize_prompt(prompt)
         gens = sample_generators(params.seed, rng, params.n)
         seqs = [
-            SequenceBuilder(self._piece, lambda t: t == self.EOS, params.stop, params.max_tokens)
+            SequenceBuilder(self.piece, self.is_end, params.stop, params.max_tokens)
             for _ in range(params.n)
         ]
         while active := [i for i, s in enumerate(seqs) if not s.done]:
-            logits = np.stack([self.next_token_logits(seqs[i].token_ids) for i in active])
+            logits = np.stack([self.next_token_logits(context + seqs[i].token_ids) for i in active])
             draw = pipeline.sample(logits, params, [gens[i] for i in active])
             for j, i in enumerate(active):
                 seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j])

@@ -154,6 +154,8 @@ class LlamaCppBackend:
         self.n_ctx_train = self._model.n_ctx_train()
         self._lock = threading.Lock()
         self._pieces: dict[int, bytes] = {}
+        # tokens held in the KV cache by each sequence id, for logits_at (LRU order)
+        self._slots: dict[int, list[int]] = {}
         self._formatter = self._chat_formatter()
 
     # ----------------------------------------------------------------- prompt handling
@@ -189,6 +191,7 @@ class LlamaCppBackend:
         else:
             assert prompt.text is not None
             text, add_bos, special = prompt.text, True, False
+        text += prompt.prefix
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -197,7 +200,8 @@ class LlamaCppBackend:
             ) from exc
         return list(self._model.tokenize(data, add_bos=add_bos, special=special))
 
-    def _piece(self, token: int) -> bytes:
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (UTF-8 may be split across tokens)."""
         p = self._pieces.get(token)
         if p is None:
             buf = ctypes.create_string_buffer(64)
@@ -208,7 +212,8 @@ class LlamaCppBackend:
             p = self._pieces[token] = buf.raw[:n]
         return p
 
-    def _is_end(self, token: int) -> bool:
+    def is_end(self, token: int) -> bool:
+        """True for end-of-generation tokens."""
         return bool(self._ll.llama_vocab_is_eog(self._model.vocab, token))
 
     # ----------------------------------------------------------------- decoding
@@ -234,6 +239,7 @@ class LlamaCppBackend:
     def _prefill(self, tokens: list[int]) -> np.ndarray:
         """Decode the prompt as sequence 0; return the last position's logits, shape (V,)."""
         self._ll.llama_memory_clear(self._ctx.memory, True)
+        self._slots.clear()
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
             last = start + len(chunk) == len(tokens)
@@ -297,7 +303,7 @@ class LlamaCppBackend:
         for j in range(1, m):
             ll.llama_memory_seq_cp(mem, 0, j, 0, n_prompt)
         seqs = [
-            SequenceBuilder(self._piece, self._is_end, params.stop, params.max_tokens)
+            SequenceBuilder(self.piece, self.is_end, params.stop, params.max_tokens)
             for _ in range(m)
         ]
         draw = pipeline.sample(np.broadcast_to(first_logits, (m, self.vocab_size)), params, gens)
@@ -316,18 +322,92 @@ class LlamaCppBackend:
             draw = pipeline.sample(self._logits(len(active)), params, [gens[i] for i in active])
         return [s.to_sample() for s in seqs]
 
-    def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
-        """Raw next-token logits after ``prompt`` + ``prefix`` token ids, shape (V,), float32."""
+    def _check_ids(self, tokens: Sequence[int], what: str) -> list[int]:
         bad = [
             t
-            for t in prefix
+            for t in tokens
             if isinstance(t, bool)
             or not isinstance(t, (int, np.integer))
             or not 0 <= t < self.vocab_size
         ]
         if bad:
             raise ConfigError(
-                f"prefix token ids must be integers in [0, {self.vocab_size - 1}], got {bad[:3]}"
+                f"{what} token ids must be integers in [0, {self.vocab_size - 1}], got {bad[:3]}"
+            )
+        return [int(t) for t in tokens]
+
+    def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
+        """Raw next-token logits after ``prompt`` + ``prefix`` token ids, shape (V,), float32."""
+        ids = self._check_ids(prefix, "prefix")
+        return self.logits_at(self.tokenize_prompt(prompt) + ids)[0]
+
+    def logits_at(self, tokens: Sequence[int], last: int = 1) -> np.ndarray:
+        """Raw next-token logits after each of the last ``last`` prefixes of ``tokens``.
+
+        Up to ``n_seq_max`` recently scored token sequences stay in the KV cache; a call
+        decodes only the tokens after the longest cached common prefix (at least ``last``),
+        so extending a sequence token by token costs one token per call.
+
+        Parameters
+        ----------
+        tokens : sequence of int, length L >= 1
+        last : int in [1, L]
+
+        Returns
+        -------
+        ndarray, shape (last, vocab_size), float32
+            Row ``i``: logits after ``tokens[: L - last + 1 + i]``.
+
+        Raises
+        ------
+        ConfigError
+            If ``tokens`` is empty, longer than the context, has an invalid id, or ``last``
+            is out of range.
+        """
+        toks = self._check_ids(tokens, "logits_at")
+        if not toks:
+            raise ConfigError("logits_at needs at least one token")
+        if not 1 <= last <= len(toks):
+            raise ConfigError(f"last must be in [1, {len(toks)}], got {last}")
+        if len(toks) > min(self.n_ctx, self.n_ctx_train):
+            raise ConfigError(
+                f"{len(toks)} tokens exceed the context (n_ctx={self.n_ctx}, "
+                f"trained {self.n_ctx_train})"
             )
         with self._lock:
-            return self._prefill(self.tokenize_prompt(prompt) + [int(t) for t in prefix])
+            return self._logits_at(toks, last)
+
+    def _logits_at(self, toks: list[int], last: int) -> np.ndarray:
+        ll, mem = self._ll, self._ctx.memory
+
+        def common(cached: list[int]) -> int:
+            n = 0
+            for a, b in zip(cached, toks):
+                if a != b:
+                    break
+                n += 1
+            return n
+
+        limit = len(toks) - last
+        best = max(self._slots, key=lambda j: common(self._slots[j]), default=None)
+        if best is not None and common(self._slots[best]) > 0:
+            seq = best
+        else:
+            free = [j for j in range(self.n_seq_max) if j not in self._slots]
+            seq = free[0] if free else next(iter(self._slots))  # least recently used
+            self._slots[seq] = []
+        keep = min(common(self._slots.pop(seq)), limit)
+        ll.llama_memory_seq_rm(mem, seq, keep, -1)
+        # evict least recently used sequences until the new tokens fit in the KV cache
+        while self._slots and sum(map(len, self._slots.values())) + len(toks) > self.n_ctx:
+            ll.llama_memory_seq_rm(mem, next(iter(self._slots)), -1, -1)
+            del self._slots[next(iter(self._slots))]
+        rows = []
+        for start in range(keep, len(toks), self.n_batch):
+            chunk = toks[start : start + self.n_batch]
+            want = [start + i >= len(toks) - last for i in range(len(chunk))]
+            self._decode([(t, start + i, seq, w) for i, (t, w) in enumerate(zip(chunk, want))])
+            if any(want):
+                rows.append(self._logits(sum(want)))
+        self._slots[seq] = toks
+        return np.concatenate(rows, axis=0)
