@@ -60,7 +60,8 @@ def test_c06_order_is_temperature_last():
     # kept {0, 1} on the T=1 distribution [0.665, 0.245, 0.090]; then T=0.5: softmax([6, 4])
     expected = np.exp([6.0, 4.0]) / np.exp([6.0, 4.0]).sum()
     np.testing.assert_allclose(out, [expected[0], expected[1], 0.0], atol=1e-12)
-    assert pipeline.ORDER == ("top_k", "top_p", "min_p", "temperature")
+    assert pipeline.ORDER[-1] == "temperature"
+    assert pipeline.ORDER.index("top_p") < pipeline.ORDER.index("min_p")
 
 
 def test_pipeline_applies_documented_order():
@@ -243,11 +244,13 @@ def test_two_level_inverse_cdf_equals_full_cumsum(rows, vocab, seed):
     w = rng.random((rows, vocab)) * (rng.random((rows, vocab)) < 0.3)
     w[:, rng.integers(vocab)] = 1.0  # at least one positive weight per row
     u = rng.random(rows)
-    ids, total = pipeline._inverse_cdf(w, u)
+    ids, total, before = pipeline._inverse_cdf(w, u)
     full = np.cumsum(w, axis=-1)
     expect = [
         min(int(np.searchsorted(c, x * c[-1], side="right")), vocab - 1) for c, x in zip(full, u)
     ]
     np.testing.assert_allclose(total, full[:, -1])
     assert list(ids) == expect
+    # the mass before the chosen index is the full cumulative sum one index earlier
+    np.testing.assert_allclose(before, [c[i - 1] if i else 0.0 for c, i in zip(full, ids)])
     assert (w[np.arange(rows), ids] > 0).all()

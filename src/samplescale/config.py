@@ -7,24 +7,26 @@ the field and the valid range. Values are never rewritten silently.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from annotated_types import Ge, Le
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
 def valid_range(model: type[BaseModel], field: str) -> str | None:
-    """The valid range of a numeric field as text, e.g. ``"[1, 100000]"``, or None."""
+    """The valid range of a numeric field as text, e.g. ``"[1, 100000]"`` or ``"(0, 100]"``."""
     info = model.model_fields.get(field)
     if info is None:
         return None
-    lo = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
-    hi = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+    lo = next((f"[{m.ge}" for m in info.metadata if isinstance(m, Ge)), None)
+    lo = lo or next((f"({m.gt}" for m in info.metadata if isinstance(m, Gt)), None)
+    hi = next((f"{m.le}]" for m in info.metadata if isinstance(m, Le)), None)
+    hi = hi or next((f"{m.lt})" for m in info.metadata if isinstance(m, Lt)), None)
     if lo is None and hi is None:
         return None
-    return f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+    return f"{lo or '(-inf'}, {hi or 'inf)'}"
 
 
 class SamplingParams(BaseModel):
@@ -50,6 +52,34 @@ class SamplingParams(BaseModel):
     min_p : float
         Min-p sampling (Nguyen et al., 2024): keep tokens with probability >= ``min_p``
         times the top probability. ``0`` disables it. Valid: [0, 1].
+    typical_p : float
+        Locally typical sampling (Meister et al., 2023). ``1.0`` disables it. Valid: [0, 1].
+    epsilon : float
+        Epsilon sampling (Hewitt et al., 2022): keep tokens with probability >= epsilon.
+        ``0`` disables it. Valid: [0, 1).
+    eta : float
+        Eta sampling (Hewitt et al., 2022): threshold ``min(eta, sqrt(eta) * exp(-H))``.
+        ``0`` disables it. Valid: [0, 1).
+    top_n_sigma : float or None
+        Top-nσ (Tang et al., 2024): keep logits >= max - n * std. ``None`` disables it.
+        Valid: [0, 100].
+    repetition_penalty : float
+        CTRL penalty on tokens the sample already generated (> 1 discourages). ``1.0``
+        disables it. Valid: (0, 100].
+    presence_penalty, frequency_penalty : float
+        OpenAI-style additive penalties on generated tokens. ``0`` disables. Valid: [-2, 2].
+    fire_temperature : float or None
+        FIRE (Chen et al., 2024, "Flaming-hot Initiation with Regular Execution Sampling"):
+        the temperature of the first ``fire_tokens`` generated tokens; ``temperature``
+        applies after them. ``None`` disables it. Valid: [0, 100].
+    fire_tokens : int
+        Length of FIRE's hot prefix in tokens. Valid: [1, 1_000_000].
+    decoding : {"independent", "arithmetic", "priority"}
+        How the ``n`` samples relate: ``independent`` i.i.d. ancestral samples;
+        ``arithmetic`` arithmetic sampling (Vilnis et al., 2023: evenly spaced code points,
+        each sample marginally exact, the set more diverse); ``priority`` priority sampling
+        (Grubisic et al., 2024: unique samples in decreasing model probability). The last
+        two need a backend that exposes logits.
     max_tokens : int
         Maximum generated tokens per sample. Valid: [1, 1_000_000].
     stop : tuple of str
@@ -68,6 +98,24 @@ class SamplingParams(BaseModel):
     top_k: int = Field(strict=True, default=0, ge=-1)
     top_p: float = Field(strict=True, default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
     min_p: float = Field(strict=True, default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    typical_p: float = Field(strict=True, default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    epsilon: float = Field(strict=True, default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    eta: float = Field(strict=True, default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    top_n_sigma: float | None = Field(
+        strict=True, default=None, ge=0.0, le=100.0, allow_inf_nan=False
+    )
+    repetition_penalty: float = Field(
+        strict=True, default=1.0, gt=0.0, le=100.0, allow_inf_nan=False
+    )
+    presence_penalty: float = Field(strict=True, default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
+    frequency_penalty: float = Field(
+        strict=True, default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False
+    )
+    fire_temperature: float | None = Field(
+        strict=True, default=None, ge=0.0, le=100.0, allow_inf_nan=False
+    )
+    fire_tokens: int = Field(strict=True, default=1, ge=1, le=1_000_000)
+    decoding: Literal["independent", "arithmetic", "priority"] = "independent"
     max_tokens: int = Field(strict=True, default=256, ge=1, le=1_000_000)
     stop: tuple[str, ...] = ()
     seed: int | None = Field(strict=True, default=None, ge=0)
@@ -92,5 +140,20 @@ class SamplingParams(BaseModel):
 
     @property
     def greedy(self) -> bool:
-        """True when ``temperature == 0`` (argmax decoding)."""
-        return self.temperature == 0.0
+        """True when ``temperature == 0`` (argmax decoding) and no FIRE prefix is hot."""
+        return self.temperature == 0.0 and not self.fire_temperature
+
+    def temperature_at(self, position: int) -> float:
+        """The temperature of the token at 0-based ``position`` of a sample (FIRE schedule)."""
+        if self.fire_temperature is not None and position < self.fire_tokens:
+            return self.fire_temperature
+        return self.temperature
+
+    @property
+    def penalized(self) -> bool:
+        """True when a repetition, presence or frequency penalty is active."""
+        return (
+            self.repetition_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+        )

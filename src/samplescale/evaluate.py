@@ -20,6 +20,7 @@ import numpy as np
 from samplescale.aggregate import cluster
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
+from samplescale.decoders import generate
 from samplescale.strategies import Greedy, RepeatedSampling, Strategy
 from samplescale.tasks.base import Problem, Task
 from samplescale.types import Prompt, Result
@@ -69,11 +70,14 @@ def pool_record(
     The record holds every sample (text, extracted answer, correctness, tokens), the
     answer-class label of each sample (clustered by math equivalence) and the label of the
     correct class (all classes equivalent to the gold answer are merged into it), so that
-    pass@k and maj@k for every k <= N are computed from this one pool.
+    pass@k and maj@k for every k <= N are computed from this one pool. With
+    ``params.decoding`` other than ``independent`` the pool is drawn jointly (arithmetic:
+    marginally exact but dependent samples; priority: the most likely unique samples), so
+    pass@k then describes k-subsets of such a set, not k i.i.d. samples.
     """
     greedy = _greedy(problem, prompt, backend, params)
     p = params.replace(seed=problem_seed(seed, problem.id))
-    gen = backend.generate(prompt, p)
+    gen = generate(backend, prompt, p)
     answers = tuple(extract_answer(s.text) if s.status == "ok" else None for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
     rows = _sample_rows(pool, problem.gold)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable, Sequence
 
+from samplescale.config import SamplingParams
+from samplescale.errors import ConfigError
 from samplescale.sampling.stop import find_stop
 from samplescale.types import FinishReason, Sample
 
@@ -84,4 +86,22 @@ class SequenceBuilder:
             logprobs=tuple(self.logprobs),
             sampling_logprobs=tuple(self.sampling_logprobs),
             finish_reason=self.finish_reason or "length",
+        )
+
+
+def check_decoding(params: SamplingParams) -> None:
+    """Raise if ``params.decoding`` is not one a backend's own ``generate`` runs.
+
+    Priority sampling is a search over prefixes: it runs through
+    :func:`samplescale.decoders.generate` (which the strategies use), not a backend.
+
+    Raises
+    ------
+    ConfigError
+        If ``params.decoding == "priority"``.
+    """
+    if params.decoding == "priority":
+        raise ConfigError(
+            "decoding='priority' is a search over prefixes: call "
+            "samplescale.decoders.generate(backend, prompt, params) instead of backend.generate"
         )

@@ -9,8 +9,6 @@ backend that exposes logits.
 
 from __future__ import annotations
 
-import itertools
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,12 +16,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from samplescale.backends.base import Capabilities
-from samplescale.backends.decoding import SequenceBuilder
+from samplescale.backends.decoding import SequenceBuilder, check_decoding
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.rng import sample_generators
 from samplescale.sampling import functional as F
 from samplescale.sampling import pipeline
+from samplescale.sampling.arithmetic import ArithmeticCodes
 from samplescale.types import Generation, Prompt, Sample, Usage
 
 Reply = str | Exception
@@ -76,6 +75,10 @@ class ScriptedBackend:
         self._lock = threading.Lock()
         self.calls: list[tuple[Prompt, SamplingParams]] = []
 
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (one character is one token)."""
+        return chr(token).encode()
+
     def _reply(self, prompt: Prompt, i: int) -> Reply:
         if callable(self._replies):
             return self._replies(prompt, i)
@@ -97,9 +100,7 @@ class ScriptedBackend:
                 samples.append(Sample.failed(f"{type(reply).__name__}: {reply}"))
                 continue
             lp = float(self._lps[i % len(self._lps)])
-            seq = SequenceBuilder(
-                lambda t: chr(t).encode(), lambda t: False, params.stop, params.max_tokens
-            )
+            seq = SequenceBuilder(self.piece, lambda t: False, params.stop, params.max_tokens)
             for ch in reply:
                 if seq.push(ord(ch), lp, lp):
                     break
@@ -212,17 +213,30 @@ class ToyLM:
         """Draw ``params.n`` sequences continuing ``prompt.prefix`` (the rest of the prompt
         only counts toward usage)."""
         start = time.perf_counter()
+        check_decoding(params)
         context = self.tokenize_prompt(prompt)
         gens = sample_generators(params.seed, rng, params.n)
+        codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         seqs = [
             SequenceBuilder(self.piece, self.is_end, params.stop, params.max_tokens)
             for _ in range(params.n)
         ]
+        position = 0
         while active := [i for i, s in enumerate(seqs) if not s.done]:
             logits = np.stack([self.next_token_logits(context + seqs[i].token_ids) for i in active])
-            draw = pipeline.sample(logits, params, [gens[i] for i in active])
+            draw = pipeline.sample(
+                logits,
+                params,
+                [gens[i] for i in active],
+                history=[seqs[i].token_ids for i in active],
+                position=position,
+                codes=None if codes is None else codes.take(active),
+            )
+            if codes is not None:
+                codes.advance(active, draw.next_codes, draw.sampling_logprobs)
             for j, i in enumerate(active):
                 seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j])
+            position += 1
         samples = tuple(s.to_sample() for s in seqs)
         usage = Usage(
             prompt_tokens=len(prompt_text(prompt)),
@@ -236,23 +250,28 @@ class ToyLM:
         """Exact probability of every token sequence the sampler can produce.
 
         Enumerates all sequences up to ``params.max_tokens`` tokens (ending in ``<eos>`` or
-        at the length limit) under the processed next-token distributions of ``params``.
-        Stop strings are not applied.
+        at the length limit) under the processed next-token distribution of ``params`` at
+        each step (with that sequence's history for the penalties and its position for
+        FIRE). Stop strings are not applied; ``decoding`` does not matter (arithmetic and
+        independent sampling have the same per-sample law).
 
         Returns
         -------
         dict
             Token-id tuple -> probability; the values sum to 1.
         """
-        probs_after = F.softmax(pipeline.process(self._logits, params))
         out: dict[tuple[int, ...], float] = {}
-        v = self.vocab_size
-        for length in range(1, params.max_tokens + 1):
-            for seq in itertools.product(range(v), repeat=length):
-                if self.EOS in seq[:-1] or (length < params.max_tokens and seq[-1] != self.EOS):
-                    continue
-                prev = (0,) + seq[:-1]
-                p = math.prod(float(probs_after[a, b]) for a, b in zip(prev, seq))
-                if p > 0:
-                    out[seq] = p
+
+        def visit(seq: tuple[int, ...], p: float) -> None:
+            logits = self._logits[seq[-1] if seq else 0]
+            probs = F.softmax(pipeline.process(logits, params, [list(seq)], len(seq)))[0]
+            for tok in np.flatnonzero(probs > 0):
+                q = p * float(probs[tok])
+                nxt = (*seq, int(tok))
+                if tok == self.EOS or len(nxt) == params.max_tokens:
+                    out[nxt] = out.get(nxt, 0.0) + q
+                else:
+                    visit(nxt, q)
+
+        visit((), 1.0)
         return out

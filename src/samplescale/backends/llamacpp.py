@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from samplescale.backends.base import Capabilities
-from samplescale.backends.decoding import SequenceBuilder
+from samplescale.backends.decoding import SequenceBuilder, check_decoding
 from samplescale.config import SamplingParams
 from samplescale.errors import BackendError, ConfigError, MissingDependencyError, ModelNotFoundError
 from samplescale.rng import sample_generators
 from samplescale.sampling import pipeline
+from samplescale.sampling.arithmetic import ArithmeticCodes
 from samplescale.types import Generation, Prompt, Usage
 
 INSTALL_HINT = "install the 'llama' extra: scripts/setup.sh (see the README; llama.cpp needs portable build flags here)"
@@ -271,14 +272,16 @@ class LlamaCppBackend:
                 f"n_ctx={self.n_ctx}, trained context {self.n_ctx_train} tokens; shorten the prompt or "
                 "lower max_tokens"
             )
+        check_decoding(params)
         per_round = max(1, min(self.n_seq_max, (self.n_ctx - n_prompt) // params.max_tokens))
         gens = sample_generators(params.seed, rng, params.n)
+        codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples = []
         with self._lock:
             first_logits = self._prefill(tokens)
             for lo in range(0, params.n, per_round):
-                hi = min(params.n, lo + per_round)
-                samples.extend(self._round(first_logits, n_prompt, params, gens[lo:hi]))
+                rows = list(range(lo, min(params.n, lo + per_round)))
+                samples.extend(self._round(first_logits, n_prompt, params, gens, rows, codes))
         usage = Usage(
             prompt_tokens=n_prompt,
             completion_tokens=sum(s.num_tokens for s in samples),
@@ -293,10 +296,12 @@ class LlamaCppBackend:
         n_prompt: int,
         params: SamplingParams,
         gens: list[np.random.Generator],
+        rows: list[int],
+        codes: ArithmeticCodes | None,
     ) -> list:
-        """Decode ``len(gens)`` sequences in one batch per step; the prompt sits in sequence 0."""
+        """Decode samples ``rows`` in one batch per step; the prompt sits in sequence 0."""
         ll, mem = self._ll, self._ctx.memory
-        m = len(gens)
+        m = len(rows)
         ll.llama_memory_seq_rm(mem, 0, n_prompt, -1)
         for j in range(1, self.n_seq_max):
             ll.llama_memory_seq_rm(mem, j, -1, -1)
@@ -306,10 +311,21 @@ class LlamaCppBackend:
             SequenceBuilder(self.piece, self.is_end, params.stop, params.max_tokens)
             for _ in range(m)
         ]
-        draw = pipeline.sample(np.broadcast_to(first_logits, (m, self.vocab_size)), params, gens)
+        logits = np.broadcast_to(first_logits, (m, self.vocab_size))
         active = list(range(m))
         pos = n_prompt
         while True:
+            picked = [rows[i] for i in active]
+            draw = pipeline.sample(
+                logits,
+                params,
+                [gens[r] for r in picked],
+                history=[seqs[i].token_ids for i in active],
+                position=pos - n_prompt,
+                codes=None if codes is None else codes.take(picked),
+            )
+            if codes is not None:
+                codes.advance(picked, draw.next_codes, draw.sampling_logprobs)
             still = []
             for j, i in enumerate(active):
                 if not seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j]):
@@ -319,7 +335,7 @@ class LlamaCppBackend:
                 break
             self._decode([(seqs[i].token_ids[-1], pos, i, True) for i in active])
             pos += 1
-            draw = pipeline.sample(self._logits(len(active)), params, [gens[i] for i in active])
+            logits = self._logits(len(active))
         return [s.to_sample() for s in seqs]
 
     def _check_ids(self, tokens: Sequence[int], what: str) -> list[int]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
+from samplescale.decoders import generate
 from samplescale.types import Prompt, Result, Sample, Usage
 from samplescale.verifiers.math import answers_equivalent, extract_answer
 
@@ -82,7 +83,7 @@ class Strategy(ABC):
     ) -> tuple[State, dict[str, Any]]:
         """Draw the remaining samples in one backend call (parallel sequences where supported)."""
         need = state.params.n - len(state.samples)
-        gen = backend.generate(state.prompt, state.params.replace(n=need), rng)
+        gen = generate(backend, state.prompt, state.params.replace(n=need), rng)
         info = {
             "step": len(state.trace),
             "samples": len(gen.samples),
