@@ -1,0 +1,515 @@
+"""A backend for any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, hosted APIs).
+
+Requests go out through one async ``httpx`` client running on a private event loop thread,
+with at most ``max_in_flight`` requests in flight; ``generate`` is synchronous and safe to
+call from many threads at once (each call waits for its own requests only).
+
+``n`` samples: the backend asks for ``n`` choices in one request when the server honours
+``n``; a server that returns fewer choices than asked (llama-cpp-python's server ignores
+``n``) is detected on the first such reply, the missing samples are drawn as parallel
+single-choice requests, and every later call goes straight to single requests. Each single
+request gets its own seed, drawn from the sample's own random stream
+(:func:`samplescale.rng.sample_generators`), so the samples are never copies of one seed
+and a fixed ``params.seed`` reproduces them on servers that honour ``seed``.
+
+Failures: connection errors, HTTP 429 and 5xx are retried with exponential backoff (the
+server's ``Retry-After`` is honoured up to ``backoff_max_s``); anything else raises
+:class:`UpstreamError` at once. A sample whose request still fails after the retries
+becomes an explicit error sample (``Sample(status="error")``) when other samples of the
+call succeeded, and the call raises when every sample failed. An error is never turned into
+sample text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Collection, Mapping
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from samplescale.backends.base import Capabilities
+from samplescale.config import SamplingParams
+from samplescale.errors import BackendError, ConfigError
+from samplescale.rng import sample_generators
+from samplescale.types import FinishReason, Generation, Prompt, Sample, Usage
+
+# Fields every OpenAI-compatible server understands, sent on every request.
+_ALWAYS = ("temperature", "top_p")
+# SamplingParams fields mapped by hand (not sent under their own name).
+OPENAI_MAPPED_FIELDS = frozenset({"n", "max_tokens", "stop", "seed"})
+# OpenAI fields sent only when they differ from the SamplingParams default.
+_OPENAI_OPTIONAL = ("presence_penalty", "frequency_penalty")
+DEFAULT_EXTRA_FIELDS = ("top_k", "min_p", "typical_p")
+LOGPROB_TOLERANCE = 1e-6  # float noise above 0 that servers report for certain tokens
+
+
+class UpstreamError(BackendError):
+    """An OpenAI-compatible server refused or failed a request.
+
+    Attributes
+    ----------
+    status_code : int or None
+        The HTTP status, or None for connection-level failures and timeouts.
+    retryable : bool
+        True for connection errors, 429 and 5xx (already retried ``max_retries`` times
+        when raised by the backend).
+    """
+
+    def __init__(self, message: str, status_code: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status_code = status_code
+        self.retryable = retryable
+
+
+def _check(name: str, value: Any, lo: float, hi: float, kind: type = int) -> None:
+    ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    if not ok or not lo <= value <= hi or (kind is float and not math.isfinite(value)):
+        raise ConfigError(f"{name} must be a {kind.__name__} in [{lo}, {hi}], got {value!r}")
+
+
+class OpenAIHTTPBackend:
+    """Samples from an OpenAI-compatible HTTP server.
+
+    Chat prompts (``Prompt.messages``) go to ``/chat/completions``, text prompts to
+    ``/completions``. Sampling fields: ``temperature`` and ``top_p`` always;
+    ``max_tokens``, ``stop``, ``seed``, ``n`` by their OpenAI names; ``presence_penalty``,
+    ``frequency_penalty`` and the fields in ``extra_fields`` when they differ from the
+    ``SamplingParams`` default (or always, with ``send_defaults``). Any other
+    ``SamplingParams`` field with a non-default value raises ``ConfigError`` instead of
+    being dropped, because the server would not apply it.
+
+    Parameters
+    ----------
+    base_url : str
+        The API root, e.g. ``http://127.0.0.1:8080/v1``.
+    model : str
+        The ``model`` field of every request.
+    api_key : str, optional
+        Sent as ``Authorization: Bearer <api_key>``.
+    max_in_flight : int
+        Most HTTP requests in flight at once over all calls, in [1, 1024].
+    timeout_s : float
+        Seconds to wait for a response (read, write, pool), in (0, 86400]. A timeout is
+        not retried (the generation may still be running upstream).
+    connect_timeout_s : float
+        Seconds to wait for a connection, in (0, 3600].
+    max_retries : int
+        Retries after a retryable failure (connection error, 429, 5xx), in [0, 100].
+    backoff_s, backoff_max_s : float
+        The ``k``-th retry waits ``min(backoff_max_s, backoff_s * 2**k)`` seconds (or the
+        server's ``Retry-After``, capped at ``backoff_max_s``).
+    n_mode : {"auto", "native", "split"}
+        ``auto``: ask for ``n`` choices and fall back to single requests when the server
+        returns fewer; ``native``: fewer choices than asked raises ``UpstreamError``;
+        ``split``: always one request per sample.
+    logprobs : bool
+        Ask for per-token log-probabilities (natural log). They fill ``Sample.logprobs``
+        only when token ids come back too (``token_ids=True``), because a Sample's
+        log-probabilities are indexed by its token ids.
+    token_ids : bool
+        Ask the server to report tokens as ``"token_id:<id>"`` (vLLM's and samplescale's
+        ``return_tokens_as_token_ids``), which fills ``Sample.token_ids``.
+    send_defaults : bool
+        Send ``extra_fields`` and the optional OpenAI fields even at their default values,
+        so that a server with other defaults (llama-cpp-python: ``top_k=40``,
+        ``min_p=0.05``) samples as the parameters say. Off by default because some servers
+        (the OpenAI API itself) reject fields they do not know.
+    extra_fields : collection of str
+        ``SamplingParams`` fields the server understands under the same name beyond the
+        OpenAI ones (default ``top_k``, ``min_p``, ``typical_p``, which vLLM, SGLang and
+        llama.cpp servers accept).
+    extra_body : mapping, optional
+        Extra JSON fields merged into every request body (e.g. ``{"repeat_penalty": 1.0}``).
+
+    Raises
+    ------
+    ConfigError
+        If an argument is outside its range.
+    """
+
+    name = "openai-http"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        max_in_flight: int = 8,
+        timeout_s: float = 600.0,
+        connect_timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 8.0,
+        n_mode: Literal["auto", "native", "split"] = "auto",
+        logprobs: bool = True,
+        token_ids: bool = False,
+        send_defaults: bool = False,
+        extra_fields: Collection[str] = DEFAULT_EXTRA_FIELDS,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if not isinstance(model, str) or not model:
+            raise ConfigError("model must be a non-empty string")
+        _check("max_in_flight", max_in_flight, 1, 1024)
+        _check("timeout_s", timeout_s, 1e-3, 86400.0, float)
+        _check("connect_timeout_s", connect_timeout_s, 1e-3, 3600.0, float)
+        _check("max_retries", max_retries, 0, 100)
+        _check("backoff_s", backoff_s, 0.0, 3600.0, float)
+        _check("backoff_max_s", backoff_max_s, 0.0, 3600.0, float)
+        if n_mode not in ("auto", "native", "split"):
+            raise ConfigError(f"n_mode must be 'auto', 'native' or 'split', got {n_mode!r}")
+        unknown = sorted(set(extra_fields) - set(SamplingParams.model_fields))
+        if unknown:
+            raise ConfigError(f"extra_fields {unknown} are not SamplingParams fields")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_in_flight = max_in_flight
+        self.max_retries = max_retries
+        self.backoff_s = float(backoff_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.n_mode = n_mode
+        self.logprobs = logprobs
+        self.token_ids = token_ids
+        self.send_defaults = send_defaults
+        self.extra_fields = tuple(extra_fields)
+        self.extra_body = dict(extra_body or {})
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._native_n = n_mode != "split"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._start_lock = threading.Lock()
+        self.capabilities = Capabilities(
+            logits=False, seeds=True, parallel_n=self._native_n, chat=True
+        )
+
+    # ----------------------------------------------------------------- event loop
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="openai-http-loop", daemon=True
+                ).start()
+                limits = httpx.Limits(max_connections=self.max_in_flight)
+
+                async def setup() -> None:
+                    self._client = httpx.AsyncClient(
+                        base_url=self.base_url,
+                        headers=self._headers,
+                        timeout=self._timeout,
+                        limits=limits,
+                    )
+                    self._sem = asyncio.Semaphore(self.max_in_flight)
+
+                asyncio.run_coroutine_threadsafe(setup(), loop).result()
+                self._loop = loop
+            return self._loop
+
+    def close(self) -> None:
+        """Close the connections and stop the event loop thread (idempotent)."""
+        with self._start_lock:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        client = self._client
+
+        async def shutdown() -> None:
+            if client is not None:
+                await client.aclose()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+
+    def __enter__(self) -> OpenAIHTTPBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- requests
+    def request_body(self, prompt: Prompt, params: SamplingParams) -> dict[str, Any]:
+        """The JSON body for ``prompt`` and ``params`` (without ``n`` and ``seed``).
+
+        Raises
+        ------
+        ConfigError
+            If ``params`` sets a field this server is not known to apply, or the prompt
+            continues a chat reply (``Prompt.prefix`` with messages), which the OpenAI chat
+            API cannot express.
+        """
+        defaults = SamplingParams()
+        body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_tokens}
+        for name in _ALWAYS:
+            body[name] = getattr(params, name)
+        sendable = set(_ALWAYS) | OPENAI_MAPPED_FIELDS | set(_OPENAI_OPTIONAL) | set(self.extra_fields)
+        for name in SamplingParams.model_fields:
+            value = getattr(params, name)
+            changed = value != getattr(defaults, name)
+            if name not in sendable:
+                if changed:
+                    raise ConfigError(
+                        f"{name}={value!r} cannot be sent to {self.base_url}: the server is not "
+                        f"known to apply it (add it to extra_fields if it does)"
+                    )
+            elif name in _OPENAI_OPTIONAL or name in self.extra_fields:
+                if changed or self.send_defaults:
+                    body[name] = value
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if prompt.messages is not None:
+            if prompt.prefix:
+                raise ConfigError(
+                    "the OpenAI chat API cannot continue a partial reply (Prompt.prefix); "
+                    "use a text prompt (Prompt(text=...)) with this backend"
+                )
+            body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            if self.logprobs:
+                body["logprobs"] = True
+        else:
+            body["prompt"] = (prompt.text or "") + prompt.prefix
+            if self.logprobs:
+                body["logprobs"] = 0
+        if self.token_ids:
+            body["return_tokens_as_token_ids"] = True
+        body.update(self.extra_body)
+        return body
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST with retries; the parsed JSON reply, or UpstreamError."""
+        assert self._client is not None and self._sem is not None
+        url = self.base_url + path
+        for attempt in range(self.max_retries + 1):
+            wait = min(self.backoff_max_s, self.backoff_s * 2**attempt)
+            try:
+                async with self._sem:
+                    r = await self._client.post(path, json=body)
+            except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.NetworkError) as exc:
+                error = UpstreamError(
+                    f"{url}: {type(exc).__name__}: {exc}", retryable=True
+                )
+            except httpx.TimeoutException as exc:
+                raise UpstreamError(
+                    f"{url}: no response within {self._timeout.read} s ({type(exc).__name__})"
+                ) from exc
+            except httpx.RemoteProtocolError as exc:
+                error = UpstreamError(f"{url}: connection dropped: {exc}", retryable=True)
+            else:
+                if r.status_code < 400:
+                    try:
+                        data = r.json()
+                    except ValueError as exc:
+                        raise UpstreamError(
+                            f"{url}: reply is not JSON ({r.text[:200]!r})", r.status_code
+                        ) from exc
+                    if not isinstance(data, dict):
+                        raise UpstreamError(f"{url}: reply is not a JSON object", r.status_code)
+                    return data
+                error = UpstreamError(
+                    f"{url} answered HTTP {r.status_code}: {_error_message(r)}",
+                    r.status_code,
+                    retryable=r.status_code == 429 or r.status_code >= 500,
+                )
+                if not error.retryable:
+                    raise error
+                wait = _retry_after(r, wait, self.backoff_max_s)
+            if attempt == self.max_retries:
+                break
+            await asyncio.sleep(wait)
+        raise UpstreamError(
+            f"{error} (gave up after {self.max_retries + 1} attempts)",
+            error.status_code,
+            retryable=True,
+        )
+
+    def _parse(self, data: dict[str, Any], chat: bool) -> tuple[list[Sample], Usage]:
+        choices = data.get("choices")
+        usage = data.get("usage")
+        if not isinstance(choices, list) or not isinstance(usage, dict):
+            raise UpstreamError(
+                f"{self.base_url}: reply lacks 'choices' or 'usage' (got keys {sorted(data)})"
+            )
+        try:
+            u = Usage(
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                model_calls=1,
+            )
+        except (TypeError, ValueError) as exc:
+            raise UpstreamError(f"{self.base_url}: malformed usage {usage!r}") from exc
+        ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+        return [self._sample(c, chat) for c in ordered], u
+
+    def _sample(self, choice: Any, chat: bool) -> Sample:
+        if not isinstance(choice, dict):
+            raise UpstreamError(f"{self.base_url}: malformed choice {choice!r}")
+        reason = choice.get("finish_reason")
+        text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+        if reason == "content_filter":
+            return Sample.failed("the server's content filter stopped the completion")
+        if not isinstance(text, str):
+            return Sample.failed(f"the server returned no text (finish_reason={reason!r})")
+        finish: FinishReason = "length" if reason == "length" else "stop"
+        tokens, lps = _token_logprobs(choice.get("logprobs"), chat)
+        ids = _ids(tokens) if self.token_ids else None
+        if ids is None or len(ids) != len(lps):
+            return Sample(text=text, finish_reason=finish)
+        return Sample(text=text, token_ids=tuple(ids), logprobs=tuple(lps), finish_reason=finish)
+
+    async def _request(
+        self, prompt: Prompt, body: dict[str, Any], n: int, seed: int | None
+    ) -> tuple[list[Sample], Usage]:
+        chat = prompt.messages is not None
+        req = dict(body)
+        if n > 1:
+            req["n"] = n
+        if seed is not None:
+            req["seed"] = seed
+        data = await self._post("/chat/completions" if chat else "/completions", req)
+        return self._parse(data, chat)
+
+    async def _single(
+        self, prompt: Prompt, body: dict[str, Any], seed: int
+    ) -> tuple[Sample, Usage] | UpstreamError:
+        try:
+            samples, usage = await self._request(prompt, body, 1, seed)
+        except UpstreamError as exc:
+            if exc.retryable:
+                return exc
+            raise
+        if len(samples) != 1:
+            raise UpstreamError(f"{self.base_url}: asked for 1 choice, got {len(samples)}")
+        return samples[0], usage
+
+    async def _agenerate(
+        self, prompt: Prompt, params: SamplingParams, seeds: list[int]
+    ) -> Generation:
+        start = time.perf_counter()
+        body = self.request_body(prompt, params)
+        n = params.n
+        samples: list[Sample] = []
+        usage = Usage()
+        if self._native_n and n > 1:
+            got, usage = await self._request(prompt, body, n, seeds[0])
+            if len(got) > n:
+                raise UpstreamError(f"{self.base_url}: asked for {n} choices, got {len(got)}")
+            if len(got) < n:
+                if self.n_mode == "native":
+                    raise UpstreamError(
+                        f"{self.base_url} returned {len(got)} choices for n={n} "
+                        "(it ignores n; use n_mode='auto' or 'split')"
+                    )
+                self._native_n = False
+                self.capabilities = self.capabilities.model_copy(update={"parallel_n": False})
+            samples = list(got)
+        first_error: UpstreamError | None = None
+        if len(samples) < n:
+            outs = await asyncio.gather(
+                *(self._single(prompt, body, seeds[i]) for i in range(len(samples), n))
+            )
+            for out in outs:
+                if isinstance(out, UpstreamError):
+                    first_error = first_error or out
+                    samples.append(Sample.failed(str(out)))
+                else:
+                    samples.append(out[0])
+                    usage = usage + out[1]
+        if first_error is not None and all(s.status == "error" for s in samples):
+            raise first_error
+        usage = usage.model_copy(update={"wall_time_s": time.perf_counter() - start})
+        return Generation(samples=tuple(samples), usage=usage)
+
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Generation:
+        """Draw ``params.n`` samples from the server (see the module docstring).
+
+        Parameters
+        ----------
+        prompt : Prompt
+        params : SamplingParams
+        rng : numpy.random.Generator, optional
+            Source of the per-request seeds when ``params.seed`` is None.
+
+        Returns
+        -------
+        Generation
+            ``params.n`` samples in order; usage summed over the HTTP requests that
+            answered (``model_calls`` counts them), as the server reported it.
+
+        Raises
+        ------
+        ConfigError
+            If ``params`` or ``prompt`` cannot be expressed to the server (see
+            :meth:`request_body`).
+        UpstreamError
+            If the server refuses the request (4xx other than 429), times out, returns a
+            malformed reply, or every sample failed after the retries.
+        """
+        self.request_body(prompt, params)  # validate before any I/O
+        gens = sample_generators(params.seed, rng, params.n)
+        seeds = [int(g.integers(0, 2**31 - 1)) for g in gens]
+        if params.seed is not None:
+            seeds[0] = params.seed  # a plain n=1 request sends the caller's seed unchanged
+        loop = self._ensure_loop()
+        return asyncio.run_coroutine_threadsafe(
+            self._agenerate(prompt, params, seeds), loop
+        ).result()
+
+
+def _error_message(r: httpx.Response) -> str:
+    try:
+        data = r.json()
+    except ValueError:
+        return r.text[:300]
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and "message" in err:
+        return str(err["message"])[:300]
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])[:300]
+    return str(data)[:300]
+
+
+def _retry_after(r: httpx.Response, default: float, cap: float) -> float:
+    value = r.headers.get("retry-after")
+    try:
+        return min(cap, max(0.0, float(value))) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _token_logprobs(logprobs: Any, chat: bool) -> tuple[list[str], list[float]]:
+    """Token strings and natural-log probabilities from a choice's ``logprobs`` field."""
+    if not isinstance(logprobs, dict):
+        return [], []
+    if chat:
+        content = logprobs.get("content") or []
+        tokens = [str(c.get("token", "")) for c in content]
+        values = [c.get("logprob") for c in content]
+    else:
+        tokens = [str(t) for t in logprobs.get("tokens") or []]
+        values = list(logprobs.get("token_logprobs") or [])
+    if any(not isinstance(v, (int, float)) or math.isnan(v) for v in values):
+        return [], []
+    if any(v > LOGPROB_TOLERANCE for v in values):
+        raise UpstreamError(f"server returned a log-probability > 0: {max(values)}")
+    return tokens, [min(0.0, float(v)) for v in values]
+
+
+def _ids(tokens: list[str]) -> list[int] | None:
+    """Token ids from ``"token_id:<id>"`` strings, or None if any token is not one."""
+    ids = []
+    for t in tokens:
+        head, _, tail = t.partition(":")
+        if head != "token_id" or not tail.isdigit():
+            return None
+        ids.append(int(tail))
+    return ids

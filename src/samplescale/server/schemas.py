@@ -1,0 +1,175 @@
+"""Request bodies of the OpenAI-compatible endpoints, and the OpenAI error object.
+
+Requests are validated by these pydantic models; sampling fields that are not declared
+here (``temperature``, ``top_p``, ``top_k``, ``min_p`` and every other
+:class:`~samplescale.config.SamplingParams` field) are collected as extra fields and
+validated by ``SamplingParams`` itself, so a field added there is accepted here without
+a change. Any other unknown field is refused (never silently ignored).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from samplescale.config import SamplingParams, valid_range
+
+STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class APIError(Exception):
+    """An error answered as an OpenAI error object.
+
+    Parameters
+    ----------
+    status : int
+        HTTP status (400 bad field, 401 auth, 404 unknown model, 429 queue full, 5xx).
+    message : str
+        Names the field and the valid range where one applies.
+    param : str, optional
+        The offending field, dotted (``samplescale.n``, ``messages.0.role``).
+    code : str, optional
+        A machine-readable code (``model_not_found``, ``queue_full``, ...).
+    """
+
+    def __init__(
+        self, status: int, message: str, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+
+    @property
+    def type(self) -> str:
+        """The OpenAI error type for the status."""
+        if self.status == 401:
+            return "authentication_error"
+        if self.status == 429:
+            return "rate_limit_error"
+        if self.status >= 500:
+            return "server_error"
+        return "invalid_request_error"
+
+    def body(self) -> dict[str, Any]:
+        """``{"error": {"message", "type", "param", "code"}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def from_validation_error(exc: ValidationError, prefix: str = "") -> APIError:
+    """A 400 naming the first invalid field, its problem, the value and the valid range."""
+    err = exc.errors()[0]
+    loc = [str(x) for x in err["loc"]]
+    field = ".".join(([prefix] if prefix else []) + loc) or "body"
+    allowed = valid_range(SamplingParams, loc[0]) if len(loc) == 1 else None
+    where = f"; valid range {allowed}" if allowed else ""
+    got = "" if err["type"] == "missing" else f" (got {err.get('input')!r:.80})"
+    return APIError(400, f"{field}: {err['msg']}{got}{where}", param=field)
+
+
+class TextPart(BaseModel):
+    """A text content part of a chat message."""
+
+    model_config = STRICT
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(BaseModel):
+    """A chat message. ``developer`` is OpenAI's successor name of ``system`` and is
+    treated as a system message; content parts must be text and are concatenated."""
+
+    model_config = STRICT
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The message text."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a last chunk with empty ``choices``."""
+
+    model_config = STRICT
+    include_usage: bool = False
+
+
+class SamplescaleOptions(BaseModel):
+    """The ``samplescale`` extension field of a request body.
+
+    Attributes
+    ----------
+    strategy : str, optional
+        A registered strategy name (``samplescale list``); also settable through the model
+        name (``self-consistency@8/<model>``).
+    n : int, optional
+        Samples the strategy draws (N), >= 1 (the server caps it).
+    options : dict
+        Keyword options of the strategy (its dataclass fields, JSON values).
+    max_total_tokens : int, optional
+        Token budget of the whole request (prompt + completion tokens over every model
+        call), >= 1; sampling stops when it is spent and the response says so.
+    candidates : bool
+        Include every candidate in the response's ``samplescale`` field (default true).
+    """
+
+    model_config = STRICT
+    strategy: str | None = None
+    n: int | None = Field(default=None, strict=True, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+    max_total_tokens: int | None = Field(default=None, strict=True, ge=1)
+    candidates: bool = True
+
+
+class _Request(BaseModel):
+    """Fields shared by chat and text completions."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    model: str = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, strict=True, ge=1)
+    max_tokens: int | None = Field(default=None, strict=True, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, strict=True, ge=0)
+    user: str | None = None
+    logit_bias: dict[str, float] | None = None
+    return_tokens_as_token_ids: bool = False
+    samplescale: SamplescaleOptions | None = None
+
+    def sampling_fields(self) -> dict[str, Any]:
+        """The extra fields, which must all be SamplingParams fields."""
+        return dict(self.model_extra or {})
+
+
+class ChatCompletionRequest(_Request):
+    """Body of ``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, strict=True, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=0)
+
+
+class CompletionRequest(_Request):
+    """Body of ``POST /v1/completions`` (one prompt string)."""
+
+    prompt: str | list[str]
+    logprobs: int | None = Field(default=None, strict=True, ge=0, le=0)
+    echo: Literal[False] = False
+    suffix: None = None
+    best_of: Literal[1] | None = None
