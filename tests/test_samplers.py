@@ -336,9 +336,14 @@ def test_arithmetic_sets_are_more_diverse_than_iid_sets():
     exact = toy.exact_distribution(params)
     iid_expected = sum(1 - (1 - p) ** 8 for p in exact.values())
     distinct = [
-        len({s.token_ids for s in toy.generate(
-            Prompt(text="x"), params.replace(seed=seed, decoding="arithmetic")
-        ).samples})
+        len(
+            {
+                s.token_ids
+                for s in toy.generate(
+                    Prompt(text="x"), params.replace(seed=seed, decoding="arithmetic")
+                ).samples
+            }
+        )
         for seed in range(500)
     ]
     mean, sem = np.mean(distinct), np.std(distinct, ddof=1) / math.sqrt(len(distinct))
@@ -351,9 +356,7 @@ def test_arithmetic_sets_are_more_diverse_than_iid_sets():
 
 def test_arithmetic_codes_rescale_into_the_chosen_interval():
     # probs [0.5, 0.3, 0.2]: code 0.6 lands in token 1's interval [0.5, 0.8) -> (0.6-0.5)/0.3
-    draw = pipeline.sample(
-        np.log([[0.5, 0.3, 0.2]]), SamplingParams(), None, codes=np.array([0.6])
-    )
+    draw = pipeline.sample(np.log([[0.5, 0.3, 0.2]]), SamplingParams(), None, codes=np.array([0.6]))
     assert draw.token_ids[0] == 1
     assert draw.next_codes[0] == pytest.approx(1 / 3)
     with pytest.raises(ConfigError, match=r"codes must have shape \(1,\) with values in \[0, 1\)"):

@@ -12,10 +12,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from samplescale.cli_serve import add_serve_parser, cmd_serve
 from samplescale.config import SamplingParams, valid_range
 from samplescale.errors import ConfigError, SamplescaleError
+from samplescale.types import Prompt
 
 DEFAULT_TEMPERATURE = 0.8
+
+EXTRA_SAMPLER_FLAGS = (
+    ("--typical-p", float, "locally typical sampling mass in [0, 1]; 1 = off"),
+    ("--epsilon", float, "epsilon sampling threshold in [0, 1); 0 = off"),
+    ("--eta", float, "eta sampling parameter in [0, 1); 0 = off"),
+    ("--top-n-sigma", float, "top-n-sigma: keep logits >= max - n*std; off by default"),
+    ("--repetition-penalty", float, "CTRL repetition penalty in (0, 100]; 1 = off"),
+    ("--presence-penalty", float, "presence penalty in [-2, 2]; 0 = off"),
+    ("--frequency-penalty", float, "frequency penalty in [-2, 2]; 0 = off"),
+    ("--fire-temperature", float, "FIRE: temperature of the first --fire-tokens tokens"),
+    ("--fire-tokens", int, "FIRE: length of the hot prefix in tokens (default 1)"),
+    ("--kl-sigma", float, "KL-guided temperature: nats of KL that halve it (needs --grounding)"),
+)
 
 
 def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_default: int) -> None:
@@ -35,6 +50,22 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
     p.add_argument("--top-k", type=int, default=0, help="0 or -1 = off (default 0)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in [0, 1]; 1 = off")
     p.add_argument("--min-p", type=float, default=0.0, help="min-p in [0, 1]; 0 = off")
+    for flag, kind, what in EXTRA_SAMPLER_FLAGS:
+        p.add_argument(flag, type=kind, default=None, help=what)
+    p.add_argument(
+        "--decoding",
+        choices=("independent", "arithmetic", "priority"),
+        default=None,
+        help="how the n samples relate (default independent)",
+    )
+    p.add_argument(
+        "--sampler",
+        action="append",
+        default=[],
+        metavar="NAME[:VALUE]",
+        help="sampler by name, repeatable, e.g. top-n-sigma:1.0, fire:1.5:4, arithmetic "
+        "(samplescale list shows them); applied after the other flags",
+    )
     p.add_argument(
         "--max-tokens",
         type=int,
@@ -86,14 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="run a strategy on one prompt and print the selected answer"
     )
     gen.add_argument("prompt", help="the user message")
+    gen.add_argument(
+        "--grounding",
+        type=Path,
+        default=None,
+        help="text file with a source document the answer should be grounded in",
+    )
     _sampling_args(gen, ("-n", "--n"), 8)
 
     sub.add_parser("list", help="list registered strategies, tasks and scorers")
+    add_serve_parser(sub)
     return parser
 
 
 def _params(args: argparse.Namespace) -> SamplingParams:
-    return SamplingParams(
+    from samplescale.sampling.spec import with_samplers
+
+    extra = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, _, _ in EXTRA_SAMPLER_FLAGS
+    }
+    if args.decoding is not None:
+        extra["decoding"] = args.decoding
+    params = SamplingParams(
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
@@ -101,7 +147,9 @@ def _params(args: argparse.Namespace) -> SamplingParams:
         max_tokens=args.max_tokens,
         n=args.n,
         seed=args.seed,
+        **{k: v for k, v in extra.items() if v is not None},
     )
+    return with_samplers(params, args.sampler)
 
 
 PROMPT_ROOM = 2048  # KV cells kept for the prompt when sizing the context
@@ -124,6 +172,7 @@ def _strategy(name: str | None) -> Any:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from samplescale.sampling.spec import SAMPLERS
     from samplescale.strategies import STRATEGIES
     from samplescale.tasks import TASKS
     from samplescale.verifiers.scorers import SCORERS
@@ -131,6 +180,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("strategies:", ", ".join(STRATEGIES.names()))
     print("tasks:     ", ", ".join(TASKS.names()))
     print("scorers:   ", ", ".join(SCORERS.names()))
+    print("samplers (--sampler NAME[:VALUE]; applied in the pipeline's one order):")
+    for name in SAMPLERS.names():
+        print(f"  {name:<20} {SAMPLERS.get(name).help}")
     return 0
 
 
@@ -141,7 +193,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise ConfigError("prompt must not be empty")
     params = _params(args)  # validated before the model loads
-    result = strategy.run(_backend(args), args.prompt, params)
+    grounding = args.grounding.read_text(encoding="utf-8") if args.grounding else None
+    if params.kl_sigma is not None and grounding is None:
+        raise ConfigError("--kl-sigma / --sampler kl:SIGMA needs --grounding FILE")
+    prompt = Prompt.user(args.prompt).model_copy(update={"grounding": grounding})
+    result = strategy.run(_backend(args), prompt, params)
     print(f"answer: {result.answer}")
     if result.vote_shares:
         shares = ", ".join(
@@ -168,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        handler = {"eval": cmd_eval, "generate": cmd_generate, "list": cmd_list}[args.command]
+        handler = {
+            "eval": cmd_eval,
+            "generate": cmd_generate,
+            "list": cmd_list,
+            "serve": cmd_serve,
+        }[args.command]
         return handler(args)
     except ValidationError as exc:
         err = exc.errors()[0]

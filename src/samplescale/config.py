@@ -74,6 +74,13 @@ class SamplingParams(BaseModel):
         applies after them. ``None`` disables it. Valid: [0, 100].
     fire_tokens : int
         Length of FIRE's hot prefix in tokens. Valid: [1, 1_000_000].
+    kl_sigma : float or None
+        KL-guided temperature (Chang et al., 2023, "KL-Divergence Guided Temperature
+        Sampling"): at each step the temperature is ``temperature * 2 ** (-KL / kl_sigma)``,
+        where KL (nats) is the divergence of the next-token distribution with the prompt's
+        ``grounding`` from the one without it; so the temperature lies in
+        ``(0, temperature]`` and halves for every ``kl_sigma`` nats of KL. Needs a prompt
+        with ``grounding`` and a backend with logits. ``None`` disables it. Valid: (0, 100].
     decoding : {"independent", "arithmetic", "priority"}
         How the ``n`` samples relate: ``independent`` i.i.d. ancestral samples;
         ``arithmetic`` arithmetic sampling (Vilnis et al., 2023: evenly spaced code points,
@@ -108,13 +115,12 @@ class SamplingParams(BaseModel):
         strict=True, default=1.0, gt=0.0, le=100.0, allow_inf_nan=False
     )
     presence_penalty: float = Field(strict=True, default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
-    frequency_penalty: float = Field(
-        strict=True, default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False
-    )
+    frequency_penalty: float = Field(strict=True, default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
     fire_temperature: float | None = Field(
         strict=True, default=None, ge=0.0, le=100.0, allow_inf_nan=False
     )
     fire_tokens: int = Field(strict=True, default=1, ge=1, le=1_000_000)
+    kl_sigma: float | None = Field(strict=True, default=None, gt=0.0, le=100.0, allow_inf_nan=False)
     decoding: Literal["independent", "arithmetic", "priority"] = "independent"
     max_tokens: int = Field(strict=True, default=256, ge=1, le=1_000_000)
     stop: tuple[str, ...] = ()

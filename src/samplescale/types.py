@@ -36,6 +36,11 @@ class Prompt(BaseModel):
     rendered prompt (after the generation prompt for chat), and the generated text continues
     it without repeating it. Step-level search uses it to extend partial solutions.
 
+    ``grounding`` is an optional source document the reply should be grounded in. Backends
+    see it through :meth:`resolved`: it is put before the content of the first user message
+    (or before ``text``), separated by a blank line. KL-guided temperature
+    (``SamplingParams.kl_sigma``) compares the model with and without it.
+
     Raises
     ------
     pydantic.ValidationError
@@ -46,6 +51,7 @@ class Prompt(BaseModel):
     messages: tuple[Message, ...] | None = None
     text: str | None = None
     prefix: str = ""
+    grounding: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Prompt:
@@ -61,6 +67,21 @@ class Prompt(BaseModel):
         msgs = [Message(role="system", content=system)] if system else []
         msgs.append(Message(role="user", content=content))
         return cls(messages=tuple(msgs))
+
+    def resolved(self) -> Prompt:
+        """The prompt as a backend renders it: ``grounding`` merged into the first user
+        message (or the text), ``grounding`` then None. Returns ``self`` without grounding."""
+        if self.grounding is None:
+            return self
+        if self.text is not None:
+            return self.model_copy(
+                update={"text": f"{self.grounding}\n\n{self.text}", "grounding": None}
+            )
+        assert self.messages is not None
+        msgs = list(self.messages)
+        i = next((j for j, m in enumerate(msgs) if m.role == "user"), len(msgs) - 1)
+        msgs[i] = Message(role=msgs[i].role, content=f"{self.grounding}\n\n{msgs[i].content}")
+        return self.model_copy(update={"messages": tuple(msgs), "grounding": None})
 
     def continued(self, prefix: str) -> Prompt:
         """The same prompt with ``prefix`` as the start of the reply (replacing any earlier)."""

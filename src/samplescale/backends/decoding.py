@@ -92,16 +92,18 @@ class SequenceBuilder:
 def check_decoding(params: SamplingParams) -> None:
     """Raise if ``params.decoding`` is not one a backend's own ``generate`` runs.
 
-    Priority sampling is a search over prefixes: it runs through
-    :func:`samplescale.decoders.generate` (which the strategies use), not a backend.
+    Priority sampling (a search over prefixes) and KL-guided temperature (two contexts per
+    token) run through :func:`samplescale.decoders.generate`, which the strategies use.
 
     Raises
     ------
     ConfigError
-        If ``params.decoding == "priority"``.
+        If ``params.decoding == "priority"`` or ``params.kl_sigma`` is set.
     """
-    if params.decoding == "priority":
+    what = "decoding='priority'" if params.decoding == "priority" else None
+    what = "kl_sigma" if params.kl_sigma is not None else what
+    if what is not None:
         raise ConfigError(
-            "decoding='priority' is a search over prefixes: call "
-            "samplescale.decoders.generate(backend, prompt, params) instead of backend.generate"
+            f"{what} runs through samplescale.decoders.generate(backend, prompt, params), "
+            "not backend.generate"
         )

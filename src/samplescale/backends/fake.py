@@ -30,6 +30,7 @@ Reply = str | Exception
 
 def prompt_text(prompt: Prompt) -> str:
     """A plain rendering of a prompt (``role: content`` lines) for backends without a template."""
+    prompt = prompt.resolved()
     if prompt.text is not None:
         return prompt.text + prompt.prefix
     assert prompt.messages is not None

@@ -182,6 +182,7 @@ class LlamaCppBackend:
         ConfigError
             If the prompt has chat messages and the model file has no chat template.
         """
+        prompt = prompt.resolved()
         if prompt.messages is not None:
             if self._formatter is None:
                 raise ConfigError(
@@ -405,15 +406,26 @@ class LlamaCppBackend:
             return n
 
         limit = len(toks) - last
-        best = max(self._slots, key=lambda j: common(self._slots[j]), default=None)
-        if best is not None and common(self._slots[best]) > 0:
-            seq = best
+        shared = {j: common(cached) for j, cached in self._slots.items()}
+        best = max(shared, key=lambda j: shared[j], default=None)
+        if best is not None and shared[best] == len(self._slots[best]):
+            seq, keep = best, min(shared[best], limit)  # an extension: decode in place
+            ll.llama_memory_seq_rm(mem, seq, keep, -1)
         else:
+            # a new branch: take a free (or the least recently used) sequence id and copy
+            # the shared prefix's KV cells into it, so the cached sequence stays intact
             free = [j for j in range(self.n_seq_max) if j not in self._slots]
-            seq = free[0] if free else next(iter(self._slots))  # least recently used
-            self._slots[seq] = []
-        keep = min(common(self._slots.pop(seq)), limit)
-        ll.llama_memory_seq_rm(mem, seq, keep, -1)
+            others = [j for j in self._slots if j != best]
+            seq = free[0] if free else (others[0] if others else best)
+            assert seq is not None
+            keep = min(shared.get(best, 0), limit) if best is not None else 0
+            if seq == best:  # a single slot: truncate it to the shared prefix
+                ll.llama_memory_seq_rm(mem, seq, keep, -1)
+            else:
+                ll.llama_memory_seq_rm(mem, seq, -1, -1)
+                if keep:
+                    ll.llama_memory_seq_cp(mem, best, seq, 0, keep)
+        self._slots.pop(seq, None)
         # evict least recently used sequences until the new tokens fit in the KV cache
         while self._slots and sum(map(len, self._slots.values())) + len(toks) > self.n_ctx:
             ll.llama_memory_seq_rm(mem, next(iter(self._slots)), -1, -1)

@@ -33,10 +33,18 @@ import httpx
 import numpy as np
 
 from samplescale.backends.base import Capabilities
+from samplescale.backends.openai_wire import (
+    UpstreamError,
+    error_message,
+    parse_reply,
+    retry_after,
+)
 from samplescale.config import SamplingParams
-from samplescale.errors import BackendError, ConfigError
+from samplescale.errors import ConfigError
 from samplescale.rng import sample_generators
-from samplescale.types import FinishReason, Generation, Prompt, Sample, Usage
+from samplescale.types import Generation, Prompt, Sample, Usage
+
+__all__ = ["OpenAIHTTPBackend", "UpstreamError"]
 
 # Fields every OpenAI-compatible server understands, sent on every request.
 _ALWAYS = ("temperature", "top_p")
@@ -45,25 +53,6 @@ OPENAI_MAPPED_FIELDS = frozenset({"n", "max_tokens", "stop", "seed"})
 # OpenAI fields sent only when they differ from the SamplingParams default.
 _OPENAI_OPTIONAL = ("presence_penalty", "frequency_penalty")
 DEFAULT_EXTRA_FIELDS = ("top_k", "min_p", "typical_p")
-LOGPROB_TOLERANCE = 1e-6  # float noise above 0 that servers report for certain tokens
-
-
-class UpstreamError(BackendError):
-    """An OpenAI-compatible server refused or failed a request.
-
-    Attributes
-    ----------
-    status_code : int or None
-        The HTTP status, or None for connection-level failures and timeouts.
-    retryable : bool
-        True for connection errors, 429 and 5xx (already retried ``max_retries`` times
-        when raised by the backend).
-    """
-
-    def __init__(self, message: str, status_code: int | None = None, retryable: bool = False):
-        super().__init__(message)
-        self.status_code = status_code
-        self.retryable = retryable
 
 
 def _check(name: str, value: Any, lo: float, hi: float, kind: type = int) -> None:
@@ -314,13 +303,13 @@ class OpenAIHTTPBackend:
                         raise UpstreamError(f"{url}: reply is not a JSON object", r.status_code)
                     return data
                 error = UpstreamError(
-                    f"{url} answered HTTP {r.status_code}: {_error_message(r)}",
+                    f"{url} answered HTTP {r.status_code}: {error_message(r)}",
                     r.status_code,
                     retryable=r.status_code == 429 or r.status_code >= 500,
                 )
                 if not error.retryable:
                     raise error
-                wait = _retry_after(r, wait, self.backoff_max_s)
+                wait = retry_after(r, wait, self.backoff_max_s)
             if attempt == self.max_retries:
                 break
             await asyncio.sleep(wait)
@@ -329,40 +318,6 @@ class OpenAIHTTPBackend:
             error.status_code,
             retryable=True,
         )
-
-    def _parse(self, data: dict[str, Any], chat: bool) -> tuple[list[Sample], Usage]:
-        choices = data.get("choices")
-        usage = data.get("usage")
-        if not isinstance(choices, list) or not isinstance(usage, dict):
-            raise UpstreamError(
-                f"{self.base_url}: reply lacks 'choices' or 'usage' (got keys {sorted(data)})"
-            )
-        try:
-            u = Usage(
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
-                model_calls=1,
-            )
-        except (TypeError, ValueError) as exc:
-            raise UpstreamError(f"{self.base_url}: malformed usage {usage!r}") from exc
-        ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
-        return [self._sample(c, chat) for c in ordered], u
-
-    def _sample(self, choice: Any, chat: bool) -> Sample:
-        if not isinstance(choice, dict):
-            raise UpstreamError(f"{self.base_url}: malformed choice {choice!r}")
-        reason = choice.get("finish_reason")
-        text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
-        if reason == "content_filter":
-            return Sample.failed("the server's content filter stopped the completion")
-        if not isinstance(text, str):
-            return Sample.failed(f"the server returned no text (finish_reason={reason!r})")
-        finish: FinishReason = "length" if reason == "length" else "stop"
-        tokens, lps = _token_logprobs(choice.get("logprobs"), chat)
-        ids = _ids(tokens) if self.token_ids else None
-        if ids is None or len(ids) != len(lps):
-            return Sample(text=text, finish_reason=finish)
-        return Sample(text=text, token_ids=tuple(ids), logprobs=tuple(lps), finish_reason=finish)
 
     async def _request(
         self, prompt: Prompt, body: dict[str, Any], n: int, seed: int | None
@@ -374,7 +329,7 @@ class OpenAIHTTPBackend:
         if seed is not None:
             req["seed"] = seed
         data = await self._post("/chat/completions" if chat else "/completions", req)
-        return self._parse(data, chat)
+        return parse_reply(data, chat, self.token_ids, self.base_url)
 
     async def _single(
         self, prompt: Prompt, body: dict[str, Any], seed: int
@@ -463,53 +418,3 @@ class OpenAIHTTPBackend:
         return asyncio.run_coroutine_threadsafe(
             self._agenerate(prompt, params, seeds), loop
         ).result()
-
-
-def _error_message(r: httpx.Response) -> str:
-    try:
-        data = r.json()
-    except ValueError:
-        return r.text[:300]
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict) and "message" in err:
-        return str(err["message"])[:300]
-    if isinstance(data, dict) and "detail" in data:
-        return str(data["detail"])[:300]
-    return str(data)[:300]
-
-
-def _retry_after(r: httpx.Response, default: float, cap: float) -> float:
-    value = r.headers.get("retry-after")
-    try:
-        return min(cap, max(0.0, float(value))) if value is not None else default
-    except ValueError:
-        return default
-
-
-def _token_logprobs(logprobs: Any, chat: bool) -> tuple[list[str], list[float]]:
-    """Token strings and natural-log probabilities from a choice's ``logprobs`` field."""
-    if not isinstance(logprobs, dict):
-        return [], []
-    if chat:
-        content = logprobs.get("content") or []
-        tokens = [str(c.get("token", "")) for c in content]
-        values = [c.get("logprob") for c in content]
-    else:
-        tokens = [str(t) for t in logprobs.get("tokens") or []]
-        values = list(logprobs.get("token_logprobs") or [])
-    if any(not isinstance(v, (int, float)) or math.isnan(v) for v in values):
-        return [], []
-    if any(v > LOGPROB_TOLERANCE for v in values):
-        raise UpstreamError(f"server returned a log-probability > 0: {max(values)}")
-    return tokens, [min(0.0, float(v)) for v in values]
-
-
-def _ids(tokens: list[str]) -> list[int] | None:
-    """Token ids from ``"token_id:<id>"`` strings, or None if any token is not one."""
-    ids = []
-    for t in tokens:
-        head, _, tail = t.partition(":")
-        if head != "token_id" or not tail.isdigit():
-            return None
-        ids.append(int(tail))
-    return ids

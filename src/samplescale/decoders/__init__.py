@@ -30,21 +30,29 @@ def generate(
     """Draw ``params.n`` samples of ``prompt`` with ``params.decoding``.
 
     ``independent`` and ``arithmetic`` run in the backend's own batched loop; ``priority``
-    runs :func:`samplescale.decoders.priority.priority_generate` on the backend's
-    next-token logits.
+    runs :func:`samplescale.decoders.priority.priority_generate` and ``kl_sigma``
+    :func:`samplescale.decoders.kl_guided.kl_guided_generate` on the backend's next-token
+    logits.
 
     Raises
     ------
     ConfigError
-        If the decoding needs next-token logits and the backend does not expose them.
+        If the decoding needs next-token logits and the backend does not expose them, or
+        ``kl_sigma`` is set and the prompt has no grounding.
     """
-    if params.decoding == "independent":
+    needs_logits = params.decoding != "independent" or params.kl_sigma is not None
+    if not needs_logits:
         return backend.generate(prompt, params, rng)
     if not backend.capabilities.logits or not isinstance(backend, LogitsModel):
+        what = "kl_sigma" if params.kl_sigma is not None else f"decoding={params.decoding!r}"
         raise ConfigError(
-            f"decoding={params.decoding!r} needs a backend that exposes next-token logits "
-            f"(llamacpp, toy); {backend.name!r} does not"
+            f"{what} needs a backend that exposes next-token logits (llamacpp, toy); "
+            f"{backend.name!r} does not"
         )
+    if params.kl_sigma is not None:
+        from samplescale.decoders.kl_guided import kl_guided_generate
+
+        return kl_guided_generate(backend, prompt, params, rng).generation
     if params.decoding == "priority":
         from samplescale.decoders.priority import priority_generate
 

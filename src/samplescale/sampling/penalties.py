@@ -19,7 +19,9 @@ __all__ = ["apply_penalties", "frequency_presence_penalty", "repetition_penalty"
 
 def _counts(history: Sequence[Sequence[int]], shape: tuple[int, int]) -> list[tuple]:
     if len(history) != shape[0]:
-        raise ConfigError(f"history needs one token list per row: got {len(history)} for {shape[0]}")
+        raise ConfigError(
+            f"history needs one token list per row: got {len(history)} for {shape[0]}"
+        )
     out = []
     for h in history:
         ids, counts = np.unique(np.asarray(h, dtype=np.int64), return_counts=True)

@@ -139,9 +139,7 @@ def _rows(rng: np.random.Generator | Sequence[np.random.Generator], batch: int) 
 _BLOCK = 256
 
 
-def _inverse_cdf(
-    weights: np.ndarray, u: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _inverse_cdf(weights: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index ``i`` with ``cdf[i-1] <= u * total < cdf[i]`` per row, the row totals, and
     ``cdf[i-1]`` (the mass before the chosen index).
 

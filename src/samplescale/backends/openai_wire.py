@@ -1,0 +1,131 @@
+"""The OpenAI wire format: parsing chat / text completion replies and HTTP error replies."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import httpx
+
+from samplescale.errors import BackendError
+from samplescale.types import FinishReason, Sample, Usage
+
+LOGPROB_TOLERANCE = 1e-6  # float noise above 0 that servers report for certain tokens
+
+
+class UpstreamError(BackendError):
+    """An OpenAI-compatible server refused or failed a request.
+
+    Attributes
+    ----------
+    status_code : int or None
+        The HTTP status, or None for connection-level failures and timeouts.
+    retryable : bool
+        True for connection errors, 429 and 5xx (already retried ``max_retries`` times
+        when raised by the backend).
+    """
+
+    def __init__(self, message: str, status_code: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status_code = status_code
+        self.retryable = retryable
+
+
+def parse_reply(
+    data: dict[str, Any], chat: bool, token_ids: bool, base_url: str
+) -> tuple[list[Sample], Usage]:
+    """Samples and usage of one chat / text completion reply, in choice order.
+
+    Token ids (and so per-token log-probabilities) are filled only with ``token_ids``,
+    from tokens reported as ``"token_id:<id>"``.
+
+    Raises
+    ------
+    UpstreamError
+        If the reply lacks ``choices`` or ``usage``, or is malformed.
+    """
+    choices = data.get("choices")
+    usage = data.get("usage")
+    if not isinstance(choices, list) or not isinstance(usage, dict):
+        raise UpstreamError(
+            f"{base_url}: reply lacks 'choices' or 'usage' (got keys {sorted(data)})"
+        )
+    try:
+        u = Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            model_calls=1,
+        )
+    except (TypeError, ValueError) as exc:
+        raise UpstreamError(f"{base_url}: malformed usage {usage!r}") from exc
+    ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+    return [_sample(c, chat, token_ids, base_url) for c in ordered], u
+
+
+def _sample(choice: Any, chat: bool, token_ids: bool, base_url: str) -> Sample:
+    if not isinstance(choice, dict):
+        raise UpstreamError(f"{base_url}: malformed choice {choice!r}")
+    reason = choice.get("finish_reason")
+    text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+    if reason == "content_filter":
+        return Sample.failed("the server's content filter stopped the completion")
+    if not isinstance(text, str):
+        return Sample.failed(f"the server returned no text (finish_reason={reason!r})")
+    finish: FinishReason = "length" if reason == "length" else "stop"
+    tokens, lps = _token_logprobs(choice.get("logprobs"), chat)
+    ids = _ids(tokens) if token_ids else None
+    if ids is None or len(ids) != len(lps):
+        return Sample(text=text, finish_reason=finish)
+    return Sample(text=text, token_ids=tuple(ids), logprobs=tuple(lps), finish_reason=finish)
+
+
+def error_message(r: httpx.Response) -> str:
+    """The message of an error reply (OpenAI error object, FastAPI detail, or text)."""
+    try:
+        data = r.json()
+    except ValueError:
+        return r.text[:300]
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and "message" in err:
+        return str(err["message"])[:300]
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])[:300]
+    return str(data)[:300]
+
+
+def retry_after(r: httpx.Response, default: float, cap: float) -> float:
+    """Seconds to wait before a retry: ``Retry-After`` (capped at ``cap``) or ``default``."""
+    value = r.headers.get("retry-after")
+    try:
+        return min(cap, max(0.0, float(value))) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _token_logprobs(logprobs: Any, chat: bool) -> tuple[list[str], list[float]]:
+    """Token strings and natural-log probabilities from a choice's ``logprobs`` field."""
+    if not isinstance(logprobs, dict):
+        return [], []
+    if chat:
+        content = logprobs.get("content") or []
+        tokens = [str(c.get("token", "")) for c in content]
+        values = [c.get("logprob") for c in content]
+    else:
+        tokens = [str(t) for t in logprobs.get("tokens") or []]
+        values = list(logprobs.get("token_logprobs") or [])
+    if any(not isinstance(v, (int, float)) or math.isnan(v) for v in values):
+        return [], []
+    if any(v > LOGPROB_TOLERANCE for v in values):
+        raise UpstreamError(f"server returned a log-probability > 0: {max(values)}")
+    return tokens, [min(0.0, float(v)) for v in values]
+
+
+def _ids(tokens: list[str]) -> list[int] | None:
+    """Token ids from ``"token_id:<id>"`` strings, or None if any token is not one."""
+    ids = []
+    for t in tokens:
+        head, _, tail = t.partition(":")
+        if head != "token_id" or not tail.isdigit():
+            return None
+        ids.append(int(tail))
+    return ids
