@@ -13,7 +13,8 @@ spent (``Sample(status="error")``: aggregators exclude them, metrics count them)
 for which not even one sample fits draws nothing and returns only such samples.
 
 Prompt tokens are counted in advance with the backend's ``tokenize_prompt`` where it has
-one (llama.cpp, the toy LM), else taken from the previous call, else bounded from above by
+one (llama.cpp; assumed to count what its usage reports), else taken from the previous
+call (the larger of the two when both are known), else bounded from above by
 the prompt's UTF-8 bytes plus ``TEMPLATE_TOKENS`` per chat message. When only that bound
 is known and it does not fit, the first call draws a single sample to learn the real cost;
 only that call can overrun the budget, by at most its prompt tokens.
@@ -90,7 +91,7 @@ class TokenBudgetBackend:
         tokenize = getattr(self.backend, "tokenize_prompt", None)
         if tokenize is not None:
             try:
-                return len(tokenize(prompt)), True
+                return max(len(tokenize(prompt)), self._prompt_cost or 0), True
             except ConfigError:
                 pass
         if self._prompt_cost is not None:

@@ -1,0 +1,85 @@
+"""The per-run token budget wrapper (samplescale.backends.budget)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from samplescale import Prompt, SamplingParams, ScriptedBackend, ToyLM
+from samplescale.backends.budget import TokenBudgetBackend
+from samplescale.backends.fake import prompt_text
+from samplescale.errors import ConfigError
+from samplescale.strategies import self_consistency
+
+PROMPT = Prompt(text="count")  # 5 prompt tokens for the scripted backends (characters)
+
+
+def test_an_ample_budget_changes_nothing():
+    params = SamplingParams(n=8, max_tokens=4, seed=3)
+    plain = ToyLM().generate(PROMPT, params)
+    wrapped = TokenBudgetBackend(ToyLM(), 10_000)
+    gen = wrapped.generate(PROMPT, params)
+    assert gen.samples == plain.samples and gen.usage.model_calls == 1
+    assert wrapped.spent == plain.usage.total_tokens and not wrapped.exhausted
+
+
+class CountingBackend(ScriptedBackend):
+    """Scripted replies, with a tokenizer that counts what its usage reports (characters)."""
+
+    def tokenize_prompt(self, prompt):
+        return list(range(len(prompt_text(prompt))))
+
+
+REPLY = "The answer is 4."  # 16 tokens (characters)
+
+
+@settings(max_examples=60, deadline=None)
+@given(budget=st.integers(1, 120), n=st.integers(1, 8), max_tokens=st.integers(1, 20))
+def test_never_spends_more_than_the_budget_when_prompt_tokens_are_countable(budget, n, max_tokens):
+    wrapped = TokenBudgetBackend(CountingBackend([REPLY]), budget)
+    gen = wrapped.generate(PROMPT, SamplingParams(n=n, max_tokens=max_tokens))
+    assert len(gen.samples) == n
+    assert gen.usage.total_tokens == wrapped.spent <= budget
+    drawn = [s for s in gen.samples if s.status == "ok"]
+    refused = [s for s in gen.samples if s.status == "error"]
+    assert drawn == list(gen.samples[: len(drawn)])  # drawn first, then the refused ones
+    assert len(refused) == wrapped.not_drawn
+    assert all("max_total_tokens budget" in s.error for s in refused)
+    if refused:  # it stopped only when one more worst-case sample could not be paid for
+        assert budget - wrapped.spent < len("count") + max_tokens
+    if 5 + n * max_tokens <= budget:
+        assert not refused and gen.usage.model_calls == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(budget=st.integers(1, 120), n=st.integers(1, 8), max_tokens=st.integers(1, 20))
+def test_without_a_tokenizer_only_the_first_call_can_overrun_by_its_prompt(budget, n, max_tokens):
+    wrapped = TokenBudgetBackend(ScriptedBackend([REPLY]), budget)
+    gen = wrapped.generate(PROMPT, SamplingParams(n=n, max_tokens=max_tokens))
+    assert gen.usage.total_tokens == wrapped.spent <= budget + len("count")
+    assert len(gen.samples) == n
+
+
+def test_unknown_prompt_cost_draws_one_sample_first_then_fills_the_budget():
+    backend = ScriptedBackend(["abcdefghij"])  # 10 tokens a sample; prompt = 5 characters
+    wrapped = TokenBudgetBackend(backend, 60)
+    gen = wrapped.generate(PROMPT, SamplingParams(n=8, max_tokens=10))
+    # first call: 1 sample (5 + 10 = 15); then (60 - 15 - 5) // 10 = 4 samples (5 + 40)
+    assert [p.n for _, p in backend.calls] == [1, 4]
+    assert wrapped.spent == 60 and wrapped.not_drawn == 3
+    assert [s.status for s in gen.samples] == ["ok"] * 5 + ["error"] * 3
+
+
+def test_a_strategy_under_a_budget_votes_only_on_drawn_samples():
+    wrapped = TokenBudgetBackend(ScriptedBackend(["The answer is 4."]), 100)
+    r = self_consistency(wrapped, Prompt.user("2+2?"), SamplingParams(n=16, max_tokens=16))
+    assert r.answer == "4" and r.vote_shares == {"4": 1.0}
+    assert sum(s.status == "ok" for s in r.samples) < 16 and wrapped.exhausted
+    assert r.usage.total_tokens == wrapped.spent
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+def test_bad_budget(bad):
+    with pytest.raises(ConfigError, match="max_total_tokens must be an integer >= 1"):
+        TokenBudgetBackend(ToyLM(), bad)
