@@ -175,6 +175,31 @@ def generate_steps(
     return StepBatch((make_step(backend, s, delimiter) for s in gen.samples), gen.usage)
 
 
+def generate_rest(
+    backend: Backend,
+    prompt: Prompt,
+    prefix_steps: Sequence[str],
+    params: SamplingParams,
+    n: int,
+    rng: np.random.Generator | None = None,
+) -> StepBatch:
+    """Draw ``n`` completions of the partial solution ``prefix_steps`` (no step delimiter:
+    the rest of the solution at once), as steps ending ``"eos"``, ``"length"`` or
+    ``"error"``, in ONE call of ``params.replace(n=n)``.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        If ``n`` is out of range.
+    """
+    gen = backend.generate(
+        prompt.continued(prompt.prefix + "".join(prefix_steps)), params.replace(n=n), rng
+    )
+    ends: dict[str, StepEnd] = {"stop": "eos", "length": "length", "error": "error"}
+    steps = (Step(text=s.text, end=ends[s.finish_reason], sample=s) for s in gen.samples)
+    return StepBatch(steps, gen.usage)
+
+
 def split_steps(text: str, delimiter: str = DEFAULT_DELIMITER) -> list[str]:
     """Split a solution text into steps, each keeping its delimiter.
 

@@ -51,7 +51,15 @@ AGGREGATIONS: tuple[str, ...] = ("last", "min", "mean", "product")
 
 class ScorerError(SamplescaleError, RuntimeError):
     """A process scorer could not produce a score (unparseable judge reply, a label the
-    model did not produce, a value outside the scorer's scale). Never turned into a score."""
+    model did not produce, a value outside the scorer's scale). Never turned into a score.
+
+    Attributes
+    ----------
+    usage : Usage
+        The model usage the failed call spent (set by :meth:`ProcessScorer.measure`).
+    """
+
+    usage: Usage = Usage()
 
 
 class ScorerUsage(BaseModel):
@@ -68,6 +76,13 @@ class ScorerUsage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     calls: int = 0
     usage: Usage = Usage()
+
+
+def _failure(message: str, usage: Usage) -> ScorerError:
+    """A ScorerError carrying the usage of the failed call."""
+    exc = ScorerError(message)
+    exc.usage = usage
+    return exc
 
 
 def question_of(prompt: Prompt) -> str:
@@ -135,13 +150,20 @@ class ProcessScorer(ABC):
                     f"scorer {self.name!r} returned {value}, outside its {self.scale} range "
                     f"[{lo}, {hi}]"
                 )
-        finally:
-            spent = spent.model_copy(update={"wall_time_s": time.perf_counter() - start})
-            with self._lock:
-                self._usage = ScorerUsage(
-                    calls=self._usage.calls + 1, usage=self._usage.usage + spent
-                )
-        return value, spent
+        except ScorerError as exc:
+            exc.usage = self._count(spent + exc.usage, start)
+            raise
+        except BaseException:
+            self._count(spent, start)
+            raise
+        return value, self._count(spent, start)
+
+    def _count(self, spent: Usage, start: float) -> Usage:
+        """Add one call spending ``spent`` (wall time from ``start``) to the counters."""
+        spent = spent.model_copy(update={"wall_time_s": time.perf_counter() - start})
+        with self._lock:
+            self._usage = ScorerUsage(calls=self._usage.calls + 1, usage=self._usage.usage + spent)
+        return spent
 
     @abstractmethod
     def _evaluate(self, prompt: Prompt, steps: tuple[str, ...]) -> tuple[float, Usage]:
@@ -227,7 +249,13 @@ class LabelTokenScorer(ProcessScorer):
         return self._from_greedy(judge)
 
     def _label_id(self, model: LogitsModel, judge: Prompt, base: list[int], label: str) -> int:
-        ids = model.tokenize_prompt(judge.continued(judge.prefix + label))
+        try:
+            ids = model.tokenize_prompt(judge.continued(judge.prefix + label))
+        except ConfigError as exc:
+            raise ConfigError(
+                f"label {label!r} cannot be tokenised by this model ({exc}); choose another "
+                "positive/negative label"
+            ) from exc
         if len(ids) != len(base) + 1 or ids[: len(base)] != base:
             raise ConfigError(
                 f"label {label!r} is not a single token after the judging prompt for this "
@@ -251,20 +279,22 @@ class LabelTokenScorer(ProcessScorer):
         gen = self.backend.generate(judge, SamplingParams(temperature=0.0, max_tokens=1))
         sample = gen.samples[0]
         if sample.status == "error":
-            raise ScorerError(f"{self.name}: the judging call failed: {sample.error}")
+            raise _failure(f"{self.name}: the judging call failed: {sample.error}", gen.usage)
         if not sample.logprobs:
-            raise ScorerError(
+            raise _failure(
                 f"{self.name}: backend {self.backend.name!r} returned no token logprobs; "
-                "use a backend with logprobs or a LogitsModel (e.g. LlamaCppBackend)"
+                "use a backend with logprobs or a LogitsModel (e.g. LlamaCppBackend)",
+                gen.usage,
             )
         p, token = math.exp(sample.logprobs[0]), sample.text.strip()
         if token == self.positive.strip():
             return p, gen.usage
         if self.negative is not None and token == self.negative.strip():
             return 1.0 - p, gen.usage
-        raise ScorerError(
+        raise _failure(
             f"{self.name}: the greedy label token {sample.text!r} is neither "
-            f"{self.positive!r} nor {self.negative!r}"
+            f"{self.positive!r} nor {self.negative!r}",
+            gen.usage,
         )
 
 
@@ -350,10 +380,12 @@ class JudgeScorer(ProcessScorer):
         gen = self.backend.generate(Prompt.user(text), self.params.replace(n=1))
         reply = gen.samples[0]
         if reply.status == "error":
-            raise ScorerError(f"{self.name}: the judging call failed: {reply.error}")
+            raise _failure(f"{self.name}: the judging call failed: {reply.error}", gen.usage)
         m = self.regex.search(reply.text)
         if m is None:
-            raise ScorerError(f"{self.name}: no score in the judge's reply {reply.text[:200]!r}")
+            raise _failure(
+                f"{self.name}: no score in the judge's reply {reply.text[:200]!r}", gen.usage
+            )
         return float(m.group(1)), gen.usage
 
 

@@ -1,0 +1,480 @@
+"""Shared machinery of the step-level search strategies: nodes, expansion, budgets, Result.
+
+A search tree holds partial solutions. The root is the empty solution; every other node adds
+one :class:`~samplescale.steps.Step` to its parent and carries the process scorer's score of
+its partial solution (``step_scores`` along the path, aggregated into ``value`` by
+:func:`~samplescale.verifiers.process.aggregate_step_scores` with the strategy's ``how``).
+
+Budgets (never exceeded):
+
+- ``token_budget``: generated tokens of the policy model (completion tokens of the step
+  calls). Before each call the per-step ``max_tokens`` is lowered to
+  ``remaining // n`` when the full one could overrun (such steps may end with
+  ``"length"``); when not even one token per step is left, the search stops.
+- ``scorer_budget``: process-scorer calls (each new step is scored once; failed calls
+  count). A call never asks for more steps than can still be scored.
+
+Scorer model tokens are not part of ``token_budget`` (bound them with ``scorer_budget``);
+``Result.usage`` holds the compute of both, and the last trace record (``event: "end"``)
+has ``policy_tokens``, ``scorer_calls``, both budgets and the stop reason.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from samplescale.backends.base import Backend, LogitsModel
+from samplescale.config import SamplingParams
+from samplescale.errors import ConfigError
+from samplescale.steps import (
+    DEFAULT_DELIMITER,
+    Step,
+    check_delimiter,
+    generate_rest,
+    generate_steps,
+)
+from samplescale.steps import trajectory_sample as _trajectory
+from samplescale.strategies.base import Strategy
+from samplescale.types import Prompt, Result, Usage
+from samplescale.verifiers.process import (
+    AGGREGATIONS,
+    PROCESS_SCORERS,
+    Aggregation,
+    CallableScorer,
+    ProcessScorer,
+    ScorerError,
+    aggregate_step_scores,
+)
+from samplescale.verifiers.scorers import Scale
+
+ScorerSpec = ProcessScorer | str | Callable[[Prompt, tuple[str, ...]], float] | None
+
+
+class Node(BaseModel):
+    """One partial solution in a search tree.
+
+    Attributes
+    ----------
+    id, parent, depth : int, int or None, int
+        Node 0 is the root (no parent, depth 0, no step).
+    step : Step or None
+        The step this node adds to its parent.
+    step_scores : tuple of float
+        The scorer's score after each step of the path (scorer's scale).
+    value : float or None
+        ``step_scores`` aggregated (None for the root).
+    done : bool
+        The solution cannot be extended: its last step ended (``complete``) or the path
+        reached ``max_steps``.
+    complete : bool
+        The last step ended with an end of sequence or its length limit.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: int
+    parent: int | None = None
+    depth: int = 0
+    step: Step | None = None
+    step_scores: tuple[float, ...] = ()
+    value: float | None = None
+    done: bool = False
+    complete: bool = False
+
+
+class SearchState(BaseModel):
+    """Immutable state of a tree search (fields not used by a strategy stay empty).
+
+    Attributes
+    ----------
+    nodes : tuple of Node
+        Indexed by node id.
+    frontier : tuple of int
+        Beam (beam search), open list (best-first) or kept first steps.
+    solutions : tuple of int
+        Complete solutions popped by best-first search, in order.
+    visits, totals : tuple of int, tuple of float
+        Per node: backed-up evaluations and their sum (MCTS, AB-MCTS; unit scale).
+    policy_tokens, scorer_calls, calls, rounds : int
+        Generated policy tokens, scorer calls, policy model calls, strategy steps so far.
+    stop_reason : str or None
+        Why the search ended (None while it runs).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    prompt: Prompt
+    params: SamplingParams
+    scorer: ProcessScorer | None = None
+    nodes: tuple[Node, ...] = (Node(id=0),)
+    frontier: tuple[int, ...] = (0,)
+    solutions: tuple[int, ...] = ()
+    visits: tuple[int, ...] = (0,)
+    totals: tuple[float, ...] = (0.0,)
+    usage: Usage = Usage()
+    policy_tokens: int = 0
+    scorer_calls: int = 0
+    calls: int = 0
+    rounds: int = 0
+    stop_reason: str | None = None
+    trace: tuple[dict[str, Any], ...] = ()
+
+    def path(self, node_id: int) -> list[Node]:
+        """The nodes from the root's first child down to ``node_id``."""
+        out = []
+        node = self.nodes[node_id]
+        while node.parent is not None:
+            out.append(node)
+            node = self.nodes[node.parent]
+        return out[::-1]
+
+    def texts(self, node_id: int) -> tuple[str, ...]:
+        """The step texts of the partial solution at ``node_id``."""
+        return tuple(n.step.text for n in self.path(node_id) if n.step is not None)
+
+    def children(self) -> dict[int, list[int]]:
+        """Node id -> child ids, in creation order."""
+        out: dict[int, list[int]] = {n.id: [] for n in self.nodes}
+        for n in self.nodes:
+            if n.parent is not None:
+                out[n.parent].append(n.id)
+        return out
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed for sub-stream ``keys`` of a run seed (distinct keys: independent)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def unit_value(value: float, scale: Scale, bounds: tuple[float, float]) -> float | None:
+    """A score mapped to [0, 1]: probabilities as they are, log-probabilities exponentiated,
+    rewards with finite ``bounds`` min-max scaled; None for unbounded rewards."""
+    if scale == "probability":
+        return value
+    if scale == "log-probability":
+        return math.exp(value)
+    lo, hi = bounds
+    if math.isfinite(lo) and math.isfinite(hi) and hi > lo:
+        return (value - lo) / (hi - lo)
+    return None
+
+
+def _positive_int(name: str, value: object, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1 (in [1, inf)), got {value!r}")
+
+
+@dataclass(frozen=True)
+class TreeSearch(Strategy):
+    """Base of the step-level search strategies (see the module docstring).
+
+    Attributes
+    ----------
+    scorer : ProcessScorer, str, callable or None
+        The process scorer. None: P(True) self-evaluation on the policy backend (it must be
+        a :class:`~samplescale.backends.base.LogitsModel`); a name registered in
+        :data:`~samplescale.verifiers.process.PROCESS_SCORERS` (``"p-true"``, ``"judge"``),
+        built on the policy backend; or a callable ``(prompt, steps) -> float`` with
+        ``scorer_scale``.
+    scorer_scale : {"probability", "log-probability", "reward"} or None
+        The scale of a callable scorer (required then, unused otherwise).
+    how : {"last", "min", "mean", "product"}
+        Step-score aggregation of a path (default ``"last"``: the score of the whole partial
+        solution).
+    delimiter : str
+        Step delimiter (default a blank line).
+    max_steps : int
+        Most steps in a solution (>= 1); a path that reaches it is cut.
+    token_budget : int or None
+        Most generated policy tokens (>= 1), or None for no limit.
+    scorer_budget : int or None
+        Most scorer calls (>= 1), or None for no limit.
+    """
+
+    scorer: ScorerSpec = None
+    scorer_scale: Scale | None = None
+    how: Aggregation = "last"
+    delimiter: str = DEFAULT_DELIMITER
+    max_steps: int = 10
+    token_budget: int | None = None
+    scorer_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        check_delimiter(self.delimiter)
+        if self.how not in AGGREGATIONS:
+            raise ConfigError(f"how must be one of {', '.join(AGGREGATIONS)}; got {self.how!r}")
+        _positive_int("max_steps", self.max_steps, allow_none=False)
+        _positive_int("token_budget", self.token_budget)
+        _positive_int("scorer_budget", self.scorer_budget)
+        if callable(self.scorer) and not isinstance(self.scorer, ProcessScorer):
+            if self.scorer_scale is None:
+                raise ConfigError(
+                    "a callable scorer needs scorer_scale: 'probability', 'log-probability' "
+                    "or 'reward'"
+                )
+
+    # ------------------------------------------------------------------ protocol
+    def init(self, prompt: Prompt, params: SamplingParams) -> SearchState:  # type: ignore[override]
+        """The initial state: the root (empty solution) only."""
+        return SearchState(prompt=prompt, params=self.sampling_params(params))
+
+    def done(self, state: SearchState) -> bool:  # type: ignore[override]
+        """True once the search has a stop reason."""
+        return state.stop_reason is not None
+
+    def step(  # type: ignore[override]
+        self, rng: np.random.Generator | None, state: SearchState, backend: Backend
+    ) -> tuple[SearchState, dict[str, Any]]:
+        """One round of the search (strategy-specific), with the scorer resolved first."""
+        if state.scorer is None:
+            state = state.model_copy(update={"scorer": self.resolve_scorer(backend)})
+        before = len(state.trace)
+        state = self.advance(rng, state, backend)
+        state = state.model_copy(update={"rounds": state.rounds + 1})
+        info = {"round": state.rounds, "records": len(state.trace) - before}
+        return state, info
+
+    @abstractmethod
+    def advance(
+        self, rng: np.random.Generator | None, state: SearchState, backend: Backend
+    ) -> SearchState:
+        """One round of this search; sets ``stop_reason`` when it is over."""
+
+    @abstractmethod
+    def candidates(self, state: SearchState) -> list[int]:
+        """The node ids returned as the Result's samples."""
+
+    def finalize(self, state: SearchState) -> Result:  # type: ignore[override]
+        """Candidates as samples (trajectories), the best complete one selected."""
+        ids = self.candidates(state)
+        return search_result(self, state, ids, best_node(state, ids))
+
+    # ------------------------------------------------------------------ helpers
+    def resolve_scorer(self, backend: Backend) -> ProcessScorer:
+        """The process scorer to use with ``backend``.
+
+        Raises
+        ------
+        ConfigError
+            If no scorer is given and ``backend`` exposes no next-token logits.
+        """
+        spec = self.scorer
+        if isinstance(spec, ProcessScorer):
+            return spec
+        if isinstance(spec, str):
+            return PROCESS_SCORERS.get(spec)(backend)
+        if callable(spec):
+            assert self.scorer_scale is not None  # checked in __post_init__
+            return CallableScorer(spec, self.scorer_scale)
+        if isinstance(backend, LogitsModel):
+            return PROCESS_SCORERS.get("p-true")(backend)
+        raise ConfigError(
+            f"strategy {self.name!r} needs a process scorer: backend {backend.name!r} exposes "
+            "no next-token logits for the default P(True) self-evaluation; pass scorer=... "
+            "(a ProcessScorer, 'judge', or a callable (prompt, steps) -> float with scorer_scale)"
+        )
+
+    def expand(
+        self,
+        rng: np.random.Generator | None,
+        state: SearchState,
+        backend: Backend,
+        parent: int,
+        n: int,
+        *,
+        rest: bool = False,
+        scored: bool = True,
+    ) -> tuple[SearchState, list[int]]:
+        """Draw up to ``n`` next steps below ``parent`` in one call and score each.
+
+        With ``rest=True`` the children are whole completions (no step delimiter, see
+        :func:`~samplescale.steps.generate_rest`); with ``scored=False`` they are not
+        scored and take their parent's step scores and value.
+
+        Returns the new state and the ids of the new nodes (failed steps and steps the
+        scorer could not score are traced, not added). When a budget cannot pay for one
+        more step, nothing is drawn and ``stop_reason`` names that budget.
+        """
+        call = self.plan(state, n, scored)
+        if isinstance(call, str):
+            return state.model_copy(update={"stop_reason": call}), []
+        n, params = call
+        params, call_rng = self.call_params(rng, params, state.calls)
+        texts = state.texts(parent)
+        if rest:
+            batch = generate_rest(backend, state.prompt, texts, params, n, call_rng)
+        else:
+            batch = generate_steps(
+                backend, state.prompt, texts, params, n, call_rng, self.delimiter
+            )
+        return self.add_steps(state, parent, list(batch), batch.usage, params.max_tokens, scored)
+
+    def plan(
+        self, state: SearchState, n: int, scored: bool = True
+    ) -> tuple[int, SamplingParams] | str:
+        """``(n, params)`` for a call of at most ``n`` steps that fits both budgets, or the
+        name of the budget that cannot pay for it (``"scorer-budget"``, ``"token-budget"``).
+
+        The number of steps is capped by the scorer calls left (when they are to be
+        ``scored``); ``max_tokens`` is lowered to ``tokens left // n`` when the full one
+        could overrun the token budget.
+        """
+        if scored and self.scorer_budget is not None:
+            n = min(n, self.scorer_budget - state.scorer_calls)
+            if n < 1:
+                return "scorer-budget"
+        params = state.params
+        if self.token_budget is not None:
+            per_step = (self.token_budget - state.policy_tokens) // n
+            if per_step < 1:
+                return "token-budget"
+            if per_step < params.max_tokens:
+                params = params.replace(max_tokens=per_step)
+        return n, params
+
+    def call_params(
+        self, rng: np.random.Generator | None, params: SamplingParams, index: int
+    ) -> tuple[SamplingParams, np.random.Generator | None]:
+        """Per-call parameters: with a run seed, call ``index`` gets its own derived seed."""
+        if params.seed is None:
+            return params, rng
+        return params.replace(seed=derived_seed(params.seed, index)), None
+
+    def add_steps(
+        self,
+        state: SearchState,
+        parent: int,
+        steps: list[Step],
+        usage: Usage,
+        max_tokens: int,
+        scored: bool = True,
+    ) -> tuple[SearchState, list[int]]:
+        """Score ``steps`` (children of ``parent``; unless ``scored`` is False), add them
+        as nodes, trace the call."""
+        scorer = state.scorer
+        assert scorer is not None
+        base = state.nodes[parent]
+        texts = state.texts(parent)
+        nodes, new, children = list(state.nodes), [], []
+        spent, calls, errors = usage, 0, []
+        for step in steps:
+            if step.failed:
+                errors.append(step.sample.error)
+                continue
+            scores, value, score = base.step_scores, base.value, None
+            if scored:
+                calls += 1
+                try:
+                    score, cost = scorer.measure(state.prompt, (*texts, step.text))
+                except ScorerError as exc:
+                    errors.append(str(exc))
+                    spent = spent + exc.usage
+                    continue
+                spent = spent + cost
+                scores = (*scores, score)
+                value = aggregate_step_scores(scores, self.how, scorer.scale)
+            depth = base.depth + 1
+            node = Node(
+                id=len(nodes),
+                parent=parent,
+                depth=depth,
+                step=step,
+                step_scores=scores,
+                value=value,
+                done=step.done or depth >= self.max_steps,
+                complete=step.done,
+            )
+            nodes.append(node)
+            new.append(node.id)
+            children.append(
+                {
+                    "id": node.id,
+                    "text": step.text,
+                    "end": step.end,
+                    "tokens": step.tokens,
+                    "score": score,
+                    "value": node.value,
+                }
+            )
+        generated = sum(s.tokens for s in steps)
+        record = {
+            "event": "expand",
+            "round": state.rounds,
+            "parent": parent,
+            "depth": base.depth + 1,
+            "requested": len(steps),
+            "max_tokens": max_tokens,
+            "children": children,
+            "errors": errors,
+            "policy_tokens": state.policy_tokens + generated,
+            "scorer_calls": state.scorer_calls + calls,
+        }
+        k = len(nodes) - len(state.nodes)
+        new_state = state.model_copy(
+            update={
+                "nodes": tuple(nodes),
+                "visits": state.visits + (0,) * k,
+                "totals": state.totals + (0.0,) * k,
+                "usage": state.usage + spent,
+                "policy_tokens": state.policy_tokens + generated,
+                "scorer_calls": state.scorer_calls + calls,
+                "calls": state.calls + 1,
+                "trace": state.trace + (record,),
+            }
+        )
+        return new_state, new
+
+
+def best_node(state: SearchState, ids: list[int]) -> int | None:
+    """The highest-valued complete node of ``ids`` (else the highest-valued one); ties to the
+    earliest; None if ``ids`` is empty."""
+    scored = [i for i in ids if state.nodes[i].value is not None]
+    pool = [i for i in scored if state.nodes[i].complete] or scored
+    best: int | None = None
+    for i in pool:
+        if best is None or state.nodes[i].value > state.nodes[best].value:  # type: ignore[operator]
+            best = i
+    return best
+
+
+def search_result(
+    strategy: TreeSearch, state: SearchState, ids: list[int], selected: int | None
+) -> Result:
+    """The Result of a search: one trajectory sample per candidate node."""
+    samples, answers, scores = [], [], []
+    for i in ids:
+        node = state.nodes[i]
+        steps = [n.step for n in state.path(i) if n.step is not None]
+        sample = _trajectory(steps, complete=node.complete)
+        samples.append(sample)
+        answers.append(strategy.extract(sample.text))
+        scores.append(node.value)
+    end = {
+        "event": "end",
+        "stop_reason": state.stop_reason,
+        "nodes": len(state.nodes) - 1,
+        "policy_tokens": state.policy_tokens,
+        "token_budget": strategy.token_budget,
+        "scorer_calls": state.scorer_calls,
+        "scorer_budget": strategy.scorer_budget,
+        "policy_calls": state.calls,
+    }
+    pick = ids.index(selected) if selected is not None else None
+    return Result(
+        strategy=strategy.name,
+        samples=tuple(samples),
+        answers=tuple(answers),
+        scores=tuple(scores),
+        score_scale=state.scorer.scale if state.scorer is not None else None,
+        selected=pick,
+        answer=answers[pick] if pick is not None else None,
+        trace=state.trace + (end,),
+        usage=state.usage,
+    )
