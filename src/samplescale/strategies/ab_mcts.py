@@ -34,7 +34,8 @@ from samplescale.strategies.mcts import (
     search_candidates,
 )
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.strategies.tree import SearchState, TreeSearch, _positive_int, derived_seed
+from samplescale.strategies.search_state import SearchState
+from samplescale.strategies.tree import TreeSearch, _positive_int, derived_seed
 
 THOMPSON_STREAM = 1  # sub-stream key of the Thompson draws (policy calls use key 0 + index)
 

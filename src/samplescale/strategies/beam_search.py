@@ -16,7 +16,8 @@ import numpy as np
 
 from samplescale.backends.base import Backend
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.strategies.tree import SearchState, TreeSearch, _positive_int
+from samplescale.strategies.search_state import SearchState
+from samplescale.strategies.tree import TreeSearch, _positive_int
 
 
 @STRATEGIES.register("beam-search")
@@ -65,20 +66,20 @@ class BeamSearch(TreeSearch):
     ) -> SearchState:
         kept = [b for b in state.frontier if state.nodes[b].done]
         grown = 0
-        for beam in [b for b in state.frontier if not state.nodes[b].done]:
+        for parent in [b for b in state.frontier if not state.nodes[b].done]:
             children: list[int] = []
             if state.stop_reason is None:
-                state, children = self.expand(rng, state, backend, beam, self.expansions)
+                state, children = self.expand(rng, state, backend, parent, self.expansions)
             grown += len(children)
-            kept.extend(children or [beam])  # a beam that got no child stays a candidate
+            kept.extend(children or [parent])  # a beam that got no child stays a candidate
         ranked = sorted(kept, key=lambda i: (-_value(state, i), i))
-        beam = tuple(ranked[: self.width(state)])
+        beams = tuple(ranked[: self.width(state)])
         stop = state.stop_reason
-        if stop is None and all(state.nodes[b].done for b in beam):
+        if stop is None and all(state.nodes[b].done for b in beams):
             stop = "done"
         if stop is None and grown == 0:
             stop = "no-progress"  # every call of the round failed
-        return state.model_copy(update={"frontier": beam, "stop_reason": stop})
+        return state.model_copy(update={"frontier": beams, "stop_reason": stop})
 
     def candidates(self, state: SearchState) -> list[int]:
         return [b for b in state.frontier if b != 0]

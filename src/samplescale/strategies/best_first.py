@@ -19,7 +19,8 @@ import numpy as np
 
 from samplescale.backends.base import Backend
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.strategies.tree import SearchState, TreeSearch, _positive_int, best_node
+from samplescale.strategies.search_state import SearchState, best_node
+from samplescale.strategies.tree import TreeSearch, _positive_int
 
 
 @STRATEGIES.register("best-first")

@@ -19,13 +19,8 @@ from samplescale.aggregate import vote
 from samplescale.backends.base import Backend
 from samplescale.errors import ConfigError
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.strategies.tree import (
-    SearchState,
-    TreeSearch,
-    _positive_int,
-    best_node,
-    search_result,
-)
+from samplescale.strategies.search_state import SearchState, best_node
+from samplescale.strategies.tree import TreeSearch, _positive_int, search_result
 from samplescale.types import Result
 
 

@@ -23,7 +23,8 @@ import numpy as np
 from samplescale.backends.base import Backend
 from samplescale.errors import ConfigError
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.strategies.tree import SearchState, TreeSearch, _positive_int, unit_value
+from samplescale.strategies.search_state import SearchState, unit_value
+from samplescale.strategies.tree import TreeSearch, _positive_int
 
 
 def exhausted_nodes(state: SearchState, width: int | None) -> set[int]:
