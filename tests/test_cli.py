@@ -90,14 +90,69 @@ def test_generate_prints_answer_and_votes(capsys, model):
     assert stdout.startswith("answer: ") and "votes:" in stdout and "4 samples" in stdout
 
 
+def test_generate_with_named_samplers_and_grounding(capsys, model, tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_text("The vault code is 4721.", encoding="utf-8")
+    code, stdout, _ = run(
+        capsys,
+        "generate",
+        "What is the vault code?",
+        "-n",
+        "2",
+        "--max-tokens",
+        "12",
+        "--model",
+        model,
+        "--sampler",
+        "top-n-sigma:1.0",
+        "--sampler",
+        "kl:0.5",
+        "--grounding",
+        str(source),
+        "--repetition-penalty",
+        "1.1",
+    )
+    assert code == 0 and "2 samples" in stdout
+
+
+def test_sampler_specs_map_onto_params():
+    from samplescale.cli import _params, build_parser
+
+    args = build_parser().parse_args(
+        [
+            "generate",
+            "q",
+            "--sampler",
+            "fire:1.5:3",
+            "--sampler",
+            "arithmetic",
+            "--eta",
+            "0.01",
+            "--sampler",
+            "top-k:7",
+        ]
+    )
+    p = _params(args)
+    assert (p.fire_temperature, p.fire_tokens, p.decoding, p.eta, p.top_k) == (
+        1.5,
+        3,
+        "arithmetic",
+        0.01,
+        7,
+    )
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (
             ("generate", "q", "--strategy", "beam"),
-            "unknown strategy 'beam'; valid: best-of-n, greedy",
+            "unknown strategy 'beam'; valid: ab-mcts, beam-search, best-first, best-of-n, ",
         ),
-        (("generate", "q", "-n", "0"), "n: Input should be greater than or equal to 1 (got 0); valid range [1, 100000]"),
+        (
+            ("generate", "q", "-n", "0"),
+            "n: Input should be greater than or equal to 1 (got 0); valid range [1, 100000]",
+        ),
         (("generate", "q", "--seed", "-1"), "seed: Input should be greater than or equal to 0"),
         (("generate", "   "), "prompt must not be empty"),
         (("generate", "q", "--strategy", ""), "unknown strategy ''"),
@@ -108,6 +163,19 @@ def test_generate_prints_answer_and_votes(capsys, model):
             "temperature: Input should be greater than or equal to 0",
         ),
         (("generate", "q", "--top-p", "1.5"), "top_p: Input should be less than or equal to 1"),
+        (("generate", "q", "--sampler", "bogus:1"), "unknown sampler 'bogus'; valid: arithmetic"),
+        (("generate", "q", "--sampler", "top-n-sigma:abc"), "top_n_sigma must be a number"),
+        (("generate", "q", "--sampler", "fire:1:2:3"), "form: NAME:FIRE_TEMPERATURE:FIRE_TOKENS"),
+        (("generate", "q", "--sampler", "top-n-sigma:-1"), "top_n_sigma: Input should be greater"),
+        (
+            ("generate", "q", "--eta", "1.0"),
+            "eta: Input should be less than 1 (got 1.0); valid range [0.0, 1.0)",
+        ),
+        (("generate", "q", "--sampler", "kl:1"), "needs --grounding FILE"),
+        (
+            ("generate", "q", "--repetition-penalty", "0"),
+            "repetition_penalty: Input should be greater than 0 (got 0.0); valid range (0.0, 100.0]",
+        ),
         (("eval", "--task", "gsm8k"), "task 'gsm8k' needs a data path (--data PATH)"),
         (("eval", "--task", "nope"), "unknown task 'nope'; valid: arithmetic, gsm8k, jsonl, math"),
         (("eval", "--level", "7"), "level"),
@@ -128,6 +196,7 @@ def test_bad_input_gets_one_line_error(capsys, argv, message):
 def test_list_and_console_script(capsys):
     code, stdout, _ = run(capsys, "list")
     assert code == 0 and "self-consistency" in stdout and "gsm8k" in stdout
+    assert "top-n-sigma" in stdout and "arithmetic" in stdout and "Vilnis" in stdout
     proc = subprocess.run(
         [sys.executable, "-m", "samplescale.cli", "list"],
         capture_output=True,
@@ -139,7 +208,19 @@ def test_list_and_console_script(capsys):
 
 def test_results_file_damage_and_duplicates(capsys, tmp_path, model):
     out = tmp_path / "run"
-    args = ("eval", "--limit", "3", "--n", "2", "--max-tokens", "8", "--output", str(out), "--model", model)
+    args = (
+        "eval",
+        "--limit",
+        "3",
+        "--n",
+        "2",
+        "--max-tokens",
+        "8",
+        "--output",
+        str(out),
+        "--model",
+        model,
+    )
     assert run(capsys, *args)[0] == 0
     results = out / "results.jsonl"
     lines = results.read_text().splitlines()
