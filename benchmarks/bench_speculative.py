@@ -12,7 +12,7 @@ called once per sample (``n=1``); ``spec k=K`` = :class:`SpeculativeBackend` on 
 prompts and seeds.
 
 Usage: .venv/bin/python benchmarks/bench_speculative.py [--tokens 48] [--n 4] [--k 2 4]
-       [--rounds 1] [--temperature 0.8] [--qwen]
+       [--rounds 1] [--temperature 0.8] [--models smollm2 qwen]
 """
 
 from __future__ import annotations
@@ -78,13 +78,21 @@ def main() -> None:
     ap.add_argument("--k", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--temperature", type=float, default=0.8)
-    ap.add_argument("--qwen", action="store_true", help="also Qwen2.5-Coder-0.5B (fetched)")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        choices=["smollm2", "qwen"],
+        default=["smollm2"],
+        help="smollm2: the embedded model; qwen: Qwen2.5-Coder-0.5B (fetched if missing)",
+    )
     args = ap.parse_args()
-    bench_model(str(default_model_path()), args)
-    if args.qwen:
-        from fetch_qwen import fetch
+    for name in args.models:
+        if name == "qwen":
+            from fetch_qwen import fetch
 
-        bench_model(str(fetch()), args)
+            bench_model(str(fetch()), args)
+        else:
+            bench_model(str(default_model_path()), args)
 
 
 if __name__ == "__main__":
