@@ -1,7 +1,7 @@
 """Priority sampling: unique samples in decreasing model probability.
 
-Grubisic, Seeker, Cummins, Leather, ... (2024), "Priority Sampling of Large Language Models
-for Compilers", EuroMLSys.
+Grubisic, Cummins, Seeker & Leather (2024), "Priority Sampling of Large Language Models for
+Compilers", EuroMLSys.
 
 Method
 ------

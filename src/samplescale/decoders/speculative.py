@@ -4,8 +4,9 @@ and the output is distributed exactly as the target's processed distribution.
 Leviathan, Kalman & Matias (2023), "Fast Inference from Transformers via Speculative
 Decoding", ICML; Chen, Borgeaud, Irving, Lespiau, Sifre & Jumper (2023), "Accelerating Large
 Language Model Decoding with Speculative Sampling". Multi-draft selection: Khisti, Ebrahimi,
-Dong, ... (2024), "Multi-Draft Speculative Sampling: Canonical Architectures and Theoretical
-Limits" (importance-weighted selection, then single-draft verification).
+Dbouk, Behboodi, Memisevic & Louizos (2024), "Multi-Draft Speculative Sampling: Canonical
+Architectures and Theoretical Limits" (importance-weighted selection, then single-draft
+verification; here with the sampling-importance-resampling weights ``p / q``).
 
 Both models' next-token distributions are processed with the same ``params``, history and
 position (:func:`samplescale.sampling.pipeline.process`): ``q`` is the draft's, ``p`` the
