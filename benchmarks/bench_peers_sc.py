@@ -107,15 +107,24 @@ def start(cmd: list[str], env: dict | None = None, log: Path | None = None) -> s
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    """Stop a process this run started (and its process group), if it still runs."""
+    try:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # it exited on its own meanwhile (the its-hub runner at EOF)
+        pass
+
+
+def _interrupt(*_: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the finally block stops the servers this run started."""
+    raise KeyboardInterrupt
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=20)
     ap.add_argument("--level", type=int, default=1, help="arithmetic level (default 1)")
@@ -156,31 +165,33 @@ def main() -> int:
             if its_py.exists():
                 its = subprocess.Popen([str(its_py), str(ROOT / "benchmarks/peer_its_hub_runner.py")],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                       stderr=open(args.out / "its_hub.log", "w"))  # noqa: SIM115
+                                       stderr=open(args.out / "its_hub.log", "w"),  # noqa: SIM115
+                                       start_new_session=True)
                 procs.append(its)
             ss = openai.OpenAI(base_url=ss_url, api_key="none", timeout=900, max_retries=0)
             opt = openai.OpenAI(base_url=opt_url, api_key="none", timeout=900, max_retries=0) if opt_url else None
 
-            def run_samplescale(user: str) -> tuple[str, int]:
+            def run_samplescale(user: str) -> tuple[str, dict]:
                 r = ss.chat.completions.create(
                     model=f"self-consistency@8/{MODEL}", temperature=args.temperature,
                     max_tokens=args.max_tokens,
                     messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])
-                return r.choices[0].message.content or "", r.usage.total_tokens
+                return r.choices[0].message.content or "", r.usage.model_dump(exclude_none=True)
 
-            def run_optillm(user: str) -> tuple[str, int]:
+            def run_optillm(user: str) -> tuple[str, dict]:
                 r = opt.chat.completions.create(
                     model=MODEL, temperature=args.temperature, max_tokens=args.max_tokens,
                     messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])
-                return r.choices[0].message.content or "", r.usage.total_tokens
+                usage = r.usage.model_dump(exclude_none=True) if r.usage else {}
+                return r.choices[0].message.content or "", usage
 
-            def run_its_hub(user: str) -> tuple[str, int]:
+            def run_its_hub(user: str) -> tuple[str, dict]:
                 job = {"id": 0, "system": SYSTEM, "user": user, "budget": 8, "temperature": args.temperature,
                        "max_tokens": args.max_tokens, "endpoint": proxy_url, "model": MODEL}
                 its.stdin.write(json.dumps(job) + "\n")
                 its.stdin.flush()
                 out = json.loads(its.stdout.readline())
-                return out["text"], out["prompt_tokens"] + out["completion_tokens"]
+                return out["text"], {k: out[k] for k in ("prompt_tokens", "completion_tokens")}
 
             methods = {"samplescale": run_samplescale}
             if opt is not None:
@@ -197,36 +208,42 @@ def main() -> int:
                     try:
                         text, reported = methods[name](user)
                     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
-                        text, reported, error = "", 0, f"{type(exc).__name__}: {exc}"
+                        text, reported, error = "", {}, f"{type(exc).__name__}: {exc}"
                     wall = time.perf_counter() - t0
                     p1, c1, k1 = proxy.snapshot()
                     answer = extract_answer(text) if text else None
                     row = {"problem": problem.id, "wall_s": wall, "upstream_prompt": p1 - p0,
                            "upstream_completion": c1 - c0, "upstream_calls": k1 - k0,
-                           "reported_tokens": reported, "answer": answer, "gold": problem.gold,
+                           "reported_usage": reported, "answer": answer, "gold": problem.gold,
                            "correct": bool(answer is not None and is_equivalent(answer, problem.gold)),
                            "error": error}
                     results[name].append(row)
                     print(name, json.dumps(row), flush=True)
     finally:
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
         for p in reversed(procs):
             if p.stdin:
                 p.stdin.close()
             stop(p)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"\n{len(task.problems)} arithmetic level-{args.level} problems, T={args.temperature}, "
           f"max_tokens={args.max_tokens}\n")
-    print("| method | samples/problem | accuracy | wall time (s) | upstream tokens | "
-          "reported tokens | upstream calls | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| method | upstream calls / problem | accuracy | wall time (s) | upstream prompt + "
+          "completion tokens | reported prompt + completion tokens | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+
+    def reported(rows: list[dict], key: str) -> str:
+        values = [r["reported_usage"].get(key) for r in rows]
+        return "none" if all(v is None for v in values) else str(sum(v or 0 for v in values))
+
     for name, rows in results.items():
         if not rows:
             continue
         calls = sum(r["upstream_calls"] for r in rows)
         print(f"| {name} | {calls / len(rows):.1f} | {sum(r['correct'] for r in rows)}/{len(rows)} | "
               f"{sum(r['wall_s'] for r in rows):.1f} | "
-              f"{sum(r['upstream_prompt'] + r['upstream_completion'] for r in rows)} | "
-              f"{sum(r['reported_tokens'] for r in rows)} | {calls} | "
+              f"{sum(r['upstream_prompt'] for r in rows)} + "
+              f"{sum(r['upstream_completion'] for r in rows)} | "
+              f"{reported(rows, 'prompt_tokens')} + {reported(rows, 'completion_tokens')} | "
               f"{sum(r['error'] is not None for r in rows)} |")
     return 0
 
