@@ -171,6 +171,9 @@ class Usage(BaseModel):
         Generated tokens over all samples.
     model_calls : int
         Backend generation requests.
+    scorer_calls : int
+        Calls to process / outcome scorers (reward models, judges, P(True)); their model
+        tokens are included in the token counts when the scorer reports them.
     wall_time_s : float
         Wall-clock seconds.
     """
@@ -179,6 +182,7 @@ class Usage(BaseModel):
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
     model_calls: int = Field(default=0, ge=0)
+    scorer_calls: int = Field(default=0, ge=0)
     wall_time_s: float = Field(default=0.0, ge=0.0)
 
     @property
@@ -191,6 +195,7 @@ class Usage(BaseModel):
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             model_calls=self.model_calls + other.model_calls,
+            scorer_calls=self.scorer_calls + other.scorer_calls,
             wall_time_s=self.wall_time_s + other.wall_time_s,
         )
 
