@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -24,6 +25,7 @@ from samplescale.strategies import (
 )
 from samplescale.types import Prompt, Result
 from samplescale.verifiers.math import answers_equivalent, is_equivalent
+from samplescale.verifiers.process import CallableScorer
 from samplescale.verifiers.scorers import oracle
 
 PARAMS = SamplingParams(n=5, temperature=0.8, seed=0)
@@ -80,7 +82,10 @@ def test_best_of_n_by_mean_logprob_and_by_oracle():
     )
     assert r.answer == "6" and r.scores == (0.0, 0.0, 1.0)
     r = best_of_n(
-        ScriptedBackend(["The answer is 4", "The answer is 55"], token_logprob=-0.5), "q", SamplingParams(n=2), scorer="sum-logprob"
+        ScriptedBackend(["The answer is 4", "The answer is 55"], token_logprob=-0.5),
+        "q",
+        SamplingParams(n=2),
+        scorer="sum-logprob",
     )
     assert r.answer == "4" and r.scores == pytest.approx((-7.5, -8.0))
     with pytest.raises(UnknownNameError, match="valid: mean-logprob, sum-logprob"):
@@ -138,13 +143,34 @@ def test_registry_names_aliases_and_unknown():
     assert isinstance(get_strategy("Best_Of_N"), BestOfN)
     with pytest.raises(UnknownNameError) as exc:
         get_strategy("beam")
-    assert "valid: best-of-n, greedy" in str(exc.value)
+    assert "valid: ab-mcts, beam-search, best-first, best-of-n, " in str(exc.value)
+
+
+SAMPLING_STRATEGIES = {
+    "greedy",
+    "repeated-sampling",
+    "best-of-n",
+    "self-consistency",
+    "weighted-vote",
+}
+
+
+def _configured(name: str):
+    """The strategy with defaults, plus a deterministic process scorer where it takes one
+    (the fake backends cannot serve the default P(True) scorer)."""
+    cls = STRATEGIES.get(name)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if name in SAMPLING_STRATEGIES or "scorer" not in fields:
+        return get_strategy(name)
+    scorer = CallableScorer(lambda prompt, steps: 1.0 / (1.0 + len("".join(steps))), "probability")
+    return get_strategy(name, scorer=scorer)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES.names()))
 @pytest.mark.parametrize("backend_kind", ["scripted", "toy"])
 def test_contract_every_strategy_every_fake_backend(name, backend_kind):
-    """Result shape, usage accounting and seed reproducibility for every strategy."""
+    """Result shape, usage accounting and seed reproducibility for every registered strategy;
+    the sampling strategies also draw exactly N samples in one call."""
 
     def make():
         if backend_kind == "toy":
@@ -152,20 +178,22 @@ def test_contract_every_strategy_every_fake_backend(name, backend_kind):
         return ScriptedBackend(["The answer is 2", "so 3", RuntimeError("boom"), "The answer is 2"])
 
     params = SamplingParams(n=4, seed=5, max_tokens=6)
-    backend = make()
-    r = get_strategy(name).run(backend, Prompt(text="q"), params)
+    r = _configured(name).run(make(), Prompt(text="q"), params)
     assert isinstance(r, Result) and r.strategy == name
-    n = 1 if name == "greedy" else 4
-    assert len(r.samples) == n and len(r.answers) == n
-    assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples)
-    assert r.usage.model_calls == 1 and r.usage.wall_time_s > 0
-    assert len(r.trace) == 1 and r.trace[0]["samples"] == n
+    assert len(r.samples) >= 1 and len(r.answers) == len(r.samples)
+    assert r.usage.model_calls >= 1 and r.usage.wall_time_s > 0 and len(r.trace) >= 1
     if r.selected is not None:
         assert r.samples[r.selected].status == "ok"
         assert r.answer == r.answers[r.selected]
     if r.vote_shares:
         assert sum(r.vote_shares.values()) == pytest.approx(1.0)
-    again = get_strategy(name).run(make(), Prompt(text="q"), params)
+    if name in SAMPLING_STRATEGIES:
+        n = 1 if name == "greedy" else 4
+        assert len(r.samples) == n
+        assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples)
+        assert r.usage.model_calls == 1
+        assert len(r.trace) == 1 and r.trace[0]["samples"] == n
+    again = _configured(name).run(make(), Prompt(text="q"), params)
     assert again.samples == r.samples and again.answer == r.answer
 
 
