@@ -82,16 +82,16 @@ def _backend(args: argparse.Namespace) -> tuple[Any, str]:
         from samplescale.backends.openai_http import OpenAIHTTPBackend
 
         model = args.upstream_model or _upstream_model(args.upstream, args.upstream_api_key)
-        backend = OpenAIHTTPBackend(
+        upstream = OpenAIHTTPBackend(
             args.upstream, model, api_key=args.upstream_api_key,
             max_in_flight=args.upstream_in_flight,
         )
-        return backend, model
+        return upstream, model
     from samplescale.backends.llamacpp import LlamaCppBackend
 
-    backend = LlamaCppBackend(args.model, n_ctx=args.n_ctx, n_seq_max=args.n_seq_max)
-    name = DEFAULT_MODEL_ID if args.model is None else backend.model_path.name.removesuffix(".gguf")
-    return backend, name
+    embedded = LlamaCppBackend(args.model, n_ctx=args.n_ctx, n_seq_max=args.n_seq_max)
+    name = DEFAULT_MODEL_ID if args.model is None else embedded.model_path.name.removesuffix(".gguf")
+    return embedded, name
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
