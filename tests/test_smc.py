@@ -426,3 +426,17 @@ def test_token_smc_result_fields_and_seed_reproducibility():
 def test_token_smc_rejects_unweightable_proposals(params, match):
     with pytest.raises(ConfigError, match=match):
         token_smc(TOY, Prompt(text=""), params, 4)
+
+
+@pytest.mark.llama
+def test_token_smc_weights_on_the_embedded_model(llama_backend):
+    """Tempered proposal, no potential, no resampling: each weight is the importance ratio
+    exp(sum log p - sum log q) of its own tokens, and log Z_hat is their log mean."""
+    params = SamplingParams(temperature=1.5, top_k=50, max_tokens=4, seed=1)
+    r = token_smc(llama_backend, Prompt.user("Say hi."), params, 3, ess_threshold=0.0)
+    ratios = np.array([math.fsum(s.logprobs) - math.fsum(s.sampling_logprobs) for s in r.samples])
+    w = np.exp(ratios - ratios.max())
+    assert r.weights == pytest.approx(tuple(w / w.sum()), rel=1e-9)
+    assert r.log_evidence == pytest.approx(math.log(np.mean(np.exp(ratios))), rel=1e-9)
+    assert all(s.num_tokens <= 4 for s in r.samples)
+    assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples)
