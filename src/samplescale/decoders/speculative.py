@@ -230,6 +230,10 @@ class SpeculativeBackend:
 
     Attributes
     ----------
+    capabilities : Capabilities
+        ``logits=False`` (the wrapper exposes no next-token logits of its own, so
+        logits-based decoders use the target directly), ``seeds=True``,
+        ``parallel_n=False`` (samples are drawn one after another), ``chat`` as the target.
     stats : SpeculativeStats
         Counters over every call so far (:meth:`generate_with_stats` gives one call's).
 
@@ -249,8 +253,9 @@ class SpeculativeBackend:
         _check_tokenizers(target, draft)
         self.target, self.draft = target, draft
         caps = getattr(target, "capabilities", None)
+        # samples go through samplescale's pipeline, but this wrapper has no logits_at of its own
         self.capabilities = Capabilities(
-            logits=True, seeds=True, parallel_n=False, chat=bool(getattr(caps, "chat", False))
+            logits=False, seeds=True, parallel_n=False, chat=bool(getattr(caps, "chat", False))
         )
         self.stats = SpeculativeStats()
         self._lock = threading.Lock()
