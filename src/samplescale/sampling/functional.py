@@ -157,22 +157,54 @@ def top_p(logits: np.ndarray, p: float) -> np.ndarray:
     if p >= 1.0:
         return x.copy()
     probs = softmax(x)
-    keep = np.zeros(x.shape, dtype=bool)
-    # Exact shortcut: if the m most likely tokens already hold mass >= p, the nucleus lies
-    # among them, so only they need sorting; otherwise fall back to a full sort of the row.
-    m = min(x.shape[1], _NUCLEUS_CANDIDATES)
-    for r in range(x.shape[0]):
-        row = probs[r]
-        cand = np.argpartition(row, -m)[-m:] if m < row.size else np.arange(row.size)
-        if m < row.size and row[cand].sum() < p:
-            cand = np.arange(row.size)
-        order = cand[np.lexsort((cand, -row[cand]))]  # descending probability, ties: lower id
-        sorted_p = row[order]
-        mass_before = np.cumsum(sorted_p) - sorted_p
-        kept = mass_before < p - _tol(x)
+    keep = smallest_prefix_with_mass(-probs, probs, p - _tol(x))
+    return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
+
+
+def smallest_prefix_with_mass(key: np.ndarray, probs: np.ndarray, p: float) -> np.ndarray:
+    """Mask of the shortest prefix of each row, in ascending ``key`` order (ties: lower id),
+    whose probability mass reaches ``p``; at least one token per row.
+
+    Exact and fast on large vocabularies: the :data:`_NUCLEUS_CANDIDATES` smallest keys are
+    found by partition; if the tokens among them with a key strictly below the largest
+    candidate key already hold mass ``>= p``, the prefix lies among them (every token with a
+    smaller key is a candidate), so only they are sorted; otherwise the row is fully sorted.
+
+    Parameters
+    ----------
+    key : ndarray, shape (batch, vocab), float
+        Sort key (``-probs`` for top-p; ``inf`` for tokens that must come last).
+    probs : ndarray, shape (batch, vocab), float
+    p : float
+        Mass to reach (callers subtract their rounding tolerance).
+
+    Returns
+    -------
+    ndarray, shape (batch, vocab), bool
+    """
+    b, v = key.shape
+    m = min(v, _NUCLEUS_CANDIDATES)
+    keep = np.zeros((b, v), dtype=bool)
+    full = np.ones(b, dtype=bool)
+    orders: list[np.ndarray | None] = [None] * b
+    if m < v:
+        cand = np.argpartition(key, m - 1, axis=-1)[:, :m]
+        ck = np.take_along_axis(key, cand, axis=-1)
+        below = ck < ck.max(axis=-1, keepdims=True)
+        mass = np.where(below, np.take_along_axis(probs, cand, axis=-1), 0.0).sum(axis=-1)
+        full = ~(mass >= p)
+        for r in np.flatnonzero(~full):
+            ids = np.sort(cand[r])
+            orders[r] = ids[np.argsort(key[r, ids], kind="stable")]
+    for r in np.flatnonzero(full):
+        orders[r] = np.argsort(key[r], kind="stable")
+    for r, order in enumerate(orders):
+        assert order is not None
+        sorted_p = probs[r, order].astype(np.float64)
+        kept = np.cumsum(sorted_p) - sorted_p < p
         kept[0] = True
         keep[r, order[kept]] = True
-    return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
+    return keep
 
 
 def min_p(logits: np.ndarray, p: float) -> np.ndarray:

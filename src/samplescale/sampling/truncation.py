@@ -13,7 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from samplescale.errors import ConfigError
-from samplescale.sampling.functional import _tol, as_logits, log_softmax
+from samplescale.sampling.functional import (
+    _tol,
+    as_logits,
+    log_softmax,
+    smallest_prefix_with_mass,
+)
 
 __all__ = ["entropy", "epsilon_cutoff", "eta_cutoff", "eta_threshold", "top_n_sigma", "typical_p"]
 
@@ -56,17 +61,11 @@ def typical_p(logits: np.ndarray, p: float) -> np.ndarray:
     x = as_logits(logits)
     if p >= 1.0:
         return x.copy()
-    lp = log_softmax(x).astype(np.float64)
-    h = entropy(x)
-    keep = np.zeros(x.shape, dtype=bool)
-    for r in range(x.shape[0]):
-        ids = np.flatnonzero(np.isfinite(lp[r]))
-        dist = np.abs(-lp[r, ids] - h[r])
-        order = ids[np.lexsort((ids, dist))]
-        probs = np.exp(lp[r, order])
-        kept = np.cumsum(probs) - probs < p - _tol(x)
-        kept[0] = True
-        keep[r, order[kept]] = True
+    lp = log_softmax(x)
+    h = entropy(x)[:, None]
+    with np.errstate(invalid="ignore"):
+        dist = np.where(np.isfinite(lp), np.abs(-lp - h), np.inf)
+    keep = smallest_prefix_with_mass(dist, np.exp(lp), p - _tol(x))
     return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
 
 

@@ -15,26 +15,47 @@ import numpy as np
 
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
+from samplescale.strategies.ab_mcts import ABMCTS
 from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.beam_search import BeamSearch
+from samplescale.strategies.best_first import BestFirst
 from samplescale.strategies.best_of_n import BestOfN
+from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.greedy import Greedy
+from samplescale.strategies.mcts import MCTS
+from samplescale.strategies.particle_filtering import ParticleFiltering
+from samplescale.strategies.particle_gibbs import ParticleGibbs
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
 from samplescale.types import Prompt, Result
 
 __all__ = [
+    "ABMCTS",
+    "MCTS",
     "STRATEGIES",
+    "BeamSearch",
+    "BestFirst",
     "BestOfN",
+    "FirstStepSelection",
     "Greedy",
+    "ParticleFiltering",
+    "ParticleGibbs",
     "RepeatedSampling",
     "SelfConsistency",
     "State",
     "Strategy",
     "WeightedVote",
+    "ab_mcts",
+    "beam_search",
+    "best_first",
     "best_of_n",
+    "first_step_selection",
     "get_strategy",
     "greedy",
+    "mcts",
+    "particle_filtering",
+    "particle_gibbs",
     "repeated_sampling",
     "self_consistency",
     "weighted_vote",
@@ -72,3 +93,10 @@ repeated_sampling = _runner(RepeatedSampling)
 best_of_n = _runner(BestOfN)
 self_consistency = _runner(SelfConsistency)
 weighted_vote = _runner(WeightedVote)
+beam_search = _runner(BeamSearch)
+best_first = _runner(BestFirst)
+first_step_selection = _runner(FirstStepSelection)
+mcts = _runner(MCTS)
+ab_mcts = _runner(ABMCTS)
+particle_filtering = _runner(ParticleFiltering)
+particle_gibbs = _runner(ParticleGibbs)
