@@ -366,3 +366,20 @@ def test_arithmetic_codes_rescale_into_the_chosen_interval():
 def test_priority_decoding_is_refused_by_a_backend_directly():
     with pytest.raises(ConfigError, match="samplescale.decoders.generate"):
         ToyLM().generate(Prompt(text="x"), SamplingParams(decoding="priority"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1025, 1600), st.integers(0, 2**32 - 1), st.floats(0.0, 0.999), st.booleans())
+def test_prefix_fast_path_equals_a_full_stable_sort(vocab, seed, p, peaked):
+    """The candidate shortcut (partition to 1024) keeps exactly what a full sort keeps,
+    also with many ties at the candidate boundary (logits rounded to a coarse grid)."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=(2, vocab)) * (6.0 if peaked else 1.0), 1)
+    probs = F.softmax(x)
+    fast = F.smallest_prefix_with_mass(-probs, probs, p)
+    for r in range(2):
+        order = np.argsort(-probs[r], kind="stable")
+        sorted_p = probs[r, order].astype(np.float64)
+        kept = np.cumsum(sorted_p) - sorted_p < p
+        kept[0] = True
+        assert set(order[kept]) == set(np.flatnonzero(fast[r]))
