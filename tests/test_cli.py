@@ -115,6 +115,27 @@ def test_generate_with_named_samplers_and_grounding(capsys, model, tmp_path):
     assert code == 0 and "2 samples" in stdout
 
 
+def test_generate_with_a_draft_model_reports_acceptance(capsys, model):
+    code, stdout, _ = run(
+        capsys,
+        "generate",
+        "What is 2 + 3?",
+        "-n",
+        "1",
+        "--max-tokens",
+        "8",
+        "--model",
+        model,
+        "--draft-model",
+        model,
+        "--draft-k",
+        "3",
+        "--temperature",
+        "0",
+    )
+    assert code == 0 and "speculative: acceptance rate 1.000" in stdout
+
+
 def test_sampler_specs_map_onto_params():
     from samplescale.cli import _params, build_parser
 

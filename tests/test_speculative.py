@@ -244,6 +244,8 @@ def test_parameter_ranges(kwargs, message):
 def test_non_independent_decoding_is_refused():
     with pytest.raises(ConfigError, match="decoding='arithmetic'"):
         SpeculativeBackend(ToyLM(), ToyLM()).generate(PROMPT, SamplingParams(decoding="arithmetic"))
+    with pytest.raises(ConfigError, match="kl_sigma is not supported"):
+        SpeculativeBackend(ToyLM(), ToyLM()).generate(PROMPT, SamplingParams(kl_sigma=1.0))
 
 
 def test_stats_accumulate_over_calls():

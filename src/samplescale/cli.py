@@ -80,6 +80,22 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
         help="GGUF model file (default: embedded SmolLM2-135M-Instruct)",
     )
     p.add_argument("--strategy", default=None, help="strategy name (samplescale list shows them)")
+    p.add_argument(
+        "--draft-model",
+        type=Path,
+        default=None,
+        help="GGUF draft model for speculative sampling (same tokenizer as --model; "
+        "the output is distributed exactly as the target's)",
+    )
+    p.add_argument(
+        "--draft-k", type=int, default=4, help="draft tokens per target call, 1-32 (default 4)"
+    )
+    p.add_argument(
+        "--drafts",
+        type=int,
+        default=1,
+        help="draft tokens per position for multi-draft selection, 1-16 (default 1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,13 +172,20 @@ PROMPT_ROOM = 2048  # KV cells kept for the prompt when sizing the context
 
 
 def _backend(args: argparse.Namespace) -> Any:
-    """The embedded llama.cpp backend, its KV cache sized so N samples decode in one round."""
+    """The embedded llama.cpp backend, its KV cache sized so N samples decode in one round;
+    with ``--draft-model``, speculative sampling over it."""
     from samplescale.backends.llamacpp import LlamaCppBackend
 
     n_seq = min(args.n, 16)
-    return LlamaCppBackend(
-        args.model, n_ctx=max(4096, n_seq * args.max_tokens + PROMPT_ROOM), n_seq_max=n_seq
-    )
+    n_ctx = max(4096, n_seq * args.max_tokens + PROMPT_ROOM)
+    if args.draft_model is None:
+        return LlamaCppBackend(args.model, n_ctx=n_ctx, n_seq_max=n_seq)
+    from samplescale.decoders.speculative import SpeculativeBackend
+
+    ctx = max(4096, args.max_tokens + PROMPT_ROOM)
+    target = LlamaCppBackend(args.model, n_ctx=ctx, n_seq_max=4)
+    draft = LlamaCppBackend(args.draft_model, n_ctx=ctx, n_seq_max=4)
+    return SpeculativeBackend(target, draft, k=args.draft_k, drafts=args.drafts)
 
 
 def _strategy(name: str | None) -> Any:
@@ -197,7 +220,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if params.kl_sigma is not None and grounding is None:
         raise ConfigError("--kl-sigma / --sampler kl:SIGMA needs --grounding FILE")
     prompt = Prompt.user(args.prompt).model_copy(update={"grounding": grounding})
-    result = strategy.run(_backend(args), prompt, params)
+    backend = _backend(args)
+    result = strategy.run(backend, prompt, params)
     print(f"answer: {result.answer}")
     if result.vote_shares:
         shares = ", ".join(
@@ -210,6 +234,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(
         f"usage:  {len(result.samples)} samples, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, {u.wall_time_s:.1f} s"
     )
+    stats = getattr(backend, "stats", None)
+    if stats is not None and stats.acceptance_rate is not None:
+        print(
+            f"speculative: acceptance rate {stats.acceptance_rate:.3f}, "
+            f"{stats.tokens_per_target_call:.2f} tokens per target call"
+        )
     return 0
 
 

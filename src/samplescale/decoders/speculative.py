@@ -284,14 +284,16 @@ class SpeculativeBackend:
         Raises
         ------
         ConfigError
-            If ``params.decoding`` is not ``"independent"``, or multi-draft selection would
-            exceed :data:`MAX_SELECTION_WORK` (lower ``drafts`` or set ``top_k``).
+            If ``params.decoding`` is not ``"independent"``, ``params.kl_sigma`` is set, or
+            multi-draft selection would exceed :data:`MAX_SELECTION_WORK` (lower ``drafts`` or
+            set ``top_k``).
         """
         start = time.perf_counter()
-        if params.decoding != "independent":
+        if params.decoding != "independent" or params.kl_sigma is not None:
+            what = "kl_sigma" if params.kl_sigma is not None else f"decoding={params.decoding!r}"
             raise ConfigError(
-                f"speculative sampling draws independent samples; decoding={params.decoding!r} "
-                "is not supported (use decoding='independent')"
+                f"speculative sampling draws independent samples at the params' temperature; "
+                f"{what} is not supported (use decoding='independent' and no kl_sigma)"
             )
         if self.drafts > 1 and not params.greedy:
             v = self.target.vocab_size

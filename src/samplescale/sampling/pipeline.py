@@ -147,20 +147,29 @@ def _inverse_cdf(weights: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.nda
     inverse CDF as a full cumulative sum at a fraction of its cost on large vocabularies.
     """
     b, v = weights.shape
-    nb = -(-v // _BLOCK)
-    padded = weights if nb * _BLOCK == v else np.pad(weights, ((0, 0), (0, nb * _BLOCK - v)))
-    blocks = padded.reshape(b, nb, _BLOCK).sum(axis=-1, dtype=np.float64)
+    if v <= _BLOCK:  # small vocabularies: one cumulative sum
+        cdf = np.cumsum(weights, axis=-1, dtype=np.float64)
+        total = cdf[:, -1]
+        ids = np.minimum((cdf <= (u * total)[:, None]).sum(axis=-1), v - 1)
+        before = np.where(ids > 0, cdf[np.arange(b), np.maximum(ids - 1, 0)], 0.0)
+        return ids.astype(np.int64), total, before
+    nb = v // _BLOCK  # full blocks; the tail (v % _BLOCK tokens) is one more block
+    blocks = weights[:, : nb * _BLOCK].reshape(b, nb, _BLOCK).sum(axis=-1, dtype=np.float64)
+    if nb * _BLOCK < v:
+        tail = weights[:, nb * _BLOCK :].sum(axis=-1, dtype=np.float64)[:, None]
+        blocks = np.concatenate([blocks, tail], axis=-1)
     bcdf = np.cumsum(blocks, axis=-1)
     total = bcdf[:, -1]
+    last = bcdf.shape[1] - 1
     ids = np.empty(b, dtype=np.int64)
     before = np.empty(b, dtype=np.float64)
     for r in range(b):
         target = u[r] * total[r]
-        k = min(int(np.searchsorted(bcdf[r], target, side="right")), nb - 1)
-        inner = np.cumsum(padded[r, k * _BLOCK : (k + 1) * _BLOCK], dtype=np.float64)
+        k = min(int(np.searchsorted(bcdf[r], target, side="right")), last)
+        inner = np.cumsum(weights[r, k * _BLOCK : (k + 1) * _BLOCK], dtype=np.float64)
         base = bcdf[r, k - 1] if k else 0.0
-        j = min(int(np.searchsorted(inner, target - base, side="right")), _BLOCK - 1)
-        ids[r] = min(k * _BLOCK + j, v - 1)
+        j = min(int(np.searchsorted(inner, target - base, side="right")), inner.size - 1)
+        ids[r] = k * _BLOCK + j
         before[r] = base + (inner[j - 1] if j else 0.0)
     return ids, total, before
 
