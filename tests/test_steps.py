@@ -179,3 +179,26 @@ def test_llama_steps_end_on_the_delimiter_or_an_end_token(llama_backend):
         grown = llama_backend.tokenize_prompt(prompt.continued(first.text))
         assert nxt.usage.prompt_tokens == len(grown)
     assert np.isfinite([s.sample.sum_logprob for s in steps]).all()
+
+
+def test_steps_are_drawn_with_the_params_decoding():
+    """Steps go through samplescale.decoders.generate: priority decoding gives distinct
+    steps, the first one the greedy step (toy LM, delimiter "3")."""
+    toy = ToyLM()
+    params = SamplingParams(max_tokens=3, decoding="priority")
+    steps = generate_steps(toy, Prompt(text="q"), [], params, 3, delimiter="3")
+    texts = [s.text for s in steps]
+    assert len(set(texts)) == 3
+    greedy = generate_steps(
+        toy,
+        Prompt(text="q"),
+        [],
+        params.replace(temperature=0.0, decoding="independent"),
+        1,
+        delimiter="3",
+    )
+    assert texts[0] == greedy[0].text == "121"
+    arith = generate_steps(
+        toy, Prompt(text="q"), [], params.replace(decoding="arithmetic", seed=0), 4, delimiter="3"
+    )
+    assert len(arith) == 4

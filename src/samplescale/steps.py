@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
+from samplescale.decoders import generate
 from samplescale.errors import ConfigError
 from samplescale.types import Prompt, Sample, Usage
 
@@ -171,7 +172,7 @@ def generate_steps(
     check_delimiter(delimiter)
     stops = params.stop if delimiter in params.stop else (*params.stop, delimiter)
     call = params.replace(n=n, stop=stops)
-    gen = backend.generate(prompt.continued(prompt.prefix + "".join(prefix_steps)), call, rng)
+    gen = generate(backend, prompt.continued(prompt.prefix + "".join(prefix_steps)), call, rng)
     return StepBatch((make_step(backend, s, delimiter) for s in gen.samples), gen.usage)
 
 
@@ -192,8 +193,8 @@ def generate_rest(
     pydantic.ValidationError
         If ``n`` is out of range.
     """
-    gen = backend.generate(
-        prompt.continued(prompt.prefix + "".join(prefix_steps)), params.replace(n=n), rng
+    gen = generate(
+        backend, prompt.continued(prompt.prefix + "".join(prefix_steps)), params.replace(n=n), rng
     )
     ends: dict[str, StepEnd] = {"stop": "eos", "length": "length", "error": "error"}
     steps = (Step(text=s.text, end=ends[s.finish_reason], sample=s) for s in gen.samples)
