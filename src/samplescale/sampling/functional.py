@@ -196,15 +196,28 @@ def smallest_prefix_with_mass(key: np.ndarray, probs: np.ndarray, p: float) -> n
         for r in np.flatnonzero(~full):
             ids = np.sort(cand[r])
             orders[r] = ids[np.argsort(key[r, ids], kind="stable")]
-    for r in np.flatnonzero(full):
-        orders[r] = np.argsort(key[r], kind="stable")
-    for r, order in enumerate(orders):
-        assert order is not None
-        sorted_p = probs[r, order].astype(np.float64)
-        kept = np.cumsum(sorted_p) - sorted_p < p
-        kept[0] = True
+    for r in range(b):
+        order = orders[r]
+        if order is None:  # full sort: the fast unstable sort, unless a tie meets the boundary
+            order = np.argsort(key[r])
+            kept = _prefix(probs[r, order], p)
+            j = int(np.count_nonzero(kept)) - 1
+            sk = key[r, order[max(j - 1, 0) : j + 2]]
+            if np.unique(sk).size < sk.size:
+                order = np.argsort(key[r], kind="stable")
+                kept = _prefix(probs[r, order], p)
+        else:
+            kept = _prefix(probs[r, order], p)
         keep[r, order[kept]] = True
     return keep
+
+
+def _prefix(sorted_p: np.ndarray, p: float) -> np.ndarray:
+    """Mask of the shortest prefix whose mass reaches ``p`` (mass before each entry < p)."""
+    sorted_p = sorted_p.astype(np.float64)
+    kept = np.cumsum(sorted_p) - sorted_p < p
+    kept[0] = True
+    return kept
 
 
 def min_p(logits: np.ndarray, p: float) -> np.ndarray:
