@@ -11,8 +11,11 @@ Budgets are generated (policy) tokens per problem and are never exceeded:
   ``--step-tokens``, lowered near the end of the budget), ``--max-steps`` steps.
 - beam-search: ``--particles`` candidates per round (beam width ``particles / 2``, 2
   expansions per beam), ``token_budget=B``.
-- best-of-n, self-consistency: ``N = max(1, B // 300)`` samples (about 260 tokens is the mean
-  GSM8K solution of this model, RESULTS.md (b)) of at most ``min(512, B // N)`` tokens each.
+- best-of-n, self-consistency: a budgeted pool: samples are drawn one at a time, each of at
+  most ``min(512, tokens left)`` tokens, until fewer than ``--min-sample-tokens`` (64) are
+  left; then the strategy selects from the pool (so N grows with B: about B / 260, the mean
+  GSM8K solution length of this model, RESULTS.md (b); a last sample cut by the budget
+  counts, answer or not).
 
 Scorer tokens (P(True) reads a judging prompt, generates nothing) are reported, not budgeted.
 Each finished (problem, method, budget) is appended to a JSONL file at once, so an
@@ -59,7 +62,6 @@ from samplescale.verifiers.process import ProcessScorer, self_evaluation  # noqa
 from samplescale.verifiers.scorers import Scorer  # noqa: E402
 
 METHODS = ("particle-filtering", "beam-search", "best-of-n", "self-consistency")
-SAMPLE_TOKENS = 300
 
 
 def method_setup(
@@ -74,8 +76,7 @@ def method_setup(
     if method == "beam-search":
         strategy = BeamSearch(token_budget=budget, max_steps=args.max_steps, expansions=2)
         return strategy, base.replace(n=args.particles, max_tokens=args.step_tokens), None
-    n = max(1, budget // SAMPLE_TOKENS)
-    params = base.replace(n=n, max_tokens=min(512, budget // n))
+    params = base.replace(n=1, max_tokens=512)
     if method == "self-consistency":
         return SelfConsistency(), params, None
     ptrue = self_evaluation(backend)
@@ -83,6 +84,28 @@ def method_setup(
         name="p-true", scale="probability", fn=lambda s, a: ptrue.score(prompt, (s.text,))
     )
     return BestOfN(scorer=outcome), params, ptrue
+
+
+def budgeted_pool(
+    strategy: Strategy,
+    backend: LlamaCppBackend,
+    prompt: Prompt,
+    params: SamplingParams,
+    budget: int,
+    min_tokens: int,
+) -> Result:
+    """Draw samples one at a time within ``budget`` generated tokens, then let ``strategy``
+    (a sampling strategy) select from them."""
+    state = strategy.init(prompt, params)
+    i = 0
+    while (left := budget - sum(s.num_tokens for s in state.samples)) >= min_tokens:
+        call = params.replace(n=1, max_tokens=min(params.max_tokens, left), seed=params.seed + i)
+        gen = backend.generate(prompt, call)
+        state = state.model_copy(
+            update={"samples": state.samples + gen.samples, "usage": state.usage + gen.usage}
+        )
+        i += 1
+    return strategy.finalize(state)
 
 
 def generated_tokens(result: Result) -> int:
@@ -98,7 +121,10 @@ def run_one(problem: Any, method: str, budget: int, backend: LlamaCppBackend, ar
     strategy, params, outcome_scorer = method_setup(method, budget, backend, prompt, args)
     params = params.replace(seed=problem_seed(args.seed, problem.id))
     start = time.perf_counter()
-    result = strategy.run(backend, prompt, params)
+    if method in ("best-of-n", "self-consistency"):
+        result = budgeted_pool(strategy, backend, prompt, params, budget, args.min_sample_tokens)
+    else:
+        result = strategy.run(backend, prompt, params)
     tokens = generated_tokens(result)
     if tokens > budget:
         raise RuntimeError(f"{method} spent {tokens} generated tokens over its budget {budget}")
@@ -209,6 +235,7 @@ def main() -> None:
     ap.add_argument("--particles", type=int, default=4)
     ap.add_argument("--step-tokens", type=int, default=128)
     ap.add_argument("--max-steps", type=int, default=8)
+    ap.add_argument("--min-sample-tokens", type=int, default=64)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
