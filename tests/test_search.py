@@ -461,3 +461,25 @@ def test_llama_search_with_default_p_true_respects_budgets(llama_backend, name):
     assert generated <= end["policy_tokens"]  # failed steps are not children
     assert r.usage.model_calls == end["policy_calls"] + end["scorer_calls"]
     assert r.usage.completion_tokens == end["policy_tokens"]  # P(True) generates nothing
+
+
+def test_scorer_calls_are_reported_in_usage():
+    """Result.usage.scorer_calls equals the scorer's own call counter, for every step-level
+    search and SMC strategy."""
+    from samplescale.strategies import get_strategy
+    from samplescale.verifiers.process import CallableScorer
+
+    for name in (
+        "beam-search",
+        "best-first",
+        "first-step-selection",
+        "mcts",
+        "ab-mcts",
+        "particle-filtering",
+        "particle-gibbs",
+    ):
+        scorer = CallableScorer(lambda prompt, steps: 0.5, "probability")
+        r = get_strategy(name, scorer=scorer).run(
+            ToyLM(), Prompt(text="q"), SamplingParams(n=4, seed=0, max_tokens=6)
+        )
+        assert r.usage.scorer_calls == scorer.usage.calls > 0, name

@@ -15,12 +15,11 @@ import zlib
 from collections.abc import Callable, Container, Iterator
 from typing import Any
 
-import numpy as np
-
 from samplescale.aggregate import cluster
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
+from samplescale.rng import derived_seed
 from samplescale.strategies import Greedy, RepeatedSampling, Strategy
 from samplescale.tasks.base import Problem, Task
 from samplescale.types import Prompt, Result
@@ -31,8 +30,7 @@ Record = dict[str, Any]
 
 def problem_seed(seed: int, problem_id: str) -> int:
     """The sampling seed of one problem: depends only on the run seed and the problem id."""
-    key = zlib.crc32(problem_id.encode("utf-8"))
-    return int(np.random.SeedSequence([seed, key]).generate_state(1, np.uint64)[0] >> 1)
+    return derived_seed(seed, zlib.crc32(problem_id.encode("utf-8")))
 
 
 def _sample_rows(result: Result, gold: str) -> list[dict[str, Any]]:

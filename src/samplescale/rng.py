@@ -69,3 +69,13 @@ def sample_generators(
     if seed is not None:
         return spawn(seed, n)
     return spawn(rng, n)
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed for the sub-stream ``keys`` of a run seed.
+
+    Distinct ``keys`` give independent streams (SeedSequence entropy mixing); the same
+    ``(seed, keys)`` always gives the same seed. Used for per-problem seeds in evaluation and
+    per-expansion seeds in search.
+    """
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0] >> 1)

@@ -26,7 +26,7 @@ import numpy as np
 
 from samplescale.backends.base import Backend
 from samplescale.errors import ConfigError
-from samplescale.rng import make_rng
+from samplescale.rng import derived_seed, make_rng
 from samplescale.strategies.mcts import (
     back_up,
     exhausted_nodes,
@@ -35,7 +35,7 @@ from samplescale.strategies.mcts import (
 )
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState
-from samplescale.strategies.tree import TreeSearch, _positive_int, derived_seed
+from samplescale.strategies.tree import TreeSearch, positive_int
 
 THOMPSON_STREAM = 1  # sub-stream key of the Thompson draws (policy calls use key 0 + index)
 
@@ -74,8 +74,8 @@ class ABMCTS(TreeSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive_int("iterations", self.iterations)
-        _positive_int("max_children", self.max_children)
+        positive_int("iterations", self.iterations)
+        positive_int("max_children", self.max_children)
         if len(self.prior) != 2 or not all(0 < p < math.inf for p in self.prior):
             raise ConfigError(f"prior must be two numbers in (0, inf), got {self.prior!r}")
 

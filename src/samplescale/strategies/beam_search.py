@@ -17,7 +17,7 @@ import numpy as np
 from samplescale.backends.base import Backend
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState
-from samplescale.strategies.tree import TreeSearch, _positive_int
+from samplescale.strategies.tree import TreeSearch, positive_int
 
 
 @STRATEGIES.register("beam-search")
@@ -52,8 +52,8 @@ class BeamSearch(TreeSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive_int("beam_width", self.beam_width)
-        _positive_int("expansions", self.expansions, allow_none=False)
+        positive_int("beam_width", self.beam_width)
+        positive_int("expansions", self.expansions, allow_none=False)
 
     def width(self, state: SearchState) -> int:
         """The beam width used for ``state.params``."""

@@ -20,7 +20,7 @@ import numpy as np
 from samplescale.backends.base import Backend
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState, best_node
-from samplescale.strategies.tree import TreeSearch, _positive_int
+from samplescale.strategies.tree import TreeSearch, positive_int
 
 
 @STRATEGIES.register("best-first")
@@ -53,8 +53,8 @@ class BestFirst(TreeSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive_int("expansions", self.expansions)
-        _positive_int("solutions", self.solutions, allow_none=False)
+        positive_int("expansions", self.expansions)
+        positive_int("solutions", self.solutions, allow_none=False)
 
     def advance(
         self, rng: np.random.Generator | None, state: SearchState, backend: Backend

@@ -20,7 +20,7 @@ from samplescale.backends.base import Backend
 from samplescale.errors import ConfigError
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState, best_node
-from samplescale.strategies.tree import TreeSearch, _positive_int, search_result
+from samplescale.strategies.tree import TreeSearch, positive_int, search_result
 from samplescale.types import Result
 
 
@@ -64,9 +64,9 @@ class FirstStepSelection(TreeSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive_int("first_steps", self.first_steps)
-        _positive_int("keep", self.keep, allow_none=False)
-        _positive_int("completions", self.completions, allow_none=False)
+        positive_int("first_steps", self.first_steps)
+        positive_int("keep", self.keep, allow_none=False)
+        positive_int("completions", self.completions, allow_none=False)
         if self.select not in ("score", "vote"):
             raise ConfigError(f"select must be 'score' or 'vote', got {self.select!r}")
 

@@ -24,7 +24,7 @@ from samplescale.backends.base import Backend
 from samplescale.errors import ConfigError
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState, unit_value
-from samplescale.strategies.tree import TreeSearch, _positive_int
+from samplescale.strategies.tree import TreeSearch, positive_int
 
 
 def exhausted_nodes(state: SearchState, width: int | None) -> set[int]:
@@ -107,8 +107,8 @@ class MCTS(TreeSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive_int("iterations", self.iterations)
-        _positive_int("branching", self.branching, allow_none=False)
+        positive_int("iterations", self.iterations)
+        positive_int("branching", self.branching, allow_none=False)
         if not (isinstance(self.exploration, (int, float)) and 0 <= self.exploration < math.inf):
             raise ConfigError(f"exploration must be in [0, inf), got {self.exploration!r}")
 

@@ -23,7 +23,7 @@ from samplescale.aggregate import argmax, vote
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
-from samplescale.rng import make_rng
+from samplescale.rng import derived_seed, make_rng
 from samplescale.smc import engine
 from samplescale.smc.engine import Extension, ParticleSystem
 from samplescale.smc.resampling import RESAMPLERS
@@ -31,7 +31,7 @@ from samplescale.smc.stepwise import StepProposal, StepState, check_step_params,
 from samplescale.steps import DEFAULT_DELIMITER, check_delimiter
 from samplescale.strategies.base import Strategy
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.strategies.tree import ScorerSpec, TreeSearch, _positive_int, derived_seed
+from samplescale.strategies.tree import ScorerSpec, positive_int, resolve_scorer
 from samplescale.types import Prompt, Result, Usage
 from samplescale.verifiers.process import (
     AGGREGATIONS,
@@ -97,7 +97,7 @@ class ParticleFiltering(Strategy):
     ----------
     scorer : ProcessScorer, str, callable or None
         The process scorer (the likelihood), resolved as in the tree searches
-        (:meth:`samplescale.strategies.tree.TreeSearch.resolve_scorer`). None: P(True)
+        (:func:`samplescale.strategies.tree.resolve_scorer`). None: P(True)
         self-evaluation by the policy model itself (the backend must be a
         ``LogitsModel``); a registered name ("p-true", "judge") is built on the policy
         backend; a callable ``(prompt, steps) -> float`` needs ``scorer_scale``.
@@ -173,9 +173,9 @@ class ParticleFiltering(Strategy):
         t = self.reward_temperature
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf:
             raise ConfigError(f"reward_temperature must be a number in (0, inf), got {t!r}")
-        _positive_int("token_budget", self.token_budget)
-        _positive_int("scorer_budget", self.scorer_budget)
-        _positive_int("max_steps", self.max_steps, allow_none=False)
+        positive_int("token_budget", self.token_budget)
+        positive_int("scorer_budget", self.scorer_budget)
+        positive_int("max_steps", self.max_steps, allow_none=False)
         if isinstance(self.scorer, str):
             PROCESS_SCORERS.get(self.scorer)
         elif self.scorer is not None and not isinstance(self.scorer, ProcessScorer):
@@ -196,14 +196,9 @@ class ParticleFiltering(Strategy):
         return 1
 
     def resolve_scorer(self, backend: Backend) -> ProcessScorer:
-        """The process scorer of a run on ``backend`` (the tree searches' rule).
-
-        Raises
-        ------
-        ConfigError
-            If no scorer is given and ``backend`` exposes no next-token logits.
-        """
-        return TreeSearch.resolve_scorer(self, backend)  # type: ignore[arg-type]
+        """The process scorer of a run on ``backend`` (the tree searches' rule,
+        :func:`samplescale.strategies.tree.resolve_scorer`)."""
+        return resolve_scorer(self.name, self.scorer, self.scorer_scale, backend)
 
     def init(self, prompt: Prompt, params: SamplingParams) -> SMCState:  # type: ignore[override]
         check_step_params(params)
@@ -342,7 +337,7 @@ class ParticleFiltering(Strategy):
             score_scale=scale,
             weights=weights,
             trace=(*state.trace, end),
-            usage=state.usage,
+            usage=state.usage.model_copy(update={"scorer_calls": state.scorer_calls}),
             log_evidence=log_z,
             **fields,
         )

@@ -31,6 +31,7 @@ import numpy as np
 from samplescale.backends.base import Backend, LogitsModel
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
+from samplescale.rng import derived_seed
 from samplescale.steps import (
     DEFAULT_DELIMITER,
     Step,
@@ -56,16 +57,41 @@ from samplescale.verifiers.scorers import Scale
 ScorerSpec = ProcessScorer | str | Callable[[Prompt, tuple[str, ...]], float] | None
 
 
-def derived_seed(seed: int, *keys: int) -> int:
-    """A 63-bit seed for sub-stream ``keys`` of a run seed (distinct keys: independent)."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def _positive_int(name: str, value: object, allow_none: bool = True) -> None:
+def positive_int(name: str, value: object, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1 (in [1, inf)), got {value!r}")
+
+
+def resolve_scorer(
+    strategy: str, spec: ScorerSpec, scale: Scale | None, backend: Backend
+) -> ProcessScorer:
+    """The process scorer a step-level strategy uses on ``backend``.
+
+    ``spec`` is a :class:`ProcessScorer` (used as is), a registered name (``"p-true"``,
+    ``"judge"``), a callable ``(prompt, steps) -> float`` of the given ``scale``, or None:
+    P(True) self-evaluation by the same model when it exposes next-token logits.
+
+    Raises
+    ------
+    ConfigError
+        If ``spec`` is None and ``backend`` exposes no next-token logits.
+    """
+    if isinstance(spec, ProcessScorer):
+        return spec
+    if isinstance(spec, str):
+        return PROCESS_SCORERS.get(spec)(backend)
+    if callable(spec):
+        assert scale is not None  # checked when the strategy is built
+        return CallableScorer(spec, scale)
+    if isinstance(backend, LogitsModel):
+        return PROCESS_SCORERS.get("p-true")(backend)
+    raise ConfigError(
+        f"strategy {strategy!r} needs a process scorer: backend {backend.name!r} exposes "
+        "no next-token logits for the default P(True) self-evaluation; pass scorer=... "
+        "(a ProcessScorer, 'judge', or a callable (prompt, steps) -> float with scorer_scale)"
+    )
 
 
 @dataclass(frozen=True)
@@ -107,9 +133,9 @@ class TreeSearch(Strategy):
         check_delimiter(self.delimiter)
         if self.how not in AGGREGATIONS:
             raise ConfigError(f"how must be one of {', '.join(AGGREGATIONS)}; got {self.how!r}")
-        _positive_int("max_steps", self.max_steps, allow_none=False)
-        _positive_int("token_budget", self.token_budget)
-        _positive_int("scorer_budget", self.scorer_budget)
+        positive_int("max_steps", self.max_steps, allow_none=False)
+        positive_int("token_budget", self.token_budget)
+        positive_int("scorer_budget", self.scorer_budget)
         if callable(self.scorer) and not isinstance(self.scorer, ProcessScorer):
             if self.scorer_scale is None:
                 raise ConfigError(
@@ -155,28 +181,8 @@ class TreeSearch(Strategy):
 
     # ------------------------------------------------------------------ helpers
     def resolve_scorer(self, backend: Backend) -> ProcessScorer:
-        """The process scorer to use with ``backend``.
-
-        Raises
-        ------
-        ConfigError
-            If no scorer is given and ``backend`` exposes no next-token logits.
-        """
-        spec = self.scorer
-        if isinstance(spec, ProcessScorer):
-            return spec
-        if isinstance(spec, str):
-            return PROCESS_SCORERS.get(spec)(backend)
-        if callable(spec):
-            assert self.scorer_scale is not None  # checked in __post_init__
-            return CallableScorer(spec, self.scorer_scale)
-        if isinstance(backend, LogitsModel):
-            return PROCESS_SCORERS.get("p-true")(backend)
-        raise ConfigError(
-            f"strategy {self.name!r} needs a process scorer: backend {backend.name!r} exposes "
-            "no next-token logits for the default P(True) self-evaluation; pass scorer=... "
-            "(a ProcessScorer, 'judge', or a callable (prompt, steps) -> float with scorer_scale)"
-        )
+        """The process scorer to use with ``backend`` (see :func:`resolve_scorer`)."""
+        return resolve_scorer(self.name, self.scorer, self.scorer_scale, backend)
 
     def expand(
         self,
@@ -361,5 +367,5 @@ def search_result(
         selected=pick,
         answer=answers[pick] if pick is not None else None,
         trace=state.trace + (end,),
-        usage=state.usage,
+        usage=state.usage.model_copy(update={"scorer_calls": state.scorer_calls}),
     )
