@@ -7,10 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from samplescale import Prompt, SamplingParams, ScriptedBackend, ToyLM
+from samplescale.backends.base import TextDelta
 from samplescale.backends.budget import TokenBudgetBackend
 from samplescale.backends.fake import prompt_text
 from samplescale.errors import ConfigError
 from samplescale.strategies import self_consistency
+from samplescale.types import Generation
 
 PROMPT = Prompt(text="count")  # 5 prompt tokens for the scripted backends (characters)
 
@@ -83,3 +85,30 @@ def test_a_strategy_under_a_budget_votes_only_on_drawn_samples():
 def test_bad_budget(bad):
     with pytest.raises(ConfigError, match="max_total_tokens must be an integer >= 1"):
         TokenBudgetBackend(ToyLM(), bad)
+
+
+def test_a_stream_that_fits_goes_through_token_by_token_and_is_charged():
+    params = SamplingParams(n=3, max_tokens=16)
+    wrapped = TokenBudgetBackend(CountingBackend([REPLY]), 5 + 3 * 16)  # exactly fits
+    events = list(wrapped.stream(PROMPT, params))
+    gen = events[-1]
+    assert isinstance(gen, Generation) and [s.text for s in gen.samples] == [REPLY] * 3
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) == 3 * len(REPLY)  # one character per token, as decoded
+    assert wrapped.spent == gen.usage.total_tokens == 5 + 3 * 16 and not wrapped.exhausted
+
+
+def test_a_stream_that_does_not_fit_draws_what_fits_like_generate():
+    params = SamplingParams(n=4, max_tokens=16)
+    budget = 5 + 2 * 16 + 5  # two samples in the first call, then no room for a third
+    wrapped = TokenBudgetBackend(CountingBackend([REPLY]), budget)
+    events = list(wrapped.stream(PROMPT, params))
+    reference = TokenBudgetBackend(CountingBackend([REPLY]), budget).generate(PROMPT, params)
+    assert events[-1] == reference.model_copy(
+        update={"usage": reference.usage.model_copy(
+            update={"wall_time_s": events[-1].usage.wall_time_s})}
+    )
+    assert [s.status for s in events[-1].samples] == ["ok", "ok", "error", "error"]
+    # the drawn samples arrive whole, after the call
+    assert events[:-1] == [TextDelta(index=0, text=REPLY), TextDelta(index=1, text=REPLY)]
+    assert wrapped.not_drawn == 2

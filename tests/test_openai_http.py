@@ -4,6 +4,7 @@ and llama-cpp-python's server (a real third-party OpenAI-compatible server), all
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -23,8 +25,9 @@ from fastapi.responses import JSONResponse  # noqa: E402
 from samplescale import Prompt, SamplingParams, ScriptedBackend  # noqa: E402
 from samplescale.backends.openai_http import OpenAIHTTPBackend, UpstreamError  # noqa: E402
 from samplescale.errors import ConfigError  # noqa: E402
+from samplescale.sampling import functional as F  # noqa: E402
 from samplescale.server import create_app  # noqa: E402
-from samplescale.strategies import self_consistency  # noqa: E402
+from samplescale.strategies import best_of_n, self_consistency  # noqa: E402
 
 Q = Prompt.user("What is 3 + 4?")
 
@@ -49,18 +52,33 @@ def test_against_own_server_native_n_token_ids_and_logprobs(own_server):
     assert gen.usage.completion_tokens == sum(len(t) for t in texts)
 
 
-def test_without_token_ids_logprobs_cannot_be_attached(own_server):
+def test_without_token_ids_logprobs_come_with_the_token_strings(own_server):
     with OpenAIHTTPBackend(own_server, "fake") as be:
         s = be.generate(Q, SamplingParams(max_tokens=4)).samples[0]
-    assert s.text in ("The ", "The answer is 7."[:4]) and s.finish_reason == "length"
-    assert s.token_ids == () and s.logprobs == ()
+    assert s.text == "The " and s.finish_reason == "length"
+    assert s.token_ids == () and s.token_texts == ("T", "h", "e", " ")
+    assert s.logprobs == (-0.25,) * 4 and s.sampling_logprobs == ()  # raw, as reported
+    assert s.num_tokens == 4 and s.mean_logprob == pytest.approx(-0.25)
+
+
+def test_reported_logprobs_can_name_the_sampling_distribution(own_server):
+    with OpenAIHTTPBackend(own_server, "fake", reported_logprobs="sampling_logprobs") as be:
+        s = be.generate(Q, SamplingParams(max_tokens=3)).samples[0]
+    assert s.sampling_logprobs == (-0.25,) * 3 and s.logprobs == ()
+    assert s.mean_logprob == float("-inf")  # no raw scores: never guessed from the others
+    with pytest.raises(ConfigError, match="reported_logprobs"):
+        OpenAIHTTPBackend(own_server, "fake", reported_logprobs="raw")
 
 
 def test_text_prompts_use_the_completions_endpoint(own_server):
     with OpenAIHTTPBackend(own_server, "fake", token_ids=True) as be:
         gen = be.generate(Prompt(text="2+2="), SamplingParams(max_tokens=50, stop=(" is",)))
-    assert gen.samples[0].text == "The answer"
-    # the completions endpoint returns no logprobs here, so no token ids either
+    s = gen.samples[0]
+    assert s.text == "The answer"
+    # the completions endpoint reports the tokens as "token_id:<id>" with their logprobs;
+    # the tokens that completed the stop string were generated, so they are reported too
+    assert s.token_ids == tuple(ord(c) for c in "The answer is")
+    assert s.logprobs == (-0.25,) * 13 and s.token_texts == ()
     assert gen.usage.prompt_tokens == len("2+2=")
 
 
@@ -80,6 +98,7 @@ def test_request_body_maps_fields_and_refuses_what_the_server_cannot_apply():
     body = be.request_body(Q, SamplingParams(temperature=0.5, top_k=20, stop=("x",)))
     assert body["temperature"] == 0.5 and body["top_p"] == 1.0 and body["top_k"] == 20
     assert body["stop"] == ["x"] and body["max_tokens"] == 256 and body["logprobs"] is True
+    assert body["top_logprobs"] == 0  # without it llama-cpp-python's server reports none
     assert "min_p" not in body and "n" not in body
     with pytest.raises(ConfigError, match="top_n_sigma=1.0 cannot be sent"):
         be.request_body(Q, SamplingParams(top_n_sigma=1.0))
@@ -306,3 +325,63 @@ def test_against_llama_cpp_python_server(llama_server):
     assert gen.usage.model_calls == 3 and 3 <= gen.usage.completion_tokens <= 36
     assert [s.text for s in gen.samples] == [s.text for s in again.samples]  # seeds honoured
     assert greedy.samples[0].text.startswith(" 5")
+
+
+@pytest.mark.llama
+def test_best_of_n_over_llama_cpp_python_server_scores_by_mean_logprob(llama_server):
+    """llama-cpp-python's server reports token strings and logprobs but no ids: the samples
+    carry them, so best-of-N over HTTP scores each by its mean logprob and picks the argmax."""
+    with OpenAIHTTPBackend(llama_server, "smollm2") as be:
+        r = best_of_n(be, Q, SamplingParams(n=4, max_tokens=12, temperature=0.9, seed=2))
+    assert r.score_scale == "log-probability" and len(r.samples) == 4
+    for s, score in zip(r.samples, r.scores):
+        assert s.status == "ok" and s.token_ids == ()
+        assert 1 <= s.num_tokens == len(s.token_texts) == len(s.logprobs) <= 12
+        assert "".join(s.token_texts).startswith(s.text[:3])
+        assert score == pytest.approx(math.fsum(s.logprobs) / len(s.logprobs))
+        assert -30 < score < 0
+    assert len(set(r.scores)) == 4  # distinct samples, distinct scores: the argmax is real
+    assert r.selected == max(range(4), key=lambda i: r.scores[i])
+    assert r.text == r.samples[r.selected].text
+    assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples)
+
+
+@pytest.mark.llama
+def test_llama_cpp_python_server_reports_the_raw_model_logprobs(llama_server, llama_backend):
+    """The server's values are the model's raw next-token log-probabilities (temperature 1,
+    full vocabulary: the definition of ``Sample.logprobs``), not those of the temperature-0.5
+    distribution the tokens were drawn from. Reference: the embedded model scoring the same
+    tokens (two llama.cpp configurations of a Q4 model differ by a few percent)."""
+    prompt = Prompt(text="The capital of France is")
+    with OpenAIHTTPBackend(llama_server, "smollm2") as be:
+        s = be.generate(prompt, SamplingParams(max_tokens=8, temperature=0.5, seed=1)).samples[0]
+    ids = [llama_backend._model.tokenize(t.encode(), add_bos=False, special=False)
+           for t in s.token_texts]
+    assert all(len(i) == 1 for i in ids), ids  # each reported token string is one token
+    ids = [i[0] for i in ids]
+    ctx = llama_backend.tokenize_prompt(prompt)
+    logits = llama_backend.logits_at(ctx + ids[:-1], last=len(ids))  # row k: after ids[:k]
+    rows = np.arange(len(ids))
+    raw = F.log_softmax(logits)[rows, ids]
+    cooled = F.log_softmax(logits / 0.5)[rows, ids]
+    # observed: within 8 % (0.18 at a logprob of -5); cooled values differ far more (-5.0 vs -2.8)
+    assert s.logprobs == pytest.approx(raw.tolist(), rel=0.15, abs=0.05)
+    assert s.logprobs != pytest.approx(cooled.tolist(), rel=0.15, abs=0.05)
+
+
+@pytest.mark.llama
+def test_samplescale_server_passes_upstream_logprobs_through(llama_server):
+    openai = pytest.importorskip("openai")
+    with OpenAIHTTPBackend(llama_server, "smollm2") as be, serve(create_app(be, "m")) as url:
+        c = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}],
+                                      max_tokens=8, temperature=0, logprobs=True)
+        t = c.completions.create(model="m", prompt="1, 2, 3,", max_tokens=4, temperature=0,
+                                 logprobs=0)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    assert "".join(x.token for x in content) == r.choices[0].message.content
+    assert all(x.logprob < 0 for x in content) and all(x.bytes is None for x in content)
+    lp = t.choices[0].logprobs
+    assert "".join(lp.tokens) == t.choices[0].text and len(lp.token_logprobs) == 4
+    assert all(v <= 0 for v in lp.token_logprobs)

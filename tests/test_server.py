@@ -184,6 +184,18 @@ def test_completions_endpoint(client):
     assert r.usage.completion_tokens == len(r.choices[0].text)
 
 
+def test_logprobs_pass_through_on_both_endpoints(client):
+    r = client.completions.create(model="fake", prompt="tag=zz say", max_tokens=6, logprobs=0)
+    lp = r.choices[0].logprobs
+    assert lp.tokens == list("Tag zz") and lp.token_logprobs == [-0.1] * 6
+    assert client.completions.create(model="fake", prompt="x", max_tokens=3).choices[0].logprobs is None
+    c = client.chat.completions.create(model="fake", messages=USER, max_tokens=4, logprobs=True)
+    content = c.choices[0].logprobs.content
+    assert [(t.token, t.logprob, t.bytes) for t in content] == [
+        (ch, -0.1, [ord(ch)]) for ch in "Tag "
+    ]
+
+
 def test_models_and_health(fake_url, client):
     ids = [m.id for m in client.models.list()]
     assert ids[0] == "fake" and "self-consistency@8/fake" in ids

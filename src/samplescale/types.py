@@ -96,25 +96,39 @@ class Sample(BaseModel):
     text : str
         The completion text (stop string excluded).
     token_ids : tuple of int
-        The generated token ids, length ``L``.
+        The generated token ids; when present, ``L = len(token_ids)`` is the number of
+        tokens. Backends that report no ids (OpenAI-compatible servers without
+        ``return_tokens_as_token_ids``) leave them empty, and ``L`` is then the length of
+        the non-empty fields below, which must agree.
+    token_texts : tuple of str
+        Empty or length ``L``: the text of each generated token as the backend reported it
+        (filled by backends that report token strings instead of ids).
     logprobs : tuple of float
-        Length ``L``: natural-log probability of each generated token under the model's raw
-        next-token distribution (softmax of the unprocessed logits over the full vocabulary,
-        temperature 1). This is the model's own score of the text.
+        Empty or length ``L``: natural-log probability of each generated token under the
+        model's raw next-token distribution (softmax of the unprocessed logits over the full
+        vocabulary, temperature 1). This is the model's own score of the text.
     sampling_logprobs : tuple of float
-        Length ``L``: natural-log probability of each token under the distribution it was
-        actually drawn from (after temperature and truncation). Equals ``logprobs`` when no
-        transform is active; 0.0 at temperature 0 (greedy is deterministic).
+        Empty or length ``L``: natural-log probability of each token under the distribution
+        it was actually drawn from (after temperature and truncation). Equals ``logprobs``
+        when no transform is active; 0.0 at temperature 0 (greedy is deterministic).
     finish_reason : {"stop", "length", "error"}
         ``stop``: end-of-sequence token or a stop string; ``length``: ``max_tokens`` reached.
     status : {"ok", "error"}
         ``error`` samples carry the message in ``error``; aggregators exclude them and
         metrics count them as failures.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        If ``token_texts``, ``logprobs`` or ``sampling_logprobs`` is neither empty nor of
+        length ``L`` (without ids: if two of them disagree), a log-probability is > 0 or
+        NaN, or ``status`` and ``error`` disagree.
     """
 
     model_config = RECORD
     text: str
     token_ids: tuple[int, ...] = ()
+    token_texts: tuple[str, ...] = ()
     logprobs: tuple[float, ...] = ()
     sampling_logprobs: tuple[float, ...] = ()
     finish_reason: FinishReason = "stop"
@@ -123,12 +137,12 @@ class Sample(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Sample:
-        n = len(self.token_ids)
-        for name in ("logprobs", "sampling_logprobs"):
+        n = self.num_tokens
+        for name in ("token_texts", "logprobs", "sampling_logprobs"):
             values = getattr(self, name)
             if len(values) not in (0, n):
                 raise ValueError(f"{name} has {len(values)} values for {n} tokens")
-            if any(not (v <= 0.0) for v in values):  # also rejects NaN
+            if name != "token_texts" and any(not (v <= 0.0) for v in values):  # rejects NaN
                 raise ValueError(f"{name} must be natural-log probabilities <= 0 (no NaN)")
         if (self.status == "error") != (self.error is not None):
             raise ValueError("status='error' needs an error message, and only then")
@@ -136,8 +150,13 @@ class Sample(BaseModel):
 
     @property
     def num_tokens(self) -> int:
-        """Number of generated tokens."""
-        return len(self.token_ids)
+        """Number of generated tokens ``L``: ``len(token_ids)``, else the length of the first
+        non-empty of ``token_texts``, ``logprobs``, ``sampling_logprobs`` (0 when the backend
+        reported no per-token data)."""
+        if self.token_ids:
+            return len(self.token_ids)
+        per_token = (self.token_texts, self.logprobs, self.sampling_logprobs)
+        return next((len(v) for v in per_token if v), 0)
 
     @property
     def sum_logprob(self) -> float:

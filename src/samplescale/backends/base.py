@@ -1,14 +1,16 @@
-"""The backend protocol and its capability record."""
+"""The backend protocol, its capability record, and the streaming protocol."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from samplescale.config import SamplingParams
+from samplescale.errors import BackendError
 from samplescale.types import Generation, Prompt
 
 
@@ -26,6 +28,9 @@ class Capabilities(BaseModel):
         ``n`` samples of one prompt are decoded together in one call sharing the prompt.
     chat : bool
         Chat ``messages`` are rendered with the model's chat template.
+    streaming : bool
+        The backend has a ``stream`` method (:class:`StreamingBackend`) that yields text
+        deltas while it decodes.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -33,6 +38,7 @@ class Capabilities(BaseModel):
     seeds: bool
     parallel_n: bool
     chat: bool
+    streaming: bool = False
 
 
 @runtime_checkable
@@ -63,6 +69,106 @@ class Backend(Protocol):
             ``params.n`` samples, in order, and the usage of the call.
         """
         ...
+
+
+class TextDelta(BaseModel):
+    """New final text of one sample while it is being decoded.
+
+    Attributes
+    ----------
+    index : int
+        The sample's index in ``[0, params.n)`` (its place in the final ``Generation``).
+    text : str
+        Non-empty text that follows the sample's earlier deltas. It is final: decoded
+        UTF-8 only, and never text that could still turn out to be the start of a stop
+        string (it is held back until a later token rules that out).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    index: int = Field(ge=0)
+    text: str = Field(min_length=1)
+
+
+StreamEvent = TextDelta | Generation
+
+
+@runtime_checkable
+class StreamingBackend(Backend, Protocol):
+    """A backend that also streams (``capabilities.streaming`` is True)."""
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Iterator[StreamEvent]:
+        """Draw ``params.n`` samples like ``generate``, yielding text while decoding.
+
+        Yields
+        ------
+        TextDelta
+            New text of sample ``index``, in decoding order (deltas of different samples
+            interleave). Joined per index they equal that sample's final ``text``.
+        Generation
+            Last, exactly once: what ``generate`` returns for the same arguments (same
+            samples for the same seed, exact usage).
+
+        Notes
+        -----
+        Invalid arguments raise the errors ``generate`` raises, when ``stream`` is called
+        or at the latest at the first ``next``. A backend may hold a lock until the
+        iterator is exhausted or closed: close it (``iterator.close()``) when stopping
+        early.
+        """
+        ...
+
+
+@contextlib.contextmanager
+def closing(events: Iterable[StreamEvent]) -> Iterator[Iterable[StreamEvent]]:
+    """Close a stream (releasing what its backend holds) when the block ends, early or not;
+    for iterators without ``close`` this does nothing."""
+    try:
+        yield events
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+def collect(
+    events: Iterable[StreamEvent], on_delta: Callable[[TextDelta], None] | None = None
+) -> Generation:
+    """Consume a stream and return its final ``Generation``.
+
+    Parameters
+    ----------
+    events : iterable of StreamEvent
+        A ``stream`` iterator; it is closed when this returns or raises.
+    on_delta : callable, optional
+        Called with every ``TextDelta`` as it arrives (an exception from it stops the
+        stream and propagates).
+
+    Raises
+    ------
+    BackendError
+        If the stream ends without a ``Generation``.
+    """
+    gen = None
+    with closing(events):
+        for ev in events:
+            if isinstance(ev, Generation):
+                gen = ev
+            elif on_delta is not None:
+                on_delta(ev)
+    if gen is None:
+        raise BackendError("the stream ended without its final Generation")
+    return gen
+
+
+def replay(gen: Generation) -> Iterator[StreamEvent]:
+    """The stream of an already finished call: each sample's whole text as one delta (in
+    sample order, samples with empty text skipped), then ``gen``."""
+    for i, s in enumerate(gen.samples):
+        if s.text:
+            yield TextDelta(index=i, text=s.text)
+    yield gen
 
 
 @runtime_checkable

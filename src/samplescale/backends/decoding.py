@@ -43,6 +43,7 @@ class SequenceBuilder:
         self.logprobs: list[float] = []
         self.sampling_logprobs: list[float] = []
         self.finish_reason: FinishReason | None = None
+        self._sent = 0  # length of the text handed out by take_delta
 
     @property
     def done(self) -> bool:
@@ -78,6 +79,22 @@ class SequenceBuilder:
             self.text += self._decoder.decode(b"", final=True)
             self.finish_reason = "stop"
 
+    def take_delta(self) -> str:
+        """The text decoded since the last call that is final (possibly empty).
+
+        Until the sequence is done, a tail of the text that is a proper prefix of a stop
+        string is held back (the next tokens may complete the stop string, which is then
+        cut); bytes of an incomplete UTF-8 character are held back by the decoder. Joined,
+        the returned pieces equal the final ``text``.
+        """
+        end = len(self.text)
+        if not self.done:
+            end -= _stop_prefix(self.text, self._stops)
+        if end <= self._sent:
+            return ""
+        delta, self._sent = self.text[self._sent : end], end
+        return delta
+
     def to_sample(self) -> Sample:
         """The finished sample."""
         return Sample(
@@ -87,6 +104,14 @@ class SequenceBuilder:
             sampling_logprobs=tuple(self.sampling_logprobs),
             finish_reason=self.finish_reason or "length",
         )
+
+
+def _stop_prefix(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+    for k in range(min(len(text), max(map(len, stops), default=1) - 1), 0, -1):
+        if any(s.startswith(text[-k:]) for s in stops if len(s) > k):
+            return k
+    return 0
 
 
 def check_decoding(params: SamplingParams) -> None:

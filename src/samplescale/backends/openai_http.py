@@ -18,6 +18,16 @@ server's ``Retry-After`` is honoured up to ``backoff_max_s``); anything else rai
 becomes an explicit error sample (``Sample(status="error")``) when other samples of the
 call succeeded, and the call raises when every sample failed. An error is never turned into
 sample text.
+
+Log-probabilities: the server's per-token values fill ``Sample.logprobs`` (or
+``sampling_logprobs``, see ``reported_logprobs``), with the token strings in
+``Sample.token_texts`` when the server reports no token ids (llama-cpp-python's server),
+so best-of-N and weighted voting score samples over HTTP.
+
+The backend does not stream (``capabilities.streaming`` is False): upstream streams do not
+always report usage (llama-cpp-python's server ignores ``stream_options.include_usage``),
+so a streamed call's usage could not be exact; ``samplescale serve --upstream`` sends its
+reply after the call.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import numpy as np
 
 from samplescale.backends.base import Capabilities
 from samplescale.backends.openai_wire import (
+    LogprobsField,
     UpstreamError,
     error_message,
     parse_reply,
@@ -97,12 +108,23 @@ class OpenAIHTTPBackend:
         returns fewer; ``native``: fewer choices than asked raises ``UpstreamError``;
         ``split``: always one request per sample.
     logprobs : bool
-        Ask for per-token log-probabilities (natural log). They fill ``Sample.logprobs``
-        only when token ids come back too (``token_ids=True``), because a Sample's
-        log-probabilities are indexed by its token ids.
+        Ask for per-token log-probabilities (natural log; chat requests send
+        ``logprobs: true, top_logprobs: 0``, text requests ``logprobs: 0``). They fill the
+        Sample field named by ``reported_logprobs``, with the tokens they belong to in
+        ``Sample.token_ids`` (see ``token_ids``) or else ``Sample.token_texts`` (the token
+        strings the server reports). The other log-probability field stays empty: a server
+        reports one distribution only, and it is never guessed.
+    reported_logprobs : {"logprobs", "sampling_logprobs"}
+        Which distribution the server's log-probabilities come from. ``"logprobs"``
+        (default): the model's raw next-token distribution, as llama-cpp-python's server,
+        vLLM (default ``--logprobs-mode raw_logprobs``) and samplescale's own server report
+        it; best-of-N and weighted voting then score by it. ``"sampling_logprobs"``: the
+        distribution after the sampling transforms (vLLM ``--logprobs-mode
+        processed_logprobs``).
     token_ids : bool
         Ask the server to report tokens as ``"token_id:<id>"`` (vLLM's and samplescale's
-        ``return_tokens_as_token_ids``), which fills ``Sample.token_ids``.
+        ``return_tokens_as_token_ids``), which fills ``Sample.token_ids`` (servers that
+        ignore it leave ``Sample.token_texts``).
     send_defaults : bool
         Send ``extra_fields`` and the optional OpenAI fields even at their default values,
         so that a server with other defaults (llama-cpp-python: ``top_k=40``,
@@ -137,6 +159,7 @@ class OpenAIHTTPBackend:
         backoff_max_s: float = 8.0,
         n_mode: Literal["auto", "native", "split"] = "auto",
         logprobs: bool = True,
+        reported_logprobs: LogprobsField = "logprobs",
         token_ids: bool = False,
         send_defaults: bool = False,
         extra_fields: Collection[str] = DEFAULT_EXTRA_FIELDS,
@@ -154,6 +177,11 @@ class OpenAIHTTPBackend:
         _check("backoff_max_s", backoff_max_s, 0.0, 3600.0, float)
         if n_mode not in ("auto", "native", "split"):
             raise ConfigError(f"n_mode must be 'auto', 'native' or 'split', got {n_mode!r}")
+        if reported_logprobs not in ("logprobs", "sampling_logprobs"):
+            raise ConfigError(
+                "reported_logprobs must be 'logprobs' or 'sampling_logprobs', "
+                f"got {reported_logprobs!r}"
+            )
         unknown = sorted(set(extra_fields) - set(SamplingParams.model_fields))
         if unknown:
             raise ConfigError(f"extra_fields {unknown} are not SamplingParams fields")
@@ -165,6 +193,7 @@ class OpenAIHTTPBackend:
         self.backoff_max_s = float(backoff_max_s)
         self.n_mode = n_mode
         self.logprobs = logprobs
+        self.reported_logprobs: LogprobsField = reported_logprobs
         self.token_ids = token_ids
         self.send_defaults = send_defaults
         self.extra_fields = tuple(extra_fields)
@@ -262,7 +291,8 @@ class OpenAIHTTPBackend:
                 )
             body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
             if self.logprobs:
-                body["logprobs"] = True
+                # top_logprobs: llama-cpp-python's server reports none without it
+                body["logprobs"], body["top_logprobs"] = True, 0
         else:
             body["prompt"] = (prompt.text or "") + prompt.prefix
             if self.logprobs:
@@ -329,7 +359,7 @@ class OpenAIHTTPBackend:
         if seed is not None:
             req["seed"] = seed
         data = await self._post("/chat/completions" if chat else "/completions", req)
-        return parse_reply(data, chat, self.token_ids, self.base_url)
+        return parse_reply(data, chat, self.token_ids, self.base_url, self.reported_logprobs)
 
     async def _single(
         self, prompt: Prompt, body: dict[str, Any], seed: int

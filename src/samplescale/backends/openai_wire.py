@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -11,6 +11,7 @@ from samplescale.errors import BackendError
 from samplescale.types import FinishReason, Sample, Usage
 
 LOGPROB_TOLERANCE = 1e-6  # float noise above 0 that servers report for certain tokens
+LogprobsField = Literal["logprobs", "sampling_logprobs"]
 
 
 class UpstreamError(BackendError):
@@ -32,12 +33,19 @@ class UpstreamError(BackendError):
 
 
 def parse_reply(
-    data: dict[str, Any], chat: bool, token_ids: bool, base_url: str
+    data: dict[str, Any],
+    chat: bool,
+    token_ids: bool,
+    base_url: str,
+    logprobs_field: LogprobsField = "logprobs",
 ) -> tuple[list[Sample], Usage]:
     """Samples and usage of one chat / text completion reply, in choice order.
 
-    Token ids (and so per-token log-probabilities) are filled only with ``token_ids``,
-    from tokens reported as ``"token_id:<id>"``.
+    Per-token log-probabilities the server reports (natural log) go to the Sample field
+    ``logprobs_field``, unchanged. The tokens they belong to are ``Sample.token_ids``
+    when ``token_ids`` is set and every token is reported as ``"token_id:<id>"``, else
+    ``Sample.token_texts`` (the token strings as reported). A choice without
+    log-probabilities (or with a null or NaN one) gets neither.
 
     Raises
     ------
@@ -59,10 +67,12 @@ def parse_reply(
     except (TypeError, ValueError) as exc:
         raise UpstreamError(f"{base_url}: malformed usage {usage!r}") from exc
     ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
-    return [_sample(c, chat, token_ids, base_url) for c in ordered], u
+    return [_sample(c, chat, token_ids, base_url, logprobs_field) for c in ordered], u
 
 
-def _sample(choice: Any, chat: bool, token_ids: bool, base_url: str) -> Sample:
+def _sample(
+    choice: Any, chat: bool, token_ids: bool, base_url: str, logprobs_field: LogprobsField
+) -> Sample:
     if not isinstance(choice, dict):
         raise UpstreamError(f"{base_url}: malformed choice {choice!r}")
     reason = choice.get("finish_reason")
@@ -73,10 +83,14 @@ def _sample(choice: Any, chat: bool, token_ids: bool, base_url: str) -> Sample:
         return Sample.failed(f"the server returned no text (finish_reason={reason!r})")
     finish: FinishReason = "length" if reason == "length" else "stop"
     tokens, lps = _token_logprobs(choice.get("logprobs"), chat)
-    ids = _ids(tokens) if token_ids else None
-    if ids is None or len(ids) != len(lps):
+    if not lps:
         return Sample(text=text, finish_reason=finish)
-    return Sample(text=text, token_ids=tuple(ids), logprobs=tuple(lps), finish_reason=finish)
+    ids = _ids(tokens) if token_ids else None
+    per_token: dict[str, Any] = (
+        {"token_ids": tuple(ids)} if ids is not None else {"token_texts": tuple(tokens)}
+    )
+    per_token[logprobs_field] = tuple(lps)
+    return Sample(text=text, finish_reason=finish, **per_token)
 
 
 def error_message(r: httpx.Response) -> str:

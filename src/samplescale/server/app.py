@@ -10,11 +10,18 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   or waiting); a request beyond that gets 429 at once.
 - Every request runs with its own frozen parameters, its own strategy object and its own
   token budget wrapper; nothing is shared between requests but the backend.
-- Streaming (``stream: true``) sends the role chunk at once, SSE comments while the
-  strategy runs, then the selected answer in word-sized chunks, a finish chunk, the usage
-  and the ``samplescale`` field, and ``data: [DONE]``. A voting strategy knows its answer
-  only after every sample is drawn, so the text arrives after the work is done; plain
-  requests are streamed the same way (the embedded backend has no token callback).
+- Streaming (``stream: true``) sends the role chunk at once, then the text, a finish
+  chunk per choice, the usage and the ``samplescale`` field, and ``data: [DONE]``; SSE
+  comments keep the connection alive while nothing else is sent. A plain request on a
+  backend that streams (``capabilities.streaming``: the embedded model, the fake backends)
+  is streamed live: each choice's text as it is decoded (chunks carry the choice index;
+  text that could still start a stop string is held back until it is known not to). A
+  strategy knows its answer only after its samples are drawn (and a plain request on a
+  backend that does not stream, such as ``openai_http``, only after the call returns), so
+  there the text arrives after the work, in word-sized chunks. If the client disconnects
+  during a live stream, decoding stops at the next token. A request that fails ends its
+  stream with an OpenAI error object instead of the finish chunks (in a live stream,
+  possibly after some text). Token logprobs are not streamed.
 - With ``api_key`` set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (401 otherwise).
 - Every response carries ``X-Request-ID``; log lines name it.
 - Graceful shutdown is uvicorn's: it stops accepting connections and waits for the
@@ -28,9 +35,10 @@ import json
 import logging
 import re
 import secrets
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -39,7 +47,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from samplescale.backends.base import Backend
+from samplescale.backends.base import Backend, TextDelta, collect
 from samplescale.backends.budget import TokenBudgetBackend
 from samplescale.backends.openai_http import UpstreamError
 from samplescale.errors import BackendError, ConfigError
@@ -58,8 +66,20 @@ KEEPALIVE_S = 10.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def execute(backend: Backend, p: Plan) -> responses.Outcome:
+class ClientGone(Exception):
+    """The client of a live stream disconnected; decoding stops."""
+
+
+def execute(
+    backend: Backend, p: Plan, on_delta: Callable[[TextDelta], None] | None = None
+) -> responses.Outcome:
     """Run one plan on ``backend`` (blocking; called in a worker thread).
+
+    Parameters
+    ----------
+    on_delta : callable, optional
+        For a plain request on a streaming backend: called with each text delta while the
+        backend decodes (it raises :class:`ClientGone` to stop decoding).
 
     Raises
     ------
@@ -70,7 +90,10 @@ def execute(backend: Backend, p: Plan) -> responses.Outcome:
     budgeted = TokenBudgetBackend(backend, p.max_total_tokens)
     try:
         if p.strategy is None:
-            gen = budgeted.generate(p.prompt, p.params)
+            if on_delta is None:
+                gen = budgeted.generate(p.prompt, p.params)
+            else:
+                gen = collect(budgeted.stream(p.prompt, p.params), on_delta)
             samples, usage, result, chosen = gen.samples, gen.usage, None, gen.samples
         else:
             result = p.strategy.run(budgeted, p.prompt, p.params)
@@ -202,18 +225,24 @@ def create_app(
         except ValidationError as exc:
             raise from_validation_error(exc) from exc
 
-    async def run(p: Plan) -> responses.Outcome:
+    async def run(
+        p: Plan, on_delta: Callable[[TextDelta], None] | None
+    ) -> responses.Outcome:
         try:
             async with limiter:
                 state["running"] += 1
                 try:
-                    return await anyio.to_thread.run_sync(execute, backend, p, limiter=threads)
+                    return await anyio.to_thread.run_sync(
+                        execute, backend, p, on_delta, limiter=threads
+                    )
                 finally:
                     state["running"] -= 1
         finally:
             state["admitted"] -= 1
 
-    def start(p: Plan, rid: str) -> asyncio.Task[responses.Outcome]:
+    def start(
+        p: Plan, rid: str, on_delta: Callable[[TextDelta], None] | None = None
+    ) -> asyncio.Task[responses.Outcome]:
         """Admit the request (429 when full) and start its run; the run task releases
         the admission when it ends, whatever happens to the connection."""
         if state["admitted"] >= max_queue:
@@ -224,34 +253,51 @@ def create_app(
                 code="queue_full",
             )
         state["admitted"] += 1
-        task = asyncio.ensure_future(run(p))
+        task = asyncio.ensure_future(run(p, on_delta))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
     async def stream(
         task: asyncio.Task[responses.Outcome], p: Plan, rid: str, created: int, model: str,
-        include_usage: bool,
+        include_usage: bool, deltas: asyncio.Queue[TextDelta] | None, gone: threading.Event,
     ) -> AsyncIterator[bytes]:
+        """The SSE body. ``deltas`` (live streams) receives the text as it is decoded."""
         n_choices = 1 if p.strategy is not None else p.params.n
-        yield _sse(responses.role_chunk(rid, created, model, n_choices))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_S)
-            if done:
-                break
-            yield b": keep-alive\n\n"
         try:
-            outcome = task.result()
-        except APIError as exc:
-            log.info("%s stream error %d %s", rid, exc.status, exc.message)
-            yield _sse(exc.body())
+            yield _sse(responses.role_chunk(rid, created, model, n_choices))
+            while not task.done():
+                waiting: set[asyncio.Future[Any]] = {task}
+                if deltas is not None:
+                    waiting.add(asyncio.ensure_future(deltas.get()))
+                done, _ = await asyncio.wait(
+                    waiting, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                for f in waiting - {task}:
+                    if f in done:
+                        d = f.result()
+                        yield _sse(responses.delta_chunk(rid, created, model, d.index, d.text))
+                    else:
+                        f.cancel()
+                if not done:
+                    yield b": keep-alive\n\n"
+            while deltas is not None and not deltas.empty():  # sent before the run ended
+                d = deltas.get_nowait()
+                yield _sse(responses.delta_chunk(rid, created, model, d.index, d.text))
+            try:
+                outcome = task.result()
+            except APIError as exc:
+                log.info("%s stream error %d %s", rid, exc.status, exc.message)
+                yield _sse(exc.body())
+                yield _sse("[DONE]")
+                return
+            for chunk in responses.chat_chunks(
+                outcome, request_id=rid, created=created, model=model,
+                include_usage=include_usage, candidates=p.candidates, content=deltas is None,
+            ):
+                yield _sse(chunk)
             yield _sse("[DONE]")
-            return
-        for chunk in responses.chat_chunks(
-            outcome, request_id=rid, created=created, model=model,
-            include_usage=include_usage, candidates=p.candidates,
-        ):
-            yield _sse(chunk)
-        yield _sse("[DONE]")
+        finally:
+            gone.set()  # the client left (or the stream ended): stop decoding
 
     async def complete(request: Request, schema: type[Any]) -> Any:
         rid = request.state.request_id
@@ -262,25 +308,35 @@ def create_app(
         if req.stream and not chat:
             raise APIError(400, "stream: streaming is supported on /v1/chat/completions only",
                            param="stream")
-        task = start(p, rid)
-        log.info("%s plan strategy=%s n=%d budget=%d", rid,
-                 getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens)
+        live = req.stream and p.strategy is None and backend.capabilities.streaming
+        deltas: asyncio.Queue[TextDelta] | None = asyncio.Queue() if live else None
+        gone = threading.Event()
+        on_delta = None
+        if deltas is not None:
+            loop = asyncio.get_running_loop()
+            queue = deltas
+
+            def on_delta(d: TextDelta) -> None:  # runs in the worker thread
+                if gone.is_set():
+                    raise ClientGone(f"{rid}: the client disconnected")
+                loop.call_soon_threadsafe(queue.put_nowait, d)
+
+        task = start(p, rid, on_delta)
+        log.info("%s plan strategy=%s n=%d budget=%d live=%s", rid,
+                 getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens, live)
         if req.stream:
             include = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(
-                stream(task, p, rid, created, req.model, include),
+                stream(task, p, rid, created, req.model, include, deltas, gone),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Request-ID": rid},
             )
         outcome = await task
-        if chat:
-            return responses.chat_body(
-                outcome, request_id=rid, created=created, model=req.model,
-                logprobs=req.logprobs, piece=piece, token_ids=p.token_ids,
-                candidates=p.candidates,
-            )
-        return responses.completion_body(
-            outcome, request_id=rid, created=created, model=req.model, candidates=p.candidates
+        body = responses.chat_body if chat else responses.completion_body
+        return body(
+            outcome, request_id=rid, created=created, model=req.model,
+            logprobs=req.wants_logprobs, piece=piece,
+            token_ids=p.token_ids, candidates=p.candidates,
         )
 
     @app.post("/v1/chat/completions")

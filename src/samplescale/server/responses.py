@@ -104,24 +104,48 @@ def extension(outcome: Outcome, request_id: str, candidates: bool) -> dict[str, 
     return body
 
 
-def _logprobs(
-    s: Sample, piece: Callable[[int], bytes] | None, token_ids: bool
-) -> dict[str, Any] | None:
-    if not s.logprobs:
-        return None
-    content = []
-    for tok, lp in zip(s.token_ids, s.logprobs):
+Piece = Callable[[int], bytes]
+
+
+def _tokens(s: Sample, piece: Piece | None, token_ids: bool) -> list[tuple[str, bytes | None]]:
+    """Each token's string and bytes: from its id (``piece``; ``"token_id:<id>"`` when
+    asked or without ``piece``), else as the backend reported it (bytes unknown)."""
+    if not s.token_ids:
+        return [(t, None) for t in s.token_texts]
+    out: list[tuple[str, bytes | None]] = []
+    for tok in s.token_ids:
         raw = piece(tok) if piece is not None and not token_ids else None
-        text = raw.decode("utf-8", errors="replace") if raw is not None else f"token_id:{tok}"
-        content.append(
-            {
-                "token": text,
-                "logprob": lp,
-                "bytes": list(raw) if raw is not None else None,
-                "top_logprobs": [],
-            }
-        )
-    return {"content": content}
+        out.append((f"token_id:{tok}", None) if raw is None
+                   else (raw.decode("utf-8", errors="replace"), raw))
+    return out
+
+
+def chat_logprobs(s: Sample, piece: Piece | None, token_ids: bool) -> dict[str, Any] | None:
+    """A chat choice's ``logprobs`` object (``Sample.logprobs``: raw model natural-log
+    probabilities); None when the sample has none or no token identities."""
+    tokens = _tokens(s, piece, token_ids)
+    if not s.logprobs or len(tokens) != len(s.logprobs):
+        return None
+    return {
+        "content": [
+            {"token": text, "logprob": lp, "bytes": None if raw is None else list(raw),
+             "top_logprobs": []}
+            for (text, raw), lp in zip(tokens, s.logprobs)
+        ]
+    }
+
+
+def completion_logprobs(s: Sample, piece: Piece | None, token_ids: bool) -> dict[str, Any] | None:
+    """A text completion choice's ``logprobs`` object (legacy format, no top tokens)."""
+    tokens = _tokens(s, piece, token_ids)
+    if not s.logprobs or len(tokens) != len(s.logprobs):
+        return None
+    return {
+        "tokens": [text for text, _ in tokens],
+        "token_logprobs": list(s.logprobs),
+        "top_logprobs": None,
+        "text_offset": None,
+    }
 
 
 def chat_body(
@@ -131,7 +155,7 @@ def chat_body(
     created: int,
     model: str,
     logprobs: bool,
-    piece: Callable[[int], bytes] | None,
+    piece: Piece | None,
     token_ids: bool,
     candidates: bool,
 ) -> dict[str, Any]:
@@ -140,7 +164,7 @@ def chat_body(
         {
             "index": i,
             "message": {"role": "assistant", "content": s.text},
-            "logprobs": _logprobs(s, piece, token_ids) if logprobs else None,
+            "logprobs": chat_logprobs(s, piece, token_ids) if logprobs else None,
             "finish_reason": s.finish_reason,
         }
         for i, s in enumerate(outcome.choices)
@@ -157,11 +181,24 @@ def chat_body(
 
 
 def completion_body(
-    outcome: Outcome, *, request_id: str, created: int, model: str, candidates: bool
+    outcome: Outcome,
+    *,
+    request_id: str,
+    created: int,
+    model: str,
+    logprobs: bool,
+    piece: Piece | None,
+    token_ids: bool,
+    candidates: bool,
 ) -> dict[str, Any]:
     """A ``text_completion`` object."""
     choices = [
-        {"index": i, "text": s.text, "logprobs": None, "finish_reason": s.finish_reason}
+        {
+            "index": i,
+            "text": s.text,
+            "logprobs": completion_logprobs(s, piece, token_ids) if logprobs else None,
+            "finish_reason": s.finish_reason,
+        }
         for i, s in enumerate(outcome.choices)
     ]
     return {
@@ -181,6 +218,19 @@ def text_pieces(text: str) -> list[str]:
     return [p for p in re.findall(r"\s*\S+\s*|\s+", text) if p]
 
 
+def delta_chunk(request_id: str, created: int, model: str, index: int, text: str) -> dict[str, Any]:
+    """A chunk carrying new text of choice ``index``."""
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+        ],
+    }
+
+
 def chat_chunks(
     outcome: Outcome,
     *,
@@ -189,26 +239,22 @@ def chat_chunks(
     model: str,
     include_usage: bool,
     candidates: bool,
+    content: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """The ``chat.completion.chunk`` objects after the role chunk: each choice's text in
-    word-sized deltas, a chunk with each ``finish_reason``, then the usage and the
-    extension field (on the last finish chunk, or with ``include_usage`` on an extra chunk
-    whose ``choices`` is empty, as the OpenAI API does)."""
+    word-sized deltas (unless ``content`` is False: the text was already streamed as it
+    was decoded), a chunk with each ``finish_reason``, then the usage and the extension
+    field (on the last finish chunk, or with ``include_usage`` on an extra chunk whose
+    ``choices`` is empty, as the OpenAI API does)."""
     head = {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
     }
-    for i, s in enumerate(outcome.choices):
+    for i, s in enumerate(outcome.choices if content else ()):
         for piece in text_pieces(s.text):
-            yield {
-                **head,
-                "choices": [
-                    {"index": i, "delta": {"content": piece}, "logprobs": None,
-                     "finish_reason": None}
-                ],
-            }
+            yield delta_chunk(request_id, created, model, i, piece)
     tail = {
         "usage": usage_body(outcome.usage),
         "samplescale": extension(outcome, request_id, candidates),

@@ -164,6 +164,11 @@ class ChatCompletionRequest(_Request):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=0)
 
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the choices carry token log-probabilities."""
+        return self.logprobs
+
 
 class CompletionRequest(_Request):
     """Body of ``POST /v1/completions`` (one prompt string)."""
@@ -173,3 +178,8 @@ class CompletionRequest(_Request):
     echo: Literal[False] = False
     suffix: None = None
     best_of: Literal[1] | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the choices carry token log-probabilities (``logprobs: 0``)."""
+        return self.logprobs is not None
