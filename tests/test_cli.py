@@ -136,6 +136,33 @@ def test_generate_with_a_draft_model_reports_acceptance(capsys, model):
     assert code == 0 and "speculative: acceptance rate 1.000" in stdout
 
 
+def test_strategy_options_from_the_command_line(capsys, model):
+    from samplescale.cli import strategy_options
+
+    assert strategy_options(["beam_width=4", "how=min", "prior=[1, 2]", "x=a=b"]) == {
+        "beam_width": 4,
+        "how": "min",
+        "prior": [1, 2],
+        "x": "a=b",
+    }
+    code, stdout, _ = run(
+        capsys,
+        "generate",
+        "What is 2 + 3?",
+        "-n",
+        "2",
+        "--max-tokens",
+        "8",
+        "--model",
+        model,
+        "--strategy",
+        "best-of-n",
+        "--option",
+        "scorer=sum-logprob",
+    )
+    assert code == 0 and "2 samples" in stdout
+
+
 def test_sampler_specs_map_onto_params():
     from samplescale.cli import _params, build_parser
 
@@ -193,6 +220,16 @@ def test_sampler_specs_map_onto_params():
             "eta: Input should be less than 1 (got 1.0); valid range [0.0, 1.0)",
         ),
         (("generate", "q", "--sampler", "kl:1"), "needs --grounding FILE"),
+        (("generate", "q", "--option", "x"), "--option must look like KEY=VALUE, got 'x'"),
+        (("eval", "--option", "a=1"), "--option needs --strategy"),
+        (
+            ("generate", "q", "--strategy", "beam-search", "--option", "beam_wdth=2"),
+            "strategy 'beam-search' has no option 'beam_wdth'; valid: beam_width, delimiter",
+        ),
+        (
+            ("generate", "q", "--strategy", "beam-search", "--option", "beam_width=0"),
+            "beam_width must be an integer >= 1",
+        ),
         (
             ("generate", "q", "--repetition-penalty", "0"),
             "repetition_penalty: Input should be greater than 0 (got 0.0); valid range (0.0, 100.0]",

@@ -6,6 +6,7 @@ The only module (with the server) that touches the terminal and files.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,14 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
         help="GGUF model file (default: embedded SmolLM2-135M-Instruct)",
     )
     p.add_argument("--strategy", default=None, help="strategy name (samplescale list shows them)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="strategy option, repeatable (JSON value or text), e.g. beam_width=4, "
+        "token_budget=2000, how=min",
+    )
     p.add_argument(
         "--draft-model",
         type=Path,
@@ -188,10 +197,50 @@ def _backend(args: argparse.Namespace) -> Any:
     return SpeculativeBackend(target, draft, k=args.draft_k, drafts=args.drafts)
 
 
-def _strategy(name: str | None) -> Any:
-    from samplescale.strategies import get_strategy
+def strategy_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as strategy options (VALUE parsed as JSON, else kept as text).
 
-    return None if name is None else get_strategy(name)
+    Raises
+    ------
+    ConfigError
+        If an item has no ``=`` or an empty key.
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option must look like KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _strategy(name: str | None, items: list[str] | None = None) -> Any:
+    """The named strategy built with ``--option`` values (a clear error for unknown ones)."""
+    import dataclasses
+
+    from samplescale.strategies import STRATEGIES, get_strategy
+
+    options = strategy_options(items or [])
+    if name is None:
+        if options:
+            raise ConfigError("--option needs --strategy")
+        return None
+    cls = STRATEGIES.get(name)
+    valid = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"strategy {name!r} has no option {unknown[0]!r}; valid: {', '.join(valid)}"
+        )
+    try:
+        return get_strategy(name, **options)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SamplescaleError):
+            raise
+        raise ConfigError(f"strategy {name!r}: {exc}") from exc
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -210,9 +259,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from samplescale.strategies import get_strategy
 
-    strategy = get_strategy("self-consistency" if args.strategy is None else args.strategy)
+    strategy = _strategy(args.strategy or "self-consistency", args.option)
     if not args.prompt.strip():
         raise ConfigError("prompt must not be empty")
     params = _params(args)  # validated before the model loads
@@ -234,6 +282,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(
         f"usage:  {len(result.samples)} samples, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, {u.wall_time_s:.1f} s"
     )
+    if u.scorer_calls:
+        print(f"scorer: {u.scorer_calls} calls")
     stats = getattr(backend, "stats", None)
     if stats is not None and stats.acceptance_rate is not None:
         print(
@@ -246,7 +296,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from samplescale.cli_eval import run_eval
 
-    return run_eval(args, _params(args), _backend, _strategy(args.strategy))
+    return run_eval(args, _params(args), _backend, _strategy(args.strategy, args.option))
 
 
 def main(argv: list[str] | None = None) -> int:

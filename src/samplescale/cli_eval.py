@@ -66,6 +66,8 @@ def _settings(
         "strategy": canonical(args.strategy) if args.strategy else None,
         "model": model,
         "params": params.model_dump(mode="json"),
+        # strategy options only when given, so runs written before they existed resume
+        **({"options": sorted(args.option)} if getattr(args, "option", None) else {}),
     }
 
 

@@ -23,11 +23,12 @@ only that call can overrun the budget, by at most its prompt tokens.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from samplescale.backends.base import Backend
+from samplescale.backends.base import Backend, StreamEvent, closing, replay
 from samplescale.backends.fake import prompt_text
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
@@ -146,6 +147,29 @@ class TokenBudgetBackend:
             )
             samples.extend(Sample.failed(message) for _ in range(missing))
             return Generation(samples=tuple(samples), usage=usage)
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Iterator[StreamEvent]:
+        """Stream a call within the budget
+        (:class:`~samplescale.backends.base.StreamingBackend`).
+
+        When all ``params.n`` samples fit and the wrapped backend streams, its stream goes
+        through unchanged and its usage is charged at the end. Otherwise the call is
+        :meth:`generate` (samples drawn in batches, budget errors for the rest) and each
+        drawn sample's text arrives as one delta before the ``Generation``.
+        """
+        with self._lock:
+            fits = self._affordable(prompt, params.max_tokens, params.n) == params.n
+            if fits and self.backend.capabilities.streaming:
+                stream = self.backend.stream  # type: ignore[attr-defined]
+                with closing(stream(prompt, params, rng)) as events:
+                    for ev in events:
+                        if isinstance(ev, Generation):
+                            self._charge(ev.usage)
+                        yield ev
+                return
+        yield from replay(self.generate(prompt, params, rng))
 
     def _charge(self, usage: Usage) -> None:
         self.spent += usage.total_tokens
