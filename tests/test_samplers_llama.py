@@ -92,3 +92,15 @@ def test_kl_guided_temperature_on_the_real_model(llama_backend):
         for t, k in zip(temps, kls):
             assert t == pytest.approx(2.0 ** (-k / 0.5))
     assert max(max(k) for k in out.kl) > 0.1  # the source changes some predictions
+
+
+def test_seeded_generate_does_not_depend_on_earlier_calls(llama_backend):
+    """generate starts from an empty KV cache, so a seeded pool is the same whatever was
+    scored or generated before (llama.cpp's numerics depend on batching)."""
+    b = llama_backend
+    params = SamplingParams(temperature=0.8, max_tokens=12, n=6, seed=3)
+    first = b.generate(PROMPT, params)
+    b.logits_at(b.tokenize_prompt(Prompt.user("Another prompt.")) + [5, 6], 2)
+    b.generate(Prompt.user("Something else."), SamplingParams(max_tokens=4, n=3, seed=1))
+    again = b.generate(PROMPT, params)
+    assert [s.token_ids for s in again.samples] == [s.token_ids for s in first.samples]

@@ -390,6 +390,12 @@ class LlamaCppBackend:
         decodes only the tokens after the longest cached common prefix (at least ``last``),
         so extending a sequence token by token costs one token per call.
 
+        Reproducibility: llama.cpp's arithmetic depends on how tokens were batched, so the
+        logits can differ in their last digits with what is cached (enough to flip a
+        near-tie). :meth:`generate` starts from an empty cache, so a run is reproducible
+        from the same sequence of calls (a seeded strategy run after a ``generate``), not
+        across arbitrary call histories.
+
         Parameters
         ----------
         tokens : sequence of int, length L >= 1
