@@ -5,16 +5,22 @@ returns a NEW float array of the same shape (the input is never mutated) in whic
 tokens are ``-inf``, and validates its parameter (``ConfigError`` names the valid range).
 Inputs of float16 are computed in float32; float32 and float64 keep their dtype.
 
-Truncations compare probability masses with a tolerance of 16 machine epsilons of the
-working dtype, so that a mass that equals the threshold in exact arithmetic (e.g.
-0.5 + 0.3 against top_p = 0.8) counts as reaching it despite rounding.
+Each truncation is one *mask function* on :class:`samplescale.sampling.rows.Rows` (``*_mask``,
+the one implementation, which the pipeline chains) wrapped by a public function that
+validates and applies it. Truncations compare probability masses with a tolerance of 16
+machine epsilons of the working dtype, so that a mass that equals the threshold in exact
+arithmetic (e.g. 0.5 + 0.3 against top_p = 0.8) counts as reaching it despite rounding.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from samplescale.errors import ConfigError
+from samplescale.sampling.prefix import prefix_mask, smallest_prefix_with_mass
+from samplescale.sampling.rows import Rows, divide, masked
 
 __all__ = [
     "as_logits",
@@ -24,7 +30,25 @@ __all__ = [
     "top_k",
     "top_p",
     "min_p",
+    "smallest_prefix_with_mass",
 ]
+
+
+def checked_logits(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`as_logits` and the row maxima it computed, shape (batch, 1)."""
+    x = np.asarray(logits)
+    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
+        x = x.astype(np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ConfigError(f"logits must have shape (batch, vocab) with vocab >= 1, got {x.shape}")
+    top = x.max(axis=-1, keepdims=True)  # NaN and +inf propagate into the row maximum
+    if not np.isfinite(top).all():
+        if np.isnan(top).any() or np.isposinf(top).any():
+            raise ConfigError("logits must not contain NaN or +inf")
+        raise ConfigError("every row of logits needs at least one finite value (all -inf row)")
+    return x, top
 
 
 def as_logits(logits: np.ndarray) -> np.ndarray:
@@ -36,25 +60,11 @@ def as_logits(logits: np.ndarray) -> np.ndarray:
         If the array is not 1-D or 2-D, has an empty vocabulary, contains NaN or +inf, or
         a row has no finite logit (nothing could be sampled from it).
     """
-    x = np.asarray(logits)
-    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
-        x = x.astype(np.float32)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] == 0:
-        raise ConfigError(f"logits must have shape (batch, vocab) with vocab >= 1, got {x.shape}")
-    top = x.max(axis=-1)  # NaN and +inf propagate into the row maximum: one pass checks all
-    if not np.isfinite(top).all():
-        if np.isnan(top).any() or np.isposinf(top).any():
-            raise ConfigError("logits must not contain NaN or +inf")
-        raise ConfigError("every row of logits needs at least one finite value (all -inf row)")
-    return x
+    return checked_logits(logits)[0]
 
 
-_NUCLEUS_CANDIDATES = 1024
-
-
-def _tol(x: np.ndarray) -> float:
+def mass_tol(x: np.ndarray) -> float:
+    """Rounding tolerance on probability masses: 16 machine epsilons of ``x``'s dtype."""
     return float(16 * np.finfo(x.dtype).eps)
 
 
@@ -81,13 +91,19 @@ def temperature(logits: np.ndarray, t: float) -> np.ndarray:
 
     ``t = 0`` is greedy decoding: the result keeps only the argmax of each row (ties go to
     the lowest token id) at logit 0 and sets every other token to ``-inf``. Tiny positive
-    temperatures never overflow to NaN, because the row maximum is subtracted first.
+    temperatures never overflow to NaN: the row maximum is subtracted first (in the
+    logits' dtype), and the division is done in float64 when ``t`` underflows the dtype.
 
     Parameters
     ----------
     logits : ndarray, shape (batch, vocab), float
     t : float
         Temperature, valid range [0, inf).
+
+    Returns
+    -------
+    ndarray, shape (batch, vocab)
+        ``(logits - row max) / t``: row maximum 0.
 
     Raises
     ------
@@ -101,10 +117,23 @@ def temperature(logits: np.ndarray, t: float) -> np.ndarray:
         out = np.full_like(x, -np.inf)
         out[np.arange(x.shape[0]), x.argmax(axis=-1)] = 0.0
         return out
-    tt = x.dtype.type(t)
-    if tt == 0 or not np.isfinite(1 / tt):  # t underflows in this dtype: divide in float64
-        x, tt = x.astype(np.float64), np.float64(t)
-    return (x - x.max(axis=-1, keepdims=True)) / tt
+    z = x - x.max(axis=-1, keepdims=True)
+    return divide(z, t, out=z)
+
+
+def top_k_mask(rows: Rows, k: int) -> np.ndarray:
+    """Keep mask of :func:`top_k` (``k >= 1``), shape (batch, n), bool."""
+    x = rows.x
+    if k >= x.shape[1]:
+        return np.ones(x.shape, dtype=bool)
+    pos = x.shape[1] - k
+    kth = np.partition(x, pos, axis=-1)[:, pos : pos + 1]
+    keep = x >= kth
+    extra = keep.sum(axis=-1) - k  # tokens tied at the k-th value beyond the k
+    for r in np.flatnonzero(extra):
+        tied = np.flatnonzero(x[r] == kth[r])
+        keep[r, tied[tied.size - extra[r] :]] = False  # the lowest ids stay
+    return keep
 
 
 def top_k(logits: np.ndarray, k: int) -> np.ndarray:
@@ -124,13 +153,27 @@ def top_k(logits: np.ndarray, k: int) -> np.ndarray:
     x = as_logits(logits)
     if k in (0, -1) or k >= x.shape[1]:
         return x.copy()
-    pos = x.shape[1] - k
-    kth = np.partition(x, pos, axis=-1)[:, pos : pos + 1]
-    above = x > kth
-    tied = x == kth
-    room = k - above.sum(axis=-1, keepdims=True)
-    keep = above | (tied & (np.cumsum(tied, axis=-1) <= room))
-    return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
+    return masked(x, top_k_mask(Rows(x), k))
+
+
+_TOP_P_LEVELS = (math.exp(-8.0), math.exp(-12.0), math.exp(-16.0))  # candidate weights
+
+
+def top_p_mask(rows: Rows, p: float) -> np.ndarray:
+    """Keep mask of :func:`top_p` (``p < 1``) on the rows' renormalised distribution.
+
+    Sort key ``-e`` (decreasing weight, top weight 1); candidates: weight >= each of
+    :data:`_TOP_P_LEVELS` in turn (:func:`samplescale.sampling.prefix.prefix_mask`).
+    """
+    e = rows.e
+    levels = [e.dtype.type(t) for t in _TOP_P_LEVELS]
+
+    def row(r: int):  # other tokens have weight < t: key -w > -t
+        er = e[r]
+        tries = ((np.flatnonzero(er >= t), np.nextafter(-t, np.inf, dtype=e.dtype)) for t in levels)
+        return (lambda ids: -(er if ids is None else er[ids])), tries
+
+    return prefix_mask(e, (p - mass_tol(rows.x)) * rows.total[:, 0], row)
 
 
 def top_p(logits: np.ndarray, p: float) -> np.ndarray:
@@ -156,68 +199,12 @@ def top_p(logits: np.ndarray, p: float) -> np.ndarray:
     x = as_logits(logits)
     if p >= 1.0:
         return x.copy()
-    probs = softmax(x)
-    keep = smallest_prefix_with_mass(-probs, probs, p - _tol(x))
-    return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
+    return masked(x, top_p_mask(Rows(x), p))
 
 
-def smallest_prefix_with_mass(key: np.ndarray, probs: np.ndarray, p: float) -> np.ndarray:
-    """Mask of the shortest prefix of each row, in ascending ``key`` order (ties: lower id),
-    whose probability mass reaches ``p``; at least one token per row.
-
-    Exact and fast on large vocabularies: the :data:`_NUCLEUS_CANDIDATES` smallest keys are
-    found by partition; if the tokens among them with a key strictly below the largest
-    candidate key already hold mass ``>= p``, the prefix lies among them (every token with a
-    smaller key is a candidate), so only they are sorted; otherwise the row is fully sorted.
-
-    Parameters
-    ----------
-    key : ndarray, shape (batch, vocab), float
-        Sort key (``-probs`` for top-p; ``inf`` for tokens that must come last).
-    probs : ndarray, shape (batch, vocab), float
-    p : float
-        Mass to reach (callers subtract their rounding tolerance).
-
-    Returns
-    -------
-    ndarray, shape (batch, vocab), bool
-    """
-    b, v = key.shape
-    m = min(v, _NUCLEUS_CANDIDATES)
-    keep = np.zeros((b, v), dtype=bool)
-    full = np.ones(b, dtype=bool)
-    orders: list[np.ndarray | None] = [None] * b
-    if m < v:
-        cand = np.argpartition(key, m - 1, axis=-1)[:, :m]
-        ck = np.take_along_axis(key, cand, axis=-1)
-        below = ck < ck.max(axis=-1, keepdims=True)
-        mass = np.where(below, np.take_along_axis(probs, cand, axis=-1), 0.0).sum(axis=-1)
-        full = ~(mass >= p)
-        for r in np.flatnonzero(~full):
-            ids = np.sort(cand[r])
-            orders[r] = ids[np.argsort(key[r, ids], kind="stable")]
-    for r in range(b):
-        order = orders[r]
-        if order is None:  # full sort: the fast unstable sort, unless a tie meets the boundary
-            order = np.argsort(key[r])
-            kept = _prefix(probs[r, order], p)
-            j = int(np.count_nonzero(kept)) - 1
-            sk = key[r, order[max(j - 1, 0) : j + 2]]
-            if np.unique(sk).size < sk.size:
-                order = np.argsort(key[r], kind="stable")
-                kept = _prefix(probs[r, order], p)
-        else:
-            kept = _prefix(probs[r, order], p)
-        keep[r, order[kept]] = True
-    return keep
-
-
-def _prefix(sorted_p: np.ndarray, p: float) -> np.ndarray:
-    """Mask of the shortest prefix whose mass reaches ``p`` (mass before each entry < p)."""
-    sorted_p = sorted_p.astype(np.float64)
-    kept = np.cumsum(sorted_p) - sorted_p < p
-    kept[0] = True
-    return kept
+def min_p_mask(rows: Rows, p: float) -> np.ndarray:
+    """Keep mask of :func:`min_p` (``p > 0``): weight >= ``p`` times the top weight."""
+    return rows.z >= math.log(p) - mass_tol(rows.x)
 
 
 def min_p(logits: np.ndarray, p: float) -> np.ndarray:
@@ -237,6 +224,4 @@ def min_p(logits: np.ndarray, p: float) -> np.ndarray:
     x = as_logits(logits)
     if p == 0.0:
         return x.copy()
-    m = x.max(axis=-1, keepdims=True)
-    keep = (x - m) >= np.log(p) - _tol(x)
-    return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
+    return masked(x, min_p_mask(Rows(x), p))

@@ -14,10 +14,31 @@ import numpy as np
 from samplescale.errors import ConfigError
 from samplescale.sampling.functional import as_logits
 
-__all__ = ["apply_penalties", "frequency_presence_penalty", "repetition_penalty"]
+__all__ = ["apply_penalties", "frequency_presence_penalty", "history_counts", "repetition_penalty"]
+
+Counts = list[tuple[np.ndarray, np.ndarray]]
 
 
-def _counts(history: Sequence[Sequence[int]], shape: tuple[int, int]) -> list[tuple]:
+def history_counts(history: Sequence[Sequence[int]], shape: tuple[int, int]) -> Counts:
+    """Distinct token ids of each row's history and how often each occurs.
+
+    Parameters
+    ----------
+    history : sequence of sequence of int
+        Generated token ids of each row (length ``batch``).
+    shape : (int, int)
+        ``(batch, vocab)`` of the logits.
+
+    Returns
+    -------
+    list of (ndarray, ndarray), one per row
+        Sorted distinct ids (int64) and their counts (int64).
+
+    Raises
+    ------
+    ConfigError
+        If ``history`` does not have one list per row or an id is outside [0, vocab).
+    """
     if len(history) != shape[0]:
         raise ConfigError(
             f"history needs one token list per row: got {len(history)} for {shape[0]}"
@@ -29,6 +50,52 @@ def _counts(history: Sequence[Sequence[int]], shape: tuple[int, int]) -> list[tu
             raise ConfigError(f"history token ids must be in [0, {shape[1] - 1}]")
         out.append((ids, counts))
     return out
+
+
+def _check(repetition: float, presence: float, frequency: float) -> None:
+    if not 0.0 < repetition <= 100.0:
+        raise ConfigError(f"repetition_penalty must be in (0, 100], got {repetition}")
+    for name, value in (("presence_penalty", presence), ("frequency_penalty", frequency)):
+        if not -2.0 <= value <= 2.0:
+            raise ConfigError(f"{name} must be in [-2, 2], got {value}")
+
+
+def penalize(
+    x: np.ndarray,
+    counts: Counts,
+    repetition: float,
+    presence: float,
+    frequency: float,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Repetition penalty, then presence and frequency penalties, on validated logits.
+
+    Parameters
+    ----------
+    x : ndarray, shape (batch, vocab), float
+        Validated logits (:func:`samplescale.sampling.functional.as_logits`); not mutated.
+    counts : list of (ndarray, ndarray)
+        :func:`history_counts` of the rows.
+    repetition, presence, frequency : float
+        Validated penalties (1, 0, 0 leave the logits unchanged).
+    out : ndarray, shape (batch, vocab), optional
+        Where to write the result (default: a new array); must not overlap ``x``.
+
+    Returns
+    -------
+    ndarray, shape (batch, vocab)
+        ``out`` or a new array; only the history tokens' logits differ from ``x``.
+    """
+    out = np.empty(x.shape, x.dtype) if out is None else out
+    np.copyto(out, x)
+    x = out
+    for r, (ids, c) in enumerate(counts):
+        if repetition != 1.0:
+            v = x[r, ids]
+            x[r, ids] = np.where(v > 0, v / repetition, v * repetition)
+        if presence != 0.0 or frequency != 0.0:
+            x[r, ids] -= presence + frequency * c
+    return x
 
 
 def repetition_penalty(
@@ -56,15 +123,7 @@ def repetition_penalty(
     ConfigError
         If ``penalty`` is out of range or ``history`` does not match the batch.
     """
-    if not 0.0 < penalty <= 100.0:
-        raise ConfigError(f"repetition_penalty must be in (0, 100], got {penalty}")
-    x = as_logits(logits).copy()
-    if penalty == 1.0:
-        return x
-    for r, (ids, _) in enumerate(_counts(history, x.shape)):
-        v = x[r, ids]
-        x[r, ids] = np.where(v > 0, v / penalty, v * penalty)
-    return x
+    return apply_penalties(logits, history, repetition=penalty)
 
 
 def frequency_presence_penalty(
@@ -88,15 +147,7 @@ def frequency_presence_penalty(
     ConfigError
         If a value is out of range or ``history`` does not match the batch.
     """
-    for name, value in (("presence_penalty", presence), ("frequency_penalty", frequency)):
-        if not -2.0 <= value <= 2.0:
-            raise ConfigError(f"{name} must be in [-2, 2], got {value}")
-    x = as_logits(logits).copy()
-    if presence == 0.0 and frequency == 0.0:
-        return x
-    for r, (ids, counts) in enumerate(_counts(history, x.shape)):
-        x[r, ids] -= presence + frequency * counts
-    return x
+    return apply_penalties(logits, history, 1.0, presence, frequency)
 
 
 def apply_penalties(
@@ -109,9 +160,14 @@ def apply_penalties(
     """Repetition penalty, then presence and frequency penalties (a new array).
 
     With no history, or all penalties off, the logits are returned as a copy.
+
+    Raises
+    ------
+    ConfigError
+        If a penalty is out of range, or ``history`` does not match the batch.
     """
+    _check(repetition, presence, frequency)
     x = as_logits(logits)
     if history is None or (repetition == 1.0 and presence == 0.0 and frequency == 0.0):
         return x.copy()
-    x = repetition_penalty(x, history, repetition)
-    return frequency_presence_penalty(x, history, presence, frequency)
+    return penalize(x, history_counts(history, x.shape), repetition, presence, frequency)

@@ -20,20 +20,29 @@ truncation sets do not depend on the temperature. On logits ``[3, 2, 1]`` with
 first (Hugging Face, vLLM) keep {0}. Temperature ``0`` is greedy: the argmax of the
 penalised logits (ties to the lowest id; truncations never remove the argmax), with no
 random number consumed.
+
+Speed without a second implementation: the pipeline chains the SAME mask functions as the
+public transforms (``*_mask`` in :mod:`functional` and :mod:`truncation`) on one
+:class:`~samplescale.sampling.rows.Rows` that shrinks to the kept tokens after each step
+(:meth:`Rows.restrict`), validates the logits once, and draws from the kept columns only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.sampling import functional as F
 from samplescale.sampling import truncation as T
-from samplescale.sampling.penalties import apply_penalties
+from samplescale.sampling.penalties import history_counts, penalize
+from samplescale.sampling.rows import Rows, divide
+from samplescale.sampling.workspace import Workspace, borrow
 
 ORDER = (
     "penalties",
@@ -73,23 +82,43 @@ class Draw(NamedTuple):
     next_codes: np.ndarray | None = None
 
 
-def _steps(params: SamplingParams) -> list:
+def _masks(params: SamplingParams) -> list[Callable[[Rows], np.ndarray]]:
+    """The truncations of ``params`` in :data:`ORDER`, as mask functions."""
     steps = []
     if params.top_k not in (0, -1):
-        steps.append(lambda x: F.top_k(x, params.top_k))
+        steps.append(partial(F.top_k_mask, k=params.top_k))
     if params.top_n_sigma is not None:
-        steps.append(lambda x: T.top_n_sigma(x, params.top_n_sigma))
+        steps.append(partial(T.top_n_sigma_mask, n=params.top_n_sigma))
     if params.typical_p < 1.0:
-        steps.append(lambda x: T.typical_p(x, params.typical_p))
+        steps.append(partial(T.typical_mask, p=params.typical_p))
     if params.top_p < 1.0:
-        steps.append(lambda x: F.top_p(x, params.top_p))
+        steps.append(partial(F.top_p_mask, p=params.top_p))
     if params.min_p > 0.0:
-        steps.append(lambda x: F.min_p(x, params.min_p))
+        steps.append(partial(F.min_p_mask, p=params.min_p))
     if params.epsilon > 0.0:
-        steps.append(lambda x: T.epsilon_cutoff(x, params.epsilon))
+        steps.append(partial(T.epsilon_mask, epsilon=params.epsilon))
     if params.eta > 0.0:
-        steps.append(lambda x: T.eta_cutoff(x, params.eta))
+        steps.append(partial(T.eta_mask, eta=params.eta))
     return steps
+
+
+def _penalized(
+    x: np.ndarray, params: SamplingParams, history: History | None, ws: Workspace | None = None
+) -> tuple[np.ndarray, list | None]:
+    """The penalised logits (``x`` itself without penalties; in ``ws`` when given) and the
+    history counts (None without penalties)."""
+    if not (params.penalized and history is not None):
+        return x, None
+    counts = history_counts(history, x.shape)
+    rep, pres, freq = params.repetition_penalty, params.presence_penalty, params.frequency_penalty
+    out = None if ws is None else ws.array("penalized", x.shape, x.dtype)
+    return penalize(x, counts, rep, pres, freq, out), counts
+
+
+def _truncated(rows: Rows, masks: list[Callable[[Rows], np.ndarray]]) -> Rows:
+    for mask in masks:
+        rows = rows.restrict(mask(rows))
+    return rows
 
 
 def process(
@@ -113,19 +142,15 @@ def process(
     -------
     ndarray, shape (batch, vocab)
         Processed logits with ``-inf`` for removed tokens, row maximum 0; a new array.
+
+    Raises
+    ------
+    ConfigError
+        If logits are malformed or ``history`` does not match them.
     """
-    x = F.as_logits(logits)
-    if params.penalized and history is not None:
-        x = apply_penalties(
-            x,
-            history,
-            params.repetition_penalty,
-            params.presence_penalty,
-            params.frequency_penalty,
-        )
-    for step in _steps(params):
-        x = step(x)
-    return F.temperature(x, params.temperature_at(position))
+    x, _ = _penalized(F.as_logits(logits), params, history)
+    kept = _truncated(Rows(x), _masks(params)).dense(x.shape[1])
+    return F.temperature(kept, params.temperature_at(position))
 
 
 def _rows(rng: np.random.Generator | Sequence[np.random.Generator], batch: int) -> np.ndarray:
@@ -154,7 +179,9 @@ def _inverse_cdf(weights: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.nda
         before = np.where(ids > 0, cdf[np.arange(b), np.maximum(ids - 1, 0)], 0.0)
         return ids.astype(np.int64), total, before
     nb = v // _BLOCK  # full blocks; the tail (v % _BLOCK tokens) is one more block
-    blocks = weights[:, : nb * _BLOCK].reshape(b, nb, _BLOCK).sum(axis=-1, dtype=np.float64)
+    s0, s1 = weights.strides
+    full = as_strided(weights, (b, nb, _BLOCK), (s0, _BLOCK * s1, s1), writeable=False)
+    blocks = full.sum(axis=-1, dtype=np.float64)  # a view: no copy when v % _BLOCK != 0
     if nb * _BLOCK < v:
         tail = weights[:, nb * _BLOCK :].sum(axis=-1, dtype=np.float64)[:, None]
         blocks = np.concatenate([blocks, tail], axis=-1)
@@ -212,46 +239,109 @@ def sample(
         If logits are malformed (NaN, a row with no finite value), ``codes`` are outside
         [0, 1), or ``rng`` is missing for a stochastic draw.
     """
-    x = F.as_logits(logits)
+    x, top = F.checked_logits(logits)
+    t = params.temperature_at(position)
+    if t == 0.0:
+        with borrow() as ws:
+            return _greedy(x, top, params, history, position, codes, ws)
+    b = x.shape[0]
+    if codes is not None:
+        u = np.asarray(codes, dtype=np.float64)
+        if u.shape != (b,) or not ((u >= 0) & (u < 1)).all():
+            raise ConfigError(f"codes must have shape ({b},) with values in [0, 1)")
+    elif rng is None:
+        raise ConfigError("rng is required when temperature > 0")
+    else:
+        u = _rows(rng, b)
+    with borrow() as ws:
+        return _draw(x, top, params, history, t, u, codes is not None, ws)
+
+
+def _greedy(
+    x: np.ndarray,
+    top: np.ndarray,
+    params: SamplingParams,
+    history: History | None,
+    position: int,
+    codes: np.ndarray | None,
+    ws: Workspace,
+) -> Draw:
     rows = np.arange(x.shape[0])
-    z = x - x.max(axis=-1, keepdims=True)
-    with np.errstate(under="ignore"):
-        raw_lse = None
-        if params.temperature_at(position) == 0.0:
-            # penalties see the raw logits (the repetition penalty depends on their sign)
-            y = process(x, params, history, position) if params.penalized else z
-            ids = y.argmax(axis=-1)
-            raw_lse = np.log(np.exp(z).sum(axis=-1, dtype=np.float64))
-            return Draw(
-                ids.astype(np.int64),
-                z[rows, ids] - raw_lse,
-                np.zeros(len(ids)),
-                None if codes is None else np.asarray(codes, dtype=np.float64).copy(),
-            )
-        if codes is not None:
-            u = np.asarray(codes, dtype=np.float64)
-            if u.shape != (x.shape[0],) or not ((u >= 0) & (u < 1)).all():
-                raise ConfigError(f"codes must have shape ({x.shape[0]},) with values in [0, 1)")
-        elif rng is None:
-            raise ConfigError("rng is required when temperature > 0")
-        else:
-            u = _rows(rng, x.shape[0])
-        plain = params.temperature_at(position) == 1.0 and not (
-            _steps(params) or (params.penalized and history is not None)
-        )
-        y = z if plain else process(x, params, history, position)
-        e = np.exp(y)  # row maxima of y are 0
-        ids, total, before = _inverse_cdf(e, u)
-        # rounding at the very end of the CDF must never select a removed token
-        bad = ~np.isfinite(y[rows, ids])
-        if bad.any():
-            ids[bad] = y[bad].argmax(axis=-1)
-        raw_lse = np.log(total) if plain else np.log(np.exp(z).sum(axis=-1, dtype=np.float64))
-        sampling_lp = y[rows, ids].astype(np.float64) - np.log(total)
-        next_codes = None
-        if codes is not None:
-            w = e[rows, ids].astype(np.float64)
-            next_codes = np.clip((u * total - before) / w, 0.0, np.nextafter(1.0, 0.0))
+    # penalties see the raw logits (the repetition penalty depends on their sign)
+    y = process(x, params, history, position) if params.penalized else x
+    ids = y.argmax(axis=-1)
+    raw_lse = np.log(Rows(x, top, ws=ws).total[:, 0])
     return Draw(
-        ids.astype(np.int64), z[rows, ids].astype(np.float64) - raw_lse, sampling_lp, next_codes
+        ids.astype(np.int64),
+        (x[rows, ids] - top[:, 0]).astype(np.float64) - raw_lse,
+        np.zeros(len(ids)),
+        None if codes is None else np.asarray(codes, dtype=np.float64).copy(),
     )
+
+
+def _draw(
+    x: np.ndarray,
+    top: np.ndarray,
+    params: SamplingParams,
+    history: History | None,
+    t: float,
+    u: np.ndarray,
+    coded: bool,
+    ws: Workspace,
+) -> Draw:
+    """One inverse-CDF draw per row at temperature ``t > 0`` with uniforms (or codes) ``u``."""
+    rows = np.arange(x.shape[0])
+    pen, counts = _penalized(x, params, history, ws)
+    start = Rows(x, top, ws=ws) if counts is None else Rows(pen, ws=ws)
+    kept = _truncated(start, _masks(params))
+    w = kept.tempered(t)  # exp(y), y = what process() returns
+    cols, total, before = _inverse_cdf(w, u)
+    y = divide(kept.x[rows, cols] - kept.m[:, 0], t)  # y at the drawn cells
+    # rounding at the very end of the CDF must never select a removed token
+    bad = ~np.isfinite(y)
+    if bad.any():
+        cols[bad] = divide(kept.x[bad] - kept.m[bad], t).argmax(axis=-1)
+        y = divide(kept.x[rows, cols] - kept.m[:, 0], t)
+    next_codes = None
+    if coded:
+        next_codes = np.clip(
+            (u * total - before) / w[rows, cols].astype(np.float64), 0.0, np.nextafter(1.0, 0.0)
+        )
+    if counts is not None:
+        raw_lse = _raw_lse(x, top, start, counts)
+    elif kept is not start:
+        raw_lse = np.log(start.total[:, 0])
+    elif t == 1.0:  # plain sampling: the draw's own total is the raw one
+        raw_lse = np.log(total)
+    else:  # temperature only: the raw weights go into the draw's buffer
+        raw = w if w.dtype == x.dtype else np.empty(x.shape, x.dtype)
+        with np.errstate(under="ignore"):
+            np.exp(np.subtract(x, top, out=raw), out=raw)
+        raw_lse = np.log(raw.sum(axis=-1, dtype=np.float64))
+    tokens = kept.token_ids(rows, cols)
+    return Draw(
+        tokens,
+        (x[rows, tokens] - top[:, 0]).astype(np.float64) - raw_lse,
+        y.astype(np.float64) - np.log(total),
+        next_codes,
+    )
+
+
+def _raw_lse(x: np.ndarray, top: np.ndarray, pen: Rows, counts: list) -> np.ndarray:
+    """``log(sum(exp(x - top)))`` per row, shape (batch,), float64, from the penalised rows'
+    total: only the history tokens differ between ``x`` and the penalised logits.
+
+    The penalised weights are relative to the penalised maximum; where a penalty raised a
+    logit above the raw maximum they may have underflowed, so such rows are summed anew.
+    """
+    b = x.shape[0]
+    r = np.repeat(np.arange(b), [ids.size for ids, _ in counts])
+    c = np.concatenate([ids for ids, _ in counts])
+    m, t = pen.m[:, 0].astype(np.float64), top[:, 0].astype(np.float64)
+    with np.errstate(under="ignore"):
+        others = pen.total[:, 0] - np.bincount(r, weights=pen.e[r, c], minlength=b)
+        mine = np.bincount(r, weights=np.exp(x[r, c].astype(np.float64) - t[r]), minlength=b)
+        total = np.maximum(others, 0.0) * np.exp(np.minimum(m - t, 0.0)) + mine
+        for i in np.flatnonzero(m > t):
+            total[i] = np.exp(x[i] - top[i]).sum(dtype=np.float64)
+    return np.log(total)

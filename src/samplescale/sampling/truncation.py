@@ -5,7 +5,8 @@ shape ``(batch, vocab)`` (natural-log scale, any additive offset; ``-inf`` marks
 earlier transform removed), returns a NEW array of the same shape and dtype with ``-inf``
 for removed tokens, never empties a row (the most likely token is always kept), and
 raises ``ConfigError`` naming the valid range of its parameter. Probabilities are those
-of the row's current (renormalised) distribution.
+of the row's current (renormalised) distribution. Each public function wraps one mask
+function on :class:`samplescale.sampling.rows.Rows` (``*_mask``), which the pipeline chains.
 """
 
 from __future__ import annotations
@@ -13,28 +14,52 @@ from __future__ import annotations
 import numpy as np
 
 from samplescale.errors import ConfigError
-from samplescale.sampling.functional import (
-    _tol,
-    as_logits,
-    log_softmax,
-    smallest_prefix_with_mass,
-)
+from samplescale.sampling.functional import as_logits, mass_tol
+from samplescale.sampling.prefix import prefix_mask
+from samplescale.sampling.rows import Rows, masked
 
 __all__ = ["entropy", "epsilon_cutoff", "eta_cutoff", "eta_threshold", "top_n_sigma", "typical_p"]
 
+_TYPICAL_RADII = (3.0, 10.0)  # candidate radii beyond -E[z] (they decide speed, not results)
 
-def _keep_argmax(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    keep = keep.copy()
-    keep[np.arange(x.shape[0]), x.argmax(axis=-1)] = True
-    return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
+
+def _with_argmax(rows: Rows, keep: np.ndarray) -> np.ndarray:
+    keep[np.arange(keep.shape[0]), rows.x.argmax(axis=-1)] = True
+    return keep
+
+
+def _entropy(rows: Rows) -> np.ndarray:
+    return np.log(rows.total) - rows.mean_z
 
 
 def entropy(logits: np.ndarray) -> np.ndarray:
     """Shannon entropy of each row's distribution, in nats; shape ``(batch,)``, float64."""
-    lp = log_softmax(logits).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        terms = np.where(np.isfinite(lp), np.exp(lp) * lp, 0.0)
-    return -terms.sum(axis=-1)
+    return _entropy(Rows(as_logits(logits)))[:, 0]
+
+
+def typical_mask(rows: Rows, p: float) -> np.ndarray:
+    """Keep mask of :func:`typical_p` (``p < 1``).
+
+    The distance of a token's surprisal from the entropy is ``|z - E[z]|`` (both in nats:
+    ``-log p(x) - H = E[z] - z`` for the log-weights ``z <= 0`` of :class:`Rows`), computed
+    in the logits' dtype. Candidates: distance <= ``rho - E[z]``, i.e. ``z >= 2 E[z] - rho``,
+    for each ``rho`` of :data:`_TYPICAL_RADII` in turn
+    (:func:`samplescale.sampling.prefix.prefix_mask`).
+    """
+    rows.z  # noqa: B018 - the whole of z: mean_z, the keys and the candidates all read it
+    c = rows.mean_z[:, 0].astype(rows.x.dtype)
+
+    def row(r: int):
+        z, cr = rows.z_row(r), c[r]
+
+        def tries():  # every other token has z < low: distance c - z >= c - low (rounded)
+            for rho in _TYPICAL_RADII:
+                low = 2 * cr - z.dtype.type(rho)
+                yield np.flatnonzero(z >= low), cr - low
+
+        return (lambda ids: np.abs((z if ids is None else z[ids]) - cr)), tries()
+
+    return prefix_mask(rows.e, (p - mass_tol(rows.x)) * rows.total[:, 0], row)
 
 
 def typical_p(logits: np.ndarray, p: float) -> np.ndarray:
@@ -61,12 +86,18 @@ def typical_p(logits: np.ndarray, p: float) -> np.ndarray:
     x = as_logits(logits)
     if p >= 1.0:
         return x.copy()
-    lp = log_softmax(x)
-    h = entropy(x)[:, None]
-    with np.errstate(invalid="ignore"):
-        dist = np.where(np.isfinite(lp), np.abs(-lp - h), np.inf)
-    keep = smallest_prefix_with_mass(dist, np.exp(lp), p - _tol(x))
-    return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
+    return masked(x, typical_mask(Rows(x), p))
+
+
+def _at_least(rows: Rows, threshold: np.ndarray) -> np.ndarray:
+    """Tokens with probability >= ``threshold`` (shape (batch, 1)), plus each argmax."""
+    log_min = np.log(threshold) + np.log(rows.total) - mass_tol(rows.x)
+    return _with_argmax(rows, rows.z >= log_min.astype(rows.z.dtype))
+
+
+def epsilon_mask(rows: Rows, epsilon: float) -> np.ndarray:
+    """Keep mask of :func:`epsilon_cutoff` (``epsilon > 0``)."""
+    return _at_least(rows, np.full((rows.x.shape[0], 1), epsilon))
 
 
 def epsilon_cutoff(logits: np.ndarray, epsilon: float) -> np.ndarray:
@@ -91,8 +122,11 @@ def epsilon_cutoff(logits: np.ndarray, epsilon: float) -> np.ndarray:
     x = as_logits(logits)
     if epsilon == 0.0:
         return x.copy()
-    lp = log_softmax(x)
-    return _keep_argmax(x, lp >= np.log(epsilon) - _tol(x))
+    return masked(x, epsilon_mask(Rows(x), epsilon))
+
+
+def _eta_threshold(rows: Rows, eta: float) -> np.ndarray:
+    return np.minimum(eta, np.sqrt(eta) * np.exp(-_entropy(rows)))
 
 
 def eta_threshold(logits: np.ndarray, eta: float) -> np.ndarray:
@@ -103,7 +137,12 @@ def eta_threshold(logits: np.ndarray, eta: float) -> np.ndarray:
     ndarray, shape (batch,), float64
         Probability thresholds.
     """
-    return np.minimum(eta, np.sqrt(eta) * np.exp(-entropy(logits)))
+    return _eta_threshold(Rows(as_logits(logits)), eta)[:, 0]
+
+
+def eta_mask(rows: Rows, eta: float) -> np.ndarray:
+    """Keep mask of :func:`eta_cutoff` (``eta > 0``)."""
+    return _at_least(rows, _eta_threshold(rows, eta))
 
 
 def eta_cutoff(logits: np.ndarray, eta: float) -> np.ndarray:
@@ -129,9 +168,20 @@ def eta_cutoff(logits: np.ndarray, eta: float) -> np.ndarray:
     x = as_logits(logits)
     if eta == 0.0:
         return x.copy()
-    lp = log_softmax(x)
-    thr = np.log(eta_threshold(x, eta))[:, None]
-    return _keep_argmax(x, lp >= thr - _tol(x))
+    return masked(x, eta_mask(Rows(x), eta))
+
+
+def top_n_sigma_mask(rows: Rows, n: float) -> np.ndarray:
+    """Keep mask of :func:`top_n_sigma`; statistics in float64 over the finite logits."""
+    x = rows.x
+    finite = np.isfinite(x)
+    x64 = np.where(finite, x, 0.0).astype(np.float64)
+    count = finite.sum(axis=-1, keepdims=True)
+    mean = x64.sum(axis=-1, keepdims=True) / count
+    var = (np.where(finite, x64 - mean, 0.0) ** 2).sum(axis=-1, keepdims=True) / count
+    top = rows.m.astype(np.float64)
+    tol = mass_tol(x) * np.maximum(1.0, np.abs(top))
+    return _with_argmax(rows, x >= top - n * np.sqrt(var) - tol)
 
 
 def top_n_sigma(logits: np.ndarray, n: float) -> np.ndarray:
@@ -155,11 +205,4 @@ def top_n_sigma(logits: np.ndarray, n: float) -> np.ndarray:
     if not np.isfinite(n) or n < 0:
         raise ConfigError(f"top_n_sigma must be a finite number >= 0, got {n}")
     x = as_logits(logits)
-    finite = np.isfinite(x)
-    x64 = np.where(finite, x, 0.0).astype(np.float64)
-    count = finite.sum(axis=-1, keepdims=True)
-    mean = x64.sum(axis=-1, keepdims=True) / count
-    var = (np.where(finite, x64 - mean, 0.0) ** 2).sum(axis=-1, keepdims=True) / count
-    top = x.max(axis=-1, keepdims=True).astype(np.float64)
-    tol = _tol(x) * np.maximum(1.0, np.abs(top))
-    return _keep_argmax(x, x >= top - n * np.sqrt(var) - tol)
+    return masked(x, top_n_sigma_mask(Rows(x), n))
