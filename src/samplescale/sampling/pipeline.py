@@ -24,7 +24,10 @@ random number consumed.
 Speed without a second implementation: the pipeline chains the SAME mask functions as the
 public transforms (``*_mask`` in :mod:`functional` and :mod:`truncation`) on one
 :class:`~samplescale.sampling.rows.Rows` that shrinks to the kept tokens after each step
-(:meth:`Rows.restrict`), validates the logits once, and draws from the kept columns only.
+(:meth:`Rows.restrict`), validates the logits once, draws from the kept columns only, and
+keeps its vocabulary-sized arrays in a reusable :mod:`~samplescale.sampling.workspace`.
+:func:`process` and :func:`sample` therefore agree exactly: ``sample`` draws from
+``softmax(process(...))``, and its ``sampling_logprobs`` are that distribution's.
 """
 
 from __future__ import annotations

@@ -74,8 +74,8 @@ def _sorted_prefix(key: np.ndarray, w: np.ndarray, mass: float) -> tuple[np.ndar
     order = np.argsort(key)
     kept, reached = _prefix(w[order], mass)
     j = int(np.count_nonzero(kept)) - 1
-    near = key[order[max(j - 1, 0) : j + 2]]
-    if np.unique(near).size < near.size:
+    near = key[order[max(j - 1, 0) : j + 2]]  # sorted: ties are neighbours
+    if (near[1:] == near[:-1]).any():
         order = np.argsort(key, kind="stable")
         kept, reached = _prefix(w[order], mass)
         j = int(np.count_nonzero(kept)) - 1

@@ -8,7 +8,10 @@ each step, so the softmax of what is left is computed once per step, on few colu
 of once per function on the whole vocabulary.
 
 Numerics: ``z`` and the weights ``e`` are in the logits' dtype (float32 or float64); every
-sum of probability mass (``total``, ``mean_z``) accumulates in float64.
+sum of probability mass (``total``, ``mean_z``) accumulates in float64. Each cached piece is
+computed from the cheapest piece already there (``e`` from ``z`` when ``z`` exists, else
+from ``x`` directly), always by the same floating-point operations, so its values do not
+depend on the order in which the pieces were asked for.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class Rows:
         Token id of each column, increasing along a row, ``-1`` for padding; None when
         column ``j`` is token ``j``. Column order is token-id order, so tie rules stated
         in token ids hold on compacted rows too.
+    ws : Workspace, optional
+        Where the large arrays (``z``, ``e``, tempered weights) live; they are then valid
+        only while the caller holds the workspace. Default: new arrays.
     """
 
     def __init__(

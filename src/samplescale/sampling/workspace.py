@@ -6,8 +6,8 @@ their pages back to the kernel when they are freed, and the next step pays again
 them mapped and zeroed. So each call of ``sample`` borrows one :class:`Workspace` from a
 pool and returns it when it ends. Nothing returned by ``sample`` is a view of a workspace
 (every result is a new, small array), so a workspace is used by one call at a time; the pool
-holds one workspace per call that ran concurrently (each about three arrays of the largest
-``(batch, vocab)`` seen, e.g. 3 x 9.7 MB for 16 rows of a 151,936-token vocabulary).
+holds one workspace per call that ran concurrently, each with at most four arrays of the
+largest ``(batch, vocab)`` it served (9.7 MB each for 16 rows of 151,936 float32 logits).
 """
 
 from __future__ import annotations
