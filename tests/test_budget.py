@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from samplescale import Prompt, SamplingParams, ScriptedBackend, ToyLM
 from samplescale.backends.base import TextDelta
-from samplescale.backends.budget import TokenBudgetBackend
+from samplescale.backends.budget import BudgetSpent, TokenBudgetBackend
 from samplescale.backends.fake import prompt_text
 from samplescale.errors import ConfigError
 from samplescale.strategies import self_consistency
@@ -112,3 +112,22 @@ def test_a_stream_that_does_not_fit_draws_what_fits_like_generate():
     # the drawn samples arrive whole, after the call
     assert events[:-1] == [TextDelta(index=0, text=REPLY), TextDelta(index=1, text=REPLY)]
     assert wrapped.not_drawn == 2
+
+
+@pytest.mark.parametrize("extra", [{"decoding": "priority"}, {"kl_sigma": 1.0}])
+def test_token_by_token_decoders_are_charged_and_refused_beyond_the_budget(extra):
+    prompt = Prompt(text="x", grounding="doc")
+    ample = TokenBudgetBackend(ToyLM(), 10_000)
+    r = self_consistency(ample, prompt, SamplingParams(n=4, max_tokens=5, seed=0, **extra))
+    # every logits_at call is charged: at least what the decoder reports it used
+    assert ample.spent >= r.usage.total_tokens > 0 and ample.exhausted is False
+    tight = TokenBudgetBackend(ToyLM(), 5)
+    with pytest.raises(BudgetSpent, match="max_total_tokens: the budget of 5 tokens is spent"):
+        self_consistency(tight, prompt, SamplingParams(n=64, max_tokens=5, seed=0, **extra))
+    assert tight.spent <= 5 and tight.exhausted is True and tight.refused_logits == 1
+
+
+def test_a_lone_surrogate_in_the_prompt_does_not_break_the_prompt_bound():
+    b = TokenBudgetBackend(ScriptedBackend(["ok"]), 1000)
+    g = b.generate(Prompt.user("hi \ud800"), SamplingParams(n=1, max_tokens=4))
+    assert g.samples[0].text == "ok" and b.spent == g.usage.total_tokens

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse  # noqa: E402
 
 from samplescale import Prompt, SamplingParams, ScriptedBackend  # noqa: E402
 from samplescale.backends.openai_http import OpenAIHTTPBackend, UpstreamError  # noqa: E402
+from samplescale.backends.openai_wire import parse_reply  # noqa: E402
 from samplescale.errors import ConfigError  # noqa: E402
 from samplescale.sampling import functional as F  # noqa: E402
 from samplescale.server import create_app  # noqa: E402
@@ -385,3 +386,31 @@ def test_samplescale_server_passes_upstream_logprobs_through(llama_server):
     lp = t.choices[0].logprobs
     assert "".join(lp.tokens) == t.choices[0].text and len(lp.token_logprobs) == 4
     assert all(v <= 0 for v in lp.token_logprobs)
+
+
+def _choice(index=0, **kw):
+    return {"index": index, "message": {"role": "assistant", "content": "hi"},
+            "finish_reason": "stop", **kw}
+
+
+@pytest.mark.parametrize(
+    "choices, token_ids",
+    [
+        ([_choice(0), _choice("1")], False),  # index mixed str / int
+        ([_choice(None), _choice(1)], False),  # index null
+        ([_choice(0, logprobs={"content": ["a", "b"]})], False),  # items not dicts
+        ([{"index": 0, "message": "hi", "finish_reason": "stop"}], False),  # message a string
+    ],
+)
+def test_malformed_upstream_replies_are_upstream_errors(choices, token_ids):
+    reply = {"choices": choices, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    with pytest.raises(UpstreamError, match="http://up"):
+        parse_reply(reply, chat=True, token_ids=token_ids, base_url="http://up")
+
+
+def test_a_token_id_with_a_non_ascii_digit_is_a_token_text_not_a_crash():
+    lp = {"content": [{"token": "token_id:\u00b2", "logprob": -1.0}]}
+    reply = {"choices": [_choice(0, logprobs=lp)],
+             "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    (sample,), _ = parse_reply(reply, chat=True, token_ids=True, base_url="http://up")
+    assert sample.token_ids == () and sample.token_texts == ("token_id:\u00b2",)

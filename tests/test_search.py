@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from samplescale.backends.fake import ScriptedBackend, ToyLM
+from samplescale.backends.budget import TokenBudgetBackend
+from samplescale.backends.fake import ScriptedBackend, ToyLM, prompt_text
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.strategies import (
@@ -483,3 +484,50 @@ def test_scorer_calls_are_reported_in_usage():
             ToyLM(), Prompt(text="q"), SamplingParams(n=4, seed=0, max_tokens=6)
         )
         assert r.usage.scorer_calls == scorer.usage.calls > 0, name
+
+
+def _judge_reply(prompt, i):
+    if "Rate how likely" in prompt_text(prompt):
+        return "Score: 7"
+    return f"Step {i}.\n\nThe answer is {i % 3}."
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("mcts", {"iterations": 100_000}), ("ab-mcts", {"iterations": 100_000}),
+     ("best-first", {}), ("beam-search", {"max_steps": 1000})],
+)
+def test_searches_stop_once_the_token_budget_refuses_a_call(name, options):
+    backend = TokenBudgetBackend(ScriptedBackend(_judge_reply), 3000)
+    strategy = get_strategy(name, scorer="judge", **options)
+    r = strategy.run(backend, "What is 1+1?", SamplingParams(n=4, max_tokens=16, seed=0))
+    end = end_record(r)
+    assert backend.exhausted and backend.spent <= 3000
+    assert end["stop_reason"] == "max-total-tokens"
+    assert end["policy_calls"] < 30  # not one refused call per remaining iteration
+    assert len(r.samples) >= 1 and r.selected is not None  # the best partial solution
+
+
+def test_a_search_whose_calls_all_fail_stops_with_no_progress():
+    backend = ScriptedBackend([RuntimeError("down")])
+    r = get_strategy("mcts", scorer="judge", iterations=100_000).run(
+        backend, "q", SamplingParams(n=4, max_tokens=16, seed=0)
+    )
+    assert end_record(r)["stop_reason"] == "no-progress" and end_record(r)["policy_calls"] == 1
+
+
+@pytest.mark.parametrize(
+    "name, options, fragment",
+    [("mcts", {"scorer": 5}, "scorer must be a ProcessScorer"),
+     ("best-first", {"scorer_scale": "bogus"}, "scorer_scale must be one of"),
+     ("particle-filtering", {"scorer": 5}, "scorer must be a ProcessScorer"),
+     ("best-of-n", {"scorer": 5}, "scorer must be a Scorer"),
+     ("best-of-n", {"scorer": None}, "scorer must be a Scorer"),
+     ("repeated-sampling", {"oracle": "12"}, "oracle must be a callable"),
+     ("self-consistency", {"extract": "x"}, "extract must be a callable"),
+     ("weighted-vote", {"equivalent": 5}, "equivalent must be a callable"),
+     ("beam-search", {"extract": None}, "extract must be a callable")],
+)
+def test_non_callable_and_unknown_options_fail_at_construction(name, options, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        get_strategy(name, **options)

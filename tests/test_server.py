@@ -448,3 +448,85 @@ def test_cli_serve_over_an_upstream_finishes_in_flight_work_on_sigterm():
     assert body["choices"][0]["message"]["content"] == "The answer is 7."
     assert body["usage"] == {"prompt_tokens": 6, "completion_tokens": 10, "total_tokens": 16}
     assert body["samplescale"]["usage"]["model_calls"] == 2  # upstream ignores n: 2 requests
+
+
+@pytest.mark.parametrize(
+    "change, field, fragment",
+    [
+        ({"model": "self-consistency@\u00b2/fake"}, "model", "ASCII digits"),
+        ({"model": "self-consistency@\u0663/fake"}, "model", "ASCII digits"),
+        ({"model": "self-consistency@" + "1" * 5000 + "/fake"}, "model", "ASCII digits"),
+        ({"model": "mcts@2/fake", "samplescale": {"options": {"iterations": 10_000_000}}},
+         "samplescale.options.iterations", "valid range [1, 1024]"),
+        ({"model": "self-consistency@2/fake", "samplescale": {"options": {"extract": "x"}}},
+         "samplescale.options", "extract must be a callable"),
+        ({"model": "best-of-n@2/fake", "samplescale": {"options": {"scorer": None}}},
+         "samplescale.options", "scorer must be a Scorer"),
+        ({"model": "mcts@2/fake", "samplescale": {"options": {"scorer": 5}}},
+         "samplescale.options", "scorer must be a ProcessScorer"),
+        ({"max_tokens": 60_000}, "max_tokens", "valid range [1, 50000]"),
+        ({"messages": [{"role": "user", "content": "hi \ud800"}]}, "body", "lone UTF-16"),
+    ],
+)
+def test_more_bad_input_is_a_400_naming_the_field(fake_url, change, field, fragment):
+    body = {"model": "fake", "messages": USER, **change}
+    content = json.dumps(body).encode()  # ensure_ascii: a lone surrogate travels as \ud800
+    r = httpx.post(fake_url + "/chat/completions", content=content,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == field and fragment in err["message"], err
+
+
+def test_deeply_nested_json_is_a_400(fake_url):
+    deep = b'{"model": "fake", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = httpx.post(fake_url + "/chat/completions", content=deep,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "body"
+
+
+def test_priority_decoding_is_charged_against_the_request_budget():
+    with serve(create_app(ToyLM(), "toy")) as url:
+        body = {"model": "self-consistency@4/toy", "prompt": "x", "max_tokens": 5,
+                "decoding": "priority", "seed": 0}
+        r = httpx.post(url + "/completions", json={**body, "samplescale": {"max_total_tokens": 6}})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == "samplescale.max_total_tokens"
+        ok = httpx.post(url + "/completions", json=body).json()
+    assert ok["samplescale"]["budget"]["spent"] >= ok["usage"]["total_tokens"] > 0
+
+
+class CountedPrompts(ScriptedBackend):
+    """A scripted backend whose prompts count 20 tokens in advance (as llama.cpp's do)."""
+
+    def tokenize_prompt(self, prompt):
+        return [0] * 20
+
+
+def test_a_budget_below_prompt_plus_max_tokens_is_a_400():
+    with serve(create_app(CountedPrompts(["ok"]), "fake")) as url:
+        plain = {"model": "fake", "messages": USER, "max_tokens": 5}
+        small = httpx.post(url + "/chat/completions",
+                           json={**plain, "samplescale": {"max_total_tokens": 24}})
+    assert small.status_code == 400, small.text  # 20 prompt + 5 tokens cannot fit in 24
+    assert small.json()["error"]["param"] == "samplescale.max_total_tokens"
+    assert "cannot pay for the prompt plus max_tokens (5)" in small.json()["error"]["message"]
+
+
+def test_a_search_that_spends_its_budget_returns_quickly_with_its_best_partial_solution():
+    def reply(prompt, i):
+        last = prompt.messages[-1].content if prompt.messages else prompt.text
+        return "Score: 7" if "Rate how likely" in last else f"Step {i}.\n\nThe answer is {i % 3}."
+
+    with serve(create_app(ScriptedBackend(reply), "fake")) as url:
+        for model, options in [("mcts@2/fake", {"iterations": 1024}),
+                               ("ab-mcts@2/fake", {"iterations": 1024}), ("best-first@2/fake", {})]:
+            r = httpx.post(url + "/chat/completions", timeout=30, json={
+                "model": model, "messages": [{"role": "user", "content": "What is 1+1?"}],
+                "max_tokens": 16, "seed": 0,
+                "samplescale": {"options": {"scorer": "judge", **options},
+                                "max_total_tokens": 2000}})
+            assert r.status_code == 200, r.text
+            e = r.json()["samplescale"]
+            assert e["budget"]["exhausted"] is True and e["budget"]["spent"] <= 2000
+            assert len(r.json()["choices"]) == 1  # the best (partial) solution

@@ -1,7 +1,9 @@
 """A per-run token budget: a backend wrapper that stops sampling when the budget is spent.
 
 Wrap a backend for ONE strategy run (one request); every ``generate`` call of the run is
-charged to the budget (prompt plus completion tokens, as the backend reports them).
+charged to the budget (prompt plus completion tokens, as the backend reports them), and so
+is every ``logits_at`` call (the decoders that score tokens one at a time: priority
+sampling, KL-guided temperature; see :meth:`TokenBudgetBackend.logits_at`).
 Because it sits at the backend protocol, it works with every strategy unchanged.
 
 Before each call the wrapper checks the worst case, ``prompt tokens + k * max_tokens``
@@ -23,7 +25,7 @@ only that call can overrun the budget, by at most its prompt tokens.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,10 @@ from samplescale.types import Generation, Prompt, Sample, Usage
 TEMPLATE_TOKENS = 16
 
 
+class BudgetSpent(ConfigError):
+    """A ``logits_at`` call through :class:`TokenBudgetBackend` did not fit the budget."""
+
+
 class TokenBudgetBackend:
     """``backend`` with a cap of ``max_total_tokens`` on all calls made through it.
 
@@ -45,8 +51,8 @@ class TokenBudgetBackend:
     ----------
     backend : Backend
         The wrapped backend; attributes other than ``generate`` (``name``,
-        ``capabilities``, ``logits_at``, ...) are the wrapped backend's. Calls that bypass
-        ``generate`` (such as ``logits_at``) are not charged.
+        ``capabilities``, ``tokenize_prompt``, ...) are the wrapped backend's;
+        ``generate``, ``stream`` and ``logits_at`` are charged.
     max_total_tokens : int
         The budget in tokens (prompt + completion over every call), >= 1.
 
@@ -56,6 +62,8 @@ class TokenBudgetBackend:
         Tokens charged so far.
     not_drawn : int
         Samples returned as budget errors instead of being drawn.
+    refused_logits : int
+        ``logits_at`` calls refused for lack of budget (each raised :class:`BudgetSpent`).
 
     Raises
     ------
@@ -76,6 +84,8 @@ class TokenBudgetBackend:
         self.max_total_tokens = max_total_tokens
         self.spent = 0
         self.not_drawn = 0
+        self.refused_logits = 0
+        self._scored: dict[int, dict] = {}  # trie of the token sequences already scored
         self._prompt_cost: int | None = None
         self._lock = threading.Lock()
 
@@ -84,8 +94,8 @@ class TokenBudgetBackend:
 
     @property
     def exhausted(self) -> bool:
-        """True once a sample was refused for lack of budget."""
-        return self.not_drawn > 0
+        """True once a sample or a ``logits_at`` call was refused for lack of budget."""
+        return self.not_drawn > 0 or self.refused_logits > 0
 
     def _prompt_tokens(self, prompt: Prompt) -> tuple[int, bool]:
         """Prompt tokens of one call and whether the count is exact (or an upper bound)."""
@@ -100,7 +110,7 @@ class TokenBudgetBackend:
         # An upper bound: tokenizers use at least one byte per text token, plus a chat
         # template's few tokens per message.
         messages = len(prompt.messages or ())
-        return len(prompt_text(prompt).encode()) + TEMPLATE_TOKENS * (messages + 1), False
+        return len(prompt_text(prompt).encode("utf-8", "surrogatepass")) + TEMPLATE_TOKENS * (messages + 1), False
 
     def _affordable(self, prompt: Prompt, max_tokens: int, want: int) -> int:
         left = self.max_total_tokens - self.spent
@@ -170,6 +180,48 @@ class TokenBudgetBackend:
                         yield ev
                 return
         yield from replay(self.generate(prompt, params, rng))
+
+    def logits_at(self, tokens: Sequence[int], last: int = 1) -> np.ndarray:
+        """The wrapped model's next-token logits (``LogitsModel.logits_at``), charged.
+
+        A call costs the tokens of ``tokens`` that no earlier call through this wrapper
+        scored (the positions beyond the longest prefix shared with one of them, at least
+        1): the prompt once, then about one token per decoding step, what a model with a
+        prefix cache evaluates.
+
+        Returns
+        -------
+        ndarray, shape (last, vocab_size), float
+            As the wrapped model's ``logits_at``.
+
+        Raises
+        ------
+        BudgetSpent
+            If the call's cost does not fit in what is left of ``max_total_tokens``
+            (nothing is scored; token-by-token decoders cannot return partial samples).
+        """
+        with self._lock:
+            node, new = self._scored, 0
+            for t in tokens:
+                if new == 0 and int(t) in node:
+                    node = node[int(t)]
+                else:
+                    new += 1
+            cost = max(new, 1)
+            if self.spent + cost > self.max_total_tokens:
+                self.refused_logits += 1
+                raise BudgetSpent(
+                    f"max_total_tokens: the budget of {self.max_total_tokens} tokens is spent "
+                    f"({self.spent} used; the next next-token scoring call needs {cost} more). "
+                    "Token-by-token decoders (decoding='priority', kl_sigma) cannot return "
+                    "partial samples: raise max_total_tokens or lower n / max_tokens"
+                )
+            logits = self.backend.logits_at(tokens, last)  # type: ignore[attr-defined]
+            self.spent += cost
+            node = self._scored
+            for t in tokens:
+                node = node.setdefault(int(t), {})
+            return logits
 
     def _charge(self, usage: Usage) -> None:
         self.spent += usage.total_tokens

@@ -66,8 +66,21 @@ def parse_reply(
         )
     except (TypeError, ValueError) as exc:
         raise UpstreamError(f"{base_url}: malformed usage {usage!r}") from exc
-    ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
-    return [_sample(c, chat, token_ids, base_url, logprobs_field) for c in ordered], u
+    try:
+        ordered = sorted(choices, key=lambda c: _index(c, base_url))
+        return [_sample(c, chat, token_ids, base_url, logprobs_field) for c in ordered], u
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:  # a field of a wrong type
+        raise UpstreamError(f"{base_url}: malformed reply: {type(exc).__name__}: {exc}") from exc
+
+
+def _index(choice: Any, base_url: str) -> int:
+    """The ``index`` of a choice (an integer; 0 when absent)."""
+    if not isinstance(choice, dict):
+        raise UpstreamError(f"{base_url}: malformed choice {choice!r:.80}")
+    index = choice.get("index", 0)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise UpstreamError(f"{base_url}: choice index must be an integer, got {index!r:.40}")
+    return index
 
 
 def _sample(
@@ -139,7 +152,7 @@ def _ids(tokens: list[str]) -> list[int] | None:
     ids = []
     for t in tokens:
         head, _, tail = t.partition(":")
-        if head != "token_id" or not tail.isdigit():
+        if head != "token_id" or not (tail.isascii() and tail.isdigit()):
             return None
         ids.append(int(tail))
     return ids

@@ -48,7 +48,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from samplescale.backends.base import Backend, TextDelta, collect
-from samplescale.backends.budget import TokenBudgetBackend
+from samplescale.backends.budget import BudgetSpent, TokenBudgetBackend
 from samplescale.backends.openai_http import UpstreamError
 from samplescale.errors import BackendError, ConfigError
 from samplescale.server import responses
@@ -101,12 +101,22 @@ def execute(
             ok = [i for i, s in enumerate(samples) if s.status == "ok"]
             pick = result.selected if result.selected is not None else (ok[0] if ok else None)
             chosen = () if pick is None else (samples[pick],)
+    except BudgetSpent as exc:
+        raise APIError(400, str(exc), param="samplescale.max_total_tokens") from exc
     except ConfigError as exc:
         raise APIError(400, str(exc)) from exc
     except UpstreamError as exc:
         raise APIError(502, f"upstream error: {exc}", code="upstream_error") from exc
     except BackendError as exc:
         raise APIError(500, f"backend error: {exc}", code="backend_error") from exc
+    if budgeted.exhausted and budgeted.spent == 0:  # not one sample fitted: the client's values
+        raise APIError(
+            400,
+            f"samplescale.max_total_tokens: a budget of {p.max_total_tokens} tokens cannot "
+            f"pay for the prompt plus max_tokens ({p.params.max_tokens}) of one sample; "
+            "raise samplescale.max_total_tokens (up to this server's limit) or lower max_tokens",
+            param="samplescale.max_total_tokens",
+        )
     if not chosen or any(s.status == "error" for s in chosen):
         errors = [s.error for s in samples if s.status == "error"]
         what = "the request" if p.strategy is None else f"strategy {p.strategy.name!r}"
@@ -218,6 +228,17 @@ def create_app(
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise APIError(400, f"body: malformed JSON: {exc}", param="body") from exc
+        except RecursionError as exc:
+            raise APIError(400, "body: JSON nested too deeply", param="body") from exc
+        try:  # JSON escapes can spell lone UTF-16 surrogates, which are not text
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise APIError(
+                400,
+                f"body: a string holds a lone UTF-16 surrogate "
+                f"({exc.object[exc.start:exc.end]!r}), which is not valid Unicode text",
+                param="body",
+            ) from exc
         if not isinstance(data, dict):
             raise APIError(400, "body: must be a JSON object", param="body")
         try:

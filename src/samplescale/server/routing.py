@@ -48,10 +48,15 @@ class Limits:
     max_request_tokens : int
         Most tokens (prompt + completion, all calls) one request may spend; also the
         budget of a request that sets none.
+    max_option_count : int
+        Largest integer strategy option (``samplescale.options``: ``iterations``,
+        ``expansions``, ``max_steps``, ``scorer_budget``, ...: counts of rounds, calls or
+        steps); ``token_budget`` is bounded by ``max_request_tokens`` instead.
     """
 
     max_samples: int = 64
     max_request_tokens: int = 200_000
+    max_option_count: int = 1024
 
 
 @dataclass(frozen=True)
@@ -121,10 +126,13 @@ def parse_model(model: str, served: str) -> tuple[str | None, int | None]:
         )
     n = None
     if at:
-        if not count.isdigit() or int(count) < 1:
+        # ASCII digits only (str.isdigit also accepts '²' and other scripts' digits), and
+        # few enough of them that int() is cheap; the server's limit is checked later.
+        if not (count.isascii() and count.isdigit()) or len(count) > 9 or int(count) < 1:
             raise APIError(
                 400,
-                f"model: the sample count after '@' must be an integer >= 1, got {count!r}",
+                "model: the sample count after '@' must be an integer >= 1 (in [1, 999999999]) "
+                f"written in ASCII digits, got {count!r:.40}",
                 param="model",
             )
         n = int(count)
@@ -216,13 +224,30 @@ def _strategy(
             f"{field}: {n} samples requested; valid range [1, {limits.max_samples}]",
             param=field,
         )
+    options = ext.options if ext is not None else {}
+    _check_option_counts(options, limits)
     try:
-        strategy = get_strategy(name, **(ext.options if ext is not None else {}))
+        strategy = get_strategy(name, **options)
     except (TypeError, ValueError, SamplescaleError) as exc:
         raise APIError(
             400, f"samplescale.options: invalid for {name!r}: {exc}", param="samplescale.options"
         ) from exc
     return strategy, n
+
+
+def _check_option_counts(options: dict[str, Any], limits: Limits) -> None:
+    """400 for an integer strategy option beyond this server's limit (see :class:`Limits`)."""
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        top = limits.max_request_tokens if key == "token_budget" else limits.max_option_count
+        if value > top:
+            field = f"samplescale.options.{key}"
+            raise APIError(
+                400,
+                f"{field}: {value} is beyond this server's limit; valid range [1, {top}]",
+                param=field,
+            )
 
 
 def plan(
@@ -264,6 +289,13 @@ def plan(
         raise from_validation_error(exc) from exc
     ext = req.samplescale
     budget = limits.max_request_tokens
+    if params.max_tokens > budget:
+        raise APIError(
+            400,
+            f"max_tokens: {params.max_tokens} is beyond this server's per-request limit; "
+            f"valid range [1, {budget}]",
+            param="max_tokens",
+        )
     if ext is not None and ext.max_total_tokens is not None:
         budget = ext.max_total_tokens
         if not params.max_tokens <= budget <= limits.max_request_tokens:

@@ -20,10 +20,24 @@ from pydantic import BaseModel, ConfigDict
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
+from samplescale.errors import ConfigError
 from samplescale.types import Prompt, Result, Sample, Usage
 from samplescale.verifiers.math import answers_equivalent, extract_answer
 
 Extractor = Callable[[str], str | None]
+
+
+def check_callable(name: str, value: object, signature: str, allow_none: bool = False) -> None:
+    """Raise ConfigError naming option ``name`` unless ``value`` is callable (or None when
+    ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if not callable(value):
+        none = " or None" if allow_none else ""
+        raise ConfigError(
+            f"{name} must be a callable {signature}{none}, got {type(value).__name__} "
+            f"{value!r:.40}"
+        )
 
 
 class State(BaseModel):
@@ -60,11 +74,21 @@ class Strategy(ABC):
         Final-answer extraction (default :func:`samplescale.verifiers.math.extract_answer`).
     equivalent : callable (str, str) -> bool
         Answer equivalence for voting (default math equivalence).
+
+    Raises
+    ------
+    ConfigError
+        If ``extract`` or ``equivalent`` is not callable (checked when the strategy is
+        built, so a bad option fails before any sampling).
     """
 
     name: ClassVar[str]
     extract: Extractor = extract_answer
     equivalent: Callable[[str, str], bool] = answers_equivalent
+
+    def __post_init__(self) -> None:
+        check_callable("extract", self.extract, "str -> str or None")
+        check_callable("equivalent", self.equivalent, "(str, str) -> bool")
 
     def sampling_params(self, params: SamplingParams) -> SamplingParams:
         """The parameters actually used (greedy overrides temperature and n)."""

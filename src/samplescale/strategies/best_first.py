@@ -39,7 +39,7 @@ class BestFirst(TreeSearch):
     -----
     The search also ends when the open list is empty or a budget cannot pay for the next
     expansion. The Result's samples are the popped solutions in pop order; with none, the
-    best open node (a partial solution, finish ``"length"``).
+    best open node (a partial solution, finish ``"length"``), else the best node found.
 
     Raises
     ------
@@ -71,14 +71,16 @@ class BestFirst(TreeSearch):
             )
         n = self.expansions if self.expansions is not None else state.params.n
         new, children = self.expand(rng, state, backend, top, n)
-        if new.stop_reason is not None:  # the budget is spent: ``top`` stays open
-            return new
-        return new.model_copy(update={"frontier": rest + tuple(children)})
+        # When the search stops here (a budget is spent), ``top`` stays open.
+        keep = rest if new.stop_reason is None else state.frontier
+        return new.model_copy(update={"frontier": keep + tuple(children)})
 
     def candidates(self, state: SearchState) -> list[int]:
         if state.solutions:
             return list(state.solutions)
         best = best_node(state, [i for i in state.frontier if i != 0])
+        if best is None:  # only the root is open: the best partial solution found
+            best = best_node(state, list(range(1, len(state.nodes))))
         return [] if best is None else [best]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from samplescale.aggregate import argmax
+from samplescale.errors import ConfigError
 from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Result
@@ -31,14 +32,22 @@ class BestOfN(Strategy):
     ------
     UnknownNameError
         If ``scorer`` is a name that is not registered.
+    ConfigError
+        If ``scorer`` is neither a Scorer nor a string.
     """
 
     name = "best-of-n"
     scorer: Scorer | str = field(default=MEAN_LOGPROB)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.scorer, str):
             object.__setattr__(self, "scorer", SCORERS.get(self.scorer))
+        elif not isinstance(self.scorer, Scorer):
+            raise ConfigError(
+                f"scorer must be a Scorer or one of {', '.join(SCORERS.names())}, "
+                f"got {type(self.scorer).__name__} {self.scorer!r:.40}"
+            )
 
     def finalize(self, state: State) -> Result:
         answers = self.answers(state)

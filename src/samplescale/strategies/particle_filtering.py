@@ -31,11 +31,10 @@ from samplescale.smc.stepwise import StepProposal, StepState, check_step_params,
 from samplescale.steps import DEFAULT_DELIMITER, check_delimiter
 from samplescale.strategies.base import Strategy
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.strategies.tree import ScorerSpec, positive_int, resolve_scorer
+from samplescale.strategies.tree import ScorerSpec, check_scorer, positive_int, resolve_scorer
 from samplescale.types import Prompt, Result, Usage
 from samplescale.verifiers.process import (
     AGGREGATIONS,
-    PROCESS_SCORERS,
     Aggregation,
     ProcessScorer,
     aggregate_step_scores,
@@ -163,6 +162,7 @@ class ParticleFiltering(Strategy):
     max_steps: int = 64
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         engine.check_threshold(self.ess_threshold)
         check_delimiter(self.delimiter)
         RESAMPLERS.get(self.resampling)
@@ -176,19 +176,7 @@ class ParticleFiltering(Strategy):
         positive_int("token_budget", self.token_budget)
         positive_int("scorer_budget", self.scorer_budget)
         positive_int("max_steps", self.max_steps, allow_none=False)
-        if isinstance(self.scorer, str):
-            PROCESS_SCORERS.get(self.scorer)
-        elif self.scorer is not None and not isinstance(self.scorer, ProcessScorer):
-            if not callable(self.scorer):
-                raise ConfigError(
-                    "scorer must be a ProcessScorer, a registered name, a callable or None, "
-                    f"got {type(self.scorer).__name__}"
-                )
-            if self.scorer_scale is None:
-                raise ConfigError(
-                    "a callable scorer needs scorer_scale: 'probability', 'log-probability' "
-                    "or 'reward'"
-                )
+        check_scorer(self.scorer, self.scorer_scale)
 
     # ----------------------------------------------------------------- protocol
     def sweeps_wanted(self) -> int:

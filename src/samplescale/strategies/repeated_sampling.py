@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.base import State, Strategy, check_callable
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Result
 
@@ -27,10 +27,19 @@ class RepeatedSampling(Strategy):
         ``scores`` are 1.0 / 0.0 (probability scale) and ``selected`` is the first sample
         judged correct (None if none: the problem is not covered). Without one, no scores
         are given and the first successful sample is selected.
+
+    Raises
+    ------
+    ConfigError
+        If ``oracle`` is neither callable nor None.
     """
 
     name = "repeated-sampling"
     oracle: Callable[[str | None], bool] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_callable("oracle", self.oracle, "(answer: str or None) -> bool", allow_none=True)
 
     def finalize(self, state: State) -> Result:
         answers = self.answers(state)

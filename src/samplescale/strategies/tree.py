@@ -22,7 +22,7 @@ has ``policy_tokens``, ``scorer_calls``, both budgets and the stop reason.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,41 @@ def positive_int(name: str, value: object, allow_none: bool = True) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1 (in [1, inf)), got {value!r}")
+
+
+SCALES = ("probability", "log-probability", "reward")
+
+
+def check_scorer(scorer: object, scale: object) -> None:
+    """Check a step-level strategy's ``scorer`` and ``scorer_scale`` options.
+
+    Raises
+    ------
+    ConfigError
+        If ``scorer`` is not None, a :class:`ProcessScorer`, a callable or a string;
+        ``scorer_scale`` is not None or one of :data:`SCALES`; or a callable scorer has
+        no ``scorer_scale``.
+    UnknownNameError
+        If ``scorer`` is a string that is not a registered process scorer.
+    """
+    if scale is not None and scale not in SCALES:
+        raise ConfigError(
+            f"scorer_scale must be one of {', '.join(SCALES)} or None, got {scale!r:.40}"
+        )
+    if isinstance(scorer, str):
+        PROCESS_SCORERS.get(scorer)
+    elif scorer is not None and not isinstance(scorer, ProcessScorer):
+        if not callable(scorer):
+            raise ConfigError(
+                "scorer must be a ProcessScorer, a registered name "
+                f"({', '.join(PROCESS_SCORERS.names())}), a callable or None, "
+                f"got {type(scorer).__name__} {scorer!r:.40}"
+            )
+        if scale is None:
+            raise ConfigError(
+                "a callable scorer needs scorer_scale: 'probability', 'log-probability' "
+                "or 'reward'"
+            )
 
 
 def resolve_scorer(
@@ -130,18 +165,14 @@ class TreeSearch(Strategy):
     scorer_budget: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_delimiter(self.delimiter)
         if self.how not in AGGREGATIONS:
             raise ConfigError(f"how must be one of {', '.join(AGGREGATIONS)}; got {self.how!r}")
         positive_int("max_steps", self.max_steps, allow_none=False)
         positive_int("token_budget", self.token_budget)
         positive_int("scorer_budget", self.scorer_budget)
-        if callable(self.scorer) and not isinstance(self.scorer, ProcessScorer):
-            if self.scorer_scale is None:
-                raise ConfigError(
-                    "a callable scorer needs scorer_scale: 'probability', 'log-probability' "
-                    "or 'reward'"
-                )
+        check_scorer(self.scorer, self.scorer_scale)
 
     # ------------------------------------------------------------------ protocol
     def init(self, prompt: Prompt, params: SamplingParams) -> SearchState:  # type: ignore[override]
@@ -203,7 +234,9 @@ class TreeSearch(Strategy):
 
         Returns the new state and the ids of the new nodes (failed steps and steps the
         scorer could not score are traced, not added). When a budget cannot pay for one
-        more step, nothing is drawn and ``stop_reason`` names that budget.
+        more step, nothing is drawn and ``stop_reason`` names that budget; a call refused by
+        a :class:`~samplescale.backends.budget.TokenBudgetBackend` or one that drew nothing
+        also sets it (see :func:`stalled`), so no search loops on calls that add nothing.
         """
         call = self.plan(state, n, scored)
         if isinstance(call, str):
@@ -217,7 +250,10 @@ class TreeSearch(Strategy):
             batch = generate_steps(
                 backend, state.prompt, texts, params, n, call_rng, self.delimiter
             )
-        return self.add_steps(state, parent, list(batch), batch.usage, params.max_tokens, scored)
+        state, new = self.add_steps(
+            state, parent, list(batch), batch.usage, params.max_tokens, scored
+        )
+        return state.model_copy(update={"stop_reason": stalled(backend, batch, new)}), new
 
     def plan(
         self, state: SearchState, n: int, scored: bool = True
@@ -333,6 +369,21 @@ class TreeSearch(Strategy):
             }
         )
         return new_state, new
+
+
+def stalled(backend: Backend, steps: Sequence[Step], new: list[int]) -> str | None:
+    """The stop reason after a call that drew ``steps`` and added the nodes ``new``.
+
+    ``"max-total-tokens"`` once the backend's token budget refused a sample (its
+    ``exhausted`` flag, :class:`~samplescale.backends.budget.TokenBudgetBackend`): later
+    calls would be refused too. ``"no-progress"`` when the call generated no token and
+    added no node (every sample failed). None otherwise.
+    """
+    if getattr(backend, "exhausted", False) is True:
+        return "max-total-tokens"
+    if not new and sum(s.tokens for s in steps) == 0:
+        return "no-progress"
+    return None
 
 
 def search_result(

@@ -67,6 +67,7 @@ class WeightedVote(Strategy):
     weight: WeightSource | Scorer = field(default="mean-logprob")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.weight, Scorer) and self.weight not in (
             "mean-logprob",
             "sum-logprob",
