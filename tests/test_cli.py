@@ -163,6 +163,13 @@ def test_strategy_options_from_the_command_line(capsys, model):
     assert code == 0 and "2 samples" in stdout
 
 
+def test_grounding_file_must_be_utf8(capsys, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe source")
+    code, _, err = run(capsys, "generate", "q", "--grounding", str(bad), "--kl-sigma", "1")
+    assert code == 2 and "is not UTF-8 text" in err and err.count("\n") == 1
+
+
 def test_sampler_specs_map_onto_params():
     from samplescale.cli import _params, build_parser
 
@@ -221,6 +228,20 @@ def test_sampler_specs_map_onto_params():
         ),
         (("generate", "q", "--sampler", "kl:1"), "needs --grounding FILE"),
         (("generate", "q", "--option", "x"), "--option must look like KEY=VALUE, got 'x'"),
+        (
+            ("generate", "q", "--sampler", "arithmetic", "--sampler", "priority"),
+            "sampler 'priority' sets decoding='priority' but 'arithmetic' set decoding='arithmetic'",
+        ),
+        (
+            ("generate", "q", "--decoding", "priority", "--sampler", "arithmetic"),
+            "but a flag set decoding='priority'",
+        ),
+        (("generate", "q", "--fire-tokens", "3"), "error: fire_tokens needs fire_temperature"),
+        (("generate", "q", "--draft-k", "2"), "--draft-k and --drafts need --draft-model PATH"),
+        (
+            ("generate", "q", "-n", "16", "--max-tokens", "12000"),
+            "max_tokens must be below the model's trained context of 8192 tokens",
+        ),
         (("eval", "--option", "a=1"), "--option needs --strategy"),
         (
             ("generate", "q", "--strategy", "beam-search", "--option", "beam_wdth=2"),

@@ -383,3 +383,11 @@ def test_prefix_fast_path_equals_a_full_stable_sort(vocab, seed, p, peaked):
         kept = np.cumsum(sorted_p) - sorted_p < p
         kept[0] = True
         assert set(order[kept]) == set(np.flatnonzero(fast[r]))
+
+
+def test_contradictory_params_are_refused():
+    with pytest.raises(ValueError, match="fire_tokens needs fire_temperature"):
+        SamplingParams(fire_tokens=3)
+    with pytest.raises(ValueError, match="kl_sigma works with decoding='independent'"):
+        SamplingParams(kl_sigma=1.0, decoding="priority")
+    assert SamplingParams(fire_temperature=1.5, fire_tokens=3).fire_tokens == 3

@@ -104,3 +104,28 @@ def test_seeded_generate_does_not_depend_on_earlier_calls(llama_backend):
     b.generate(Prompt.user("Something else."), SamplingParams(max_tokens=4, n=3, seed=1))
     again = b.generate(PROMPT, params)
     assert [s.token_ids for s in again.samples] == [s.token_ids for s in first.samples]
+
+
+def test_logits_at_after_a_full_generate_finds_room():
+    """generate frees its samples' KV cells, so logits_at can use the whole cache after it."""
+    pytest.importorskip("llama_cpp")
+    from samplescale.backends.llamacpp import LlamaCppBackend
+
+    b = LlamaCppBackend(n_ctx=512, n_seq_max=4)
+    b.generate(PROMPT, SamplingParams(n=4, max_tokens=110, seed=0, temperature=1.0))
+    ids = b.tokenize_prompt(PROMPT)
+    ids = (ids * (300 // len(ids) + 1))[:300]
+    assert b.logits_at(ids).shape == (1, b.vocab_size)
+
+
+def test_max_tokens_beyond_the_trained_context_fails_before_allocation(llama_backend):
+    from samplescale.backends.llamacpp import LlamaCppBackend
+    from samplescale.errors import ConfigError
+
+    trained = llama_backend.n_ctx_train
+    with pytest.raises(
+        ConfigError, match=f"max_tokens must be below the model's trained context of {trained}"
+    ):
+        LlamaCppBackend(n_ctx=4096, max_tokens=trained)
+    with pytest.raises(ConfigError, match="exceeds n_seq_max x trained context"):
+        LlamaCppBackend(n_ctx=2 * trained + 64, n_seq_max=2)

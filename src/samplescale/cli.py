@@ -164,6 +164,7 @@ def _params(args: argparse.Namespace) -> SamplingParams:
     }
     if args.decoding is not None:
         extra["decoding"] = args.decoding
+    extra = {k: v for k, v in extra.items() if v is not None}
     params = SamplingParams(
         temperature=args.temperature,
         top_k=args.top_k,
@@ -172,12 +173,11 @@ def _params(args: argparse.Namespace) -> SamplingParams:
         max_tokens=args.max_tokens,
         n=args.n,
         seed=args.seed,
-        **{k: v for k, v in extra.items() if v is not None},
+        **extra,
     )
-    return with_samplers(params, args.sampler)
-
-
-PROMPT_ROOM = 2048  # KV cells kept for the prompt when sizing the context
+    if args.draft_model is None and (args.draft_k != 4 or args.drafts != 1):
+        raise ConfigError("--draft-k and --drafts need --draft-model PATH")
+    return with_samplers(params, args.sampler, given=set(extra))
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -185,15 +185,14 @@ def _backend(args: argparse.Namespace) -> Any:
     with ``--draft-model``, speculative sampling over it."""
     from samplescale.backends.llamacpp import LlamaCppBackend
 
-    n_seq = min(args.n, 16)
-    n_ctx = max(4096, n_seq * args.max_tokens + PROMPT_ROOM)
     if args.draft_model is None:
-        return LlamaCppBackend(args.model, n_ctx=n_ctx, n_seq_max=n_seq)
+        return LlamaCppBackend(
+            args.model, n_ctx=None, n_seq_max=min(args.n, 16), max_tokens=args.max_tokens
+        )
     from samplescale.decoders.speculative import SpeculativeBackend
 
-    ctx = max(4096, args.max_tokens + PROMPT_ROOM)
-    target = LlamaCppBackend(args.model, n_ctx=ctx, n_seq_max=4)
-    draft = LlamaCppBackend(args.draft_model, n_ctx=ctx, n_seq_max=4)
+    target = LlamaCppBackend(args.model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens)
+    draft = LlamaCppBackend(args.draft_model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens)
     return SpeculativeBackend(target, draft, k=args.draft_k, drafts=args.drafts)
 
 
@@ -260,11 +259,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
 
-    strategy = _strategy(args.strategy or "self-consistency", args.option)
+    strategy = _strategy(
+        "self-consistency" if args.strategy is None else args.strategy, args.option
+    )
     if not args.prompt.strip():
         raise ConfigError("prompt must not be empty")
     params = _params(args)  # validated before the model loads
-    grounding = args.grounding.read_text(encoding="utf-8") if args.grounding else None
+    try:
+        grounding = args.grounding.read_text(encoding="utf-8") if args.grounding else None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--grounding {args.grounding} is not UTF-8 text ({exc.reason})") from exc
     if params.kl_sigma is not None and grounding is None:
         raise ConfigError("--kl-sigma / --sampler kl:SIGMA needs --grounding FILE")
     prompt = Prompt.user(args.prompt).model_copy(update={"grounding": grounding})
@@ -313,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(x) for x in err["loc"]) or "input"
+        if not err["loc"]:  # a rule across fields: its message names them
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            print(f"samplescale: error: {msg}", file=sys.stderr)
+            return 2
+        field = ".".join(str(x) for x in err["loc"])
         allowed = valid_range(SamplingParams, field)
         where = f"; valid range {allowed}" if allowed else ""
         print(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -133,6 +133,16 @@ class SamplingParams(BaseModel):
         if any(s == "" for s in v):
             raise ValueError("stop strings must be non-empty")
         return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SamplingParams:
+        if self.fire_temperature is None and self.fire_tokens != 1:
+            raise ValueError("fire_tokens needs fire_temperature (the hot prefix's temperature)")
+        if self.kl_sigma is not None and self.decoding != "independent":
+            raise ValueError(
+                f"kl_sigma works with decoding='independent', got decoding={self.decoding!r}"
+            )
+        return self
 
     def replace(self, **changes: Any) -> SamplingParams:
         """A validated copy with ``changes`` applied (``model_copy`` would skip validation).

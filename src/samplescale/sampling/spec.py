@@ -82,17 +82,39 @@ def parse_sampler(spec: str) -> dict[str, Any]:
     return out
 
 
-def with_samplers(params: SamplingParams, specs: list[str] | tuple[str, ...]) -> SamplingParams:
+def with_samplers(
+    params: SamplingParams, specs: list[str] | tuple[str, ...], given: set[str] | None = None
+) -> SamplingParams:
     """``params`` with every spec in ``specs`` applied (validated).
+
+    Parameters
+    ----------
+    params : SamplingParams
+    specs : sequence of str
+        Sampler specs, e.g. ``["top-n-sigma:1.0", "arithmetic"]``.
+    given : set of str, optional
+        Fields the caller set explicitly (e.g. by command-line flags); a spec that sets one
+        of them to another value is a contradiction.
 
     Raises
     ------
     UnknownNameError, ConfigError
-        See :func:`parse_sampler`.
+        See :func:`parse_sampler`; also when two specs (or a spec and ``given``) set one
+        field to different values, e.g. ``arithmetic`` and ``priority``.
     pydantic.ValidationError
         If a value is out of its field's range (the message names the field).
     """
     changes: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     for spec in specs:
-        changes.update(parse_sampler(spec))
+        for field, value in parse_sampler(spec).items():
+            earlier = changes.get(
+                field, getattr(params, field) if given and field in given else value
+            )
+            if earlier != value:
+                who = origin.get(field, "a flag")
+                raise ConfigError(
+                    f"sampler {spec!r} sets {field}={value!r} but {who} set {field}={earlier!r}"
+                )
+            changes[field], origin[field] = value, repr(spec)
     return params.replace(**changes) if changes else params
