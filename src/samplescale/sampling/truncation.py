@@ -46,11 +46,11 @@ def typical_mask(rows: Rows, p: float) -> np.ndarray:
     for each ``rho`` of :data:`_TYPICAL_RADII` in turn
     (:func:`samplescale.sampling.prefix.prefix_mask`).
     """
-    rows.z  # noqa: B018 - the whole of z: mean_z, the keys and the candidates all read it
-    c = rows.mean_z[:, 0].astype(rows.x.dtype)
+    zs = rows.z  # the whole of z first: mean_z, the keys and the candidates all read it
+    c = rows.mean_z[:, 0].astype(zs.dtype)
 
     def row(r: int):
-        z, cr = rows.z_row(r), c[r]
+        z, cr = zs[r], c[r]
 
         def tries():  # every other token has z < low: distance c - z >= c - low (rounded)
             for rho in _TYPICAL_RADII:
