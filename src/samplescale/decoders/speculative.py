@@ -307,7 +307,7 @@ class SpeculativeBackend:
                 )
         ctx = self.target.tokenize_prompt(prompt)
         limits = [
-            getattr(m, a) for m in (self.target, self.draft) for a in ("n_ctx", "n_ctx_train")
+            getattr(m, a, None) for m in (self.target, self.draft) for a in ("n_ctx", "n_ctx_train")
         ]
         room = min([x for x in limits if isinstance(x, int)], default=None)
         if room is not None and len(ctx) + params.max_tokens + self.k > room:
