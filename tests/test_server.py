@@ -381,7 +381,7 @@ def test_embedded_model_self_consistency_with_the_openai_client(llama_backend):
     e = ext(r)
     assert len(e["candidates"]) == 4 and e["usage"]["model_calls"] == 1
     assert r.usage.completion_tokens == sum(cand["completion_tokens"] for cand in e["candidates"])
-    assert 1 <= r.usage.completion_tokens <= 4 * 24
+    assert r.usage.completion_tokens >= 1 and r.usage.completion_tokens <= 4 * 24
     assert r.choices[0].message.content == e["candidates"][e["selected"] or 0]["text"]
     lp = plain.choices[0].logprobs.content
     assert len(lp) == plain.usage.completion_tokens and all(t.logprob <= 0 for t in lp)
