@@ -7,26 +7,31 @@ self-evaluation by the same model (Kadavath et al., 2022; samplescale.verifiers.
 
 Budgets are generated (policy) tokens per problem and are never exceeded:
 
-- particle-filtering: ``--particles`` particles, ``token_budget=B`` (per-step ``max_tokens``
-  ``--step-tokens``, lowered near the end of the budget), ``--max-steps`` steps.
-- beam-search: ``--particles`` candidates per round (beam width ``particles / 2``, 2
-  expansions per beam), ``token_budget=B``.
-- best-of-n, self-consistency: a budgeted pool: samples are drawn one at a time, each of at
-  most ``min(512, tokens left)`` tokens, until fewer than ``--min-sample-tokens`` (64) are
-  left; then the strategy selects from the pool (so N grows with B: about B / 260, the mean
-  GSM8K solution length of this model, RESULTS.md (b); a last sample cut by the budget
-  counts, answer or not).
+- particle-filtering: about one particle per ``--tokens-per-particle`` (250) tokens of the
+  budget (2, 4, 8 at 500, 1000, 2000; ``--particles`` fixes it), ``token_budget=B``
+  (per-step ``max_tokens`` ``--step-tokens``, lowered near the end of the budget),
+  ``--max-steps`` steps.
+- beam-search: as many candidates per round (beam width half of them, 2 expansions per beam),
+  ``token_budget=B``.
+- best-of-n, self-consistency: a budgeted pool: sample ``i`` gets at most
+  ``min(512, tokens left)`` tokens, until fewer than ``--min-sample-tokens`` (64) are left;
+  then the strategy selects from the pool (so N grows with B: about B / 260, the mean GSM8K
+  solution length of this model, RESULTS.md (b); a last sample cut by the budget counts,
+  answer or not). One pool per problem, drawn in batches for the largest budget, serves every
+  budget: cutting a sample to its first m tokens is drawing it with ``max_tokens=m``. Their
+  ``wall_s`` is the pool's drawing time pro rata to the tokens used, plus scoring.
 
 Scorer tokens (P(True) reads a judging prompt, generates nothing) are reported, not budgeted.
 Each finished (problem, method, budget) is appended to a JSONL file at once, so an
-interrupted run resumes where it stopped. At the end: accuracy with 95% Wilson intervals and
-mean generated tokens per method and budget (printed, ``summary.json``), and a plot of
-accuracy against tokens (``search.png``).
+interrupted run resumes where it stopped (budgets outermost, so a cut run leaves every
+problem done at the small budgets; pools in ``pools.jsonl``). At the end: accuracy with 95%
+Wilson intervals and mean generated tokens per method and budget (printed,
+``summary.json``), and a plot of accuracy against tokens (``search.png``).
 
 Usage:
   .venv/bin/python benchmarks/bench_search.py [--limit 20] [--budgets 500 1000 2000]
       [--methods particle-filtering beam-search best-of-n self-consistency]
-      [--data ../shared/data/gsm8k/test.jsonl] [--model PATH] [--out DIR]
+      [--data ../shared/data/gsm8k/test.jsonl] [--model PATH] [--out DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -56,56 +61,84 @@ from samplescale.strategies import (  # noqa: E402
     Strategy,
 )
 from samplescale.tasks import gsm8k  # noqa: E402
-from samplescale.types import Prompt, Result  # noqa: E402
+from samplescale.types import Prompt, Result, Sample, Usage  # noqa: E402
 from samplescale.verifiers.math import is_equivalent  # noqa: E402
-from samplescale.verifiers.process import ProcessScorer, self_evaluation  # noqa: E402
+from samplescale.verifiers.process import self_evaluation  # noqa: E402
 from samplescale.verifiers.scorers import Scorer  # noqa: E402
 
 METHODS = ("particle-filtering", "beam-search", "best-of-n", "self-consistency")
+SEARCH = ("particle-filtering", "beam-search")
 
 
-def method_setup(
-    method: str, budget: int, backend: LlamaCppBackend, prompt: Prompt, args: argparse.Namespace
-) -> tuple[Strategy, SamplingParams, ProcessScorer | None]:
-    """The strategy, sampling parameters and (best-of-N) outcome scorer of ``method`` at a
-    budget of ``budget`` generated tokens."""
+def search_setup(
+    method: str, budget: int, args: argparse.Namespace
+) -> tuple[Strategy, SamplingParams]:
+    """The search strategy and its sampling parameters at a budget of ``budget`` generated
+    tokens: ``particles(budget)`` particles (or candidates per round), so that a search
+    spends about the budget instead of stopping early."""
     base = SamplingParams(temperature=args.temperature, top_p=0.95)
+    n = particles(budget, args)
     if method == "particle-filtering":
         strategy: Strategy = ParticleFiltering(token_budget=budget, max_steps=args.max_steps)
-        return strategy, base.replace(n=args.particles, max_tokens=args.step_tokens), None
-    if method == "beam-search":
+    else:
         strategy = BeamSearch(token_budget=budget, max_steps=args.max_steps, expansions=2)
-        return strategy, base.replace(n=args.particles, max_tokens=args.step_tokens), None
-    params = base.replace(n=1, max_tokens=512)
-    if method == "self-consistency":
-        return SelfConsistency(), params, None
-    ptrue = self_evaluation(backend)
-    outcome = Scorer(
-        name="p-true", scale="probability", fn=lambda s, a: ptrue.score(prompt, (s.text,))
-    )
-    return BestOfN(scorer=outcome), params, ptrue
+    return strategy, base.replace(n=n, max_tokens=args.step_tokens)
+
+
+def particles(budget: int, args: argparse.Namespace) -> int:
+    """``--particles`` if given, else about one particle per ``--tokens-per-particle``
+    generated tokens of the budget (at least 2)."""
+    if args.particles:
+        return int(args.particles)
+    return max(2, round(budget / args.tokens_per_particle))
+
+
+def draw_pool(
+    backend: LlamaCppBackend, prompt: Prompt, params: SamplingParams, budget: int, min_tokens: int
+) -> tuple[list[Sample], float]:
+    """Independent samples of at most ``params.max_tokens`` tokens, drawn in batches of
+    ``params.n`` (batch ``k`` with seed ``params.seed + k``), until :func:`budgeted_pool` at
+    ``budget`` is exhausted. Returns the samples and the seconds spent drawing them."""
+    samples: list[Sample] = []
+    start = time.perf_counter()
+    k = 0
+    while budgeted_pool(samples, budget, min_tokens, params.max_tokens)[1] >= min_tokens:
+        samples += backend.generate(prompt, params.replace(seed=params.seed + k)).samples
+        k += 1
+    return samples, time.perf_counter() - start
 
 
 def budgeted_pool(
-    strategy: Strategy,
-    backend: LlamaCppBackend,
-    prompt: Prompt,
-    params: SamplingParams,
-    budget: int,
-    min_tokens: int,
-) -> Result:
-    """Draw samples one at a time within ``budget`` generated tokens, then let ``strategy``
-    (a sampling strategy) select from them."""
-    state = strategy.init(prompt, params)
-    i = 0
-    while (left := budget - sum(s.num_tokens for s in state.samples)) >= min_tokens:
-        call = params.replace(n=1, max_tokens=min(params.max_tokens, left), seed=params.seed + i)
-        gen = backend.generate(prompt, call)
-        state = state.model_copy(
-            update={"samples": state.samples + gen.samples, "usage": state.usage + gen.usage}
-        )
-        i += 1
-    return strategy.finalize(state)
+    pool: list[Sample], budget: int, min_tokens: int, max_tokens: int
+) -> tuple[list[Sample], int]:
+    """The samples of the sequential budgeted procedure: sample ``i`` of ``pool`` with at
+    most ``min(max_tokens, tokens left)`` tokens, while at least ``min_tokens`` are left.
+
+    A sample cut to its first ``m`` tokens has exactly the law of a sample drawn with
+    ``max_tokens=m`` (the tokens are drawn left to right), so cutting the pool's samples is
+    the procedure itself, and every budget reads the same pool (common random numbers).
+    Returns the samples and the tokens left (``min_tokens`` or more: the pool ran out).
+    """
+    chosen: list[Sample] = []
+    left = budget
+    for sample in pool:
+        if left < min_tokens:
+            break
+        m = min(max_tokens, left)
+        if sample.num_tokens > m:
+            sample = sample.model_copy(
+                update={
+                    "text": "".join(sample.token_texts[:m]),
+                    "token_ids": sample.token_ids[:m],
+                    "token_texts": sample.token_texts[:m],
+                    "logprobs": sample.logprobs[:m],
+                    "sampling_logprobs": sample.sampling_logprobs[:m],
+                    "finish_reason": "length",
+                }
+            )
+        chosen.append(sample)
+        left -= sample.num_tokens
+    return chosen, left
 
 
 def generated_tokens(result: Result) -> int:
@@ -116,15 +149,56 @@ def generated_tokens(result: Result) -> int:
     return sum(s.num_tokens for s in result.samples)
 
 
-def run_one(problem: Any, method: str, budget: int, backend: LlamaCppBackend, args) -> dict:
+def run_search(problem: Any, method: str, budget: int, backend: LlamaCppBackend, args) -> dict:
     prompt = Prompt.user(f"{args.instruction}\n\n{problem.question}")
-    strategy, params, outcome_scorer = method_setup(method, budget, backend, prompt, args)
+    strategy, params = search_setup(method, budget, args)
     params = params.replace(seed=problem_seed(args.seed, problem.id))
     start = time.perf_counter()
-    if method in ("best-of-n", "self-consistency"):
-        result = budgeted_pool(strategy, backend, prompt, params, budget, args.min_sample_tokens)
-    else:
-        result = strategy.run(backend, prompt, params)
+    result = strategy.run(backend, prompt, params)
+    end = result.trace[-1] if result.trace else {}
+    return record(problem, method, budget, result, end.get("scorer_calls"), params, start)
+
+
+def run_pooled(
+    problem: Any,
+    budget: int,
+    backend: LlamaCppBackend,
+    pool: dict,
+    ptrue_cache: dict[str, float],
+    args,
+) -> list[dict]:
+    """Self-consistency and best-of-N (P(True) scores) on the budgeted pool at ``budget``."""
+    prompt = Prompt.user(f"{args.instruction}\n\n{problem.question}")
+    params = SamplingParams(
+        temperature=args.temperature, top_p=0.95, n=1, max_tokens=args.sample_tokens
+    ).replace(seed=problem_seed(args.seed, problem.id))
+    samples, _ = budgeted_pool(pool["samples"], budget, args.min_sample_tokens, args.sample_tokens)
+    share = sum(s.num_tokens for s in samples) / max(1, pool["tokens"])
+    ptrue = self_evaluation(backend)
+
+    def p_true(sample: Sample, answer: str | None) -> float:
+        if sample.text not in ptrue_cache:
+            ptrue_cache[sample.text] = ptrue.score(prompt, (sample.text,))
+        return ptrue_cache[sample.text]
+
+    records = []
+    for method, strategy in (
+        ("self-consistency", SelfConsistency()),
+        ("best-of-n", BestOfN(scorer=Scorer(name="p-true", scale="probability", fn=p_true))),
+    ):
+        start = time.perf_counter() - share * pool["wall_s"]
+        state = strategy.init(prompt, params)
+        usage = sum(
+            (Usage(completion_tokens=s.num_tokens, model_calls=1) for s in samples), Usage()
+        )
+        state = state.model_copy(update={"samples": tuple(samples), "usage": state.usage + usage})
+        result = strategy.finalize(state)
+        calls = len(samples) if method == "best-of-n" else None
+        records.append(record(problem, method, budget, result, calls, params, start))
+    return records
+
+
+def record(problem, method, budget, result: Result, scorer_calls, params, start) -> dict:
     tokens = generated_tokens(result)
     if tokens > budget:
         raise RuntimeError(f"{method} spent {tokens} generated tokens over its budget {budget}")
@@ -139,7 +213,7 @@ def run_one(problem: Any, method: str, budget: int, backend: LlamaCppBackend, ar
         "generated_tokens": tokens,
         "prompt_tokens": result.usage.prompt_tokens,
         "model_calls": result.usage.model_calls,
-        "scorer_calls": outcome_scorer.usage.calls if outcome_scorer else end.get("scorer_calls"),
+        "scorer_calls": scorer_calls,
         "stop_reason": end.get("stop_reason"),
         "samples": len(result.samples),
         "log_evidence": result.log_evidence,
@@ -224,6 +298,32 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def new_pool(problem: Any, backend: LlamaCppBackend, args) -> dict:
+    """The sample pool of ``problem`` for the largest budget."""
+    prompt = Prompt.user(f"{args.instruction}\n\n{problem.question}")
+    params = SamplingParams(
+        temperature=args.temperature, top_p=0.95, n=args.pool_batch, max_tokens=args.sample_tokens
+    ).replace(seed=problem_seed(args.seed, problem.id))
+    samples, wall = draw_pool(backend, prompt, params, max(args.budgets), args.min_sample_tokens)
+    return {
+        "id": problem.id,
+        "samples": samples,
+        "tokens": sum(s.num_tokens for s in samples),
+        "wall_s": wall,
+    }
+
+
+def pool_record(pool: dict) -> dict:
+    return {**pool, "samples": [s.model_dump(mode="json") for s in pool["samples"]]}
+
+
+def write(fh, rec: dict) -> None:
+    """Append one JSON line and make it durable at once (the run resumes from the file)."""
+    fh.write(json.dumps(rec) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/gsm8k/test.jsonl"))
@@ -232,7 +332,13 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--model", default=None, help="GGUF file (default: Qwen2.5-Coder-0.5B)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/out/search-qwen0.5b"))
-    ap.add_argument("--particles", type=int, default=4)
+    ap.add_argument(
+        "--particles", type=int, default=None, help="fixed particles (default: by budget)"
+    )
+    ap.add_argument("--tokens-per-particle", type=int, default=250)
+    ap.add_argument("--sample-tokens", type=int, default=512)
+    ap.add_argument("--pool-batch", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--step-tokens", type=int, default=128)
     ap.add_argument("--max-steps", type=int, default=8)
     ap.add_argument("--min-sample-tokens", type=int, default=64)
@@ -249,22 +355,44 @@ def main() -> None:
     results = out / "results.jsonl"
     records = load_done(results)
     done = {(r["id"], r["method"], r["budget"]) for r in records}
-    backend = LlamaCppBackend(args.model or fetch(), n_ctx=8192, n_seq_max=8)
+    pools = {r["id"]: r for r in load_done(out / "pools.jsonl")}
+    for pool in pools.values():
+        pool["samples"] = [Sample.model_validate(s) for s in pool["samples"]]
+    backend = LlamaCppBackend(
+        args.model or fetch(), n_ctx=8192, n_seq_max=8, n_threads=args.threads
+    )
     task = gsm8k(args.data, limit=args.limit)
-    with results.open("a", encoding="utf-8") as fh:
-        for problem in task.problems:
-            for budget in args.budgets:
-                for method in args.methods:
-                    if (problem.id, method, budget) in done:
-                        continue
-                    rec = run_one(problem, method, budget, backend, args)
-                    fh.write(json.dumps(rec) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+    search = [m for m in args.methods if m in SEARCH]
+    pooled = [m for m in args.methods if m not in SEARCH]
+    ptrue_cache: dict[str, float] = {}
+    with results.open("a", encoding="utf-8") as fh, (out / "pools.jsonl").open("a") as pool_fh:
+        # Budgets outermost: an interrupted run leaves every problem at the small budgets.
+        for budget in args.budgets:
+            for problem in task.problems:
+                new: list[dict] = []
+                for method in search:
+                    if (problem.id, method, budget) not in done:
+                        new.append(run_search(problem, method, budget, backend, args))
+                        write(fh, new[-1])
+                if pooled and any((problem.id, m, budget) not in done for m in pooled):
+                    if problem.id not in pools:
+                        pools[problem.id] = new_pool(problem, backend, args)
+                        write(pool_fh, pool_record(pools[problem.id]))
+                    for rec in run_pooled(
+                        problem, budget, backend, pools[problem.id], ptrue_cache, args
+                    ):
+                        if (
+                            rec["method"] in pooled
+                            and (problem.id, rec["method"], budget) not in done
+                        ):
+                            new.append(rec)
+                            write(fh, rec)
+                for rec in new:
                     records.append(rec)
                     print(
-                        f"{problem.id} {method:<18} B={budget:<5} correct={rec['correct']!s:<5} "
-                        f"tokens={rec['generated_tokens']:<5} {rec['wall_s']:.0f}s",
+                        f"{problem.id} {rec['method']:<18} B={budget:<5} "
+                        f"correct={rec['correct']!s:<5} tokens={rec['generated_tokens']:<5} "
+                        f"{rec['wall_s']:.0f}s",
                         flush=True,
                     )
     summarize(records, out)
