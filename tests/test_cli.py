@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -263,6 +264,9 @@ def test_sampler_specs_map_onto_params():
             ("generate", "q", "--model", "/nonexistent.gguf"),
             "model file not found: /nonexistent.gguf",
         ),
+        (("generate", "q", "--threads", "0"), "--threads must be >= 1 (omit it for all cores)"),
+        (("eval", "--threads", "-2"), "--threads must be >= 1"),
+        (("serve", "--threads", "0"), "--threads must be >= 1"),
     ],
 )
 def test_bad_input_gets_one_line_error(capsys, argv, message):
@@ -339,3 +343,59 @@ def test_two_runs_never_write_to_one_directory(tmp_path):
                 pass
     with _exclusive(tmp_path):  # released after the first run ends
         pass
+
+
+def test_version(capsys):
+    from samplescale import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"samplescale {__version__}\n"
+
+
+def test_generate_json_and_threads(capsys, model):
+    code, stdout, _ = run(
+        capsys,
+        "generate",
+        "What is 7 + 5?",
+        "-n",
+        "3",
+        "--max-tokens",
+        "8",
+        "--threads",
+        "1",
+        "--model",
+        model,
+        "--json",
+    )
+    assert code == 0
+    result = json.loads(stdout)
+    assert len(result["samples"]) == 3 and len(result["answers"]) == 3
+    assert result["usage"]["completion_tokens"] == sum(
+        len(s["token_ids"]) for s in result["samples"]
+    )
+
+
+def test_default_output_is_one_directory_per_settings(capsys, tmp_path, monkeypatch, model):
+    monkeypatch.chdir(tmp_path)
+    args = ("eval", "--limit", "1", "-n", "2", "--max-tokens", "6", "--model", model)
+    assert run(capsys, *args)[0] == 0
+    assert run(capsys, *args, "--temperature", "0.5")[0] == 0  # not refused: its own directory
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all(r.startswith("arithmetic-L1-n2-seed0-") for r in runs)
+    assert len({r.rsplit("-", 1)[1] for r in runs}) == 2
+    code, stdout, _ = run(capsys, *args)  # the same command resumes its own run
+    assert code == 0 and "1 of 1 problems already done" in stdout
+
+
+def test_a_run_that_failed_before_any_result_does_not_block_its_directory(
+    capsys, tmp_path, model
+):
+    out = tmp_path / "run"
+    args = ("eval", "--limit", "1", "-n", "2", "--max-tokens", "6", "--output", str(out))
+    code, _, err = run(capsys, *args, "--model", str(tmp_path / "missing.gguf"))
+    assert code == 2 and "model file not found" in err and (out / "run.json").exists()
+    assert run(capsys, *args, "--model", model)[0] == 0
+    assert json.loads((out / "run.json").read_text())["model"] == str(Path(model).resolve())
+    code, _, err = run(capsys, *args, "--model", str(tmp_path / "missing.gguf"))
+    assert code == 2 and "other settings (model)" in err  # results exist now: refused

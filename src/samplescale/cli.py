@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from samplescale.cli_model import add_threads_arg, n_threads
 from samplescale.cli_serve import add_serve_parser, cmd_serve
 from samplescale.config import SamplingParams, valid_range
 from samplescale.errors import ConfigError, SamplescaleError
@@ -80,6 +81,7 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
         default=None,
         help="GGUF model file (default: embedded SmolLM2-135M-Instruct)",
     )
+    add_threads_arg(p)
     p.add_argument("--strategy", default=None, help="strategy name (samplescale list shows them)")
     p.add_argument(
         "--option",
@@ -109,9 +111,12 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``samplescale`` command."""
+    from samplescale import __version__
+
     parser = argparse.ArgumentParser(
         prog="samplescale", description="Sampling-based inference with language models."
     )
+    parser.add_argument("--version", action="version", version=f"samplescale {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser(
@@ -149,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="text file with a source document the answer should be grounded in",
     )
     _sampling_args(gen, ("-n", "--n"), 8)
+    gen.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole result as JSON (samples, scores, trace, usage) instead of a summary",
+    )
 
     sub.add_parser("list", help="list registered strategies, tasks and scorers")
     add_serve_parser(sub)
@@ -185,14 +195,23 @@ def _backend(args: argparse.Namespace) -> Any:
     with ``--draft-model``, speculative sampling over it."""
     from samplescale.backends.llamacpp import LlamaCppBackend
 
+    threads = n_threads(args)
     if args.draft_model is None:
         return LlamaCppBackend(
-            args.model, n_ctx=None, n_seq_max=min(args.n, 16), max_tokens=args.max_tokens
+            args.model,
+            n_ctx=None,
+            n_seq_max=min(args.n, 16),
+            max_tokens=args.max_tokens,
+            n_threads=threads,
         )
     from samplescale.decoders.speculative import SpeculativeBackend
 
-    target = LlamaCppBackend(args.model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens)
-    draft = LlamaCppBackend(args.draft_model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens)
+    target = LlamaCppBackend(
+        args.model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens, n_threads=threads
+    )
+    draft = LlamaCppBackend(
+        args.draft_model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens, n_threads=threads
+    )
     return SpeculativeBackend(target, draft, k=args.draft_k, drafts=args.drafts)
 
 
@@ -265,6 +284,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise ConfigError("prompt must not be empty")
     params = _params(args)  # validated before the model loads
+    n_threads(args)
     try:
         grounding = args.grounding.read_text(encoding="utf-8") if args.grounding else None
     except UnicodeDecodeError as exc:
@@ -274,6 +294,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompt = Prompt.user(args.prompt).model_copy(update={"grounding": grounding})
     backend = _backend(args)
     result = strategy.run(backend, prompt, params)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
     print(f"answer: {result.answer}")
     if result.vote_shares:
         shares = ", ".join(
@@ -300,7 +323,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from samplescale.cli_eval import run_eval
 
-    return run_eval(args, _params(args), _backend, _strategy(args.strategy, args.option))
+    params = _params(args)
+    n_threads(args)
+    return run_eval(args, params, _backend, _strategy(args.strategy, args.option))
 
 
 def main(argv: list[str] | None = None) -> int:

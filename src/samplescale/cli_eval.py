@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -41,8 +42,13 @@ from samplescale.tasks import load_task
 ARITHMETIC_DEFAULT_LIMIT = 50
 
 
-def default_output(task: str, args: argparse.Namespace) -> Path:
-    """``runs/<task>[-L<level>]-n<N>[-<strategy>]-seed<seed>``."""
+def default_output(task: str, args: argparse.Namespace, settings: dict[str, Any]) -> Path:
+    """``runs/<task>[-L<level>]-n<N>[-<strategy>]-seed<seed>-<hash>``.
+
+    ``<hash>`` is the first 8 hex digits of the SHA-256 of the run's settings (task, data,
+    limit, model, every sampling parameter, strategy and options), so the same command
+    resumes its run and a run with any other setting gets a directory of its own.
+    """
     parts = [task]
     if task == "arithmetic":
         parts.append(f"L{args.level}")
@@ -50,6 +56,8 @@ def default_output(task: str, args: argparse.Namespace) -> Path:
     if args.strategy:
         parts.append(canonical(args.strategy))
     parts.append(f"seed{args.seed}")
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    parts.append(digest[:8])
     return Path("runs") / "-".join(parts)
 
 
@@ -72,8 +80,11 @@ def _settings(
 
 
 def _check_settings(run_file: Path, settings: dict[str, Any]) -> None:
-    """Write run.json, or refuse when the directory holds a run with other settings."""
-    if not run_file.exists():
+    """Write run.json, or refuse when the directory holds results of a run with other
+    settings (a run.json without results, left by a run that failed before its first
+    problem, is replaced)."""
+    results = run_file.parent / "results.jsonl"
+    if not run_file.exists() or not results.exists() or not results.read_bytes().strip():
         run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         return
     try:
@@ -198,9 +209,9 @@ def run_eval(
     )
     if args.output is not None and not args.output.strip():
         raise ConfigError("--output must be a directory path, got an empty string")
-    out = Path(args.output) if args.output is not None else default_output(name, args)
     model = str(args.model.resolve() if args.model else default_model_path())
     settings = _settings(name, args, params, model)
+    out = Path(args.output) if args.output is not None else default_output(name, args, settings)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)

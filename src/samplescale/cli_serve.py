@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from samplescale.cli_model import add_threads_arg, n_threads
 from samplescale.errors import ConfigError, MissingDependencyError
 
 DEFAULT_MODEL_ID = "smollm2"  # the embedded SmolLM2-135M-Instruct
@@ -60,6 +61,7 @@ def add_serve_parser(subparsers: Any) -> None:
                    help="embedded model: KV cells (default %(default)s)")
     p.add_argument("--n-seq-max", type=int, default=16,
                    help="embedded model: sequences decoded in one batch (default %(default)s)")
+    add_threads_arg(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -89,7 +91,9 @@ def _backend(args: argparse.Namespace) -> tuple[Any, str]:
         return upstream, model
     from samplescale.backends.llamacpp import LlamaCppBackend
 
-    embedded = LlamaCppBackend(args.model, n_ctx=args.n_ctx, n_seq_max=args.n_seq_max)
+    embedded = LlamaCppBackend(
+        args.model, n_ctx=args.n_ctx, n_seq_max=args.n_seq_max, n_threads=n_threads(args)
+    )
     name = DEFAULT_MODEL_ID if args.model is None else embedded.model_path.name.removesuffix(".gguf")
     return embedded, name
 
