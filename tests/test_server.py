@@ -235,6 +235,9 @@ BAD = [
     ({"n": 65}, "n", "valid range [1, 64]"),
     ({"model": "self-consistency@65/fake"}, "model", "valid range [1, 64]"),
     ({"max_tokens": 5, "max_completion_tokens": 6}, "max_completion_tokens", "contradicts"),
+    ({"stream": "yes"}, "stream", "valid boolean"),
+    ({"logprobs": 1}, "logprobs", "valid boolean"),
+    ({"return_tokens_as_token_ids": "true"}, "return_tokens_as_token_ids", "valid boolean"),
 ]
 
 
@@ -476,6 +479,26 @@ def test_more_bad_input_is_a_400_naming_the_field(fake_url, change, field, fragm
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["param"] == field and fragment in err["message"], err
+
+
+def test_a_body_over_the_limit_is_a_413_whatever_its_length_header_says():
+    with serve(create_app(ScriptedBackend(echo_reply), "fake", limits=Limits(max_body_bytes=2000))) as url:
+        small = {"model": "fake", "messages": USER, "max_tokens": 5}
+        assert httpx.post(url + "/chat/completions", json=small).status_code == 200
+        big = json.dumps({**small, "user": "x" * 3000}).encode()
+        r = httpx.post(url + "/chat/completions", content=big,
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 413, r.text
+        err = r.json()["error"]
+        assert err["param"] == "body" and "limit of 2000 bytes" in err["message"]
+
+        def chunked():  # no Content-Length: the limit holds while the body streams in
+            for i in range(0, len(big), 500):
+                yield big[i:i + 500]
+
+        r = httpx.post(url + "/chat/completions", content=chunked(),
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "limit of 2000 bytes" in r.json()["error"]["message"]
 
 
 def test_deeply_nested_json_is_a_400(fake_url):

@@ -57,6 +57,8 @@ def add_serve_parser(subparsers: Any) -> None:
                    help="most samples per request (default %(default)s)")
     p.add_argument("--max-request-tokens", type=int, default=200_000,
                    help="most tokens one request may spend (default %(default)s)")
+    p.add_argument("--max-body-bytes", type=int, default=8 * 2**20,
+                   help="largest request body in bytes; larger ones get a 413 (default 8 MiB)")
     p.add_argument("--n-ctx", type=int, default=8192,
                    help="embedded model: KV cells (default %(default)s)")
     p.add_argument("--n-seq-max", type=int, default=16,
@@ -116,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise MissingDependencyError(f"samplescale serve needs FastAPI and uvicorn; {SERVER_HINT}") from exc
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
-    for flag in ("max_samples", "max_request_tokens"):
+    for flag in ("max_samples", "max_request_tokens", "max_body_bytes"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     logging.basicConfig(
@@ -130,7 +132,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             api_key=args.api_key or None,
             max_queue=args.max_queue,
             max_concurrency=args.max_concurrency,
-            limits=Limits(max_samples=args.max_samples, max_request_tokens=args.max_request_tokens),
+            limits=Limits(
+                max_samples=args.max_samples,
+                max_request_tokens=args.max_request_tokens,
+                max_body_bytes=args.max_body_bytes,
+            ),
         )
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
         uvicorn.Server(config).run()

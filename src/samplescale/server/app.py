@@ -221,9 +221,27 @@ def create_app(
             raise APIError(401, "invalid or missing API key (Authorization: Bearer <key>)",
                            code="invalid_api_key")
 
+    async def body(request: Request) -> bytes:
+        """The request body, refused with a 413 as soon as it passes ``max_body_bytes``
+        (whatever Content-Length claims)."""
+        too_large = APIError(
+            413, f"body: larger than this server's limit of {lim.max_body_bytes} bytes",
+            param="body",
+        )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > lim.max_body_bytes:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > lim.max_body_bytes:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def read(request: Request, schema: type[Any]) -> Any:
         authorize(request)
-        raw = await request.body()
+        raw = await body(request)
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -52,11 +52,15 @@ class Limits:
         Largest integer strategy option (``samplescale.options``: ``iterations``,
         ``expansions``, ``max_steps``, ``scorer_budget``, ...: counts of rounds, calls or
         steps); ``token_budget`` is bounded by ``max_request_tokens`` instead.
+    max_body_bytes : int
+        Largest request body in bytes (default 8 MiB); a larger one is answered 413 before
+        it is read to the end.
     """
 
     max_samples: int = 64
     max_request_tokens: int = 200_000
     max_option_count: int = 1024
+    max_body_bytes: int = 8 * 2**20
 
 
 @dataclass(frozen=True)

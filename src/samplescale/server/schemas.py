@@ -140,7 +140,7 @@ class _Request(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     model: str = Field(min_length=1)
-    stream: bool = False
+    stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, strict=True, ge=1)
     max_tokens: int | None = Field(default=None, strict=True, ge=1)
@@ -148,7 +148,7 @@ class _Request(BaseModel):
     seed: int | None = Field(default=None, strict=True, ge=0)
     user: str | None = None
     logit_bias: dict[str, float] | None = None
-    return_tokens_as_token_ids: bool = False
+    return_tokens_as_token_ids: bool = Field(default=False, strict=True)
     samplescale: SamplescaleOptions | None = None
 
     def sampling_fields(self) -> dict[str, Any]:
@@ -161,7 +161,7 @@ class ChatCompletionRequest(_Request):
 
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, strict=True, ge=1)
-    logprobs: bool = False
+    logprobs: bool = Field(default=False, strict=True)
     top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=0)
 
     @property
