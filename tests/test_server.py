@@ -553,3 +553,33 @@ def test_a_search_that_spends_its_budget_returns_quickly_with_its_best_partial_s
             e = r.json()["samplescale"]
             assert e["budget"]["exhausted"] is True and e["budget"]["spent"] <= 2000
             assert len(r.json()["choices"]) == 1  # the best (partial) solution
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_strategy_stops_when_its_client_disconnects(stream):
+    import time
+
+    def reply(prompt, i):
+        last = prompt.messages[-1].content if prompt.messages else prompt.text
+        return "Score: 7" if "Rate how likely" in last else f"Step {i}.\n\nThe answer is {i % 3}."
+
+    backend = ScriptedBackend(reply, token_delay_s=0.002)
+    with serve(create_app(backend, "fake")) as url:
+        body = {"model": "mcts@2/fake", "messages": USER, "max_tokens": 16, "stream": stream,
+                "samplescale": {"options": {"scorer": "judge", "iterations": 1024}}}
+        if stream:
+            with httpx.stream("POST", url + "/chat/completions", json=body, timeout=30) as r:
+                lines = r.iter_lines()  # kept: a dropped iterator closes the stream
+                next(lines)  # the role chunk
+                deadline = time.monotonic() + 10
+                while not backend.calls and time.monotonic() < deadline:
+                    time.sleep(0.01)  # until the run has made a model call; then leave
+        else:
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(url + "/chat/completions", json=body, timeout=1.0)
+        time.sleep(1.0)  # the server notices within DISCONNECT_POLL_S and one model call
+        stopped = len(backend.calls)
+        time.sleep(1.0)
+        assert len(backend.calls) == stopped  # no model call after the client left
+        assert 0 < stopped < 300  # a full run makes thousands (1024 iterations, each scored)
+        assert httpx.get(url.removesuffix("/v1") + "/health").json()["running"] == 0

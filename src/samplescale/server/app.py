@@ -19,7 +19,9 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   strategy knows its answer only after its samples are drawn (and a plain request on a
   backend that does not stream, such as ``openai_http``, only after the call returns), so
   there the text arrives after the work, in word-sized chunks. If the client disconnects
-  during a live stream, decoding stops at the next token. A request that fails ends its
+  during a live stream, decoding stops at the next token; a strategy (streamed or not) stops
+  at its next model call (the server checks a waiting client every 0.25 s). A request that
+  fails ends its
   stream with an OpenAI error object instead of the finish chunks (in a live stream,
   possibly after some text). Token logprobs are not streamed.
 - With ``api_key`` set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (401 otherwise).
@@ -33,17 +35,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -52,6 +52,7 @@ from samplescale.backends.budget import BudgetSpent, TokenBudgetBackend
 from samplescale.backends.openai_http import UpstreamError
 from samplescale.errors import BackendError, ConfigError
 from samplescale.server import responses
+from samplescale.server.request_id import RequestIdMiddleware
 from samplescale.server.routing import DEFAULT_SAMPLES, Limits, Plan, plan
 from samplescale.server.schemas import (
     APIError,
@@ -63,15 +64,40 @@ from samplescale.strategies import STRATEGIES
 
 log = logging.getLogger("samplescale.server")
 KEEPALIVE_S = 10.0
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+DISCONNECT_POLL_S = 0.25
 
 
 class ClientGone(Exception):
-    """The client of a live stream disconnected; decoding stops."""
+    """The client disconnected; decoding stops."""
+
+
+class Watched:
+    """``backend`` whose model calls (``generate``, ``stream``, ``logits_at``) raise
+    :class:`ClientGone` once ``gone`` is set, so a strategy whose client left stops at its
+    next model call. Every other attribute, and whether one exists, is the backend's."""
+
+    def __init__(self, backend: Backend, gone: threading.Event) -> None:
+        self._backend = backend
+        self._gone = gone
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._backend, name)
+        if name not in ("generate", "stream", "logits_at"):
+            return attr
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if self._gone.is_set():
+                raise ClientGone("the client disconnected")
+            return attr(*args, **kwargs)
+
+        return checked
 
 
 def execute(
-    backend: Backend, p: Plan, on_delta: Callable[[TextDelta], None] | None = None
+    backend: Backend,
+    p: Plan,
+    on_delta: Callable[[TextDelta], None] | None = None,
+    gone: threading.Event | None = None,
 ) -> responses.Outcome:
     """Run one plan on ``backend`` (blocking; called in a worker thread).
 
@@ -80,6 +106,9 @@ def execute(
     on_delta : callable, optional
         For a plain request on a streaming backend: called with each text delta while the
         backend decodes (it raises :class:`ClientGone` to stop decoding).
+    gone : threading.Event, optional
+        Set when the client disconnects: the run stops at its next model call
+        (:class:`ClientGone`).
 
     Raises
     ------
@@ -87,7 +116,9 @@ def execute(
         502 (upstream) / 500 when every sample failed; 400 when the backend refused the
         input (e.g. prompt + max_tokens beyond the context).
     """
-    budgeted = TokenBudgetBackend(backend, p.max_total_tokens)
+    budgeted = TokenBudgetBackend(
+        backend if gone is None else Watched(backend, gone), p.max_total_tokens
+    )
     try:
         if p.strategy is None:
             if on_delta is None:
@@ -198,20 +229,7 @@ def create_app(
         err = APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
         return JSONResponse(err.body(), status_code=exc.status_code)
 
-    @app.middleware("http")
-    async def _request_id(request: Request, call_next: Any) -> Any:
-        given = request.headers.get("x-request-id", "")
-        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:24]
-        request.state.request_id = rid
-        start = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        log.info(
-            "%s %s %s -> %d (%.3f s)",
-            rid, request.method, request.url.path, response.status_code,
-            time.perf_counter() - start,
-        )
-        return response
+    app.add_middleware(RequestIdMiddleware)
 
     def authorize(request: Request) -> None:
         if api_key is None:
@@ -265,14 +283,16 @@ def create_app(
             raise from_validation_error(exc) from exc
 
     async def run(
-        p: Plan, on_delta: Callable[[TextDelta], None] | None
+        p: Plan, on_delta: Callable[[TextDelta], None] | None, gone: threading.Event
     ) -> responses.Outcome:
         try:
             async with limiter:
+                if gone.is_set():  # the client left while the request queued
+                    raise ClientGone("the client disconnected")
                 state["running"] += 1
                 try:
                     return await anyio.to_thread.run_sync(
-                        execute, backend, p, on_delta, limiter=threads
+                        execute, backend, p, on_delta, gone, limiter=threads
                     )
                 finally:
                     state["running"] -= 1
@@ -280,7 +300,7 @@ def create_app(
             state["admitted"] -= 1
 
     def start(
-        p: Plan, rid: str, on_delta: Callable[[TextDelta], None] | None = None
+        p: Plan, gone: threading.Event, on_delta: Callable[[TextDelta], None] | None = None
     ) -> asyncio.Task[responses.Outcome]:
         """Admit the request (429 when full) and start its run; the run task releases
         the admission when it ends, whatever happens to the connection."""
@@ -292,7 +312,7 @@ def create_app(
                 code="queue_full",
             )
         state["admitted"] += 1
-        task = asyncio.ensure_future(run(p, on_delta))
+        task = asyncio.ensure_future(run(p, on_delta, gone))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
@@ -360,7 +380,7 @@ def create_app(
                     raise ClientGone(f"{rid}: the client disconnected")
                 loop.call_soon_threadsafe(queue.put_nowait, d)
 
-        task = start(p, rid, on_delta)
+        task = start(p, gone, on_delta)
         log.info("%s plan strategy=%s n=%d budget=%d live=%s", rid,
                  getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens, live)
         if req.stream:
@@ -370,7 +390,15 @@ def create_app(
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Request-ID": rid},
             )
-        outcome = await task
+        while not task.done():  # a client that leaves stops the run at its next model call
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if not task.done() and await request.is_disconnected():
+                gone.set()
+                log.info("%s the client disconnected; stopping the run", rid)
+        try:
+            outcome = task.result()
+        except ClientGone:
+            return Response(status_code=499)  # nginx's "client closed request": nobody reads it
         body = responses.chat_body if chat else responses.completion_body
         return body(
             outcome, request_id=rid, created=created, model=req.model,
