@@ -583,3 +583,29 @@ def test_a_strategy_stops_when_its_client_disconnects(stream):
         assert len(backend.calls) == stopped  # no model call after the client left
         assert 0 < stopped < 300  # a full run makes thousands (1024 iterations, each scored)
         assert httpx.get(url.removesuffix("/v1") + "/health").json()["running"] == 0
+
+
+def test_plain_requests_run_every_decoder_and_kl_needs_its_grounding():
+    body = {"model": "toy", "prompt": "x", "max_tokens": 5, "n": 3, "seed": 0}
+    with serve(create_app(ToyLM(), "toy")) as url:
+        r = httpx.post(url + "/completions", json={**body, "decoding": "priority"})
+        assert r.status_code == 200, r.text
+        texts = [c["text"] for c in r.json()["choices"]]
+        assert len(set(texts)) == 3  # priority sampling: distinct sequences, without replacement
+        chunks = []
+        with httpx.stream("POST", url + "/chat/completions", json={
+            "model": "toy", "messages": USER, "max_tokens": 5, "n": 2, "stream": True,
+            "decoding": "priority"}) as s:
+            chunks = [json.loads(x[6:]) for x in s.iter_lines() if x.startswith("data: {")]
+        streamed = {c["choices"][0]["index"] for c in chunks if c["choices"]}
+        assert s.status_code == 200 and streamed == {0, 1}
+        r = httpx.post(url + "/completions", json={**body, "kl_sigma": 0.5})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "samplescale.grounding"
+        r = httpx.post(url + "/completions", json={
+            **body, "kl_sigma": 0.5, "samplescale": {"grounding": "The code is 12."}})
+        assert r.status_code == 200 and len(r.json()["choices"]) == 3
+    with serve(create_app(ScriptedBackend(["The answer is 7."]), "fake")) as url:
+        r = httpx.post(url + "/completions",
+                       json={**body, "model": "fake", "decoding": "arithmetic"})
+        assert r.status_code == 400
+        assert "needs a backend that exposes next-token logits" in r.json()["error"]["message"]

@@ -138,7 +138,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 max_body_bytes=args.max_body_bytes,
             ),
         )
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        config = uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=args.log_level, access_log=False
+        )  # the request-id middleware logs each request, with its id and duration
         uvicorn.Server(config).run()
     finally:
         close = getattr(backend, "close", None)

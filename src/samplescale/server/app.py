@@ -47,6 +47,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from samplescale import decoders
 from samplescale.backends.base import Backend, TextDelta, collect
 from samplescale.backends.budget import BudgetSpent, TokenBudgetBackend
 from samplescale.backends.openai_http import UpstreamError
@@ -122,7 +123,7 @@ def execute(
     try:
         if p.strategy is None:
             if on_delta is None:
-                gen = budgeted.generate(p.prompt, p.params)
+                gen = decoders.generate(budgeted, p.prompt, p.params)
             else:
                 gen = collect(budgeted.stream(p.prompt, p.params), on_delta)
             samples, usage, result, chosen = gen.samples, gen.usage, None, gen.samples
@@ -367,7 +368,10 @@ def create_app(
         if req.stream and not chat:
             raise APIError(400, "stream: streaming is supported on /v1/chat/completions only",
                            param="stream")
-        live = req.stream and p.strategy is None and backend.capabilities.streaming
+        live = (
+            req.stream and p.strategy is None and backend.capabilities.streaming
+            and p.params.decoding == "independent" and p.params.kl_sigma is None
+        )  # the other decoders draw token by token outside the backend's streaming loop
         deltas: asyncio.Queue[TextDelta] | None = asyncio.Queue() if live else None
         gone = threading.Event()
         on_delta = None

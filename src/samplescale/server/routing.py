@@ -310,8 +310,16 @@ def plan(
                 f"{limits.max_request_tokens} (this server's per-request limit)]",
                 param="samplescale.max_total_tokens",
             )
+    grounding = ext.grounding if ext is not None else None
+    if params.kl_sigma is not None and grounding is None:
+        raise APIError(
+            400,
+            "samplescale.grounding: kl_sigma (KL-guided temperature) needs the source "
+            "document the answer is grounded in, as a string",
+            param="samplescale.grounding",
+        )
     return Plan(
-        prompt=_prompt(req),
+        prompt=_prompt(req).model_copy(update={"grounding": grounding}),
         params=params,
         strategy=strategy,
         max_total_tokens=budget,

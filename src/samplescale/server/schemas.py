@@ -125,6 +125,10 @@ class SamplescaleOptions(BaseModel):
         call), >= 1; sampling stops when it is spent and the response says so.
     candidates : bool
         Include every candidate in the response's ``samplescale`` field (default true).
+    grounding : str, optional
+        A source document the answer should be grounded in (``Prompt.grounding``); needed
+        by ``kl_sigma`` (KL-guided temperature), which compares the next-token
+        distributions with and without it.
     """
 
     model_config = STRICT
@@ -133,6 +137,7 @@ class SamplescaleOptions(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     max_total_tokens: int | None = Field(default=None, strict=True, ge=1)
     candidates: bool = True
+    grounding: str | None = None
 
 
 class _Request(BaseModel):
