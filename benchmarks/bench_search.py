@@ -237,13 +237,25 @@ def load_done(path: Path) -> list[dict]:
     return records
 
 
-def summarize(records: list[dict], out: Path) -> list[dict]:
-    rows = []
-    for method in METHODS:
-        for budget in sorted({r["budget"] for r in records}):
-            rs = [r for r in records if r["method"] == method and r["budget"] == budget]
-            if not rs:
-                continue
+def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
+    """Accuracy (95% Wilson interval), mean generated tokens, scorer calls and seconds per
+    method and budget, over the problems that every method finished at that budget (so the
+    methods are compared on the same problems); and, per budget, paired comparisons of
+    each search method with each sampling method: problems only one of them solved and the
+    exact McNemar p-value (two-sided binomial test on those discordant problems)."""
+    from scipy.stats import binomtest
+
+    rows, pairs = [], []
+    for budget in sorted({r["budget"] for r in records}):
+        by = {
+            m: {r["id"]: r for r in records if r["method"] == m and r["budget"] == budget}
+            for m in methods
+        }
+        ids = set.intersection(*(set(v) for v in by.values()))
+        if not ids:
+            continue
+        for method in methods:
+            rs = [by[method][i] for i in sorted(ids)]
             k = sum(r["correct"] for r in rs)
             lo, hi = wilson_interval(k, len(rs))
             rows.append(
@@ -259,13 +271,45 @@ def summarize(records: list[dict], out: Path) -> list[dict]:
                     "mean_wall_s": sum(r["wall_s"] for r in rs) / len(rs),
                 }
             )
-    (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    print(f"{'method':<20}{'budget':>7}{'n':>4}{'acc':>7}{'95% CI':>14}{'tokens':>8}{'scorer':>8}")
+        for search in (m for m in methods if m in SEARCH):
+            for sampling in (m for m in methods if m not in SEARCH):
+                only_search = sum(
+                    by[search][i]["correct"] > by[sampling][i]["correct"] for i in ids
+                )
+                only_sampling = sum(
+                    by[sampling][i]["correct"] > by[search][i]["correct"] for i in ids
+                )
+                n = only_search + only_sampling
+                pairs.append(
+                    {
+                        "budget": budget,
+                        "search": search,
+                        "sampling": sampling,
+                        "problems": len(ids),
+                        "only_search": only_search,
+                        "only_sampling": only_sampling,
+                        "mcnemar_p": binomtest(only_search, n, 0.5).pvalue if n else 1.0,
+                    }
+                )
+    (out / "summary.json").write_text(
+        json.dumps({"rows": rows, "paired": pairs}, indent=2) + "\n", encoding="utf-8"
+    )
+    print(
+        f"{'method':<20}{'budget':>7}{'n':>4}{'acc':>7}{'95% CI':>14}{'tokens':>8}"
+        f"{'scorer':>8}{'s/problem':>10}"
+    )
     for r in rows:
         ci = f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}"
         print(
             f"{r['method']:<20}{r['budget']:>7}{r['problems']:>4}{r['accuracy']:>7.3f}"
             f"{ci:>14}{r['mean_generated_tokens']:>8.0f}{r['mean_scorer_calls']:>8.1f}"
+            f"{r['mean_wall_s']:>10.0f}"
+        )
+    print("paired (same problems): only-search / only-sampling solved, exact McNemar p")
+    for q in pairs:
+        print(
+            f"  B={q['budget']:<5} {q['search']:<19} vs {q['sampling']:<17} "
+            f"{q['only_search']:>2} / {q['only_sampling']:<2} p={q['mcnemar_p']:.3f}"
         )
     plot(rows, out / "search.png")
     return rows
@@ -349,8 +393,14 @@ def main() -> None:
         default="Solve the problem. Think step by step, separating steps by a blank line, then "
         "finish your reply with 'The answer is' followed by the final answer.",
     )
+    ap.add_argument(
+        "--summarize-only", action="store_true", help="summarize the results file, run nothing"
+    )
     args = ap.parse_args()
     out = Path(args.out)
+    if args.summarize_only:
+        summarize(load_done(out / "results.jsonl"), out, args.methods)
+        return
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     records = load_done(results)
@@ -395,7 +445,7 @@ def main() -> None:
                         f"{rec['wall_s']:.0f}s",
                         flush=True,
                     )
-    summarize(records, out)
+    summarize(records, out, args.methods)
 
 
 if __name__ == "__main__":
