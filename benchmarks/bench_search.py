@@ -41,6 +41,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,11 @@ def draw_pool(
 
 
 def budgeted_pool(
-    pool: list[Sample], budget: int, min_tokens: int, max_tokens: int
+    pool: list[Sample],
+    budget: int,
+    min_tokens: int,
+    max_tokens: int,
+    detokenize: Callable[[Sequence[int]], str] | None = None,
 ) -> tuple[list[Sample], int]:
     """The samples of the sequential budgeted procedure: sample ``i`` of ``pool`` with at
     most ``min(max_tokens, tokens left)`` tokens, while at least ``min_tokens`` are left.
@@ -117,7 +122,10 @@ def budgeted_pool(
     A sample cut to its first ``m`` tokens has exactly the law of a sample drawn with
     ``max_tokens=m`` (the tokens are drawn left to right), so cutting the pool's samples is
     the procedure itself, and every budget reads the same pool (common random numbers).
-    Returns the samples and the tokens left (``min_tokens`` or more: the pool ran out).
+    ``detokenize`` gives the text of a cut sample's tokens (the backend's pieces, decoded
+    as the backend decodes them); without it only the token count is right (the pool
+    drawing loop needs no more). Returns the samples and the tokens left (``min_tokens`` or
+    more: the pool ran out).
     """
     chosen: list[Sample] = []
     left = budget
@@ -128,7 +136,7 @@ def budgeted_pool(
         if sample.num_tokens > m:
             sample = sample.model_copy(
                 update={
-                    "text": "".join(sample.token_texts[:m]),
+                    "text": detokenize(sample.token_ids[:m]) if detokenize else "",
                     "token_ids": sample.token_ids[:m],
                     "token_texts": sample.token_texts[:m],
                     "logprobs": sample.logprobs[:m],
@@ -139,6 +147,12 @@ def budgeted_pool(
         chosen.append(sample)
         left -= sample.num_tokens
     return chosen, left
+
+
+def text_of(backend: LlamaCppBackend) -> Callable[[Sequence[int]], str]:
+    """Token ids to text as llama.cpp samples are decoded: pieces joined, UTF-8 with
+    replacement (``backends.decoding.SequenceBuilder``)."""
+    return lambda ids: b"".join(backend.piece(t) for t in ids).decode("utf-8", "replace")
 
 
 def generated_tokens(result: Result) -> int:
@@ -172,7 +186,9 @@ def run_pooled(
     params = SamplingParams(
         temperature=args.temperature, top_p=0.95, n=1, max_tokens=args.sample_tokens
     ).replace(seed=problem_seed(args.seed, problem.id))
-    samples, _ = budgeted_pool(pool["samples"], budget, args.min_sample_tokens, args.sample_tokens)
+    samples, _ = budgeted_pool(
+        pool["samples"], budget, args.min_sample_tokens, args.sample_tokens, text_of(backend)
+    )
     share = sum(s.num_tokens for s in samples) / max(1, pool["tokens"])
     ptrue = self_evaluation(backend)
 
