@@ -89,6 +89,40 @@ def test_callable_scorer_counts_calls_and_checks_its_scale():
     with pytest.raises(ConfigError, match="scale"):
         CallableScorer(fn, "logprob")  # type: ignore[arg-type]
     assert CallableScorer(fn, "log-probability").bounds == (-math.inf, 0.0)
+    for value in (math.inf, -math.inf):  # an infinite reward would win every comparison
+        with pytest.raises(ScorerError, match=r"outside its reward range \[-inf, inf\] \(finite\)"):
+            CallableScorer(lambda p, s, v=value: v, "reward").score(Q, STEPS)
+
+
+@pytest.mark.parametrize(
+    "scale, value, ok",
+    [
+        ("probability", 0.0, True),
+        ("probability", 1.0, True),
+        ("probability", 1.0000001, False),
+        ("probability", -0.1, False),
+        ("log-probability", 0.0, True),
+        ("log-probability", -math.inf, True),  # probability 0
+        ("log-probability", 0.5, False),
+        ("reward", -3e9, True),
+        ("reward", math.inf, False),
+        ("reward", -math.inf, False),
+        ("reward", math.nan, False),
+        ("probability", "high", False),
+    ],
+)
+def test_outcome_scorers_check_their_scale(scale, value, ok):
+    from samplescale.types import Sample
+    from samplescale.verifiers.scorers import Scorer
+
+    scorer = Scorer(name="custom", scale=scale, fn=lambda s, a: value)
+    sample = Sample(text="The answer is 4.")
+    if ok:
+        assert scorer(sample, "4") == value
+    else:
+        with pytest.raises(ScorerError, match="scorer 'custom' returned"):
+            scorer(sample, "4")
+    assert scorer(Sample(text="", status="error", error="x"), None) is None  # never called
 
 
 def test_counters_are_exact_under_threads():

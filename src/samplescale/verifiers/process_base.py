@@ -10,7 +10,6 @@ model tokens and calls they spent). The scale names are those of the outcome sco
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -18,22 +17,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from samplescale.errors import SamplescaleError
 from samplescale.types import Prompt, Usage
-from samplescale.verifiers.scorers import Scale
-
-
-class ScorerError(SamplescaleError, RuntimeError):
-    """A process scorer could not produce a score (unparseable judge reply, a label the
-    model did not produce, a value outside the scorer's scale). Never turned into a score.
-
-    Attributes
-    ----------
-    usage : Usage
-        The model usage the failed call spent (set by :meth:`ProcessScorer.measure`).
-    """
-
-    usage: Usage = Usage()
+from samplescale.verifiers.scorers import SCALE_BOUNDS, Scale, ScorerError, check_score
 
 
 class ScorerUsage(BaseModel):
@@ -85,10 +70,9 @@ class ProcessScorer(ABC):
     @property
     def bounds(self) -> tuple[float, float]:
         """The interval every score lies in: (0, 1) for probabilities, (-inf, 0] for
-        log-probabilities, (-inf, inf) for rewards unless a subclass knows better."""
-        return {"probability": (0.0, 1.0), "log-probability": (-math.inf, 0.0)}.get(
-            self.scale, (-math.inf, math.inf)
-        )
+        log-probabilities, (-inf, inf) for rewards (finite) unless a subclass knows
+        better."""
+        return SCALE_BOUNDS[self.scale]
 
     @property
     def usage(self) -> ScorerUsage:
@@ -107,7 +91,8 @@ class ProcessScorer(ABC):
         Raises
         ------
         ScorerError
-            If no score can be read, or the value is NaN or outside ``bounds``.
+            If no score can be read, or the value is NaN, outside ``bounds``, or an
+            infinite reward.
         """
         return self.measure(prompt, steps)[0]
 
@@ -117,13 +102,7 @@ class ProcessScorer(ABC):
         spent = Usage()
         try:
             value, spent = self._evaluate(prompt, tuple(steps))
-            value = float(value)
-            lo, hi = self.bounds
-            if not lo <= value <= hi:  # also rejects NaN
-                raise ScorerError(
-                    f"scorer {self.name!r} returned {value}, outside its {self.scale} range "
-                    f"[{lo}, {hi}]"
-                )
+            value = check_score(self.name, self.scale, value, self.bounds)
         except ScorerError as exc:
             exc.usage = self._count(spent + exc.usage, start)
             raise

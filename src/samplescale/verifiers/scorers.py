@@ -12,10 +12,55 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from samplescale.errors import SamplescaleError
 from samplescale.registry import Registry
-from samplescale.types import Sample
+from samplescale.types import Sample, Usage
 
 Scale = Literal["log-probability", "probability", "reward"]
+
+SCALE_BOUNDS: dict[str, tuple[float, float]] = {
+    "probability": (0.0, 1.0),
+    "log-probability": (-math.inf, 0.0),
+    "reward": (-math.inf, math.inf),
+}
+"""The closed interval of each scale (a reward must moreover be finite)."""
+
+
+class ScorerError(SamplescaleError, RuntimeError):
+    """A scorer could not produce a score (unparseable judge reply, a label the model did
+    not produce, a value outside the scorer's scale). Never turned into a score.
+
+    Attributes
+    ----------
+    usage : Usage
+        The model usage the failed call spent (set by ``ProcessScorer.measure``; empty for outcome scorers).
+    """
+
+    usage: Usage = Usage()
+
+
+def check_score(
+    name: str, scale: Scale, value: object, bounds: tuple[float, float] | None = None
+) -> float:
+    """``value`` as a float on ``scale``, within ``bounds`` (default: the scale's).
+
+    Raises
+    ------
+    ScorerError
+        If ``value`` is not a real number, is NaN, lies outside ``bounds``, or is an
+        infinite reward (it would win every comparison and break vote weights).
+    """
+    try:
+        score = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ScorerError(f"scorer {name!r} returned {value!r:.40}, not a number") from exc
+    lo, hi = bounds or SCALE_BOUNDS[scale]
+    if not lo <= score <= hi or (scale == "reward" and math.isinf(score)):  # NaN fails too
+        finite = " (finite)" if scale == "reward" else ""
+        raise ScorerError(
+            f"scorer {name!r} returned {score}, outside its {scale} range [{lo}, {hi}]{finite}"
+        )
+    return score
 
 
 class Scorer(BaseModel):
@@ -27,7 +72,9 @@ class Scorer(BaseModel):
     scale : {"log-probability", "probability", "reward"}
     fn : callable (Sample, answer: str or None) -> float
         Error samples are never passed to ``fn``; they score ``-inf`` (log scale) or
-        ``None`` in results and never win.
+        ``None`` in results and never win. Its value must lie on ``scale``
+        (:data:`SCALE_BOUNDS`; rewards finite), else calling the scorer raises
+        :class:`ScorerError`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -36,10 +83,16 @@ class Scorer(BaseModel):
     fn: Callable[[Sample, str | None], float]
 
     def __call__(self, sample: Sample, answer: str | None) -> float | None:
-        """Score ``sample`` (None for error samples)."""
+        """Score ``sample`` (None for error samples).
+
+        Raises
+        ------
+        ScorerError
+            If ``fn`` returns a value off the scorer's scale (see :func:`check_score`).
+        """
         if sample.status == "error":
             return None
-        return float(self.fn(sample, answer))
+        return check_score(self.name, self.scale, self.fn(sample, answer))
 
 
 SCORERS: Registry[Scorer] = Registry("scorer")
