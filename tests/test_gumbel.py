@@ -148,6 +148,11 @@ def test_errors_name_the_problem():
         infer_noise(toy, PROMPT, [2], SamplingParams(top_k=1), rng)
     with pytest.raises(ConfigError, match="token_ids must be in \\[0, 3\\]"):
         infer_noise(toy, PROMPT, [4], SamplingParams(), rng)
+    with pytest.raises(ConfigError, match="token_ids must be integers"):
+        infer_noise(toy, PROMPT, [1.7, 2], SamplingParams(), rng)
+    with pytest.raises(ConfigError, match=r"token_ids\[1\] = 0 is an end-of-sequence token"):
+        infer_noise(toy, PROMPT, [1, 0, 2], SamplingParams(), rng)
+    assert infer_noise(toy, PROMPT, [np.int64(1), 0], SamplingParams(), rng).shape == (2, 4)
     with pytest.raises(ConfigError, match=r"shape \(L, 4\)"):
         counterfactual(toy, PROMPT, SamplingParams(), np.zeros((2, 5)), rng)
     with pytest.raises(ConfigError, match="n must be 1, got 2"):

@@ -25,6 +25,7 @@ second" give the same joint law of (observed, counterfactual).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -225,12 +226,23 @@ def infer_noise(
     Raises
     ------
     ConfigError
-        If a token id is out of range or has probability 0 under ``params`` at its position.
+        If a token id is not an integer, is out of range, is an end-of-sequence token before
+        the last position (generation stops there), or has probability 0 under ``params``
+        at its position.
     """
     v = model.vocab_size
-    tokens = [int(t) for t in token_ids]
+    try:
+        tokens = [operator.index(t) for t in token_ids]  # 1.7 is refused, not truncated
+    except TypeError as exc:
+        raise ConfigError(f"token_ids must be integers, got {list(token_ids)!r:.80}") from exc
     if any(not 0 <= t < v for t in tokens):
         raise ConfigError(f"token_ids must be in [0, {v - 1}]")
+    for t, k in enumerate(tokens[:-1]):
+        if model.is_end(k):
+            raise ConfigError(
+                f"token_ids[{t}] = {k} is an end-of-sequence token before the last position: "
+                "generation stops at it, so the tokens after it cannot have been sampled"
+            )
     ctx = model.tokenize_prompt(prompt)
     out = np.empty((len(tokens), v))
     for t, k in enumerate(tokens):
