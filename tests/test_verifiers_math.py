@@ -98,6 +98,15 @@ EXTRACT_CASES = [
     ("The answer is 3 + 4 = x", "3 + 4 = x"),
     ("The answer is x = 3 + 4 = 7", "x = 3 + 4 = 7"),
     ("The answer is 22/7 \\approx 3.14 = 3.14", "22/7 \\approx 3.14 = 3.14"),
+    # (c) quotes around the phrase or the answer, a repeated phrase, a restated question
+    ('End with "The answer is": 7 + 5 = 12.', "12"),
+    ('The answer is 7." You are providing a basic math equation in the context', "7"),
+    ("The answer is \u201c42\u201d.", "42"),
+    ('The answer is: The answer is: 3"', "3"),
+    ("The answer is: The answer is:", None),
+    ("The answer is 9. Check: the answer is 1 + 8.", "9"),  # uncomputed: the earlier phrase
+    ("The answer is 3/4.", "3/4"),  # a fraction is a result
+    ("The answer is 3 + 2\\sqrt{2}.", "3 + 2\\sqrt{2}"),  # a closed form is a result
     # (d) bold with a number
     ("We compute a lot.\n**Step 2:** nothing\nSo the total is **$18**, done.", "18"),
     ("**Step 3** then **12 apples** remain", "12"),
@@ -119,6 +128,14 @@ EXTRACT_CASES = [
 @pytest.mark.parametrize(("text", "expected"), EXTRACT_CASES)
 def test_extract_answer_table(text, expected):
     assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "completion", ["The answer is 1 + 8.", "Answer: 1+8", "So **1 + 8**", "The answer is 4 * 2 + 1"]
+)
+def test_a_restated_question_is_never_graded_correct(completion):
+    # math-verify evaluates "1 + 8" to 9: the echo of "What is 1 + 8?" must not reach it
+    assert not is_equivalent(extract_answer(completion), "9")
 
 
 def test_extracted_dollar_amount_is_equivalent_to_29():

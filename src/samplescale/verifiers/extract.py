@@ -114,7 +114,8 @@ _PHRASE_RE = re.compile(
     re.IGNORECASE,
 )
 _PHRASE_WINDOW = 2000  # characters read after an answer phrase
-_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_SENTENCE_END_RE = re.compile(r"\.(?=[\"'\u201d\u2019)\]]*(?:\s|$))")
+_QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 _COMMA_PROSE_RE = re.compile(r",\s+(?!(?:and|or)\b)[A-Za-z]{2,}\b", re.IGNORECASE)
 _BOLD_RE = re.compile(r"\*\*([^*\n]+?)\*\*")
 _HEADING_RE = re.compile(r"(?:step|part|case|problem|solution|question|example)\b", re.I)
@@ -165,9 +166,30 @@ def _last_side_if_arithmetic(answer: str) -> str:
     return result if _parse_number(result) is not None else answer
 
 
+_UNEVALUATED_RE = re.compile(r"[\d)]\s*[-+*\u00d7\u00f7]\s*[\d($]")
+
+
+def _unevaluated(answer: str) -> bool:
+    """True for arithmetic on plain numbers left uncomputed (``"1 + 8"``, ``"12*7"``): a
+    restated question, not a result. Fractions (``"3/4"``), powers, signed numbers and
+    expressions with symbols (``"3 + 2\\sqrt{2}"``) are answers."""
+    return bool(
+        re.fullmatch(r"[\d\s.,()+\-*/^$\u00d7\u00f7]+", answer) and _UNEVALUATED_RE.search(answer)
+    )
+
+
+def _unquote(x: str) -> str:
+    """``_tidy`` with surrounding quotes removed too (``'3"'`` -> ``3``)."""
+    while True:
+        before = x
+        x = _tidy(x.strip().strip(_QUOTES))
+        if x == before:
+            return x
+
+
 def _rule_phrase(text: str) -> str | None:
     for m in reversed(list(_PHRASE_RE.finditer(text))):
-        window = text[m.end() : m.end() + _PHRASE_WINDOW].lstrip()
+        window = text[m.end() : m.end() + _PHRASE_WINDOW].lstrip(_QUOTES + ": \t\r\n")
         tail = window.split("\n", 1)[0]
         end = _SENTENCE_END_RE.search(tail)
         if end is not None:
@@ -175,8 +197,12 @@ def _rule_phrase(text: str) -> str | None:
         comma = _COMMA_PROSE_RE.search(tail)
         if comma is not None:
             tail = tail[: comma.start()]
-        answer = _last_side_if_arithmetic(_drop_trailing_words(_tidy(tail)))
-        if _looks_like_answer(answer):
+        answer = _last_side_if_arithmetic(_drop_trailing_words(_unquote(tail)))
+        if (
+            _looks_like_answer(answer)
+            and not _unevaluated(answer)
+            and not re.search(r"\banswer\b", answer, re.IGNORECASE)  # a repeated phrase
+        ):
             return answer
     return None
 
@@ -188,8 +214,8 @@ def _rule_bold(text: str) -> str | None:
             continue
         if _HEADING_RE.match(content):
             continue
-        answer = _drop_trailing_words(_tidy(content))
-        if answer:
+        answer = _drop_trailing_words(_unquote(content))
+        if answer and not _unevaluated(answer):
             return answer
     return None
 
@@ -222,9 +248,14 @@ def extract_answer(text: str) -> str | None:
        skipped in favour of the previous phrase. A worked computation gives its result:
        if every side before the last ``=`` is arithmetic on numbers and the last side is
        a number, ``X`` is that number (``"The answer is: 7 + 5 = 12."`` gives ``12``),
-       while an equation with a variable is kept whole (``"x = 5"``);
+       while an equation with a variable is kept whole (``"x = 5"``). Quotes around the
+       phrase or the answer are dropped (``'End with "The answer is": 12'`` gives ``12``),
+       and a phrase is skipped when ``X`` repeats the phrase or is arithmetic on plain
+       numbers left uncomputed (``"The answer is 1 + 8."`` restates the question; a
+       fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept);
     d. the last bold ``**X**`` whose content contains a digit, ignoring headings (bold
-       text ending in ``:`` or starting with "Step", "Part", "Case", ...);
+       text ending in ``:`` or starting with "Step", "Part", "Case", ...) and uncomputed
+       arithmetic;
     e. the last number in the text: integers, decimals (``.5`` too), negatives, numbers
        with thousands commas (``1,234``); a directly attached ``%`` / ``\%`` is kept. A
        lone ``,`` is not a number.
