@@ -128,7 +128,11 @@ def test_error_samples_never_vote_or_win():
 def test_greedy_uses_temperature_zero_and_one_sample():
     toy = ToyLM()
     r = greedy(toy, Prompt(text="x"), SamplingParams(n=8, temperature=1.3, max_tokens=3))
-    assert len(r.samples) == 1 and r.samples[0].text == "121" and r.answer == "121"
+    assert len(r.samples) == 1 and r.samples[0].text == "121"
+    # cut by max_tokens: its last number is not a stated answer (sample_answer)
+    assert r.samples[0].finish_reason == "length" and r.answer is None
+    r = greedy(toy, Prompt(text="x"), SamplingParams(temperature=1.3, max_tokens=3, stop=("2",)))
+    assert r.samples[0].text == "1" and r.samples[0].finish_reason == "stop" and r.answer == "1"
 
 
 def test_registry_names_aliases_and_unknown():

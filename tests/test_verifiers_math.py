@@ -727,3 +727,17 @@ def test_a_worker_that_died_while_idle_is_replaced():
         assert slot.pids() and slot.pids() != [pid]
     finally:
         slot._stop()
+
+
+def test_a_sample_cut_by_max_tokens_counts_only_a_stated_answer():
+    from samplescale.types import Sample
+    from samplescale.verifiers.extract import sample_answer
+
+    rambling = "We have 3 apples and buy 4 more, so we get 7. Then 12 * 2 is"
+    assert sample_answer(Sample(text=rambling, finish_reason="stop")) == "2"  # rule e
+    assert sample_answer(Sample(text=rambling, finish_reason="length")) is None
+    stated = "The answer is 7. Let me also check that 3 + 4 is"
+    assert sample_answer(Sample(text=stated, finish_reason="length")) == "7"
+    assert sample_answer(Sample(text=stated, status="error", error="x")) is None
+    assert sample_answer(Sample(text=rambling, finish_reason="length"), str.upper) == rambling.upper()
+    assert extract_answer(rambling, last_number=False) is None

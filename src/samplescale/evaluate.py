@@ -23,7 +23,8 @@ from samplescale.rng import derived_seed
 from samplescale.strategies import Greedy, RepeatedSampling, Strategy
 from samplescale.tasks.base import Problem, Task
 from samplescale.types import Prompt, Result
-from samplescale.verifiers.math import answers_equivalent, extract_answer, is_equivalent
+from samplescale.verifiers.extract import sample_answer
+from samplescale.verifiers.math import answers_equivalent, is_equivalent
 
 Record = dict[str, Any]
 
@@ -76,7 +77,7 @@ def pool_record(
     greedy = _greedy(problem, prompt, backend, params)
     p = params.replace(seed=problem_seed(seed, problem.id))
     gen = generate(backend, prompt, p)
-    answers = tuple(extract_answer(s.text) if s.status == "ok" else None for s in gen.samples)
+    answers = tuple(sample_answer(s) for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
     rows = _sample_rows(pool, problem.gold)
     labels = cluster(answers, answers_equivalent)

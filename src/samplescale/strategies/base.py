@@ -22,6 +22,7 @@ from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError
 from samplescale.types import Prompt, Result, Sample, Usage
+from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.math import answers_equivalent, extract_answer
 
 Extractor = Callable[[str], str | None]
@@ -125,8 +126,9 @@ class Strategy(ABC):
         return new, info
 
     def answers(self, state: State) -> tuple[str | None, ...]:
-        """Extracted answer of each sample (None for error samples)."""
-        return tuple(self.extract(s.text) if s.status == "ok" else None for s in state.samples)
+        """Extracted answer of each sample (:func:`~samplescale.verifiers.extract.sample_answer`:
+        None for error samples; only a stated answer for samples cut by ``max_tokens``)."""
+        return tuple(sample_answer(s, self.extract) for s in state.samples)
 
     def result(self, state: State, answers: tuple[str | None, ...], **fields: Any) -> Result:
         """The Result of ``state``: its samples, trace and usage, plus the selection ``fields``."""

@@ -33,6 +33,7 @@ from samplescale.strategies.base import Strategy
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.tree import ScorerSpec, check_scorer, positive_int, resolve_scorer
 from samplescale.types import Prompt, Result, Usage
+from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.process import (
     AGGREGATIONS,
     Aggregation,
@@ -285,7 +286,7 @@ class ParticleFiltering(Strategy):
         sweeps = state.sweeps or (state.system,)
         states = [s for sw in sweeps for s in sw.states]
         samples = tuple(s.to_sample() for s in states)
-        answers = tuple(self.extract(x.text) if x.status == "ok" else None for x in samples)
+        answers = tuple(sample_answer(x, self.extract) for x in samples)
         live = [sw for sw in sweeps if any(sw.alive)]
         weights: tuple[float, ...] = ()
         if live:

@@ -43,6 +43,7 @@ from samplescale.steps import trajectory_sample as _trajectory
 from samplescale.strategies.base import Strategy
 from samplescale.strategies.search_state import Node, SearchState, best_node
 from samplescale.types import Prompt, Result, Usage
+from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.process import (
     AGGREGATIONS,
     PROCESS_SCORERS,
@@ -396,7 +397,7 @@ def search_result(
         steps = [n.step for n in state.path(i) if n.step is not None]
         sample = _trajectory(steps, complete=node.complete)
         samples.append(sample)
-        answers.append(strategy.extract(sample.text))
+        answers.append(sample_answer(sample, strategy.extract))
         scores.append(node.value)
     end = {
         "event": "end",

@@ -22,8 +22,10 @@ Conventions
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from samplescale.errors import ConfigError
+from samplescale.types import Sample
 from samplescale.verifiers._latex import (
     _MINUS_SIGNS,
     _WRAPPER_RE,
@@ -36,7 +38,7 @@ from samplescale.verifiers._latex import (
 )
 from samplescale.verifiers.numbers import _parse_number
 
-__all__ = ["extract_answer"]
+__all__ = ["extract_answer", "sample_answer"]
 
 # --------------------------------------------------------------------------------------
 # Text helpers
@@ -225,7 +227,7 @@ def _rule_last_number(text: str) -> str | None:
     return matches[-1].translate(_MINUS_SIGNS) if matches else None
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, *, last_number: bool = True) -> str | None:
     r"""Extract the final answer from a model completion or a gold solution.
 
     The first rule that finds something wins:
@@ -270,6 +272,9 @@ def extract_answer(text: str) -> str | None:
     ----------
     text : str
         A model completion or a gold solution.
+    last_number : bool
+        Whether rule e applies. Without it only a stated answer counts (rules a-d); see
+        :func:`sample_answer` for completions cut by ``max_tokens``.
 
     Returns
     -------
@@ -292,8 +297,37 @@ def extract_answer(text: str) -> str | None:
     """
     if not isinstance(text, str):
         raise ConfigError(f"text must be a str, got {type(text).__name__}")
-    for rule in (_rule_boxed, _rule_hash, _rule_phrase, _rule_bold, _rule_last_number):
+    rules = (_rule_boxed, _rule_hash, _rule_phrase, _rule_bold)
+    for rule in (*rules, _rule_last_number) if last_number else rules:
         answer = rule(text)
         if answer:
             return answer
     return None
+
+
+def sample_answer(
+    sample: Sample, extract: Callable[[str], str | None] = extract_answer
+) -> str | None:
+    """The final answer of one sample, as strategies and evaluations read it.
+
+    None for an error sample. A sample cut by ``max_tokens`` (``finish_reason="length"``)
+    never reached its end, so the last number of its text is an intermediate value, not
+    an answer: with the default extractor only an answer it stated counts
+    (``extract_answer(text, last_number=False)``). A custom ``extract`` reads every
+    sample's text as it is.
+
+    Parameters
+    ----------
+    sample : Sample
+    extract : callable str -> str or None
+        The extractor (default :func:`extract_answer`).
+
+    Returns
+    -------
+    str or None
+    """
+    if sample.status != "ok":
+        return None
+    if sample.finish_reason == "length" and extract is extract_answer:
+        return extract_answer(sample.text, last_number=False)
+    return extract(sample.text)
