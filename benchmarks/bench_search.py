@@ -235,6 +235,12 @@ def record(problem, method, budget, result: Result, scorer_calls, params, start)
         "log_evidence": result.log_evidence,
         "wall_s": time.perf_counter() - start,
         "params": params.model_dump(mode="json", include={"n", "max_tokens", "temperature"}),
+        # every candidate, so a change of answer extraction can re-score the run offline
+        "selected": result.selected,
+        "candidates": [
+            {"text": s.text, "finish_reason": s.finish_reason, "status": s.status, "answer": a}
+            for s, a in zip(result.samples, result.answers or (None,) * len(result.samples))
+        ],
     }
 
 
