@@ -58,7 +58,7 @@ def test_eval_writes_files_and_resumes(capsys, tmp_path, model):
     )  # same seed, same draws
     # other settings into the same directory are refused
     code, _, err = run(capsys, *args[:-2], "--temperature", "0.5", "--model", model)
-    assert code == 2 and "other settings" in err and "params" in err
+    assert code == 2 and "other settings (params.temperature: 0.8 -> 0.5)" in err
 
 
 def test_eval_with_a_strategy(capsys, tmp_path, model):
@@ -265,6 +265,10 @@ def test_sampler_specs_map_onto_params():
             "model file not found: /nonexistent.gguf",
         ),
         (("generate", "q", "--threads", "0"), "--threads must be >= 1 (omit it for all cores)"),
+        (
+            ("generate", "q", "--draft-model", "/nonexistent-draft.gguf"),
+            "--draft-model: file not found: /nonexistent-draft.gguf",
+        ),
         (("eval", "--threads", "-2"), "--threads must be >= 1"),
         (("serve", "--threads", "0"), "--threads must be >= 1"),
         (("serve", "--max-body-bytes", "0"), "--max-body-bytes must be >= 1, got 0"),
@@ -397,6 +401,36 @@ def test_a_run_that_failed_before_any_result_does_not_block_its_directory(
     code, _, err = run(capsys, *args, "--model", str(tmp_path / "missing.gguf"))
     assert code == 2 and "model file not found" in err and (out / "run.json").exists()
     assert run(capsys, *args, "--model", model)[0] == 0
-    assert json.loads((out / "run.json").read_text())["model"] == str(Path(model).resolve())
+    size = Path(model).stat().st_size
+    assert json.loads((out / "run.json").read_text())["model"] == f"{Path(model).name} ({size} bytes)"
     code, _, err = run(capsys, *args, "--model", str(tmp_path / "missing.gguf"))
-    assert code == 2 and "other settings (model)" in err  # results exist now: refused
+    assert code == 2 and "other settings (model: " in err  # results exist now: refused
+
+
+def test_generate_without_an_answer_shows_the_samples_and_what_cut_them(capsys, model):
+    code, stdout, _ = run(
+        capsys, "generate", "Say hello to Ada.", "-n", "2", "--max-tokens", "6", "--model", model
+    )
+    assert code == 0 and "answer: None" in stdout
+    assert "no answer found in any sample" in stdout and "2 of 2 samples:" in stdout
+    assert "  [0] " in stdout and "  [1] " in stdout
+    assert "note:   2 of 2 samples were cut by --max-tokens (6)" in stdout
+
+
+def test_interrupt_messages_fit_the_command(capsys, monkeypatch):
+    import samplescale.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_serve", interrupted)
+    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    assert main(["serve"]) == 130
+    assert "the server stopped" in capsys.readouterr().err
+    assert main(["list"]) == 130
+    assert "resume" not in capsys.readouterr().err
+
+
+def test_list_names_the_process_scorers(capsys):
+    code, stdout, _ = run(capsys, "list")
+    assert code == 0 and "process:    judge, p-true" in stdout

@@ -199,6 +199,9 @@ def test_logprobs_pass_through_on_both_endpoints(client):
 def test_models_and_health(fake_url, client):
     ids = [m.id for m in client.models.list()]
     assert ids[0] == "fake" and "self-consistency@8/fake" in ids
+    assert "greedy/fake" in ids and not any(i.startswith("greedy@") for i in ids)
+    r = client.chat.completions.create(model="greedy/fake", messages=USER, max_tokens=40)
+    assert ext(r)["strategy"] == "greedy"  # every listed id is servable
     h = httpx.get(fake_url.removesuffix("/v1") + "/health").json()
     assert h["status"] == "ok" and h["model"] == "fake" and h["admitted"] == 0
 

@@ -20,6 +20,7 @@ from samplescale.errors import ConfigError, SamplescaleError
 from samplescale.types import Prompt
 
 DEFAULT_TEMPERATURE = 0.8
+SHOWN_SAMPLES = 8  # samples generate prints when no answer was found
 
 EXTRA_SAMPLER_FLAGS = (
     ("--typical-p", float, "locally typical sampling mass in [0, 1]; 1 = off"),
@@ -82,7 +83,12 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
         help="GGUF model file (default: embedded SmolLM2-135M-Instruct)",
     )
     add_threads_arg(p)
-    p.add_argument("--strategy", default=None, help="strategy name (samplescale list shows them)")
+    p.add_argument(
+        "--strategy",
+        default=None,
+        help="strategy name (samplescale list shows them); generate's default is "
+        "self-consistency, eval's is the pool of pass@k / maj@k",
+    )
     p.add_argument(
         "--option",
         action="append",
@@ -206,6 +212,9 @@ def _backend(args: argparse.Namespace) -> Any:
         )
     from samplescale.decoders.speculative import SpeculativeBackend
 
+    if not args.draft_model.is_file():
+        raise ConfigError(f"--draft-model: file not found: {args.draft_model}")
+
     target = LlamaCppBackend(
         args.model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens, n_threads=threads
     )
@@ -265,11 +274,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     from samplescale.sampling.spec import SAMPLERS
     from samplescale.strategies import STRATEGIES
     from samplescale.tasks import TASKS
+    from samplescale.verifiers.process import PROCESS_SCORERS
     from samplescale.verifiers.scorers import SCORERS
 
     print("strategies:", ", ".join(STRATEGIES.names()))
     print("tasks:     ", ", ".join(TASKS.names()))
-    print("scorers:   ", ", ".join(SCORERS.names()))
+    print("scorers:   ", ", ".join(SCORERS.names()), "(outcome: best-of-n, weighted-vote)")
+    print("process:   ", ", ".join(PROCESS_SCORERS.names()), "(step scores: search, SMC)")
     print("samplers (--sampler NAME[:VALUE]; applied in the pipeline's one order):")
     for name in SAMPLERS.names():
         print(f"  {name:<20} {SAMPLERS.get(name).help}")
@@ -305,6 +316,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"votes:  {shares}")
     if result.text is not None:
         print(f"text:   {result.text.strip()}")
+    elif result.answer is None:  # nothing to select from: show what was drawn
+        shown = [s for s in result.samples if s.status == "ok"][:SHOWN_SAMPLES]
+        print(
+            f"no answer found in any sample (for text, use --strategy repeated-sampling); "
+            f"{len(shown)} of {len(result.samples)} samples:"
+        )
+        for i, s in enumerate(shown):
+            print(f"  [{i}] {' '.join(s.text.split())[:200]}")
+    cut = sum(s.finish_reason == "length" for s in result.samples)
+    if cut:
+        print(
+            f"note:   {cut} of {len(result.samples)} samples were cut by --max-tokens "
+            f"({args.max_tokens}{' per step' if result.trace and 'policy_tokens' in result.trace[-1] else ''})"
+        )
     u = result.usage
     print(
         f"usage:  {len(result.samples)} samples, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, {u.wall_time_s:.1f} s"
@@ -358,10 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     except SamplescaleError as exc:
         print(f"samplescale: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
-        print(
-            "samplescale: interrupted; finished problems are saved, rerun the same command to resume",
-            file=sys.stderr,
-        )
+        what = {
+            "eval": "finished problems are saved, rerun the same command to resume",
+            "serve": "the server stopped after the requests in flight finished",
+        }.get(args.command, "nothing was saved")
+        print(f"samplescale: interrupted; {what}", file=sys.stderr)
         return 130
     return 2
 

@@ -61,6 +61,13 @@ def default_output(task: str, args: argparse.Namespace, settings: dict[str, Any]
     return Path("runs") / "-".join(parts)
 
 
+def model_identity(path: Path) -> str:
+    """The model as run.json records it: file name and size in bytes (the same file in
+    another directory or virtual environment resumes the run), or the path if it is not a
+    file (the run then fails to load it)."""
+    return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else str(path)
+
+
 def _settings(
     task: str, args: argparse.Namespace, params: SamplingParams, model: str
 ) -> dict[str, Any]:
@@ -93,9 +100,22 @@ def _check_settings(run_file: Path, settings: dict[str, Any]) -> None:
         raise ConfigError(f"{run_file} is corrupt ({exc}); use another --output") from exc
     if not isinstance(old, dict) or old != settings:
         old = old if isinstance(old, dict) else {}
-        diff = sorted(k for k in settings if old.get(k) != settings[k])
+        diff = []
+        for k in sorted(settings):
+            was, now = old.get(k), settings[k]
+            if was == now:
+                continue
+            if isinstance(was, dict) and isinstance(now, dict):  # name the sampling fields
+                diff += [
+                    f"{k}.{f}: {was.get(f)!r} -> {now.get(f)!r}"
+                    for f in sorted(set(was) | set(now))
+                    if was.get(f) != now.get(f)
+                ]
+            else:
+                diff.append(f"{k}: {was!r} -> {now!r}")
         raise ConfigError(
-            f"{run_file.parent} holds a run with other settings ({', '.join(diff)}); use another --output"
+            f"{run_file.parent} holds a run with other settings ({'; '.join(diff)}); "
+            "use another --output (or omit --output: every setting gets its own directory)"
         )
 
 
@@ -209,7 +229,7 @@ def run_eval(
     )
     if args.output is not None and not args.output.strip():
         raise ConfigError("--output must be a directory path, got an empty string")
-    model = str(args.model.resolve() if args.model else default_model_path())
+    model = model_identity(args.model.resolve() if args.model else default_model_path())
     settings = _settings(name, args, params, model)
     out = Path(args.output) if args.output is not None else default_output(name, args, settings)
     if out.exists() and not out.is_dir():

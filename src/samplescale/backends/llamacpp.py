@@ -127,7 +127,8 @@ class LlamaCppBackend:
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise ModelNotFoundError(
-                f"model file not found: {path} (give a GGUF file with --model PATH)"
+                f"model file not found: {path} (model_path must be a GGUF file; "
+                "on the command line: --model PATH)"
             )
         self._ll, internals = _llama_cpp()
         ll = self._ll

@@ -421,7 +421,10 @@ def create_app(
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         authorize(request)
-        ids = [model_id] + [f"{s}@{DEFAULT_SAMPLES}/{model_id}" for s in STRATEGIES.names()]
+        ids = [model_id] + [  # greedy draws one sample: no @N
+            f"{s}/{model_id}" if s == "greedy" else f"{s}@{DEFAULT_SAMPLES}/{model_id}"
+            for s in STRATEGIES.names()
+        ]
         return {
             "object": "list",
             "data": [{"id": i, "object": "model", "created": 0, "owned_by": "samplescale"}
