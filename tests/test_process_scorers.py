@@ -109,6 +109,11 @@ def test_callable_scorer_counts_calls_and_checks_its_scale():
         ("reward", -math.inf, False),
         ("reward", math.nan, False),
         ("probability", "high", False),
+        ("probability", "0.5", False),  # strings are refused, not parsed
+        ("probability", True, False),
+        ("reward", 10**400, False),  # beyond float range
+        ("reward", 2**900, True),  # a big int within float range, exactly
+        ("probability", np.float32(0.25), True),
     ],
 )
 def test_outcome_scorers_check_their_scale(scale, value, ok):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 
@@ -612,3 +613,38 @@ def test_plain_requests_run_every_decoder_and_kl_needs_its_grounding():
                        json={**body, "model": "fake", "decoding": "arithmetic"})
         assert r.status_code == 400
         assert "needs a backend that exposes next-token logits" in r.json()["error"]["message"]
+
+
+def test_a_failing_user_scorer_is_an_api_error_streamed_or_not():
+    from samplescale.verifiers.scorers import SCORERS, Scorer
+
+    for name, fn in (("boom-raises", lambda s, a: 1 / 0), ("boom-nan", lambda s, a: math.nan)):
+        if name not in SCORERS.names():
+            SCORERS.register(name)(Scorer(name=name, scale="reward", fn=fn))
+    with serve(create_app(ScriptedBackend(echo_reply), "fake")) as url:
+        body = {"model": "best-of-n@2/fake", "messages": USER, "max_tokens": 40,
+                "samplescale": {"options": {"scorer": "boom-raises"}}}
+        r = httpx.post(url + "/chat/completions", json=body)
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+        assert "ZeroDivisionError" in r.json()["error"]["message"]
+        with httpx.stream("POST", url + "/chat/completions", json={**body, "stream": True}) as s:
+            lines = [x for x in s.iter_lines() if x.startswith("data: ")]
+        assert "ZeroDivisionError" in lines[-2] and lines[-1] == "data: [DONE]"
+        # a score off the scale only drops that sample; with none scored, the first sample
+        body["samplescale"]["options"]["scorer"] = "boom-nan"
+        r = httpx.post(url + "/chat/completions", json=body)
+        assert r.status_code == 200, r.text  # the samples are kept; none is scored
+        # refused before a stream starts: decoders that need logits, strict booleans
+        for change, field in (({"decoding": "priority"}, "decoding"),
+                              ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+                              ({"samplescale": {"candidates": 0}}, "samplescale.candidates")):
+            r = httpx.post(url + "/chat/completions",
+                           json={"model": "fake", "messages": USER, "stream": True, **change})
+            assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+
+
+def test_limits_are_checked():
+    from samplescale.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"Limits.max_body_bytes must be an integer >= 1, got -1"):
+        Limits(max_body_bytes=-1)

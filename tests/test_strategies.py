@@ -208,3 +208,19 @@ def test_strategy_steps_are_pure_over_immutable_state():
     assert state.samples == () and len(new.samples) == 3 and info["samples"] == 3
     assert s.done(new) and not s.done(state)
     assert s.finalize(new) == s.finalize(new)
+
+
+def test_a_sample_the_outcome_scorer_fails_on_scores_none_and_the_rest_are_kept():
+    from samplescale.strategies import get_strategy
+    from samplescale.verifiers.scorers import Scorer
+
+    sc = Scorer(name="p", scale="probability", fn=lambda s, a: 1.5 if a == "2" else 0.25 * int(a))
+    replies = ["The answer is 1", "The answer is 2", "The answer is 3", "The answer is 1"]
+    params = SamplingParams(n=4, max_tokens=20, seed=0)
+    r = get_strategy("best-of-n", scorer=sc).run(ScriptedBackend(replies), Prompt.user("q"), params)
+    assert r.scores == (0.25, None, 0.75, 0.25) and r.selected == 2 and r.answer == "3"
+    assert r.trace[-1]["event"] == "scorer_errors"
+    assert r.trace[-1]["errors"] == ["sample 1: scorer 'p' returned 1.5, outside its probability range [0.0, 1.0]"]
+    r = get_strategy("weighted-vote", weight=sc).run(ScriptedBackend(replies), Prompt.user("q"), params)
+    assert r.vote_shares == {"1": 0.4, "2": 0.0, "3": 0.6} and r.answer == "3"
+    assert len(r.trace[-1]["errors"]) == 1

@@ -85,6 +85,9 @@ def _backend(args: argparse.Namespace) -> tuple[Any, str]:
     if args.upstream is not None:
         from samplescale.backends.openai_http import OpenAIHTTPBackend
 
+        if args.threads is not None:
+            raise ConfigError("--threads sets the embedded model's threads; not with --upstream")
+
         model = args.upstream_model or _upstream_model(args.upstream, args.upstream_api_key)
         upstream = OpenAIHTTPBackend(
             args.upstream, model, api_key=args.upstream_api_key,

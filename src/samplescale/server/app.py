@@ -62,6 +62,7 @@ from samplescale.server.schemas import (
     from_validation_error,
 )
 from samplescale.strategies import STRATEGIES
+from samplescale.verifiers.scorers import ScorerError
 
 log = logging.getLogger("samplescale.server")
 KEEPALIVE_S = 10.0
@@ -141,6 +142,15 @@ def execute(
         raise APIError(502, f"upstream error: {exc}", code="upstream_error") from exc
     except BackendError as exc:
         raise APIError(500, f"backend error: {exc}", code="backend_error") from exc
+    except ScorerError as exc:
+        raise APIError(500, f"scorer error: {exc}", code="scorer_error") from exc
+    except ClientGone:
+        raise
+    except Exception as exc:  # a user strategy, scorer or extractor failed: still an API error
+        log.exception("request failed")
+        raise APIError(
+            500, f"internal error: {type(exc).__name__}: {exc}", code="internal_error"
+        ) from exc
     if budgeted.exhausted and budgeted.spent == 0:  # not one sample fitted: the client's values
         raise APIError(
             400,
@@ -151,12 +161,13 @@ def execute(
         )
     if not chosen or any(s.status == "error" for s in chosen):
         errors = [s.error for s in samples if s.status == "error"]
+        errors += [e for rec in (result.trace if result else ()) for e in rec.get("errors", ())]
         what = "the request" if p.strategy is None else f"strategy {p.strategy.name!r}"
         last = f"; last trace record: {result.trace[-1]}" if result and result.trace else ""
         raise APIError(
             502,
-            f"{what} produced no usable sample: {len(errors)} of {len(samples)} samples "
-            f"failed{'; first error: ' + str(errors[0]) if errors else ''}{last}",
+            f"{what} produced no usable sample ({len(samples)} candidates)"
+            f"{'; first error: ' + str(errors[0]) if errors else ''}{last}",
             code="samples_failed",
         )
     budget = {
@@ -368,6 +379,14 @@ def create_app(
         if req.stream and not chat:
             raise APIError(400, "stream: streaming is supported on /v1/chat/completions only",
                            param="stream")
+        if not backend.capabilities.logits:  # refused before any stream starts
+            for field, wanted in (("decoding", p.params.decoding != "independent"),
+                                  ("kl_sigma", p.params.kl_sigma is not None)):
+                if wanted:
+                    raise APIError(
+                        400, f"{field}: {getattr(p.params, field)!r} needs a backend with "
+                        f"next-token logits (the embedded model); {model_id!r} has none",
+                        param=field)
         live = (
             req.stream and p.strategy is None and backend.capabilities.streaming
             and p.params.decoding == "independent" and p.params.kl_sigma is None

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from samplescale.backends.openai_http import OPENAI_MAPPED_FIELDS as _MAPPED
 from samplescale.config import SamplingParams
-from samplescale.errors import SamplescaleError
+from samplescale.errors import ConfigError, SamplescaleError
 from samplescale.server.schemas import (
     APIError,
     ChatCompletionRequest,
@@ -61,6 +61,12 @@ class Limits:
     max_request_tokens: int = 200_000
     max_option_count: int = 1024
     max_body_bytes: int = 8 * 2**20
+
+    def __post_init__(self) -> None:
+        for name in ("max_samples", "max_request_tokens", "max_option_count", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"Limits.{name} must be an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)

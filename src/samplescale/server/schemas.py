@@ -105,7 +105,7 @@ class StreamOptions(BaseModel):
     """``stream_options``: ``include_usage`` adds a last chunk with empty ``choices``."""
 
     model_config = STRICT
-    include_usage: bool = False
+    include_usage: bool = Field(default=False, strict=True)
 
 
 class SamplescaleOptions(BaseModel):
@@ -136,7 +136,7 @@ class SamplescaleOptions(BaseModel):
     n: int | None = Field(default=None, strict=True, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
     max_total_tokens: int | None = Field(default=None, strict=True, ge=1)
-    candidates: bool = True
+    candidates: bool = Field(default=True, strict=True)
     grounding: str | None = None
 
 

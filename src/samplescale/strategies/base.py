@@ -130,6 +130,15 @@ class Strategy(ABC):
         None for error samples; only a stated answer for samples cut by ``max_tokens``)."""
         return tuple(sample_answer(s, self.extract) for s in state.samples)
 
+    @staticmethod
+    def scorer_errors(state: State, errors: list[str]) -> State:
+        """``state`` with a trace record of the samples its outcome scorer failed on
+        (``{"event": "scorer_errors", "errors": [...]}``), or unchanged when none did."""
+        if not errors:
+            return state
+        record = {"event": "scorer_errors", "errors": errors}
+        return state.model_copy(update={"trace": state.trace + (record,)})
+
     def result(self, state: State, answers: tuple[str | None, ...], **fields: Any) -> Result:
         """The Result of ``state``: its samples, trace and usage, plus the selection ``fields``."""
         return Result(

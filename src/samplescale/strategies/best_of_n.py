@@ -14,7 +14,7 @@ from samplescale.errors import ConfigError
 from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Result
-from samplescale.verifiers.scorers import MEAN_LOGPROB, SCORERS, Scorer
+from samplescale.verifiers.scorers import MEAN_LOGPROB, SCORERS, Scorer, score_samples
 
 
 @STRATEGIES.register("best-of-n")
@@ -53,10 +53,10 @@ class BestOfN(Strategy):
         answers = self.answers(state)
         scorer = self.scorer
         assert isinstance(scorer, Scorer)  # names are resolved in __post_init__
-        scores = tuple(scorer(s, a) for s, a in zip(state.samples, answers))
+        scores, errors = score_samples(scorer, state.samples, answers)
         selected = argmax(scores)
         return self.result(
-            state,
+            self.scorer_errors(state, errors),
             answers,
             scores=scores,
             score_scale=scorer.scale,

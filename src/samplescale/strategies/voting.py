@@ -17,7 +17,7 @@ from samplescale.errors import ConfigError
 from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Result
-from samplescale.verifiers.scorers import Scorer, to_weight
+from samplescale.verifiers.scorers import Scorer, score_samples, to_weight
 
 
 @STRATEGIES.register("self-consistency")
@@ -78,15 +78,22 @@ class WeightedVote(Strategy):
 
     def weights(
         self, state: State, answers: tuple[str | None, ...]
-    ) -> tuple[list[float], tuple, str | None]:
-        """Per-sample weights, scores and score scale."""
+    ) -> tuple[list[float], tuple, str | None, list[str]]:
+        """Per-sample weights, scores, score scale and scorer failures (a failed sample
+        weighs 0)."""
         samples = state.samples
         if isinstance(self.weight, Scorer):
-            scores = tuple(self.weight(s, a) for s, a in zip(samples, answers))
-            return [to_weight(sc, self.weight.scale) for sc in scores], scores, self.weight.scale
+            scores, errors = score_samples(self.weight, samples, answers)
+            w = [to_weight(sc, self.weight.scale) for sc in scores]
+            return w, scores, self.weight.scale, errors
         if self.weight == "mean-logprob":
             scores = tuple(s.mean_logprob if s.status == "ok" else None for s in samples)
-            return [to_weight(sc, "log-probability") for sc in scores], scores, "log-probability"
+            return (
+                [to_weight(sc, "log-probability") for sc in scores],
+                scores,
+                "log-probability",
+                [],
+            )
         if self.weight == "sum-logprob":
             scores = tuple(s.sum_logprob if s.status == "ok" else None for s in samples)
             finite = [sc for sc in scores if sc is not None and math.isfinite(sc)]
@@ -94,15 +101,15 @@ class WeightedVote(Strategy):
             w = [
                 math.exp(sc - top) if sc is not None and math.isfinite(sc) else 0.0 for sc in scores
             ]
-        return w, scores, "log-probability"
+        return w, scores, "log-probability", []
 
     def finalize(self, state: State) -> Result:
         answers = self.answers(state)
-        w, scores, scale = self.weights(state, answers)
+        w, scores, scale, errors = self.weights(state, answers)
         v = vote(answers, w, self.equivalent)
         total = math.fsum(w)
         return self.result(
-            state,
+            self.scorer_errors(state, errors),
             answers,
             scores=scores,
             score_scale=scale,

@@ -7,7 +7,8 @@ Scales: ``"log-probability"`` (natural log, <= 0), ``"probability"`` ([0, 1]) an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -47,13 +48,16 @@ def check_score(
     Raises
     ------
     ScorerError
-        If ``value`` is not a real number, is NaN, lies outside ``bounds``, or is an
-        infinite reward (it would win every comparison and break vote weights).
+        If ``value`` is not a real number (strings and bools are refused, not parsed), is
+        NaN or beyond float range, lies outside ``bounds``, or is an infinite reward (it
+        would win every comparison and break vote weights).
     """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # "0.5", True, 1j
+        raise ScorerError(f"scorer {name!r} returned {value!r:.40}, not a real number")
     try:
-        score = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise ScorerError(f"scorer {name!r} returned {value!r:.40}, not a number") from exc
+        score = float(value)
+    except OverflowError as exc:  # an int beyond float range
+        raise ScorerError(f"scorer {name!r} returned an integer beyond float range") from exc
     lo, hi = bounds or SCALE_BOUNDS[scale]
     if not lo <= score <= hi or (scale == "reward" and math.isinf(score)):  # NaN fails too
         finite = " (finite)" if scale == "reward" else ""
@@ -111,6 +115,30 @@ SUM_LOGPROB = SCORERS.register("sum-logprob")(
 def oracle(is_correct: Callable[[str | None], bool]) -> Scorer:
     """An outcome verifier with access to the gold answer: 1.0 if correct else 0.0 (probability scale)."""
     return Scorer(name="oracle", scale="probability", fn=lambda s, a: 1.0 if is_correct(a) else 0.0)
+
+
+def score_samples(
+    scorer: Scorer, samples: Sequence[Sample], answers: Sequence[str | None]
+) -> tuple[tuple[float | None, ...], list[str]]:
+    """``scorer`` on every sample. A sample the scorer fails on (:class:`ScorerError`)
+    scores None, like an error sample, and never wins; the other scores are kept.
+
+    Returns
+    -------
+    scores : tuple of (float or None)
+        One per sample, on ``scorer.scale``.
+    errors : list of str
+        The message of each failure, in sample order.
+    """
+    scores: list[float | None] = []
+    errors: list[str] = []
+    for i, (sample, answer) in enumerate(zip(samples, answers)):
+        try:
+            scores.append(scorer(sample, answer))
+        except ScorerError as exc:
+            scores.append(None)
+            errors.append(f"sample {i}: {exc}")
+    return tuple(scores), errors
 
 
 def to_weight(score: float | None, scale: Scale) -> float:
