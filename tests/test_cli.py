@@ -230,6 +230,19 @@ def test_sampler_specs_map_onto_params():
         (("generate", "q", "--sampler", "kl:1"), "needs --grounding FILE"),
         (("generate", "q", "--option", "x"), "--option must look like KEY=VALUE, got 'x'"),
         (
+            (
+                "generate",
+                "q",
+                "--strategy",
+                "best-of-n",
+                "--option",
+                "scorer=sum-logprob",
+                "--option",
+                "scorer=mean-logprob",
+            ),
+            "--option scorer is given twice",
+        ),
+        (
             ("generate", "q", "--sampler", "arithmetic", "--sampler", "priority"),
             "sampler 'priority' sets decoding='priority' but 'arithmetic' set decoding='arithmetic'",
         ),
@@ -391,20 +404,46 @@ def test_default_output_is_one_directory_per_settings(capsys, tmp_path, monkeypa
     assert len({r.rsplit("-", 1)[1] for r in runs}) == 2
     code, stdout, _ = run(capsys, *args)  # the same command resumes its own run
     assert code == 0 and "1 of 1 problems already done" in stdout
+    code, stdout, _ = run(capsys, *args[:2], "1", *args[3:], "--draft-model", model)
+    assert code == 0 and "resuming" not in stdout  # speculative sampling: its own directory
+    assert len(list((tmp_path / "runs").iterdir())) == 3
 
 
-def test_a_run_that_failed_before_any_result_does_not_block_its_directory(
-    capsys, tmp_path, model
-):
+def test_the_effective_limit_names_the_run(tmp_path):
+    from samplescale.cli import build_parser
+    from samplescale.cli_eval import _settings, default_output
+
+    def out(*argv):
+        args = build_parser().parse_args(["eval", *argv])
+        limit = 50 if args.limit is None else args.limit  # arithmetic's default
+        return default_output(
+            "arithmetic", args, _settings("arithmetic", args, _default_params(), "m", limit)
+        )
+
+    assert out() == out("--limit", "50") != out("--limit", "49")
+
+
+def _default_params():
+    from samplescale.config import SamplingParams
+
+    return SamplingParams()
+
+
+def test_a_run_that_failed_before_any_result_does_not_block_its_directory(capsys, tmp_path, model):
     out = tmp_path / "run"
     args = ("eval", "--limit", "1", "-n", "2", "--max-tokens", "6", "--output", str(out))
     code, _, err = run(capsys, *args, "--model", str(tmp_path / "missing.gguf"))
     assert code == 2 and "model file not found" in err and (out / "run.json").exists()
     assert run(capsys, *args, "--model", model)[0] == 0
     size = Path(model).stat().st_size
-    assert json.loads((out / "run.json").read_text())["model"] == f"{Path(model).name} ({size} bytes)"
+    assert (
+        json.loads((out / "run.json").read_text())["model"] == f"{Path(model).name} ({size} bytes)"
+    )
     code, _, err = run(capsys, *args, "--model", str(tmp_path / "missing.gguf"))
     assert code == 2 and "other settings (model: " in err  # results exist now: refused
+    (out / "run.json").unlink()  # results whose settings are unknown are never adopted
+    code, _, err = run(capsys, *args, "--model", model)
+    assert code == 2 and "has results but run.json (their settings) is missing" in err
 
 
 def test_generate_without_an_answer_shows_the_samples_and_what_cut_them(capsys, model):

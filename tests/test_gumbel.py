@@ -153,6 +153,12 @@ def test_errors_name_the_problem():
     with pytest.raises(ConfigError, match=r"token_ids\[1\] = 0 is an end-of-sequence token"):
         infer_noise(toy, PROMPT, [1, 0, 2], SamplingParams(), rng)
     assert infer_noise(toy, PROMPT, [np.int64(1), 0], SamplingParams(), rng).shape == (2, 4)
+    with pytest.raises(ConfigError, match="not bools"):
+        infer_noise(toy, PROMPT, [True, 2], SamplingParams(), rng)
+    with pytest.raises(ConfigError, match="6 token_ids but max_tokens=3"):
+        infer_noise(toy, PROMPT, [1, 2, 1, 2, 1, 2], SamplingParams(max_tokens=3), rng)
+    with pytest.raises(ConfigError, match="n must be 1"):
+        infer_noise(toy, PROMPT, [1, 2], SamplingParams(n=2), rng)
     with pytest.raises(ConfigError, match=r"shape \(L, 4\)"):
         counterfactual(toy, PROMPT, SamplingParams(), np.zeros((2, 5)), rng)
     with pytest.raises(ConfigError, match="n must be 1, got 2"):

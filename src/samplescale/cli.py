@@ -230,13 +230,15 @@ def strategy_options(items: list[str]) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        If an item has no ``=`` or an empty key.
+        If an item has no ``=``, an empty key, or a key given twice.
     """
     options: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--option must look like KEY=VALUE, got {item!r}")
+        if key.strip() in options:
+            raise ConfigError(f"--option {key.strip()} is given twice; give each option once")
         try:
             options[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

@@ -69,20 +69,27 @@ def model_identity(path: Path) -> str:
 
 
 def _settings(
-    task: str, args: argparse.Namespace, params: SamplingParams, model: str
+    task: str, args: argparse.Namespace, params: SamplingParams, model: str, limit: int | None
 ) -> dict[str, Any]:
+    draft = getattr(args, "draft_model", None)
     return {
         "task": task,
         "data": str(Path(args.data).resolve()) if args.data else None,
         "level": args.level if task == "arithmetic" else None,
         "fields": [args.question_field, args.answer_field] if task == "jsonl" else None,
-        "limit": args.limit,
+        "limit": limit,
         "seed": args.seed,
         "strategy": canonical(args.strategy) if args.strategy else None,
         "model": model,
         "params": params.model_dump(mode="json"),
         # strategy options only when given, so runs written before they existed resume
         **({"options": sorted(args.option)} if getattr(args, "option", None) else {}),
+        # speculative sampling only when used, likewise
+        **(
+            {"draft": [model_identity(draft.resolve()), args.draft_k, args.drafts]}
+            if draft is not None
+            else {}
+        ),
     }
 
 
@@ -91,9 +98,14 @@ def _check_settings(run_file: Path, settings: dict[str, Any]) -> None:
     settings (a run.json without results, left by a run that failed before its first
     problem, is replaced)."""
     results = run_file.parent / "results.jsonl"
-    if not run_file.exists() or not results.exists() or not results.read_bytes().strip():
+    if not results.exists() or not results.read_bytes().strip():
         run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         return
+    if not run_file.exists():
+        raise ConfigError(
+            f"{results} has results but {run_file.name} (their settings) is missing; "
+            "use another --output"
+        )
     try:
         old = json.loads(run_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -230,7 +242,7 @@ def run_eval(
     if args.output is not None and not args.output.strip():
         raise ConfigError("--output must be a directory path, got an empty string")
     model = model_identity(args.model.resolve() if args.model else default_model_path())
-    settings = _settings(name, args, params, model)
+    settings = _settings(name, args, params, model, limit)
     out = Path(args.output) if args.output is not None else default_output(name, args, settings)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out} exists and is not a directory")

@@ -228,13 +228,25 @@ def infer_noise(
     ConfigError
         If a token id is not an integer, is out of range, is an end-of-sequence token before
         the last position (generation stops there), or has probability 0 under ``params``
-        at its position.
+        at its position; if there are more than ``params.max_tokens`` ids, or
+        ``params.n != 1``. Tokens after a stop string of ``params.stop`` are not detected
+        (the counterfactual would stop there).
     """
     v = model.vocab_size
+    ids = list(token_ids)
+    if any(isinstance(t, bool) for t in ids):
+        raise ConfigError(f"token_ids must be integers, not bools: {ids!r:.80}")
     try:
-        tokens = [operator.index(t) for t in token_ids]  # 1.7 is refused, not truncated
+        tokens = [operator.index(t) for t in ids]  # 1.7 is refused, not truncated
     except TypeError as exc:
-        raise ConfigError(f"token_ids must be integers, got {list(token_ids)!r:.80}") from exc
+        raise ConfigError(f"token_ids must be integers, got {ids!r:.80}") from exc
+    if params.n != 1:
+        raise ConfigError(f"n must be 1 (one observed sequence), got {params.n}")
+    if len(tokens) > params.max_tokens:
+        raise ConfigError(
+            f"{len(tokens)} token_ids but max_tokens={params.max_tokens}: a sample drawn with "
+            "these params stops earlier"
+        )
     if any(not 0 <= t < v for t in tokens):
         raise ConfigError(f"token_ids must be in [0, {v - 1}]")
     for t, k in enumerate(tokens[:-1]):
