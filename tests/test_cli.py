@@ -84,11 +84,13 @@ def test_eval_with_a_strategy(capsys, tmp_path, model):
 
 
 def test_generate_prints_answer_and_votes(capsys, model):
-    code, stdout, _ = run(
-        capsys, "generate", "What is 7 + 5?", "-n", "4", "--max-tokens", "24", "--model", model
-    )
+    # long enough for the samples to end: a sample cut by --max-tokens has no answer
+    # unless it stated one (test_generate_without_an_answer_shows_the_samples_...)
+    prompt = "What is 7 + 5? End with 'The answer is N'."
+    code, stdout, _ = run(capsys, "generate", prompt, "-n", "4", "--max-tokens", "64", "--model", model)
     assert code == 0
-    assert stdout.startswith("answer: ") and "votes:" in stdout and "4 samples" in stdout
+    assert stdout.startswith("answer: 13") and "votes:  13 50%, 12 50%" in stdout
+    assert "4 samples" in stdout and "cut by" not in stdout
 
 
 def test_generate_with_named_samplers_and_grounding(capsys, model, tmp_path):

@@ -612,15 +612,20 @@ def test_plain_requests_run_every_decoder_and_kl_needs_its_grounding():
         r = httpx.post(url + "/completions",
                        json={**body, "model": "fake", "decoding": "arithmetic"})
         assert r.status_code == 400
-        assert "needs a backend that exposes next-token logits" in r.json()["error"]["message"]
+        assert r.json()["error"]["param"] == "decoding"
+        assert "needs a backend with next-token logits" in r.json()["error"]["message"]
 
 
-def test_a_failing_user_scorer_is_an_api_error_streamed_or_not():
+def test_a_failing_user_scorer_is_an_api_error_streamed_or_not(monkeypatch):
     from samplescale.verifiers.scorers import SCORERS, Scorer
 
     for name, fn in (("boom-raises", lambda s, a: 1 / 0), ("boom-nan", lambda s, a: math.nan)):
-        if name not in SCORERS.names():
-            SCORERS.register(name)(Scorer(name=name, scale="reward", fn=fn))
+        # the registry is global: monkeypatch removes the entries after the test
+        monkeypatch.setitem(SCORERS._items, name, Scorer(name=name, scale="reward", fn=fn))
+    _failing_scorer_requests()
+
+
+def _failing_scorer_requests():
     with serve(create_app(ScriptedBackend(echo_reply), "fake")) as url:
         body = {"model": "best-of-n@2/fake", "messages": USER, "max_tokens": 40,
                 "samplescale": {"options": {"scorer": "boom-raises"}}}

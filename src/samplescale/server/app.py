@@ -161,13 +161,16 @@ def execute(
         )
     if not chosen or any(s.status == "error" for s in chosen):
         errors = [s.error for s in samples if s.status == "error"]
-        errors += [e for rec in (result.trace if result else ()) for e in rec.get("errors", ())]
+        failed = len(errors)
+        for rec in result.trace if result else ():  # scorer failures of searches
+            if isinstance(rec.get("errors"), list):
+                errors += [str(e) for e in rec["errors"]]
         what = "the request" if p.strategy is None else f"strategy {p.strategy.name!r}"
         last = f"; last trace record: {result.trace[-1]}" if result and result.trace else ""
         raise APIError(
             502,
-            f"{what} produced no usable sample ({len(samples)} candidates)"
-            f"{'; first error: ' + str(errors[0]) if errors else ''}{last}",
+            f"{what} produced no usable sample: {failed} of {len(samples)} samples "
+            f"failed{'; first error: ' + str(errors[0]) if errors else ''}{last}",
             code="samples_failed",
         )
     budget = {
