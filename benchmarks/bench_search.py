@@ -259,9 +259,16 @@ def load_done(path: Path) -> list[dict]:
     return records
 
 
+def covered(record: dict) -> bool:
+    """Whether any candidate the method returned has the gold answer (its coverage: what a
+    perfect verifier could select)."""
+    return any(is_equivalent(c["answer"], record["gold"]) for c in record.get("candidates", ()))
+
+
 def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
     """Accuracy (95% Wilson interval), mean generated tokens, scorer calls and seconds per
-    method and budget, over the problems that every method finished at that budget (so the
+    method and budget, and coverage (a candidate with the gold answer: what a perfect
+    verifier could select), over the problems that every method finished at that budget (so the
     methods are compared on the same problems); and, per budget, paired comparisons of
     each search method with each sampling method: problems only one of them solved and the
     exact McNemar p-value (two-sided binomial test on those discordant problems)."""
@@ -289,6 +296,7 @@ def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
                     "accuracy": k / len(rs),
                     "ci95": [lo, hi],
                     "mean_generated_tokens": sum(r["generated_tokens"] for r in rs) / len(rs),
+                    "coverage": sum(map(covered, rs)) / len(rs),
                     "mean_scorer_calls": sum(r["scorer_calls"] or 0 for r in rs) / len(rs),
                     "mean_wall_s": sum(r["wall_s"] for r in rs) / len(rs),
                 }
@@ -317,14 +325,15 @@ def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
         json.dumps({"rows": rows, "paired": pairs}, indent=2) + "\n", encoding="utf-8"
     )
     print(
-        f"{'method':<20}{'budget':>7}{'n':>4}{'acc':>7}{'95% CI':>14}{'tokens':>8}"
+        f"{'method':<20}{'budget':>7}{'n':>4}{'acc':>7}{'95% CI':>14}{'cover':>7}{'tokens':>8}"
         f"{'scorer':>8}{'s/problem':>10}"
     )
     for r in rows:
         ci = f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}"
         print(
             f"{r['method']:<20}{r['budget']:>7}{r['problems']:>4}{r['accuracy']:>7.3f}"
-            f"{ci:>14}{r['mean_generated_tokens']:>8.0f}{r['mean_scorer_calls']:>8.1f}"
+            f"{ci:>14}{r['coverage']:>7.2f}{r['mean_generated_tokens']:>8.0f}"
+            f"{r['mean_scorer_calls']:>8.1f}"
             f"{r['mean_wall_s']:>10.0f}"
         )
     print("paired (same problems): only-search / only-sampling solved, exact McNemar p")
