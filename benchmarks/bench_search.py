@@ -26,7 +26,8 @@ Each finished (problem, method, budget) is appended to a JSONL file at once, so 
 interrupted run resumes where it stopped (budgets outermost, so a cut run leaves every
 problem done at the small budgets; pools in ``pools.jsonl``). At the end: accuracy with 95%
 Wilson intervals and mean generated tokens per method and budget (printed,
-``summary.json``), and a plot of accuracy against tokens (``search.png``).
+``summary.json``, and as the Markdown tables of RESULTS.md (e) in ``summary.md``), and a
+plot of accuracy against tokens (``search.png``).
 
 Usage:
   .venv/bin/python benchmarks/bench_search.py [--limit 20] [--budgets 500 1000 2000]
@@ -324,6 +325,7 @@ def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
     (out / "summary.json").write_text(
         json.dumps({"rows": rows, "paired": pairs}, indent=2) + "\n", encoding="utf-8"
     )
+    (out / "summary.md").write_text(markdown(rows, pairs), encoding="utf-8")
     print(
         f"{'method':<20}{'budget':>7}{'n':>4}{'acc':>7}{'95% CI':>14}{'cover':>7}{'tokens':>8}"
         f"{'scorer':>8}{'s/problem':>10}"
@@ -344,6 +346,34 @@ def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
         )
     plot(rows, out / "search.png")
     return rows
+
+
+def markdown(rows: list[dict], pairs: list[dict]) -> str:
+    """The two tables of RESULTS.md (e): per method and budget, and the paired tests."""
+    t = [
+        "| budget (generated tokens) | method | problems | accuracy | 95% Wilson CI | coverage "
+        "| mean generated tokens | scorer calls | s / problem |",
+        "|---:|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        t.append(
+            f"| {r['budget']} | {r['method']} | {r['problems']} | {r['correct']}/{r['problems']}"
+            f" = {r['accuracy']:.2f} | {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f} | "
+            f"{r['coverage']:.2f} | {r['mean_generated_tokens']:.0f} | "
+            f"{r['mean_scorer_calls']:.1f} | {r['mean_wall_s']:.0f} |"
+        )
+    t += [
+        "",
+        "| budget | search | vs sampling | problems | solved only by search | solved only by "
+        "sampling | exact McNemar p |",
+        "|---:|---|---|---:|---:|---:|---:|",
+    ]
+    for q in pairs:
+        t.append(
+            f"| {q['budget']} | {q['search']} | {q['sampling']} | {q['problems']} | "
+            f"{q['only_search']} | {q['only_sampling']} | {q['mcnemar_p']:.3f} |"
+        )
+    return "\n".join(t) + "\n"
 
 
 def plot(rows: list[dict], path: Path) -> None:
