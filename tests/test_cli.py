@@ -413,22 +413,17 @@ def test_default_output_is_one_directory_per_settings(capsys, tmp_path, monkeypa
 
 def test_the_effective_limit_names_the_run(tmp_path):
     from samplescale.cli import build_parser
-    from samplescale.cli_eval import _settings, default_output
+    from samplescale.cli_eval import _settings, default_output, effective_limit
+    from samplescale.config import SamplingParams
 
     def out(*argv):
         args = build_parser().parse_args(["eval", *argv])
-        limit = 50 if args.limit is None else args.limit  # arithmetic's default
+        limit = effective_limit("arithmetic", args.limit)
         return default_output(
-            "arithmetic", args, _settings("arithmetic", args, _default_params(), "m", limit)
+            "arithmetic", args, _settings("arithmetic", args, SamplingParams(), "m", limit)
         )
 
     assert out() == out("--limit", "50") != out("--limit", "49")
-
-
-def _default_params():
-    from samplescale.config import SamplingParams
-
-    return SamplingParams()
 
 
 def test_a_run_that_failed_before_any_result_does_not_block_its_directory(capsys, tmp_path, model):

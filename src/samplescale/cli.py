@@ -234,15 +234,16 @@ def strategy_options(items: list[str]) -> dict[str, Any]:
     """
     options: dict[str, Any] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        raw_key, sep, value = item.partition("=")
+        key = raw_key.strip()
+        if not sep or not key:
             raise ConfigError(f"--option must look like KEY=VALUE, got {item!r}")
-        if key.strip() in options:
-            raise ConfigError(f"--option {key.strip()} is given twice; give each option once")
+        if key in options:
+            raise ConfigError(f"--option {key} is given twice; give each option once")
         try:
-            options[key.strip()] = json.loads(value)
+            options[key] = json.loads(value)
         except json.JSONDecodeError:
-            options[key.strip()] = value
+            options[key] = value
     return options
 
 

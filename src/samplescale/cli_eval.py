@@ -61,6 +61,12 @@ def default_output(task: str, args: argparse.Namespace, settings: dict[str, Any]
     return Path("runs") / "-".join(parts)
 
 
+def effective_limit(task: str, limit: int | None) -> int | None:
+    """``--limit`` as the run uses it: arithmetic defaults to ``ARITHMETIC_DEFAULT_LIMIT``
+    problems; for data files None means all of them."""
+    return ARITHMETIC_DEFAULT_LIMIT if limit is None and task == "arithmetic" else limit
+
+
 def model_identity(path: Path) -> str:
     """The model as run.json records it: file name and size in bytes (the same file in
     another directory or virtual environment resumes the run), or the path if it is not a
@@ -227,9 +233,7 @@ def run_eval(
     """Run (or resume) an evaluation and write its files; returns the exit status."""
     console = Console(soft_wrap=True)
     name = canonical(args.task)
-    limit = (
-        args.limit if args.limit is not None or name != "arithmetic" else ARITHMETIC_DEFAULT_LIMIT
-    )
+    limit = effective_limit(name, args.limit)
     task = load_task(
         args.task,
         path=args.data,
