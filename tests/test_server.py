@@ -625,6 +625,30 @@ def test_a_failing_user_scorer_is_an_api_error_streamed_or_not(monkeypatch):
     _failing_scorer_requests()
 
 
+def test_non_finite_scores_are_strict_json_strings_streamed_or_not(monkeypatch):
+    """A -inf log-probability score is on its scale; the body says "-Infinity" (strict JSON,
+    and distinct from a missing score's null), never a bare -Infinity or null."""
+    from samplescale.verifiers.scorers import SCORERS, Scorer
+
+    monkeypatch.setitem(SCORERS._items, "zero-prob",
+                        Scorer(name="zero-prob", scale="log-probability", fn=lambda s, a: -math.inf))
+    body = {"model": "best-of-n@2/fake", "messages": USER, "max_tokens": 40,
+            "samplescale": {"options": {"scorer": "zero-prob"}}}
+
+    def strict(text):  # the standard's grammar has no Infinity / NaN literals
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in {text}"))
+
+    with serve(create_app(ScriptedBackend(echo_reply), "fake")) as url:
+        r = httpx.post(url + "/chat/completions", json=body)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        rows = strict(r.text)["samplescale"]["candidates"]
+        assert [c["score"] for c in rows] == ["-Infinity", "-Infinity"]
+        with httpx.stream("POST", url + "/chat/completions", json={**body, "stream": True}) as s:
+            chunks = [strict(x[6:]) for x in s.iter_lines()
+                      if x.startswith("data: ") and x != "data: [DONE]"]
+        assert [c["score"] for c in chunks[-1]["samplescale"]["candidates"]] == ["-Infinity"] * 2
+
+
 def _failing_scorer_requests():
     with serve(create_app(ScriptedBackend(echo_reply), "fake")) as url:
         body = {"model": "best-of-n@2/fake", "messages": USER, "max_tokens": 40,

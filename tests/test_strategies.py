@@ -23,7 +23,7 @@ from samplescale.strategies import (
     greedy,
     self_consistency,
 )
-from samplescale.types import Prompt, Result
+from samplescale.types import Prompt, Result, Sample
 from samplescale.verifiers.math import answers_equivalent, is_equivalent
 from samplescale.verifiers.process import CallableScorer
 from samplescale.verifiers.scorers import oracle
@@ -168,6 +168,17 @@ def _configured(name: str):
         return get_strategy(name)
     scorer = CallableScorer(lambda prompt, steps: 1.0 / (1.0 + len("".join(steps))), "probability")
     return get_strategy(name, scorer=scorer)
+
+
+def test_result_json_keeps_non_finite_scores_apart_from_missing_ones():
+    """``generate --json`` and stored results: -inf is "-Infinity" (strict JSON) and reads back
+    as -inf; a missing score stays null."""
+    r = Result(strategy="best-of-n", samples=(Sample(text="a"), Sample(text="b")),
+               scores=(-math.inf, None), score_scale="log-probability", log_evidence=math.inf)
+    text = r.model_dump_json()
+    assert '"scores":["-Infinity",null]' in text and '"log_evidence":"Infinity"' in text
+    back = Result.model_validate_json(text)
+    assert back.scores == (-math.inf, None) and back.log_evidence == math.inf
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES.names()))

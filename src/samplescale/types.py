@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RECORD = ConfigDict(frozen=True, extra="forbid")
+RECORD = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "error"]

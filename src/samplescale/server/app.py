@@ -184,8 +184,8 @@ def execute(
 
 
 def _sse(obj: dict[str, Any] | str) -> bytes:
-    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
-    return f"data: {data}\n\n".encode()
+    data = obj.encode() if isinstance(obj, str) else responses.encode(obj)
+    return b"data: " + data + b"\n\n"
 
 
 def create_app(
@@ -426,11 +426,11 @@ def create_app(
         except ClientGone:
             return Response(status_code=499)  # nginx's "client closed request": nobody reads it
         body = responses.chat_body if chat else responses.completion_body
-        return body(
+        return Response(responses.encode(body(
             outcome, request_id=rid, created=created, model=req.model,
             logprobs=req.wants_logprobs, piece=piece,
             token_ids=p.token_ids, candidates=p.candidates,
-        )
+        )), media_type="application/json")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:

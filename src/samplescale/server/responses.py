@@ -5,6 +5,11 @@ none although some samples succeeded (no sample had an extractable answer), ``ch
 is the first successful sample and the extension's ``selected`` is null. ``usage`` counts
 every token the request spent (all samples and calls), and the ``samplescale`` extension
 field lists every candidate with its extracted answer, score and vote share.
+
+Bodies are strict JSON: a non-finite number (a ``-inf`` log-probability score, an SMC weight
+of ``inf``) is written as the string ``"-Infinity"``, ``"Infinity"`` or ``"NaN"``, the
+convention of pydantic's ``ser_json_inf_nan="strings"``, so that no client's parser meets a
+bare ``-Infinity`` and no score is confused with a missing one (``null``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import to_json
+
 from samplescale.types import Result, Sample, Usage
+
+
+def encode(body: dict[str, Any] | list[Any]) -> bytes:
+    """A response body as strict UTF-8 JSON; non-finite floats become strings
+    (``"-Infinity"``, ``"Infinity"``, ``"NaN"``)."""
+    return to_json(body, inf_nan_mode="strings")
 
 
 @dataclass(frozen=True)
