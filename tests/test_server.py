@@ -197,6 +197,29 @@ def test_logprobs_pass_through_on_both_endpoints(client):
     ]
 
 
+@pytest.mark.parametrize("model", ["fake", "self-consistency@3/fake"])
+def test_streamed_logprobs_concatenate_to_the_unstreamed_list(client, model):
+    """Live (plain) and after-the-work (strategy) streams: each choice's token logprobs
+    arrive on its finish chunk; concatenated per choice they equal the unstreamed ones."""
+    kw = {"model": model, "messages": USER, "max_tokens": 5, "n": 2 if model == "fake" else 1,
+          "seed": 3}
+    whole = client.chat.completions.create(**kw, logprobs=True)
+    got: dict[int, list] = {}
+    text: dict[int, str] = {}
+    for chunk in client.chat.completions.create(**kw, logprobs=True, stream=True):
+        for c in chunk.choices:
+            text[c.index] = text.get(c.index, "") + (c.delta.content or "")
+            if c.logprobs is not None:
+                got.setdefault(c.index, []).extend(c.logprobs.content)
+    assert len(got) == len(whole.choices) >= 1
+    for c in whole.choices:
+        assert [(t.token, t.logprob, t.bytes) for t in got[c.index]] == [
+            (t.token, t.logprob, t.bytes) for t in c.logprobs.content]
+        assert "".join(t.token for t in got[c.index]) == text[c.index] == c.message.content
+    plain = client.chat.completions.create(**kw, stream=True)
+    assert all(c.logprobs is None for chunk in plain for c in chunk.choices)
+
+
 def test_models_and_health(fake_url, client):
     ids = [m.id for m in client.models.list()]
     assert ids[0] == "fake" and "self-consistency@8/fake" in ids

@@ -23,7 +23,8 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   at its next model call (the server checks a waiting client every 0.25 s). A request that
   fails ends its
   stream with an OpenAI error object instead of the finish chunks (in a live stream,
-  possibly after some text). Token logprobs are not streamed.
+  possibly after some text). With ``logprobs``, a choice's token logprobs arrive on its
+  finish chunk (see ``responses.chat_chunks``).
 - With ``api_key`` set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (401 otherwise).
 - Every response carries ``X-Request-ID``; log lines name it.
 - Graceful shutdown is uvicorn's: it stops accepting connections and waits for the
@@ -333,7 +334,8 @@ def create_app(
 
     async def stream(
         task: asyncio.Task[responses.Outcome], p: Plan, rid: str, created: int, model: str,
-        include_usage: bool, deltas: asyncio.Queue[TextDelta] | None, gone: threading.Event,
+        include_usage: bool, logprobs: bool, deltas: asyncio.Queue[TextDelta] | None,
+        gone: threading.Event,
     ) -> AsyncIterator[bytes]:
         """The SSE body. ``deltas`` (live streams) receives the text as it is decoded."""
         n_choices = 1 if p.strategy is not None else p.params.n
@@ -367,6 +369,7 @@ def create_app(
             for chunk in responses.chat_chunks(
                 outcome, request_id=rid, created=created, model=model,
                 include_usage=include_usage, candidates=p.candidates, content=deltas is None,
+                logprobs=logprobs, piece=piece, token_ids=p.token_ids,
             ):
                 yield _sse(chunk)
             yield _sse("[DONE]")
@@ -412,7 +415,8 @@ def create_app(
         if req.stream:
             include = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(
-                stream(task, p, rid, created, req.model, include, deltas, gone),
+                stream(task, p, rid, created, req.model, include, req.wants_logprobs, deltas,
+                       gone),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Request-ID": rid},
             )

@@ -253,12 +253,21 @@ def chat_chunks(
     include_usage: bool,
     candidates: bool,
     content: bool = True,
+    logprobs: bool = False,
+    piece: Piece | None = None,
+    token_ids: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """The ``chat.completion.chunk`` objects after the role chunk: each choice's text in
     word-sized deltas (unless ``content`` is False: the text was already streamed as it
     was decoded), a chunk with each ``finish_reason``, then the usage and the extension
     field (on the last finish chunk, or with ``include_usage`` on an extra chunk whose
-    ``choices`` is empty, as the OpenAI API does)."""
+    ``choices`` is empty, as the OpenAI API does).
+
+    With ``logprobs``, each choice's finish chunk carries all its token log-probabilities
+    (``chat_logprobs``): a client that concatenates ``logprobs.content`` over the chunks,
+    as the OpenAI clients do, gets the list of the unstreamed response. They are not spread
+    over the text deltas because a token can end inside a UTF-8 character, and the deltas
+    must join to the exact text."""
     head = {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion.chunk",
@@ -266,8 +275,8 @@ def chat_chunks(
         "model": model,
     }
     for i, s in enumerate(outcome.choices if content else ()):
-        for piece in text_pieces(s.text):
-            yield delta_chunk(request_id, created, model, i, piece)
+        for words in text_pieces(s.text):
+            yield delta_chunk(request_id, created, model, i, words)
     tail = {
         "usage": usage_body(outcome.usage),
         "samplescale": extension(outcome, request_id, candidates),
@@ -276,7 +285,11 @@ def chat_chunks(
     for i, s in enumerate(outcome.choices):
         chunk = {
             **head,
-            "choices": [{"index": i, "delta": {}, "logprobs": None, "finish_reason": s.finish_reason}],
+            "choices": [{
+                "index": i, "delta": {},
+                "logprobs": chat_logprobs(s, piece, token_ids) if logprobs else None,
+                "finish_reason": s.finish_reason,
+            }],
         }
         if i == last and not include_usage:
             chunk.update(tail)
