@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from samplescale.cli import main
+from samplescale.types import Result
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +138,15 @@ def test_generate_with_a_draft_model_reports_acceptance(capsys, model):
         "0",
     )
     assert code == 0 and "speculative: acceptance rate 1.000" in stdout
+    code, stdout, _ = run(capsys, "generate", "What is 2 + 3?", "-n", "1", "--max-tokens", "8",
+                          "--model", model, "--draft-model", model, "--draft-k", "3",
+                          "--temperature", "0", "--json")
+    body = json.loads(stdout)
+    spec, tokens = body.pop("speculative"), body["usage"]["completion_tokens"]
+    assert code == 0 and Result.model_validate(body).strategy == "self-consistency"
+    # the model drafting for itself at T=0: every draft token is accepted
+    assert spec["acceptance_rate"] == 1.0 and spec["accepted"] == spec["verified"] > 0
+    assert spec["tokens"] == tokens and spec["tokens_per_target_call"] == tokens / spec["target_calls"]
 
 
 def test_strategy_options_from_the_command_line(capsys, model):

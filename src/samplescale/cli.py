@@ -6,6 +6,7 @@ The only module (with the server) that touches the terminal and files.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -163,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--json",
         action="store_true",
-        help="print the whole result as JSON (samples, scores, trace, usage) instead of a summary",
+        help="print the whole result as JSON (samples, scores, trace, usage; with "
+        "--draft-model also the speculative counters) instead of a summary",
     )
 
     sub.add_parser("list", help="list registered strategies, tasks and scorers")
@@ -308,8 +310,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompt = Prompt.user(args.prompt).model_copy(update={"grounding": grounding})
     backend = _backend(args)
     result = strategy.run(backend, prompt, params)
+    stats = getattr(backend, "stats", None)
     if args.json:
-        print(result.model_dump_json(indent=2))
+        if stats is None:
+            print(result.model_dump_json(indent=2))
+        else:  # the Result's fields, then the speculative counters
+            body = json.loads(result.model_dump_json())
+            body["speculative"] = {
+                **dataclasses.asdict(stats), "acceptance_rate": stats.acceptance_rate,
+                "tokens_per_target_call": stats.tokens_per_target_call,
+            }
+            print(json.dumps(body, indent=2, ensure_ascii=False))
         return 0
     print(f"answer: {result.answer}")
     if result.vote_shares:
@@ -339,7 +350,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     if u.scorer_calls:
         print(f"scorer: {u.scorer_calls} calls")
-    stats = getattr(backend, "stats", None)
     if stats is not None and stats.acceptance_rate is not None:
         print(
             f"speculative: acceptance rate {stats.acceptance_rate:.3f}, "
