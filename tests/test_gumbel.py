@@ -150,13 +150,22 @@ def test_errors_name_the_problem():
         infer_noise(toy, PROMPT, [4], SamplingParams(), rng)
     with pytest.raises(ConfigError, match="token_ids must be integers"):
         infer_noise(toy, PROMPT, [1.7, 2], SamplingParams(), rng)
-    with pytest.raises(ConfigError, match=r"token_ids\[1\] = 0 is an end-of-sequence token"):
+    with pytest.raises(ConfigError, match=r"token_ids\[1\] = 0: generation stops there "
+                       r"\(it is an end-of-sequence token\), so the 1 token ids after it"):
         infer_noise(toy, PROMPT, [1, 0, 2], SamplingParams(), rng)
+    # a stop string, also one spread over tokens ("2" then "3"), ends generation there
+    with pytest.raises(ConfigError, match=r"token_ids\[2\] = 3: generation stops there \(the "
+                       r"text ends in a stop string of \['23'\]\), so the 2 token ids"):
+        infer_noise(toy, PROMPT, [1, 2, 3, 1, 1], SamplingParams(stop=["23"]), rng)
+    assert infer_noise(toy, PROMPT, [1, 2, 3], SamplingParams(stop=["23"]), rng).shape == (3, 4)
+    assert infer_noise(toy, PROMPT, [2, 1, 3], SamplingParams(stop=["23"]), rng).shape == (3, 4)
     assert infer_noise(toy, PROMPT, [np.int64(1), 0], SamplingParams(), rng).shape == (2, 4)
     with pytest.raises(ConfigError, match="not bools"):
         infer_noise(toy, PROMPT, [True, 2], SamplingParams(), rng)
-    with pytest.raises(ConfigError, match="6 token_ids but max_tokens=3"):
+    with pytest.raises(ConfigError, match=r"token_ids\[2\] = 1: generation stops there "
+                       r"\(max_tokens=3 is reached\), so the 3 token ids"):
         infer_noise(toy, PROMPT, [1, 2, 1, 2, 1, 2], SamplingParams(max_tokens=3), rng)
+    assert infer_noise(toy, PROMPT, [1, 2, 1], SamplingParams(max_tokens=3), rng).shape == (3, 4)
     with pytest.raises(ConfigError, match="n must be 1"):
         infer_noise(toy, PROMPT, [1, 2], SamplingParams(n=2), rng)
     with pytest.raises(ConfigError, match=r"shape \(L, 4\)"):

@@ -193,6 +193,23 @@ def sample_with_noise(
     return counterfactual(model, prompt, params, np.empty((0, model.vocab_size)), rng)
 
 
+def _check_not_stopped(model: LogitsModel, tokens: list[int], params: SamplingParams) -> None:
+    """Raise ConfigError when decoding ``tokens`` with ``params`` finishes before the last:
+    the ids after that point cannot have been sampled."""
+    seq = SequenceBuilder(model.piece, model.is_end, params.stop, params.max_tokens)
+    for t, k in enumerate(tokens[:-1]):
+        if seq.push(k, 0.0, 0.0):
+            why = {
+                "length": f"max_tokens={params.max_tokens} is reached",
+                "stop": "it is an end-of-sequence token" if model.is_end(k)
+                else f"the text ends in a stop string of {list(params.stop)!r}",
+            }[seq.finish_reason or "stop"]
+            raise ConfigError(
+                f"token_ids[{t}] = {k}: generation stops there ({why}), so the "
+                f"{len(tokens) - t - 1} token ids after it cannot have been sampled"
+            )
+
+
 def infer_noise(
     model: LogitsModel,
     prompt: Prompt,
@@ -226,11 +243,10 @@ def infer_noise(
     Raises
     ------
     ConfigError
-        If a token id is not an integer, is out of range, is an end-of-sequence token before
-        the last position (generation stops there), or has probability 0 under ``params``
-        at its position; if there are more than ``params.max_tokens`` ids, or
-        ``params.n != 1``. Tokens after a stop string of ``params.stop`` are not detected
-        (the counterfactual would stop there).
+        If a token id is not an integer, is out of range, or has probability 0 under
+        ``params`` at its position; if generation with ``params`` would have stopped before
+        the last id (at an end-of-sequence token, a stop string of ``params.stop``, or
+        ``params.max_tokens``); or if ``params.n != 1``.
     """
     v = model.vocab_size
     ids = list(token_ids)
@@ -242,19 +258,9 @@ def infer_noise(
         raise ConfigError(f"token_ids must be integers, got {ids!r:.80}") from exc
     if params.n != 1:
         raise ConfigError(f"n must be 1 (one observed sequence), got {params.n}")
-    if len(tokens) > params.max_tokens:
-        raise ConfigError(
-            f"{len(tokens)} token_ids but max_tokens={params.max_tokens}: a sample drawn with "
-            "these params stops earlier"
-        )
     if any(not 0 <= t < v for t in tokens):
         raise ConfigError(f"token_ids must be in [0, {v - 1}]")
-    for t, k in enumerate(tokens[:-1]):
-        if model.is_end(k):
-            raise ConfigError(
-                f"token_ids[{t}] = {k} is an end-of-sequence token before the last position: "
-                "generation stops at it, so the tokens after it cannot have been sampled"
-            )
+    _check_not_stopped(model, tokens, params)
     ctx = model.tokenize_prompt(prompt)
     out = np.empty((len(tokens), v))
     for t, k in enumerate(tokens):
