@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -159,7 +159,7 @@ def _check_weights(weights: object, n: int) -> list[float]:
     if size != n:
         raise ConfigError(f"weights has length {size}, answers has {n}; they must match")
     values: list[float] = []
-    for i, w in enumerate(weights):  # type: ignore[attr-defined]
+    for i, w in enumerate(cast(Sequence[object], weights)):  # checked to index above
         if isinstance(w, (bool, np.bool_)) or not isinstance(w, numbers.Real):
             raise ConfigError(f"weights must be finite numbers >= 0; weights[{i}] is {_show(w)}")
         try:

@@ -290,6 +290,7 @@ class ToyLM:
                 codes=None if codes is None else codes.take(active),
             )
             if codes is not None:
+                assert draw.next_codes is not None  # drawn with codes
                 codes.advance(active, draw.next_codes, draw.sampling_logprobs)
             for j, i in enumerate(active):
                 seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j])

@@ -375,6 +375,7 @@ class LlamaCppBackend:
                 codes=None if codes is None else codes.take(picked),
             )
             if codes is not None:
+                assert draw.next_codes is not None  # drawn with codes
                 codes.advance(picked, draw.next_codes, draw.sampling_logprobs)
             still = []
             for j, i in enumerate(active):
@@ -473,8 +474,9 @@ class LlamaCppBackend:
             # the shared prefix's KV cells into it, so the cached sequence stays intact
             free = [j for j in range(self.n_seq_max) if j not in self._slots]
             others = [j for j in self._slots if j != best]
-            seq = free[0] if free else (others[0] if others else best)
-            assert seq is not None
+            pick = free[0] if free else (others[0] if others else best)
+            assert pick is not None
+            seq = pick
             keep = min(shared.get(best, 0), limit) if best is not None else 0
             if seq == best:  # a single slot: truncate it to the shared prefix
                 ll.llama_memory_seq_rm(mem, seq, keep, -1)

@@ -87,7 +87,7 @@ class Draw(NamedTuple):
 
 def _masks(params: SamplingParams) -> list[Callable[[Rows], np.ndarray]]:
     """The truncations of ``params`` in :data:`ORDER`, as mask functions."""
-    steps = []
+    steps: list[Callable[[Rows], np.ndarray]] = []
     if params.top_k not in (0, -1):
         steps.append(partial(F.top_k_mask, k=params.top_k))
     if params.top_n_sigma is not None:
