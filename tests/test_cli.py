@@ -297,6 +297,7 @@ def test_sampler_specs_map_onto_params():
         (("eval", "--threads", "-2"), "--threads must be >= 1"),
         (("serve", "--threads", "0"), "--threads must be >= 1"),
         (("serve", "--max-body-bytes", "0"), "--max-body-bytes must be >= 1, got 0"),
+        (("serve", "--upstream-stream"), "--upstream-stream streams from an upstream; give --upstream URL"),
     ],
 )
 def test_bad_input_gets_one_line_error(capsys, argv, message):

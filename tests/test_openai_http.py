@@ -415,3 +415,21 @@ def test_a_token_id_with_a_non_ascii_digit_is_a_token_text_not_a_crash():
              "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
     (sample,), _ = parse_reply(reply, chat=True, token_ids=True, base_url="http://up")
     assert sample.token_ids == () and sample.token_texts == ("token_id:\u00b2",)
+
+
+@pytest.mark.llama
+def test_streaming_from_llama_cpp_python_server_ends_in_an_error_for_lack_of_usage(llama_server):
+    """A real third-party event stream: its text arrives in pieces and matches the
+    unstreamed reply at temperature 0, but llama-cpp-python's server ignores
+    ``stream_options.include_usage``, so the stream ends in an error, not in made-up usage."""
+    from samplescale.backends.base import TextDelta
+
+    params = SamplingParams(max_tokens=8, temperature=0, seed=1)
+    deltas = []
+    with OpenAIHTTPBackend(llama_server, "smollm2", stream=True) as be:
+        whole = be.generate(Q, params)
+        with pytest.raises(UpstreamError, match="the stream reported no token usage"):
+            for event in be.stream(Q, params):
+                assert isinstance(event, TextDelta)
+                deltas.append(event)
+    assert len(deltas) > 1 and "".join(d.text for d in deltas) == whole.samples[0].text

@@ -5,6 +5,7 @@ Examples::
     samplescale serve --port 8000                       # embedded SmolLM2-135M
     samplescale serve --model model.gguf --api-key KEY  # a GGUF file, Bearer auth
     samplescale serve --upstream http://127.0.0.1:8080/v1 --upstream-model qwen
+    samplescale serve --upstream http://127.0.0.1:8000/v1 --upstream-stream   # vLLM, live text
 
 SIGINT / SIGTERM stop accepting connections and finish the requests in flight first.
 """
@@ -44,6 +45,10 @@ def add_serve_parser(subparsers: Any) -> None:
                    help="Bearer key for the upstream (env SAMPLESCALE_UPSTREAM_API_KEY)")
     p.add_argument("--upstream-in-flight", type=int, default=8,
                    help="most requests in flight to the upstream (default %(default)s)")
+    p.add_argument("--upstream-stream", action="store_true",
+                   help="stream plain requests from the upstream as it generates (needs an "
+                   "upstream that reports usage in streams: vLLM, SGLang, llama-server; not "
+                   "llama-cpp-python's server)")
     p.add_argument("--model-name", default=None,
                    help="served model id (default: 'smollm2' for the embedded model, the GGUF "
                    "file stem, or the upstream model)")
@@ -91,9 +96,11 @@ def _backend(args: argparse.Namespace) -> tuple[Any, str]:
         model = args.upstream_model or _upstream_model(args.upstream, args.upstream_api_key)
         upstream = OpenAIHTTPBackend(
             args.upstream, model, api_key=args.upstream_api_key,
-            max_in_flight=args.upstream_in_flight,
+            max_in_flight=args.upstream_in_flight, stream=args.upstream_stream,
         )
         return upstream, model
+    if args.upstream_stream:
+        raise ConfigError("--upstream-stream streams from an upstream; give --upstream URL")
     from samplescale.backends.llamacpp import LlamaCppBackend
 
     embedded = LlamaCppBackend(

@@ -24,25 +24,30 @@ Log-probabilities: the server's per-token values fill ``Sample.logprobs`` (or
 ``Sample.token_texts`` when the server reports no token ids (llama-cpp-python's server),
 so best-of-N and weighted voting score samples over HTTP.
 
-The backend does not stream (``capabilities.streaming`` is False): upstream streams do not
-always report usage (llama-cpp-python's server ignores ``stream_options.include_usage``),
-so a streamed call's usage could not be exact; ``samplescale serve --upstream`` sends its
-reply after the call.
+Streaming is opt-in (``stream=True``, ``samplescale serve --upstream-stream``): ``stream``
+then asks the server for event streams and yields each choice's text as it arrives
+(:mod:`samplescale.backends.openai_stream`). Usage must come from the server
+(``stream_options.include_usage``: vLLM, SGLang, llama.cpp's ``llama-server``, the OpenAI
+API, samplescale's own server); llama-cpp-python's server ignores it, and a stream without
+usage ends in ``UpstreamError`` rather than in token counts made up here. Retries happen
+only before the first event; a stream that breaks off later raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import queue
 import threading
 import time
-from collections.abc import Collection, Mapping
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from typing import Any, Literal, TypeVar
 
 import httpx
 import numpy as np
 
-from samplescale.backends.base import Capabilities
+from samplescale.backends.base import Capabilities, StreamEvent, TextDelta
+from samplescale.backends.openai_stream import StreamedReply, read_events
 from samplescale.backends.openai_wire import (
     LogprobsField,
     UpstreamError,
@@ -56,6 +61,9 @@ from samplescale.rng import sample_generators
 from samplescale.types import Generation, Prompt, Sample, Usage
 
 __all__ = ["OpenAIHTTPBackend", "UpstreamError"]
+
+T = TypeVar("T")
+Emit = Callable[[TextDelta], None]
 
 # Fields every OpenAI-compatible server understands, sent on every request.
 _ALWAYS = ("temperature", "top_p")
@@ -136,6 +144,9 @@ class OpenAIHTTPBackend:
         llama.cpp servers accept).
     extra_body : mapping, optional
         Extra JSON fields merged into every request body (e.g. ``{"repeat_penalty": 1.0}``).
+    stream : bool
+        Offer :meth:`stream` (``capabilities.streaming``): text as the server sends it. Only
+        for servers that report usage in streams (see the module docstring).
 
     Raises
     ------
@@ -164,6 +175,7 @@ class OpenAIHTTPBackend:
         send_defaults: bool = False,
         extra_fields: Collection[str] = DEFAULT_EXTRA_FIELDS,
         extra_body: Mapping[str, Any] | None = None,
+        stream: bool = False,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -182,6 +194,8 @@ class OpenAIHTTPBackend:
                 "reported_logprobs must be 'logprobs' or 'sampling_logprobs', "
                 f"got {reported_logprobs!r}"
             )
+        if not isinstance(stream, bool):
+            raise ConfigError(f"stream must be True or False, got {stream!r}")
         unknown = sorted(set(extra_fields) - set(SamplingParams.model_fields))
         if unknown:
             raise ConfigError(f"extra_fields {unknown} are not SamplingParams fields")
@@ -206,7 +220,7 @@ class OpenAIHTTPBackend:
         self._sem: asyncio.Semaphore | None = None
         self._start_lock = threading.Lock()
         self.capabilities = Capabilities(
-            logits=False, seeds=True, parallel_n=self._native_n, chat=True
+            logits=False, seeds=True, parallel_n=self._native_n, chat=True, streaming=stream
         )
 
     # ----------------------------------------------------------------- event loop
@@ -302,15 +316,23 @@ class OpenAIHTTPBackend:
         body.update(self.extra_body)
         return body
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries; the parsed JSON reply, or UpstreamError."""
+    async def _send(
+        self, path: str, body: dict[str, Any], read: Callable[[httpx.Response], Awaitable[T]]
+    ) -> T:
+        """POST with retries; ``read`` turns a successful (< 400) reply into the result.
+
+        Connection errors, 429 and 5xx are retried; a timeout or any other status raises
+        :class:`UpstreamError` at once, and so does an error raised by ``read``.
+        """
         assert self._client is not None and self._sem is not None
         url = self.base_url + path
         for attempt in range(self.max_retries + 1):
             wait = min(self.backoff_max_s, self.backoff_s * 2**attempt)
             try:
-                async with self._sem:
-                    r = await self._client.post(path, json=body)
+                async with self._sem, self._client.stream("POST", path, json=body) as r:
+                    if r.status_code < 400:
+                        return await read(r)
+                    await r.aread()
             except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.NetworkError) as exc:
                 error = UpstreamError(
                     f"{url}: {type(exc).__name__}: {exc}", retryable=True
@@ -322,16 +344,6 @@ class OpenAIHTTPBackend:
             except httpx.RemoteProtocolError as exc:
                 error = UpstreamError(f"{url}: connection dropped: {exc}", retryable=True)
             else:
-                if r.status_code < 400:
-                    try:
-                        data = r.json()
-                    except ValueError as exc:
-                        raise UpstreamError(
-                            f"{url}: reply is not JSON ({r.text[:200]!r})", r.status_code
-                        ) from exc
-                    if not isinstance(data, dict):
-                        raise UpstreamError(f"{url}: reply is not a JSON object", r.status_code)
-                    return data
                 error = UpstreamError(
                     f"{url} answered HTTP {r.status_code}: {error_message(r)}",
                     r.status_code,
@@ -349,23 +361,63 @@ class OpenAIHTTPBackend:
             retryable=True,
         )
 
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST with retries; the parsed JSON reply, or UpstreamError."""
+        url = self.base_url + path
+
+        async def read(r: httpx.Response) -> dict[str, Any]:
+            await r.aread()
+            try:
+                data = r.json()
+            except ValueError as exc:
+                raise UpstreamError(
+                    f"{url}: reply is not JSON ({r.text[:200]!r})", r.status_code
+                ) from exc
+            if not isinstance(data, dict):
+                raise UpstreamError(f"{url}: reply is not a JSON object", r.status_code)
+            return data
+
+        return await self._send(path, body, read)
+
+    async def _post_stream(
+        self, path: str, body: dict[str, Any], chat: bool, offset: int, emit: Emit
+    ) -> dict[str, Any]:
+        """POST a streamed request with retries (before its first event); each choice's
+        text goes to ``emit`` (indices shifted by ``offset``); returns the reply rebuilt
+        as a non-streamed one."""
+        reply = StreamedReply(chat, self.base_url + path, offset)
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+        async def read(r: httpx.Response) -> dict[str, Any]:
+            await read_events(r, reply, emit)
+            return reply.reply()
+
+        return await self._send(path, body, read)
+
     async def _request(
-        self, prompt: Prompt, body: dict[str, Any], n: int, seed: int | None
+        self, prompt: Prompt, body: dict[str, Any], n: int, seed: int | None,
+        offset: int = 0, emit: Emit | None = None,
     ) -> tuple[list[Sample], Usage]:
+        """One request for ``n`` choices; streamed to ``emit`` (as samples ``offset``,
+        ``offset + 1``, ...) when given."""
         chat = prompt.messages is not None
         req = dict(body)
         if n > 1:
             req["n"] = n
         if seed is not None:
             req["seed"] = seed
-        data = await self._post("/chat/completions" if chat else "/completions", req)
+        path = "/chat/completions" if chat else "/completions"
+        if emit is None:
+            data = await self._post(path, req)
+        else:
+            data = await self._post_stream(path, req, chat, offset, emit)
         return parse_reply(data, chat, self.token_ids, self.base_url, self.reported_logprobs)
 
     async def _single(
-        self, prompt: Prompt, body: dict[str, Any], seed: int
+        self, prompt: Prompt, body: dict[str, Any], seed: int, index: int, emit: Emit | None
     ) -> tuple[Sample, Usage] | UpstreamError:
         try:
-            samples, usage = await self._request(prompt, body, 1, seed)
+            samples, usage = await self._request(prompt, body, 1, seed, index, emit)
         except UpstreamError as exc:
             if exc.retryable:
                 return exc
@@ -375,7 +427,7 @@ class OpenAIHTTPBackend:
         return samples[0], usage
 
     async def _agenerate(
-        self, prompt: Prompt, params: SamplingParams, seeds: list[int]
+        self, prompt: Prompt, params: SamplingParams, seeds: list[int], emit: Emit | None = None
     ) -> Generation:
         start = time.perf_counter()
         body = self.request_body(prompt, params)
@@ -383,7 +435,7 @@ class OpenAIHTTPBackend:
         samples: list[Sample] = []
         usage = Usage()
         if self._native_n and n > 1:
-            got, usage = await self._request(prompt, body, n, seeds[0])
+            got, usage = await self._request(prompt, body, n, seeds[0], 0, emit)
             if len(got) > n:
                 raise UpstreamError(f"{self.base_url}: asked for {n} choices, got {len(got)}")
             if len(got) < n:
@@ -398,7 +450,7 @@ class OpenAIHTTPBackend:
         first_error: UpstreamError | None = None
         if len(samples) < n:
             outs = await asyncio.gather(
-                *(self._single(prompt, body, seeds[i]) for i in range(len(samples), n))
+                *(self._single(prompt, body, seeds[i], i, emit) for i in range(len(samples), n))
             )
             for out in outs:
                 if isinstance(out, UpstreamError):
@@ -440,11 +492,58 @@ class OpenAIHTTPBackend:
             malformed reply, or every sample failed after the retries.
         """
         self.request_body(prompt, params)  # validate before any I/O
-        gens = sample_generators(params.seed, rng, params.n)
-        seeds = [int(g.integers(0, 2**31 - 1)) for g in gens]
-        if params.seed is not None:
-            seeds[0] = params.seed  # a plain n=1 request sends the caller's seed unchanged
         loop = self._ensure_loop()
         return asyncio.run_coroutine_threadsafe(
-            self._agenerate(prompt, params, seeds), loop
+            self._agenerate(prompt, params, _seeds(params, rng)), loop
         ).result()
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
+    ) -> Iterator[StreamEvent]:
+        """:meth:`generate`, yielding each sample's text as the server streams it
+        (:class:`~samplescale.backends.base.StreamingBackend`; needs ``stream=True``).
+
+        The samples and seeds are those of :meth:`generate`; usage is what the server
+        reported at the end of each stream. Closing the iterator early cancels the requests
+        (the server sees the connections close).
+
+        Raises
+        ------
+        ConfigError
+            If the backend was made with ``stream=False``, or as :meth:`generate`.
+        UpstreamError
+            As :meth:`generate`; also when a stream breaks off, carries an error chunk, or
+            reports no usage.
+        """
+        if not self.capabilities.streaming:
+            raise ConfigError(f"{self.base_url}: streaming is off (create the backend with stream=True)")
+        self.request_body(prompt, params)  # validate before any I/O
+        return self._events(prompt, params, _seeds(params, rng))
+
+    def _events(
+        self, prompt: Prompt, params: SamplingParams, seeds: list[int]
+    ) -> Iterator[StreamEvent]:
+        events: queue.SimpleQueue[TextDelta | None] = queue.SimpleQueue()
+
+        async def run() -> Generation:
+            try:
+                return await self._agenerate(prompt, params, seeds, events.put)
+            finally:
+                events.put(None)
+
+        done = asyncio.run_coroutine_threadsafe(run(), self._ensure_loop())
+        try:
+            while (delta := events.get()) is not None:
+                yield delta
+            yield done.result()
+        finally:
+            done.cancel()  # a consumer that stops early: the requests are cancelled
+
+
+def _seeds(params: SamplingParams, rng: np.random.Generator | None) -> list[int]:
+    """One request seed per sample, each from the sample's own random stream."""
+    gens = sample_generators(params.seed, rng, params.n)
+    seeds = [int(g.integers(0, 2**31 - 1)) for g in gens]
+    if params.seed is not None:
+        seeds[0] = params.seed  # a plain n=1 request sends the caller's seed unchanged
+    return seeds
