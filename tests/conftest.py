@@ -1,4 +1,5 @@
-"""Shared fixtures: the embedded llama.cpp model, loaded once per test session."""
+"""Shared fixtures: the embedded llama.cpp model, loaded once per test session, and a
+scripted OpenAI-compatible upstream (samplescale's own server)."""
 
 from __future__ import annotations
 
@@ -14,3 +15,19 @@ def llama_backend():
     from samplescale.backends.llamacpp import LlamaCppBackend
 
     return LlamaCppBackend(n_ctx=4096)
+
+
+@pytest.fixture(scope="module")
+def own_server():
+    """samplescale's server over a scripted backend ("The answer is 7." / "... 9." in turn,
+    every token with logprob -0.25), on loopback, fresh for each test module; yields its
+    ``/v1`` URL."""
+    pytest.importorskip("fastapi")
+    from _server_helpers import serve
+
+    from samplescale import ScriptedBackend
+    from samplescale.server import create_app
+
+    backend = ScriptedBackend(["The answer is 7.", "The answer is 9."], token_logprob=-0.25)
+    with serve(create_app(backend, "fake")) as url:
+        yield url

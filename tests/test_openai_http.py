@@ -33,13 +33,6 @@ from samplescale.strategies import best_of_n, self_consistency  # noqa: E402
 Q = Prompt.user("What is 3 + 4?")
 
 
-@pytest.fixture(scope="module")
-def own_server():
-    backend = ScriptedBackend(["The answer is 7.", "The answer is 9."], token_logprob=-0.25)
-    with serve(create_app(backend, "fake")) as url:
-        yield url
-
-
 def test_against_own_server_native_n_token_ids_and_logprobs(own_server):
     with OpenAIHTTPBackend(own_server, "fake", token_ids=True) as be:
         gen = be.generate(Q, SamplingParams(n=3, max_tokens=50))

@@ -16,7 +16,7 @@ from _server_helpers import serve  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 
-from samplescale import Prompt, SamplingParams, ScriptedBackend  # noqa: E402
+from samplescale import Prompt, SamplingParams  # noqa: E402
 from samplescale.backends.base import TextDelta, collect  # noqa: E402
 from samplescale.backends.openai_http import OpenAIHTTPBackend, UpstreamError  # noqa: E402
 from samplescale.backends.openai_stream import StreamedReply  # noqa: E402
@@ -35,13 +35,6 @@ def events(backend, prompt, params):
     for d in out[:-1]:
         texts[d.index] = texts.get(d.index, "") + d.text
     return texts, out[-1], len(out) - 1
-
-
-@pytest.fixture(scope="module")
-def own_server():
-    backend = ScriptedBackend(["The answer is 7.", "The answer is 9."], token_logprob=-0.25)
-    with serve(create_app(backend, "fake")) as url:
-        yield url
 
 
 def test_stream_from_own_server_native_n(own_server):
