@@ -1,8 +1,9 @@
 """A backend for any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, hosted APIs).
 
-Requests go out through one async ``httpx`` client running on a private event loop thread,
-with at most ``max_in_flight`` requests in flight; ``generate`` is synchronous and safe to
-call from many threads at once (each call waits for its own requests only).
+Requests go out through one async ``httpx`` client running on a private event loop thread
+(:mod:`samplescale.backends.http_transport`), with at most ``max_in_flight`` requests in
+flight; ``generate`` is synchronous and safe to call from many threads at once (each call
+waits for its own requests only).
 
 ``n`` samples: the backend asks for ``n`` choices in one request when the server honours
 ``n``; a server that returns fewer choices than asked (llama-cpp-python's server ignores
@@ -38,22 +39,20 @@ from __future__ import annotations
 import asyncio
 import math
 import queue
-import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Literal
 
 import httpx
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta
+from samplescale.backends.http_transport import RetryingTransport
 from samplescale.backends.openai_stream import StreamedReply, read_events
 from samplescale.backends.openai_wire import (
     LogprobsField,
     UpstreamError,
-    error_message,
     parse_reply,
-    retry_after,
 )
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
@@ -62,7 +61,6 @@ from samplescale.types import Generation, Prompt, Sample, Usage
 
 __all__ = ["OpenAIHTTPBackend", "UpstreamError"]
 
-T = TypeVar("T")
 Emit = Callable[[TextDelta], None]
 
 # Fields every OpenAI-compatible server understands, sent on every request.
@@ -202,9 +200,6 @@ class OpenAIHTTPBackend:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_in_flight = max_in_flight
-        self.max_retries = max_retries
-        self.backoff_s = float(backoff_s)
-        self.backoff_max_s = float(backoff_max_s)
         self.n_mode = n_mode
         self.logprobs = logprobs
         self.reported_logprobs: LogprobsField = reported_logprobs
@@ -212,54 +207,20 @@ class OpenAIHTTPBackend:
         self.send_defaults = send_defaults
         self.extra_fields = tuple(extra_fields)
         self.extra_body = dict(extra_body or {})
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._transport = RetryingTransport(
+            self.base_url,
+            {"Authorization": f"Bearer {api_key}"} if api_key else {},
+            httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            max_in_flight, max_retries, float(backoff_s), float(backoff_max_s),
+        )
         self._native_n = n_mode != "split"
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._sem: asyncio.Semaphore | None = None
-        self._start_lock = threading.Lock()
         self.capabilities = Capabilities(
             logits=False, seeds=True, parallel_n=self._native_n, chat=True, streaming=stream
         )
 
-    # ----------------------------------------------------------------- event loop
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._start_lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(
-                    target=loop.run_forever, name="openai-http-loop", daemon=True
-                ).start()
-                limits = httpx.Limits(max_connections=self.max_in_flight)
-
-                async def setup() -> None:
-                    self._client = httpx.AsyncClient(
-                        base_url=self.base_url,
-                        headers=self._headers,
-                        timeout=self._timeout,
-                        limits=limits,
-                    )
-                    self._sem = asyncio.Semaphore(self.max_in_flight)
-
-                asyncio.run_coroutine_threadsafe(setup(), loop).result()
-                self._loop = loop
-            return self._loop
-
     def close(self) -> None:
         """Close the connections and stop the event loop thread (idempotent)."""
-        with self._start_lock:
-            loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        client = self._client
-
-        async def shutdown() -> None:
-            if client is not None:
-                await client.aclose()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), loop).result()
-        loop.call_soon_threadsafe(loop.stop)
+        self._transport.close()
 
     def __enter__(self) -> OpenAIHTTPBackend:
         return self
@@ -316,69 +277,6 @@ class OpenAIHTTPBackend:
         body.update(self.extra_body)
         return body
 
-    async def _send(
-        self, path: str, body: dict[str, Any], read: Callable[[httpx.Response], Awaitable[T]]
-    ) -> T:
-        """POST with retries; ``read`` turns a successful (< 400) reply into the result.
-
-        Connection errors, 429 and 5xx are retried; a timeout or any other status raises
-        :class:`UpstreamError` at once, and so does an error raised by ``read``.
-        """
-        assert self._client is not None and self._sem is not None
-        url = self.base_url + path
-        for attempt in range(self.max_retries + 1):
-            wait = min(self.backoff_max_s, self.backoff_s * 2**attempt)
-            try:
-                async with self._sem, self._client.stream("POST", path, json=body) as r:
-                    if r.status_code < 400:
-                        return await read(r)
-                    await r.aread()
-            except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.NetworkError) as exc:
-                error = UpstreamError(
-                    f"{url}: {type(exc).__name__}: {exc}", retryable=True
-                )
-            except httpx.TimeoutException as exc:
-                raise UpstreamError(
-                    f"{url}: no response within {self._timeout.read} s ({type(exc).__name__})"
-                ) from exc
-            except httpx.RemoteProtocolError as exc:
-                error = UpstreamError(f"{url}: connection dropped: {exc}", retryable=True)
-            else:
-                error = UpstreamError(
-                    f"{url} answered HTTP {r.status_code}: {error_message(r)}",
-                    r.status_code,
-                    retryable=r.status_code == 429 or r.status_code >= 500,
-                )
-                if not error.retryable:
-                    raise error
-                wait = retry_after(r, wait, self.backoff_max_s)
-            if attempt == self.max_retries:
-                break
-            await asyncio.sleep(wait)
-        raise UpstreamError(
-            f"{error} (gave up after {self.max_retries + 1} attempts)",
-            error.status_code,
-            retryable=True,
-        )
-
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries; the parsed JSON reply, or UpstreamError."""
-        url = self.base_url + path
-
-        async def read(r: httpx.Response) -> dict[str, Any]:
-            await r.aread()
-            try:
-                data = r.json()
-            except ValueError as exc:
-                raise UpstreamError(
-                    f"{url}: reply is not JSON ({r.text[:200]!r})", r.status_code
-                ) from exc
-            if not isinstance(data, dict):
-                raise UpstreamError(f"{url}: reply is not a JSON object", r.status_code)
-            return data
-
-        return await self._send(path, body, read)
-
     async def _post_stream(
         self, path: str, body: dict[str, Any], chat: bool, offset: int, emit: Emit
     ) -> dict[str, Any]:
@@ -392,7 +290,7 @@ class OpenAIHTTPBackend:
             await read_events(r, reply, emit)
             return reply.reply()
 
-        return await self._send(path, body, read)
+        return await self._transport.send(path, body, read)
 
     async def _request(
         self, prompt: Prompt, body: dict[str, Any], n: int, seed: int | None,
@@ -408,7 +306,7 @@ class OpenAIHTTPBackend:
             req["seed"] = seed
         path = "/chat/completions" if chat else "/completions"
         if emit is None:
-            data = await self._post(path, req)
+            data = await self._transport.post_json(path, req)
         else:
             data = await self._post_stream(path, req, chat, offset, emit)
         return parse_reply(data, chat, self.token_ids, self.base_url, self.reported_logprobs)
@@ -492,10 +390,7 @@ class OpenAIHTTPBackend:
             malformed reply, or every sample failed after the retries.
         """
         self.request_body(prompt, params)  # validate before any I/O
-        loop = self._ensure_loop()
-        return asyncio.run_coroutine_threadsafe(
-            self._agenerate(prompt, params, _seeds(params, rng)), loop
-        ).result()
+        return self._transport.submit(self._agenerate(prompt, params, _seeds(params, rng))).result()
 
     def stream(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
@@ -531,7 +426,7 @@ class OpenAIHTTPBackend:
             finally:
                 events.put(None)
 
-        done = asyncio.run_coroutine_threadsafe(run(), self._ensure_loop())
+        done = self._transport.submit(run())
         try:
             while (delta := events.get()) is not None:
                 yield delta
