@@ -402,6 +402,29 @@ def test_malformed_upstream_replies_are_upstream_errors(choices, token_ids):
         parse_reply(reply, chat=True, token_ids=token_ids, base_url="http://up")
 
 
+@pytest.mark.parametrize("usage", [{"prompt_tokens": math.inf, "completion_tokens": 1},
+                                   {"prompt_tokens": 1, "completion_tokens": "x"}])
+def test_malformed_usage_is_an_upstream_error(usage):
+    with pytest.raises(UpstreamError, match="http://up: malformed usage"):
+        parse_reply({"choices": [_choice(0)], "usage": usage}, chat=True, token_ids=False,
+                    base_url="http://up")
+
+
+def test_an_undecodable_reply_is_an_upstream_error():
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat():
+        from fastapi.responses import Response
+
+        return Response(b"not gzip", media_type="application/json",
+                        headers={"Content-Encoding": "gzip"})
+
+    with serve(app) as url, _backend(url, max_retries=3) as be:
+        with pytest.raises(UpstreamError, match="the reply could not be decoded"):
+            be.generate(Q, SamplingParams())
+
+
 def test_a_token_id_with_a_non_ascii_digit_is_a_token_text_not_a_crash():
     lp = {"content": [{"token": "token_id:\u00b2", "logprob": -1.0}]}
     reply = {"choices": [_choice(0, logprobs=lp)],

@@ -223,14 +223,52 @@ def test_collect_gives_the_generation_of_a_stream(own_server):
 @pytest.mark.parametrize(
     ("chunk", "message"),
     [([1], "malformed stream chunk"),
+     ({"choices": [{"index": 2, "delta": {"content": "x"}}]}, "stream choice index 2 for 2 choice"),
+     ({"choices": [{"index": 0, "delta": {"content": 5}}]}, "stream text is not a string: 5"),
+     ({"choices": [{"index": 0, "delta": "abc"}]}, "malformed stream delta 'abc'"),
+     ({"choices": [{"index": 0, "delta": {}, "logprobs": {"content": "ab"}}]},
+      "stream logprobs.content is not a list"),
      ({"choices": {"a": 1}}, "malformed stream chunk choices"),
      ({"choices": [{"index": "0", "delta": {"content": "x"}}]}, "malformed stream choice"),
      ({"choices": [{"index": True}]}, "malformed stream choice"),
      ({"error": "overloaded"}, "the stream ended with an error: overloaded")],
 )
 def test_malformed_chunks_are_upstream_errors(chunk, message):
+    """Checked before any of the chunk's text is handed out (clients accumulate by index)."""
+    reply = StreamedReply(chat=True, url="http://x/v1/chat/completions", n=2)
     with pytest.raises(UpstreamError, match=message):
-        StreamedReply(chat=True, url="http://x/v1/chat/completions").feed(chunk)
+        reply.feed(chunk)
+    text = StreamedReply(chat=False, url="http://x/v1/completions")
+    with pytest.raises(UpstreamError, match="stream logprobs.tokens is not a list: 'abc'"):
+        text.feed({"choices": [{"index": 0, "text": "abc", "logprobs": {"tokens": "abc"}}]})
+
+
+def test_a_failed_request_of_a_split_call_closes_the_others():
+    """n_mode="split": one request refused (400, not retried) ends the call at once, and
+    the sibling streams are closed, not left generating for nobody."""
+    hold = threading.Event()  # never set: the siblings would stream forever
+    up = EventUpstream(plan=[400], hold=hold)
+    with serve(up.app) as url, _backend(url, n_mode="split") as be:
+        with pytest.raises(UpstreamError, match="HTTP 400: planned 400"):
+            list(be.stream(Q, SamplingParams(n=3, seed=3)))
+        assert up.closed.wait(10), "a sibling request kept streaming"
+    hold.set()
+
+
+def test_event_streams_are_utf8_whatever_charset_is_named():
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat():
+        chunks = [{"choices": [{"index": 0, "delta": {"content": "café 中"}, "finish_reason": "stop"}]},
+                  {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}]
+        body = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks)
+        return StreamingResponse(iter([body.encode("utf-8")]),
+                                 media_type="text/event-stream; charset=latin-1")
+
+    with serve(app) as url, _backend(url) as be:
+        texts, gen, _ = events(be, Q, SamplingParams())
+    assert texts == {0: "café 中"} and gen.samples[0].text == "café 中"
 
 
 def test_serve_upstream_stream_flag_makes_a_streaming_backend():

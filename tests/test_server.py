@@ -220,6 +220,21 @@ def test_streamed_logprobs_concatenate_to_the_unstreamed_list(client, model):
     assert all(c.logprobs is None for chunk in plain for c in chunk.choices)
 
 
+def test_null_optional_fields_take_their_defaults(fake_url):
+    """OpenAI's optional fields are "type or null"; clients send None as null."""
+    nulls = {k: None for k in ("n", "temperature", "top_p", "presence_penalty", "logprobs",
+                               "stream", "seed", "stop", "max_tokens", "samplescale", "user")}
+    r = httpx.post(fake_url + "/chat/completions",
+                   json={"model": "fake", "messages": USER, **nulls,
+                         "stream_options": {"include_usage": None}})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 1 and r.json()["choices"][0]["logprobs"] is None
+    r = httpx.post(fake_url + "/completions", json={"model": "fake", "prompt": "x", **nulls})
+    assert r.status_code == 200, r.text
+    r = httpx.post(fake_url + "/chat/completions", json={"model": "fake", "messages": None})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+
+
 def test_models_and_health(fake_url, client):
     ids = [m.id for m in client.models.list()]
     assert ids[0] == "fake" and "self-consistency@8/fake" in ids

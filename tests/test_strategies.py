@@ -235,3 +235,9 @@ def test_a_sample_the_outcome_scorer_fails_on_scores_none_and_the_rest_are_kept(
     r = get_strategy("weighted-vote", weight=sc).run(ScriptedBackend(replies), Prompt.user("q"), params)
     assert r.vote_shares == {"1": 0.4, "2": 0.0, "3": 0.6} and r.answer == "3"
     assert len(r.trace[-1]["errors"]) == 1
+
+
+@pytest.mark.parametrize("bad", [0.5, math.nan, [-0.1, math.nan], []])
+def test_scripted_backend_refuses_logprobs_that_are_not_log_probabilities(bad):
+    with pytest.raises(ConfigError, match="token_logprob values must be <= 0"):
+        ScriptedBackend(["x"], token_logprob=bad)

@@ -77,8 +77,10 @@ class ScriptedBackend:
         if not callable(replies) and len(replies) == 0:
             raise ConfigError("ScriptedBackend needs at least one reply")
         lps = [token_logprob] if isinstance(token_logprob, (int, float)) else list(token_logprob)
-        if not lps or any(lp > 0 for lp in lps):
-            raise ConfigError("token_logprob values must be <= 0 (natural-log probabilities)")
+        if not lps or any(not lp <= 0 for lp in lps):  # NaN fails too
+            raise ConfigError(
+                f"token_logprob values must be <= 0 (natural-log probabilities), got {lps!r:.80}"
+            )
         if isinstance(token_delay_s, bool) or not (
             isinstance(token_delay_s, (int, float)) and 0 <= token_delay_s <= 10
         ):

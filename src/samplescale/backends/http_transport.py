@@ -23,6 +23,13 @@ from samplescale.backends.openai_wire import UpstreamError, error_message, retry
 T = TypeVar("T")
 
 
+def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 class RetryingTransport:
     """The HTTP side of a backend: a client on its own event loop, with retries.
 
@@ -73,7 +80,7 @@ class RetryingTransport:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 threading.Thread(
-                    target=loop.run_forever, name="openai-http-loop", daemon=True
+                    target=_run_until_stopped, args=(loop,), name="openai-http-loop", daemon=True
                 ).start()
                 limits = httpx.Limits(max_connections=self.max_in_flight)
 
@@ -101,6 +108,7 @@ class RetryingTransport:
         async def shutdown() -> None:
             if client is not None:
                 await client.aclose()
+            await asyncio.get_running_loop().shutdown_asyncgens()
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop).result()
         loop.call_soon_threadsafe(loop.stop)
@@ -136,6 +144,8 @@ class RetryingTransport:
                 ) from exc
             except httpx.RemoteProtocolError as exc:
                 error = UpstreamError(f"{url}: connection dropped: {exc}", retryable=True)
+            except httpx.DecodingError as exc:
+                raise UpstreamError(f"{url}: the reply could not be decoded: {exc}") from exc
             else:
                 error = UpstreamError(
                     f"{url} answered HTTP {r.status_code}: {error_message(r)}",

@@ -31,7 +31,7 @@ then asks the server for event streams and yields each choice's text as it arriv
 (``stream_options.include_usage``: vLLM, SGLang, llama.cpp's ``llama-server``, the OpenAI
 API, samplescale's own server); llama-cpp-python's server ignores it, and a stream without
 usage ends in ``UpstreamError`` rather than in token counts made up here. Retries happen
-only before the first event; a stream that breaks off later raises.
+only until the server answers with a status; a stream that breaks off later raises.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import asyncio
 import math
 import queue
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
+from typing import Any, Literal, TypeVar
 
 import httpx
 import numpy as np
@@ -62,6 +62,7 @@ from samplescale.types import Generation, Prompt, Sample, Usage
 __all__ = ["OpenAIHTTPBackend", "UpstreamError"]
 
 Emit = Callable[[TextDelta], None]
+T = TypeVar("T")
 
 # Fields every OpenAI-compatible server understands, sent on every request.
 _ALWAYS = ("temperature", "top_p")
@@ -278,12 +279,12 @@ class OpenAIHTTPBackend:
         return body
 
     async def _post_stream(
-        self, path: str, body: dict[str, Any], chat: bool, offset: int, emit: Emit
+        self, path: str, body: dict[str, Any], chat: bool, n: int, offset: int, emit: Emit
     ) -> dict[str, Any]:
-        """POST a streamed request with retries (before its first event); each choice's
-        text goes to ``emit`` (indices shifted by ``offset``); returns the reply rebuilt
-        as a non-streamed one."""
-        reply = StreamedReply(chat, self.base_url + path, offset)
+        """POST a streamed request for ``n`` choices with retries (until the server answers
+        with a status); each choice's text goes to ``emit`` (indices shifted by
+        ``offset``); returns the reply rebuilt as a non-streamed one."""
+        reply = StreamedReply(chat, self.base_url + path, n, offset)
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
 
         async def read(r: httpx.Response) -> dict[str, Any]:
@@ -308,7 +309,7 @@ class OpenAIHTTPBackend:
         if emit is None:
             data = await self._transport.post_json(path, req)
         else:
-            data = await self._post_stream(path, req, chat, offset, emit)
+            data = await self._post_stream(path, req, chat, n, offset, emit)
         return parse_reply(data, chat, self.token_ids, self.base_url, self.reported_logprobs)
 
     async def _single(
@@ -347,8 +348,8 @@ class OpenAIHTTPBackend:
             samples = list(got)
         first_error: UpstreamError | None = None
         if len(samples) < n:
-            outs = await asyncio.gather(
-                *(self._single(prompt, body, seeds[i], i, emit) for i in range(len(samples), n))
+            outs = await _all_or_none(
+                [self._single(prompt, body, seeds[i], i, emit) for i in range(len(samples), n)]
             )
             for out in outs:
                 if isinstance(out, UpstreamError):
@@ -433,6 +434,19 @@ class OpenAIHTTPBackend:
             yield done.result()
         finally:
             done.cancel()  # a consumer that stops early: the requests are cancelled
+
+
+async def _all_or_none(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """The results of ``coros`` run concurrently; when one raises, the others are
+    cancelled (their requests closed) before the error propagates."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _seeds(params: SamplingParams, rng: np.random.Generator | None) -> list[int]:

@@ -13,11 +13,12 @@ error, because a count made here (chunks, characters) would not be the server's 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError
+from httpx_sse import EventSource, ServerSentEvent, SSEError
 
 from samplescale.backends.base import TextDelta
 from samplescale.backends.openai_wire import UpstreamError
@@ -33,13 +34,17 @@ class StreamedReply:
         chunks (``choices[i].text``, ``logprobs.tokens`` / ``token_logprobs``).
     url : str
         Named in errors.
+    n : int
+        The number of choices asked for: a choice index outside ``[0, n)`` is an error,
+        raised before any of its text is handed out.
     offset : int
         Added to each choice index in the deltas (the sample's index in the call).
     """
 
-    def __init__(self, chat: bool, url: str, offset: int = 0) -> None:
+    def __init__(self, chat: bool, url: str, n: int = 1, offset: int = 0) -> None:
         self.chat = chat
         self.url = url
+        self.n = n
         self.offset = offset
         self.usage: dict[str, Any] | None = None
         self._text: dict[int, list[str]] = {}
@@ -70,13 +75,21 @@ class StreamedReply:
             index = choice.get("index", 0) if isinstance(choice, dict) else None
             if isinstance(index, bool) or not isinstance(index, int) or index < 0:
                 raise UpstreamError(f"{self.url}: malformed stream choice {choice!r:.80}")
+            if index >= self.n:
+                raise UpstreamError(
+                    f"{self.url}: stream choice index {index} for {self.n} choice(s) asked"
+                )
             if self.chat:
                 delta = choice.get("delta") or {}
-                text = delta.get("content") if isinstance(delta, dict) else None
+                if not isinstance(delta, dict):
+                    raise UpstreamError(f"{self.url}: malformed stream delta {delta!r:.80}")
+                text = delta.get("content")
             else:
                 text = choice.get("text")
+            if text is not None and not isinstance(text, str):
+                raise UpstreamError(f"{self.url}: stream text is not a string: {text!r:.80}")
             parts = self._text.setdefault(index, [])
-            if isinstance(text, str) and text:
+            if text:
                 parts.append(text)
                 deltas.append(TextDelta(index=index + self.offset, text=text))
             if choice.get("finish_reason") is not None:
@@ -90,7 +103,10 @@ class StreamedReply:
         keys = ("content",) if self.chat else ("tokens", "token_logprobs")
         into = self._logprobs.setdefault(index, {k: [] for k in keys})
         for k in keys:
-            into[k].extend(logprobs.get(k) or [])
+            values = logprobs.get(k) or []
+            if not isinstance(values, list):
+                raise UpstreamError(f"{self.url}: stream logprobs.{k} is not a list: {values!r:.80}")
+            into[k].extend(values)
 
     def reply(self) -> dict[str, Any]:
         """The reply as a non-streamed request returns it (``choices`` and ``usage``).
@@ -125,30 +141,43 @@ async def read_events(
     """Feed the events of ``response`` to ``reply``, passing each delta to ``emit``, until
     ``[DONE]`` (or the end of the body).
 
+    Event streams are UTF-8 whatever charset the server names (the SSE standard).
+
     Raises
     ------
     UpstreamError
         If the body is not an event stream, an event is not JSON, a chunk is an error or
-        malformed, or the connection drops or times out mid-stream (never retried: text
-        has been handed out).
+        malformed, the body cannot be decoded, or the connection drops or times out
+        mid-stream (never retried: text may have been handed out).
     """
+    response.encoding = "utf-8"
     try:
-        async for event in EventSource(response).aiter_sse():
-            if event.data == "[DONE]":
-                return
-            if not event.data:
-                continue
-            try:
-                chunk = json.loads(event.data)
-            except ValueError as exc:
-                raise UpstreamError(
-                    f"{reply.url}: stream event is not JSON ({event.data[:200]!r})"
-                ) from exc
-            for delta in reply.feed(chunk):
-                emit(delta)
+        async with aclosing(EventSource(response).aiter_sse()) as events:
+            await _feed(events, reply, emit)
     except SSEError as exc:
         raise UpstreamError(f"{reply.url}: reply is not an event stream: {exc}") from exc
     except httpx.TimeoutException as exc:
         raise UpstreamError(f"{reply.url}: the stream stalled ({type(exc).__name__})") from exc
     except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
         raise UpstreamError(f"{reply.url}: the stream broke off: {exc}") from exc
+    except httpx.DecodingError as exc:
+        raise UpstreamError(f"{reply.url}: the stream could not be decoded: {exc}") from exc
+
+
+async def _feed(
+    events: AsyncIterator[ServerSentEvent], reply: StreamedReply, emit: Callable[[TextDelta], None]
+) -> None:
+    """The loop of :func:`read_events`: events to chunks to deltas, until ``[DONE]``."""
+    async for event in events:
+        if event.data == "[DONE]":
+            return
+        if not event.data:
+            continue
+        try:
+            chunk = json.loads(event.data)
+        except ValueError as exc:
+            raise UpstreamError(
+                f"{reply.url}: stream event is not JSON ({event.data[:200]!r})"
+            ) from exc
+        for delta in reply.feed(chunk):
+            emit(delta)

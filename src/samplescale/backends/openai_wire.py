@@ -64,7 +64,7 @@ def parse_reply(
             completion_tokens=int(usage.get("completion_tokens") or 0),
             model_calls=1,
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
         raise UpstreamError(f"{base_url}: malformed usage {usage!r}") from exc
     try:
         ordered = sorted(choices, key=lambda c: _index(c, base_url))

@@ -4,18 +4,28 @@ Requests are validated by these pydantic models; sampling fields that are not de
 here (``temperature``, ``top_p``, ``top_k``, ``min_p`` and every other
 :class:`~samplescale.config.SamplingParams` field) are collected as extra fields and
 validated by ``SamplingParams`` itself, so a field added there is accepted here without
-a change. Any other unknown field is refused (never silently ignored).
+a change. Any other unknown field is refused (never silently ignored). As in OpenAI's API,
+an optional field sent as ``null`` takes its default (the official clients send ``n=None``
+as ``"n": null``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from samplescale.config import SamplingParams, valid_range
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
+REQUIRED_FIELDS = frozenset({"model", "messages", "prompt"})
+
+
+def _null_is_default(data: Any) -> Any:
+    """A body without its optional fields set to ``null``, so they take their defaults."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if v is not None or k in REQUIRED_FIELDS}
+    return data
 
 
 class APIError(Exception):
@@ -107,6 +117,8 @@ class StreamOptions(BaseModel):
     model_config = STRICT
     include_usage: bool = Field(default=False, strict=True)
 
+    _nulls = model_validator(mode="before")(_null_is_default)
+
 
 class SamplescaleOptions(BaseModel):
     """The ``samplescale`` extension field of a request body.
@@ -155,6 +167,8 @@ class _Request(BaseModel):
     logit_bias: dict[str, float] | None = None
     return_tokens_as_token_ids: bool = Field(default=False, strict=True)
     samplescale: SamplescaleOptions | None = None
+
+    _nulls = model_validator(mode="before")(_null_is_default)
 
     def sampling_fields(self) -> dict[str, Any]:
         """The extra fields, which must all be SamplingParams fields."""
