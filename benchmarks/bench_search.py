@@ -69,6 +69,12 @@ from samplescale.verifiers.process import self_evaluation  # noqa: E402
 from samplescale.verifiers.scorers import Scorer  # noqa: E402
 
 METHODS = ("particle-filtering", "beam-search", "best-of-n", "self-consistency")
+LABELS = {  # the names in RESULTS.md and on the plot
+    "particle-filtering": "particle filtering",
+    "beam-search": "beam search",
+    "best-of-n": "best-of-N (P(True))",
+    "self-consistency": "self-consistency",
+}
 SEARCH = ("particle-filtering", "beam-search")
 
 
@@ -357,7 +363,8 @@ def markdown(rows: list[dict], pairs: list[dict]) -> str:
     ]
     for r in rows:
         t.append(
-            f"| {r['budget']} | {r['method']} | {r['problems']} | {r['correct']}/{r['problems']}"
+            f"| {r['budget']} | {LABELS[r['method']]} | {r['problems']} | "
+            f"{r['correct']}/{r['problems']}"
             f" = {r['accuracy']:.2f} | {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f} | "
             f"{r['coverage']:.2f} | {r['mean_generated_tokens']:.0f} | "
             f"{r['mean_scorer_calls']:.1f} | {r['mean_wall_s']:.0f} |"
@@ -370,7 +377,7 @@ def markdown(rows: list[dict], pairs: list[dict]) -> str:
     ]
     for q in pairs:
         t.append(
-            f"| {q['budget']} | {q['search']} | {q['sampling']} | {q['problems']} | "
+            f"| {q['budget']} | {LABELS[q['search']]} | {LABELS[q['sampling']]} | {q['problems']} | "
             f"{q['only_search']} | {q['only_sampling']} | {q['mcnemar_p']:.3f} |"
         )
     return "\n".join(t) + "\n"
@@ -393,7 +400,7 @@ def plot(rows: list[dict], path: Path) -> None:
             [r["accuracy"] - r["ci95"][0] for r in rs],
             [r["ci95"][1] - r["accuracy"] for r in rs],
         ]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=LABELS[method])
     ax.set_xlabel("generated tokens per problem (mean)")
     ax.set_ylabel("accuracy (95% Wilson CI)")
     ax.set_title("GSM8K, Qwen2.5-Coder-0.5B, compute-matched")
