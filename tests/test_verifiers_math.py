@@ -105,6 +105,11 @@ EXTRACT_CASES = [
     ('The answer is: The answer is: 3"', "3"),
     ("The answer is: The answer is:", None),
     ("The answer is 9. Check: the answer is 1 + 8.", "9"),  # uncomputed: the earlier phrase
+    # ... and its operands are not answers for rule (e) either
+    ("The answer is 0 + 5.", None),
+    ("7 + 5 = 12. The answer is 7 + 5.", "12"),
+    ("So 3 + 4 = 7 and the answer is 3 + 4. Then 8 more", "8"),
+    ('The Answer is 3," and it does not have any additional information', "3"),  # closing quote
     ("The answer is 3/4.", "3/4"),  # a fraction is a result
     ("The answer is 3 + 2\\sqrt{2}.", "3 + 2\\sqrt{2}"),  # a closed form is a result
     # (d) bold with a number
@@ -131,7 +136,8 @@ def test_extract_answer_table(text, expected):
 
 
 @pytest.mark.parametrize(
-    "completion", ["The answer is 1 + 8.", "Answer: 1+8", "So **1 + 8**", "The answer is 4 * 2 + 1"]
+    "completion", ["The answer is 1 + 8.", "Answer: 1+8", "So **1 + 8**", "The answer is 4 * 2 + 1",
+                   "The answer is 2 + 9.", "The final answer is: 3 * 9"]
 )
 def test_a_restated_question_is_never_graded_correct(completion):
     # math-verify evaluates "1 + 8" to 9: the echo of "What is 1 + 8?" must not reach it

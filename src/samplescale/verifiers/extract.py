@@ -22,7 +22,7 @@ Conventions
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from samplescale.errors import ConfigError
 from samplescale.types import Sample
@@ -119,6 +119,7 @@ _PHRASE_WINDOW = 2000  # characters read after an answer phrase
 _SENTENCE_END_RE = re.compile(r"\.(?=[\"'\u201d\u2019)\]]*(?:\s|$))")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 _COMMA_PROSE_RE = re.compile(r",\s+(?!(?:and|or)\b)[A-Za-z]{2,}\b", re.IGNORECASE)
+_CLOSING_QUOTE_RE = re.compile(r"[\"\u201d](?=\s|$)")  # 'The answer is 3," and it ...'
 _BOLD_RE = re.compile(r"\*\*([^*\n]+?)\*\*")
 _HEADING_RE = re.compile(r"(?:step|part|case|problem|solution|question|example)\b", re.I)
 _LAST_NUMBER_RE = re.compile(
@@ -189,17 +190,22 @@ def _unquote(x: str) -> str:
             return x
 
 
-def _rule_phrase(text: str) -> str | None:
+def _phrases(text: str) -> Iterator[tuple[int, int, str]]:
+    """Each "answer is X" phrase, the last first: its span (phrase and ``X``) and ``X``."""
     for m in reversed(list(_PHRASE_RE.finditer(text))):
-        window = text[m.end() : m.end() + _PHRASE_WINDOW].lstrip(_QUOTES + ": \t\r\n")
+        raw = text[m.end() : m.end() + _PHRASE_WINDOW]
+        window = raw.lstrip(_QUOTES + ": \t\r\n")
         tail = window.split("\n", 1)[0]
-        end = _SENTENCE_END_RE.search(tail)
-        if end is not None:
-            tail = tail[: end.start()]
-        comma = _COMMA_PROSE_RE.search(tail)
-        if comma is not None:
-            tail = tail[: comma.start()]
-        answer = _last_side_if_arithmetic(_drop_trailing_words(_unquote(tail)))
+        for cut in (_SENTENCE_END_RE, _COMMA_PROSE_RE, _CLOSING_QUOTE_RE):
+            end = cut.search(tail)
+            if end is not None:
+                tail = tail[: end.start()]
+        stop = m.end() + len(raw) - len(window) + len(tail)
+        yield m.start(), stop, _last_side_if_arithmetic(_drop_trailing_words(_unquote(tail)))
+
+
+def _rule_phrase(text: str) -> str | None:
+    for _, _, answer in _phrases(text):
         if (
             _looks_like_answer(answer)
             and not _unevaluated(answer)
@@ -207,6 +213,20 @@ def _rule_phrase(text: str) -> str | None:
         ):
             return answer
     return None
+
+
+def _without_restatements(text: str) -> str:
+    """``text`` with every "answer is X" whose ``X`` is uncomputed arithmetic blanked out:
+    the operands of a restated question are not answers for the last-number rule."""
+    spans = sorted((a, b) for a, b, answer in _phrases(text) if _unevaluated(answer))
+    if not spans:
+        return text
+    parts, at = [], 0
+    for a, b in spans:  # spans may overlap (a phrase inside another's window)
+        parts.append(text[at:a] if a > at else "")
+        at = max(at, b)
+        parts.append(" ")
+    return "".join(parts) + text[at:]
 
 
 def _rule_bold(text: str) -> str | None:
@@ -223,7 +243,7 @@ def _rule_bold(text: str) -> str | None:
 
 
 def _rule_last_number(text: str) -> str | None:
-    matches = _LAST_NUMBER_RE.findall(text)
+    matches = _LAST_NUMBER_RE.findall(_without_restatements(text))
     return matches[-1].translate(_MINUS_SIGNS) if matches else None
 
 
@@ -252,7 +272,8 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
        a number, ``X`` is that number (``"The answer is: 7 + 5 = 12."`` gives ``12``),
        while an equation with a variable is kept whole (``"x = 5"``). Quotes around the
        phrase or the answer are dropped (``'End with "The answer is": 12'`` gives ``12``),
-       and a phrase is skipped when ``X`` repeats the phrase or is arithmetic on plain
+       and ``X`` ends at a closing double quote (``'The answer is 3," and so on'`` gives
+       ``3``). A phrase is skipped when ``X`` repeats the phrase or is arithmetic on plain
        numbers left uncomputed (``"The answer is 1 + 8."`` restates the question; a
        fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept);
     d. the last bold ``**X**`` whose content contains a digit, ignoring headings (bold
@@ -260,12 +281,14 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
        arithmetic;
     e. the last number in the text: integers, decimals (``.5`` too), negatives, numbers
        with thousands commas (``1,234``); a directly attached ``%`` / ``\%`` is kept. A
-       lone ``,`` is not a number.
+       lone ``,`` is not a number, and neither is an operand of a restated question
+       (``"7 + 5 = 12. The answer is 7 + 5."`` gives ``12``; ``"The answer is 0 + 5."``
+       gives None).
 
     For rules b-d, a leading number followed by words is cut to the number
     (``"18 dollars"`` gives ``18``), unless the words are math (``and``, ``or``, ``pi``,
     ``sqrt``, ...). Apart from that, the answer is returned as written (``"1,234"``,
-    ``"29.00"``); :func:`is_equivalent` does the normalisation. A Unicode minus sign is
+    ``"29.00"``); :func:`samplescale.verifiers.math.is_equivalent` does the normalisation. A Unicode minus sign is
     returned as ``-``.
 
     Parameters
