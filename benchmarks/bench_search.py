@@ -27,7 +27,9 @@ interrupted run resumes where it stopped (budgets outermost, so a cut run leaves
 problem done at the small budgets; pools in ``pools.jsonl``). At the end: accuracy with 95%
 Wilson intervals and mean generated tokens per method and budget (printed,
 ``summary.json``, and as the Markdown tables of RESULTS.md (e) in ``summary.md``), and a
-plot of accuracy against tokens (``search.png``).
+plot of accuracy against tokens (``search.png``). The summary also counts the stored
+candidate answers that the current answer extraction would read differently
+(``stale_answers``): the scores are current when it is 0.
 
 Usage:
   .venv/bin/python benchmarks/bench_search.py [--limit 20] [--budgets 500 1000 2000]
@@ -64,6 +66,7 @@ from samplescale.strategies import (  # noqa: E402
 )
 from samplescale.tasks import gsm8k  # noqa: E402
 from samplescale.types import Prompt, Result, Sample, Usage  # noqa: E402
+from samplescale.verifiers.extract import sample_answer  # noqa: E402
 from samplescale.verifiers.math import is_equivalent  # noqa: E402
 from samplescale.verifiers.process import self_evaluation  # noqa: E402
 from samplescale.verifiers.scorers import Scorer  # noqa: E402
@@ -272,6 +275,18 @@ def covered(record: dict) -> bool:
     return any(is_equivalent(c["answer"], record["gold"]) for c in record.get("candidates", ()))
 
 
+def stale_answers(records: list[dict]) -> int:
+    """Candidates whose stored answer differs from what the current extraction reads
+    (``sample_answer``): the run's scores are current only when this is 0."""
+    stale = 0
+    for r in records:
+        for c in r.get("candidates", ()):
+            ok = c["status"] == "ok"
+            sample = Sample(text=c["text"], finish_reason=c["finish_reason"]) if ok else None
+            stale += (sample_answer(sample) if sample is not None else None) != c["answer"]
+    return stale
+
+
 def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
     """Accuracy (95% Wilson interval), mean generated tokens, scorer calls and seconds per
     method and budget, and coverage (a candidate with the gold answer: what a perfect
@@ -328,9 +343,12 @@ def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
                         "mcnemar_p": binomtest(only_search, n, 0.5).pvalue if n else 1.0,
                     }
                 )
+    stale = stale_answers(records)
     (out / "summary.json").write_text(
-        json.dumps({"rows": rows, "paired": pairs}, indent=2) + "\n", encoding="utf-8"
+        json.dumps({"rows": rows, "paired": pairs, "stale_answers": stale}, indent=2) + "\n",
+        encoding="utf-8",
     )
+    print(f"stored answers that the current extraction reads differently: {stale}")
     (out / "summary.md").write_text(markdown(rows, pairs), encoding="utf-8")
     print(
         f"{'method':<20}{'budget':>7}{'n':>4}{'acc':>7}{'95% CI':>14}{'cover':>7}{'tokens':>8}"
