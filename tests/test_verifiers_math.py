@@ -110,6 +110,13 @@ EXTRACT_CASES = [
     ("7 + 5 = 12. The answer is 7 + 5.", "12"),
     ("So 3 + 4 = 7 and the answer is 3 + 4. Then 8 more", "8"),
     ('The Answer is 3," and it does not have any additional information', "3"),  # closing quote
+    # hedge words before the number are not part of the answer; math words are
+    ("I think the answer is probably 12.", "12"),
+    ("The answer is approximately 3.5 meters.", "3.5"),
+    ("The answer is roughly -4.5%", "-4.5%"),
+    ("The answer is square root 2", "square root 2"),
+    ("The answer is about 3 + 4", "about 3 + 4"),
+    ("The answer is Option 3", "Option 3"),
     ("The answer is 3/4.", "3/4"),  # a fraction is a result
     ("The answer is 3 + 2\\sqrt{2}.", "3 + 2\\sqrt{2}"),  # a closed form is a result
     # (d) bold with a number

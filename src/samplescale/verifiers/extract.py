@@ -99,6 +99,24 @@ def _drop_trailing_words(x: str) -> str:
     return x
 
 
+_LEADING_WORDS_RE = re.compile(r"((?:[a-z]{2,}\s+){1,3})(?=[-+$\\.\d])")
+
+
+def _drop_leading_words(x: str) -> str:
+    """``"probably 12"`` -> ``"12"``, ``"approximately 3.5 m"`` -> ``"3.5"``: one to three
+    lowercase words before a number that ends the answer (alone or followed by words) are
+    a hedge, not part of it. Math (``"sqrt 2"``, ``"x 5"``), capitalised words and
+    expressions (``"about 3 + 4"``) are left alone."""
+    m = _LEADING_WORDS_RE.match(x)
+    if m is None or any(_NOT_A_UNIT_RE.match(" " + w) for w in m.group(1).split()):
+        return x
+    rest = x[m.end() :]
+    number = _LEADING_NUMBER_RE.fullmatch(rest)
+    if number is None or (number.group("rest").strip() and _drop_trailing_words(rest) == rest):
+        return x
+    return _drop_trailing_words(rest)
+
+
 def _looks_like_answer(x: str) -> bool:
     """Reject empty tails and prose (more than four words without a digit or LaTeX)."""
     if not x:
@@ -201,7 +219,8 @@ def _phrases(text: str) -> Iterator[tuple[int, int, str]]:
             if end is not None:
                 tail = tail[: end.start()]
         stop = m.end() + len(raw) - len(window) + len(tail)
-        yield m.start(), stop, _last_side_if_arithmetic(_drop_trailing_words(_unquote(tail)))
+        answer = _drop_leading_words(_drop_trailing_words(_unquote(tail)))
+        yield m.start(), stop, _last_side_if_arithmetic(answer)
 
 
 def _rule_phrase(text: str) -> str | None:
@@ -275,7 +294,9 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
        and ``X`` ends at a closing double quote (``'The answer is 3," and so on'`` gives
        ``3``). A phrase is skipped when ``X`` repeats the phrase or is arithmetic on plain
        numbers left uncomputed (``"The answer is 1 + 8."`` restates the question; a
-       fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept);
+       fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept). One to three
+       lowercase hedge words before a number that ends ``X`` are dropped (``"probably
+       12"`` gives ``12``), math words (``"square root 2"``) are not;
     d. the last bold ``**X**`` whose content contains a digit, ignoring headings (bold
        text ending in ``:`` or starting with "Step", "Part", "Case", ...) and uncomputed
        arithmetic;
