@@ -282,8 +282,8 @@ def stale_answers(records: list[dict]) -> int:
     for r in records:
         for c in r.get("candidates", ()):
             ok = c["status"] == "ok"
-            sample = Sample(text=c["text"], finish_reason=c["finish_reason"]) if ok else None
-            stale += (sample_answer(sample) if sample is not None else None) != c["answer"]
+            got = sample_answer(Sample(text=c["text"], finish_reason=c["finish_reason"])) if ok else None
+            stale += got != c["answer"]
     return stale
 
 

@@ -229,8 +229,10 @@ def test_collect_gives_the_generation_of_a_stream(own_server):
      ({"choices": [{"index": 0, "delta": {}, "logprobs": {"content": "ab"}}]},
       "stream logprobs.content is not a list"),
      ({"choices": {"a": 1}}, "malformed stream chunk choices"),
-     ({"choices": [{"index": "0", "delta": {"content": "x"}}]}, "malformed stream choice"),
-     ({"choices": [{"index": True}]}, "malformed stream choice"),
+     ({"choices": [{"index": "0", "delta": {"content": "x"}}]}, "choice index must be an integer"),
+     ({"choices": [{"index": True}]}, "choice index must be an integer"),
+     ({"choices": ["x"]}, "malformed choice 'x'"),
+     ({"choices": [{"index": -1, "delta": {"content": "x"}}]}, "stream choice index -1 for 2"),
      ({"error": "overloaded"}, "the stream ended with an error: overloaded")],
 )
 def test_malformed_chunks_are_upstream_errors(chunk, message):
@@ -283,3 +285,30 @@ def test_serve_upstream_stream_flag_makes_a_streaming_backend():
     assert name == "m" and be.capabilities.streaming and be.max_in_flight == 2
     args.upstream_stream = False
     assert not serve_backend(args)[0].capabilities.streaming
+
+
+def test_closing_the_backend_during_a_stream_wakes_its_consumer():
+    """close() cancels the requests in flight: a thread reading a stream gets an error
+    instead of waiting forever."""
+    import concurrent.futures
+
+    hold = threading.Event()
+    up = EventUpstream(hold=hold)
+    got: dict = {}
+    with serve(up.app) as url:
+        be = _backend(url)
+        it = be.stream(Q, SamplingParams())
+        assert next(it).text == "Seven "
+
+        def consume():
+            try:
+                got["events"] = list(it)
+            except (concurrent.futures.CancelledError, asyncio.CancelledError) as exc:
+                got["error"] = exc
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        be.close()
+        reader.join(10)
+        hold.set()
+    assert not reader.is_alive() and "error" in got and up.closed.wait(10)

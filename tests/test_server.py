@@ -226,7 +226,8 @@ def test_null_optional_fields_take_their_defaults(fake_url):
                                "stream", "seed", "stop", "max_tokens", "samplescale", "user")}
     r = httpx.post(fake_url + "/chat/completions",
                    json={"model": "fake", "messages": USER, **nulls,
-                         "stream_options": {"include_usage": None}})
+                         "stream_options": {"include_usage": None},
+                         "samplescale": {"candidates": None, "n": None, "options": None}})
     assert r.status_code == 200, r.text
     assert len(r.json()["choices"]) == 1 and r.json()["choices"][0]["logprobs"] is None
     r = httpx.post(fake_url + "/completions", json={"model": "fake", "prompt": "x", **nulls})

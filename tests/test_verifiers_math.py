@@ -110,13 +110,20 @@ EXTRACT_CASES = [
     ("7 + 5 = 12. The answer is 7 + 5.", "12"),
     ("So 3 + 4 = 7 and the answer is 3 + 4. Then 8 more", "8"),
     ('The Answer is 3," and it does not have any additional information', "3"),  # closing quote
-    # hedge words before the number are not part of the answer; math words are
+    # hedge words before the number are not part of the answer; words that change it are
     ("I think the answer is probably 12.", "12"),
     ("The answer is approximately 3.5 meters.", "3.5"),
     ("The answer is roughly -4.5%", "-4.5%"),
-    ("The answer is square root 2", "square root 2"),
+    ("The answer is a total of 24 eggs.", "24"),
     ("The answer is about 3 + 4", "about 3 + 4"),
-    ("The answer is Option 3", "Option 3"),
+    ("The answer is negative 5.", "negative 5"),
+    ("So the answer is not 5, it is 6.", "6"),  # a negated phrase is skipped
+    ("The answer is 11. The answer is not 15.", "11"),
+    ("The answer is indeed 7.", "7"),
+    ('The answer is "the number 8"', "8"),
+    ("The answer is less than 5.", "less than 5"),
+    ("The answer is half of 10.", "half of 10"),
+    ("The answer is square root 2", "square root 2"),
     ("The answer is 3/4.", "3/4"),  # a fraction is a result
     ("The answer is 3 + 2\\sqrt{2}.", "3 + 2\\sqrt{2}"),  # a closed form is a result
     # (d) bold with a number

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from samplescale.cli_model import add_threads_arg, n_threads
 from samplescale.cli_serve import add_serve_parser, cmd_serve
@@ -320,7 +321,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 **dataclasses.asdict(stats), "acceptance_rate": stats.acceptance_rate,
                 "tokens_per_target_call": stats.tokens_per_target_call,
             }
-            print(json.dumps(body, indent=2, ensure_ascii=False))
+            print(to_json(body, indent=2, inf_nan_mode="strings").decode())
         return 0
     print(f"answer: {result.answer}")
     if result.vote_shares:

@@ -72,7 +72,17 @@ class RetryingTransport:
         self._start_lock = threading.Lock()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``coro`` on the transport's event loop (started on first use)."""
+        """Run ``coro`` on the transport's event loop (started on first use).
+
+        Parameters
+        ----------
+        coro : coroutine
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Its result; ``cancel()`` cancels the coroutine.
+        """
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -98,7 +108,8 @@ class RetryingTransport:
             return self._loop
 
     def close(self) -> None:
-        """Close the connections and stop the event loop thread (idempotent)."""
+        """Cancel the requests still running (their callers get ``CancelledError``), close
+        the connections and stop the event loop thread (idempotent)."""
         with self._start_lock:
             loop, self._loop = self._loop, None
         if loop is None:
@@ -106,6 +117,10 @@ class RetryingTransport:
         client = self._client
 
         async def shutdown() -> None:
+            running = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
             if client is not None:
                 await client.aclose()
             await asyncio.get_running_loop().shutdown_asyncgens()
@@ -119,11 +134,27 @@ class RetryingTransport:
         """POST ``body`` as JSON with retries; ``read`` turns a successful (< 400) reply
         into the result (inside the request, so it may consume a stream).
 
+        Parameters
+        ----------
+        path : str
+            Joined to ``base_url`` (``"/chat/completions"``).
+        body : dict
+            The JSON body.
+        read : async callable httpx.Response -> T
+            Reads a reply with status < 400.
+
+        Returns
+        -------
+        T
+            What ``read`` returned.
+
         Raises
         ------
         UpstreamError
-            On a timeout, a status that is not retried, retries used up, or an error
-            raised by ``read`` (never retried).
+            On a timeout, a status that is not retried, or retries used up. Connection
+            errors are retried also while ``read`` reads the body (a non-streamed reply);
+            ``read`` itself raises ``UpstreamError`` for what it must not retry (a stream
+            that broke off after handing out text).
         """
         assert self._client is not None and self._sem is not None
         url = self.base_url + path
@@ -166,6 +197,16 @@ class RetryingTransport:
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST with retries; the reply's JSON object.
+
+        Parameters
+        ----------
+        path : str
+        body : dict
+
+        Returns
+        -------
+        dict
+            The parsed reply.
 
         Raises
         ------

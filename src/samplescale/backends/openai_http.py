@@ -403,6 +403,19 @@ class OpenAIHTTPBackend:
         reported at the end of each stream. Closing the iterator early cancels the requests
         (the server sees the connections close).
 
+        Parameters
+        ----------
+        prompt : Prompt
+        params : SamplingParams
+        rng : numpy.random.Generator, optional
+            Source of the per-request seeds when ``params.seed`` is None.
+
+        Yields
+        ------
+        TextDelta, then Generation
+            Each sample's new text as it arrives (``index`` in ``[0, params.n)``), then the
+            ``Generation`` of :meth:`generate` (samples in order, the server's usage).
+
         Raises
         ------
         ConfigError

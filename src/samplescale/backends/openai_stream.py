@@ -21,7 +21,7 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent, SSEError
 
 from samplescale.backends.base import TextDelta
-from samplescale.backends.openai_wire import UpstreamError
+from samplescale.backends.openai_wire import UpstreamError, choice_index
 
 
 class StreamedReply:
@@ -54,6 +54,16 @@ class StreamedReply:
     def feed(self, chunk: Any) -> list[TextDelta]:
         """Take one chunk; return the new text it carries, in choice order.
 
+        Parameters
+        ----------
+        chunk : any
+            One event's parsed JSON (a ``chat.completion.chunk`` or ``text_completion``).
+
+        Returns
+        -------
+        list of TextDelta
+            Non-empty text per choice, indices shifted by ``offset``.
+
         Raises
         ------
         UpstreamError
@@ -72,10 +82,8 @@ class StreamedReply:
             raise UpstreamError(f"{self.url}: malformed stream chunk choices {choices!r:.80}")
         deltas = []
         for choice in choices:
-            index = choice.get("index", 0) if isinstance(choice, dict) else None
-            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-                raise UpstreamError(f"{self.url}: malformed stream choice {choice!r:.80}")
-            if index >= self.n:
+            index = choice_index(choice, self.url)
+            if not 0 <= index < self.n:
                 raise UpstreamError(
                     f"{self.url}: stream choice index {index} for {self.n} choice(s) asked"
                 )
@@ -142,6 +150,15 @@ async def read_events(
     ``[DONE]`` (or the end of the body).
 
     Event streams are UTF-8 whatever charset the server names (the SSE standard).
+
+    Parameters
+    ----------
+    response : httpx.Response
+        A streamed reply with status < 400, not read yet.
+    reply : StreamedReply
+        Collects the chunks.
+    emit : callable TextDelta -> None
+        Receives each delta as it arrives (called on the event loop; must not block).
 
     Raises
     ------

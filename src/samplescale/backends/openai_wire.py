@@ -67,14 +67,20 @@ def parse_reply(
     except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
         raise UpstreamError(f"{base_url}: malformed usage {usage!r}") from exc
     try:
-        ordered = sorted(choices, key=lambda c: _index(c, base_url))
+        ordered = sorted(choices, key=lambda c: choice_index(c, base_url))
         return [_sample(c, chat, token_ids, base_url, logprobs_field) for c in ordered], u
     except (TypeError, AttributeError, ValueError, KeyError) as exc:  # a field of a wrong type
         raise UpstreamError(f"{base_url}: malformed reply: {type(exc).__name__}: {exc}") from exc
 
 
-def _index(choice: Any, base_url: str) -> int:
-    """The ``index`` of a choice (an integer; 0 when absent)."""
+def choice_index(choice: Any, base_url: str) -> int:
+    """The ``index`` of a choice (an integer; 0 when absent).
+
+    Raises
+    ------
+    UpstreamError
+        If the choice is not an object or its index is not an integer.
+    """
     if not isinstance(choice, dict):
         raise UpstreamError(f"{base_url}: malformed choice {choice!r:.80}")
     index = choice.get("index", 0)

@@ -199,11 +199,12 @@ def _check_not_stopped(model: LogitsModel, tokens: list[int], params: SamplingPa
     seq = SequenceBuilder(model.piece, model.is_end, params.stop, params.max_tokens)
     for t, k in enumerate(tokens[:-1]):
         if seq.push(k, 0.0, 0.0):
-            why = {
-                "length": f"max_tokens={params.max_tokens} is reached",
-                "stop": "it is an end-of-sequence token" if model.is_end(k)
-                else f"the text ends in a stop string of {list(params.stop)!r}",
-            }[seq.finish_reason or "stop"]
+            if seq.finish_reason == "length":
+                why = f"max_tokens={params.max_tokens} is reached"
+            elif model.is_end(k):
+                why = "it is an end-of-sequence token"
+            else:
+                why = f"the text ends in a stop string of {list(params.stop)!r}"
             raise ConfigError(
                 f"token_ids[{t}] = {k}: generation stops there ({why}), so the "
                 f"{len(tokens) - t - 1} token ids after it cannot have been sampled"

@@ -17,8 +17,8 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   is streamed live: each choice's text as it is decoded (chunks carry the choice index;
   text that could still start a stop string is held back until it is known not to). A
   strategy knows its answer only after its samples are drawn (and a plain request on a
-  backend that does not stream, such as ``openai_http``, only after the call returns), so
-  there the text arrives after the work, in word-sized chunks. If the client disconnects
+  backend that does not stream, such as ``openai_http`` without ``stream=True``, only after
+  the call returns), so there the text arrives after the work, in word-sized chunks. If the client disconnects
   during a live stream, decoding stops at the next token; a strategy (streamed or not) stops
   at its next model call (the server checks a waiting client every 0.25 s). A request that
   fails ends its

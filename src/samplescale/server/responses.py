@@ -26,7 +26,17 @@ from samplescale.types import Result, Sample, Usage
 
 def encode(body: dict[str, Any] | list[Any]) -> bytes:
     """A response body as strict UTF-8 JSON; non-finite floats become strings
-    (``"-Infinity"``, ``"Infinity"``, ``"NaN"``)."""
+    (``"-Infinity"``, ``"Infinity"``, ``"NaN"``).
+
+    Parameters
+    ----------
+    body : dict or list
+        JSON-like data (pydantic models, tuples and numpy scalars are converted).
+
+    Returns
+    -------
+    bytes
+    """
     return to_json(body, inf_nan_mode="strings")
 
 
@@ -267,7 +277,31 @@ def chat_chunks(
     (``chat_logprobs``): a client that concatenates ``logprobs.content`` over the chunks,
     as the OpenAI clients do, gets the list of the unstreamed response. They are not spread
     over the text deltas because a token can end inside a UTF-8 character, and the deltas
-    must join to the exact text."""
+    must join to the exact text.
+
+    Parameters
+    ----------
+    outcome : Outcome
+    request_id, created, model
+        The chunk header fields.
+    include_usage : bool
+        ``stream_options.include_usage``.
+    candidates : bool
+        List every candidate in the extension field.
+    content : bool
+        Send each choice's text (False when it was streamed live).
+    logprobs : bool
+        Put each choice's token logprobs on its finish chunk.
+    piece : callable int -> bytes, optional
+        The backend's token bytes (token strings for logprobs).
+    token_ids : bool
+        Report tokens as ``"token_id:<id>"``.
+
+    Yields
+    ------
+    dict
+        ``chat.completion.chunk`` objects.
+    """
     head = {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion.chunk",

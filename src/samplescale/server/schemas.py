@@ -18,14 +18,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from samplescale.config import SamplingParams, valid_range
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
-REQUIRED_FIELDS = frozenset({"model", "messages", "prompt"})
 
 
-def _null_is_default(data: Any) -> Any:
-    """A body without its optional fields set to ``null``, so they take their defaults."""
-    if isinstance(data, dict):
-        return {k: v for k, v in data.items() if v is not None or k in REQUIRED_FIELDS}
-    return data
+class NullIsDefault(BaseModel):
+    """A body whose optional fields may be sent as ``null`` and then take their defaults
+    (OpenAI's optional fields are "type or null"); a required field stays required."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            k: v for k, v in data.items()
+            if v is not None or (k in fields and fields[k].is_required())
+        }
 
 
 class APIError(Exception):
@@ -111,16 +119,14 @@ class ChatMessageIn(BaseModel):
         return "".join(p.text for p in self.content)
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(NullIsDefault):
     """``stream_options``: ``include_usage`` adds a last chunk with empty ``choices``."""
 
     model_config = STRICT
     include_usage: bool = Field(default=False, strict=True)
 
-    _nulls = model_validator(mode="before")(_null_is_default)
 
-
-class SamplescaleOptions(BaseModel):
+class SamplescaleOptions(NullIsDefault):
     """The ``samplescale`` extension field of a request body.
 
     Attributes
@@ -152,7 +158,7 @@ class SamplescaleOptions(BaseModel):
     grounding: str | None = None
 
 
-class _Request(BaseModel):
+class _Request(NullIsDefault):
     """Fields shared by chat and text completions."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -167,8 +173,6 @@ class _Request(BaseModel):
     logit_bias: dict[str, float] | None = None
     return_tokens_as_token_ids: bool = Field(default=False, strict=True)
     samplescale: SamplescaleOptions | None = None
-
-    _nulls = model_validator(mode="before")(_null_is_default)
 
     def sampling_fields(self) -> dict[str, Any]:
         """The extra fields, which must all be SamplingParams fields."""

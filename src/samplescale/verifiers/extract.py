@@ -21,6 +21,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 
@@ -99,22 +100,27 @@ def _drop_trailing_words(x: str) -> str:
     return x
 
 
-_LEADING_WORDS_RE = re.compile(r"((?:[a-z]{2,}\s+){1,3})(?=[-+$\\.\d])")
+_HEDGE_RE = re.compile(
+    r"(?:(?:about|approximately|around|roughly|nearly|almost|probably|likely|maybe|exactly"
+    r"|just|only|simply|actually|indeed|also|still|clearly|definitely|certainly|surely"
+    r"|a\s+total\s+of|equal\s+to|the\s+number|the\s+value)\s+)+(?=[-+$\\.\d])"
+)
 
 
-def _drop_leading_words(x: str) -> str:
-    """``"probably 12"`` -> ``"12"``, ``"approximately 3.5 m"`` -> ``"3.5"``: one to three
-    lowercase words before a number that ends the answer (alone or followed by words) are
-    a hedge, not part of it. Math (``"sqrt 2"``, ``"x 5"``), capitalised words and
-    expressions (``"about 3 + 4"``) are left alone."""
-    m = _LEADING_WORDS_RE.match(x)
-    if m is None or any(_NOT_A_UNIT_RE.match(" " + w) for w in m.group(1).split()):
+def _drop_hedge(x: str) -> str:
+    """``"probably 12"`` -> ``"12"``, ``"approximately 3.5 m"`` -> ``"3.5"``: hedge words
+    (about, approximately, around, roughly, nearly, almost, probably, likely, maybe,
+    exactly, just, only, simply, actually, indeed, also, still, clearly, definitely,
+    certainly, surely, a total of, equal to, the number, the value) before a number that
+    ends the answer (alone or followed by words) are not part of it. Any other word stays, since it can
+    change the answer (``"negative 5"``, ``"not 5"``, ``"less than 5"``, ``"half of 10"``),
+    and so does an expression (``"about 3 + 4"``)."""
+    m = _HEDGE_RE.match(x)
+    if m is None:
         return x
     rest = x[m.end() :]
-    number = _LEADING_NUMBER_RE.fullmatch(rest)
-    if number is None or (number.group("rest").strip() and _drop_trailing_words(rest) == rest):
-        return x
-    return _drop_trailing_words(rest)
+    short = _drop_trailing_words(rest)
+    return short if _LEADING_NUMBER_RE.fullmatch(short) and _parse_number(short) is not None else x
 
 
 def _looks_like_answer(x: str) -> bool:
@@ -208,8 +214,13 @@ def _unquote(x: str) -> str:
             return x
 
 
-def _phrases(text: str) -> Iterator[tuple[int, int, str]]:
+@functools.lru_cache(maxsize=8)  # read by the phrase rule, then by the last-number rule
+def _phrases(text: str) -> tuple[tuple[int, int, str], ...]:
     """Each "answer is X" phrase, the last first: its span (phrase and ``X``) and ``X``."""
+    return tuple(_read_phrases(text))
+
+
+def _read_phrases(text: str) -> Iterator[tuple[int, int, str]]:
     for m in reversed(list(_PHRASE_RE.finditer(text))):
         raw = text[m.end() : m.end() + _PHRASE_WINDOW]
         window = raw.lstrip(_QUOTES + ": \t\r\n")
@@ -219,7 +230,7 @@ def _phrases(text: str) -> Iterator[tuple[int, int, str]]:
             if end is not None:
                 tail = tail[: end.start()]
         stop = m.end() + len(raw) - len(window) + len(tail)
-        answer = _drop_leading_words(_drop_trailing_words(_unquote(tail)))
+        answer = _drop_hedge(_drop_trailing_words(_unquote(tail)))
         yield m.start(), stop, _last_side_if_arithmetic(answer)
 
 
@@ -229,6 +240,7 @@ def _rule_phrase(text: str) -> str | None:
             _looks_like_answer(answer)
             and not _unevaluated(answer)
             and not re.search(r"\banswer\b", answer, re.IGNORECASE)  # a repeated phrase
+            and not re.match(r"not\b", answer, re.IGNORECASE)  # "the answer is not 15"
         ):
             return answer
     return None
@@ -294,9 +306,10 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
        and ``X`` ends at a closing double quote (``'The answer is 3," and so on'`` gives
        ``3``). A phrase is skipped when ``X`` repeats the phrase or is arithmetic on plain
        numbers left uncomputed (``"The answer is 1 + 8."`` restates the question; a
-       fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept). One to three
-       lowercase hedge words before a number that ends ``X`` are dropped (``"probably
-       12"`` gives ``12``), math words (``"square root 2"``) are not;
+       fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept). Hedge words
+       before a number that ends ``X`` are dropped (``"probably 12"`` gives ``12``); other
+       words are kept (``"negative 5"``, ``"less than 5"``), and a negated phrase
+       (``"The answer is not 15."``) is skipped;
     d. the last bold ``**X**`` whose content contains a digit, ignoring headings (bold
        text ending in ``:`` or starting with "Step", "Part", "Case", ...) and uncomputed
        arithmetic;
