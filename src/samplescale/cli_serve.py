@@ -47,8 +47,8 @@ def add_serve_parser(subparsers: Any) -> None:
                    help="most requests in flight to the upstream (default %(default)s)")
     p.add_argument("--upstream-stream", action="store_true",
                    help="stream plain requests from the upstream as it generates (needs an "
-                   "upstream that reports usage in streams: vLLM, SGLang, llama-server; not "
-                   "llama-cpp-python's server)")
+                   "upstream that reports usage in streams (stream_options.include_usage: "
+                   "vLLM, SGLang); not llama-cpp-python's server)")
     p.add_argument("--model-name", default=None,
                    help="served model id (default: 'smollm2' for the embedded model, the GGUF "
                    "file stem, or the upstream model)")

@@ -28,8 +28,8 @@ so best-of-N and weighted voting score samples over HTTP.
 Streaming is opt-in (``stream=True``, ``samplescale serve --upstream-stream``): ``stream``
 then asks the server for event streams and yields each choice's text as it arrives
 (:mod:`samplescale.backends.openai_stream`). Usage must come from the server
-(``stream_options.include_usage``: vLLM, SGLang, llama.cpp's ``llama-server``, the OpenAI
-API, samplescale's own server); llama-cpp-python's server ignores it, and a stream without
+(``stream_options.include_usage``, which samplescale's own server honours and vLLM, SGLang
+and the OpenAI API document); llama-cpp-python's server ignores it, and a stream without
 usage ends in ``UpstreamError`` rather than in token counts made up here. Retries happen
 only until the server answers with a status; a stream that breaks off later raises.
 """
