@@ -312,16 +312,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     backend = _backend(args)
     result = strategy.run(backend, prompt, params)
     stats = getattr(backend, "stats", None)
-    if args.json:
-        if stats is None:
-            print(result.model_dump_json(indent=2))
-        else:  # the Result's fields, then the speculative counters
-            body = json.loads(result.model_dump_json())
+    if args.json:  # the Result's fields (and the speculative counters), strict JSON
+        body = result.model_dump()
+        if stats is not None:
             body["speculative"] = {
                 **dataclasses.asdict(stats), "acceptance_rate": stats.acceptance_rate,
                 "tokens_per_target_call": stats.tokens_per_target_call,
             }
-            print(to_json(body, indent=2, inf_nan_mode="strings").decode())
+        print(to_json(body, indent=2, inf_nan_mode="strings").decode())
         return 0
     print(f"answer: {result.answer}")
     if result.vote_shares:

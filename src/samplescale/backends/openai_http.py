@@ -40,7 +40,7 @@ import asyncio
 import math
 import queue
 import time
-from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
+from collections.abc import Collection, Coroutine, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -48,7 +48,7 @@ import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta
 from samplescale.backends.http_transport import RetryingTransport
-from samplescale.backends.openai_stream import StreamedReply, read_events
+from samplescale.backends.openai_stream import Emit, StreamedReply, read_events
 from samplescale.backends.openai_wire import (
     LogprobsField,
     UpstreamError,
@@ -61,7 +61,6 @@ from samplescale.types import Generation, Prompt, Sample, Usage
 
 __all__ = ["OpenAIHTTPBackend", "UpstreamError"]
 
-Emit = Callable[[TextDelta], None]
 T = TypeVar("T")
 
 # Fields every OpenAI-compatible server understands, sent on every request.
@@ -405,10 +404,8 @@ class OpenAIHTTPBackend:
 
         Parameters
         ----------
-        prompt : Prompt
-        params : SamplingParams
-        rng : numpy.random.Generator, optional
-            Source of the per-request seeds when ``params.seed`` is None.
+        prompt, params, rng
+            As :meth:`generate`.
 
         Yields
         ------

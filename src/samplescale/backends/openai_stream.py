@@ -23,6 +23,9 @@ from httpx_sse import EventSource, ServerSentEvent, SSEError
 from samplescale.backends.base import TextDelta
 from samplescale.backends.openai_wire import UpstreamError, choice_index
 
+Emit = Callable[[TextDelta], None]
+"""Receives each text delta as it arrives (called on the event loop; must not block)."""
+
 
 class StreamedReply:
     """The chunks of one streamed reply, collected.
@@ -143,9 +146,7 @@ class StreamedReply:
         return {"choices": choices, "usage": self.usage}
 
 
-async def read_events(
-    response: httpx.Response, reply: StreamedReply, emit: Callable[[TextDelta], None]
-) -> None:
+async def read_events(response: httpx.Response, reply: StreamedReply, emit: Emit) -> None:
     """Feed the events of ``response`` to ``reply``, passing each delta to ``emit``, until
     ``[DONE]`` (or the end of the body).
 
@@ -157,8 +158,7 @@ async def read_events(
         A streamed reply with status < 400, not read yet.
     reply : StreamedReply
         Collects the chunks.
-    emit : callable TextDelta -> None
-        Receives each delta as it arrives (called on the event loop; must not block).
+    emit : Emit
 
     Raises
     ------
@@ -182,7 +182,7 @@ async def read_events(
 
 
 async def _feed(
-    events: AsyncIterator[ServerSentEvent], reply: StreamedReply, emit: Callable[[TextDelta], None]
+    events: AsyncIterator[ServerSentEvent], reply: StreamedReply, emit: Emit
 ) -> None:
     """The loop of :func:`read_events`: events to chunks to deltas, until ``[DONE]``."""
     async for event in events:
