@@ -289,14 +289,14 @@ def test_sampler_specs_map_onto_params():
             ("generate", "q", "--model", "/nonexistent.gguf"),
             "model file not found: /nonexistent.gguf",
         ),
-        (("generate", "q", "--threads", "0"), "--threads must be >= 1 (omit it for all cores)"),
+        (("generate", "q", "--threads", "0"), "--threads must be in [1, "),
         (
             ("generate", "q", "--draft-model", "/nonexistent-draft.gguf"),
             "--draft-model: file not found: /nonexistent-draft.gguf",
         ),
-        (("eval", "--threads", "-2"), "--threads must be >= 1"),
-        (("serve", "--threads", "0"), "--threads must be >= 1"),
-        (("serve", "--max-body-bytes", "0"), "--max-body-bytes must be >= 1, got 0"),
+        (("eval", "--threads", "-2"), "--threads must be in [1, "),
+        (("serve", "--threads", "0"), "--threads must be in [1, "),
+        (("serve", "--max-body-bytes", "0"), "--max-body-bytes must be in [1, 1073741824], got 0"),
         (("serve", "--upstream-stream"), "--upstream-stream streams from an upstream; give --upstream URL"),
     ],
 )
@@ -347,7 +347,8 @@ def test_results_file_damage_and_duplicates(capsys, tmp_path, model):
     damaged = "\n".join([lines[0], lines[1][:30], lines[2]]) + "\n"
     results.write_text(damaged)
     code, _, err = run(capsys, *args)
-    assert code == 2 and "results.jsonl:2 is corrupt" in err
+    assert code == 2 and "results.jsonl has 1 line(s) that are not valid records" in err
+    assert "line 2: not valid JSON (Unterminated string" in err
     assert results.read_text() == damaged
     # a record of another task is refused
     results.write_text(lines[0].replace("arithmetic-L1-0000", "gsm8k-0000") + "\n")

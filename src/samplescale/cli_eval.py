@@ -314,9 +314,13 @@ def _run(
         summary = summarize_pool(records, seed=args.seed)
         if summary["curve"]:
             _print_pool(console, summary, title)
+            import matplotlib.pyplot as plt
+
             from samplescale.plots import scaling_figure
 
-            scaling_figure(summary, title).savefig(out / "scaling.png", dpi=120)
+            figure = scaling_figure(summary, title)
+            figure.savefig(out / "scaling.png", dpi=120)
+            plt.close(figure)
     else:
         summary = summarize_strategy(records, seed=args.seed)
         if summary["strategy"] is not None:
