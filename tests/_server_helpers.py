@@ -59,6 +59,7 @@ def run_load(
             r = await http.post(
                 url + path, json=body(c, k), headers={"X-Request-ID": rid}
             )
+            assert r.headers["x-request-id"] == rid  # the client's id comes back
             out.append((rid, r.status_code, time.perf_counter() - start, r.json()))
 
     async def main() -> list:

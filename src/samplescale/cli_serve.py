@@ -64,6 +64,9 @@ def add_serve_parser(subparsers: Any) -> None:
                    help="most tokens one request may spend (default %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=8 * 2**20,
                    help="largest request body in bytes; larger ones get a 413 (default 8 MiB)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client may take to send its request body; then 408 "
+                   "(default %(default)s)")
     p.add_argument("--n-ctx", type=int, default=8192,
                    help="embedded model: KV cells (default %(default)s)")
     p.add_argument("--n-seq-max", type=int, default=16,
@@ -81,6 +84,7 @@ SERVE_BOUNDS = {
     "max_samples": (1, 4096),
     "max_request_tokens": (1, 10**9),
     "max_body_bytes": (1, 2**30),
+    "body_timeout": (0.1, 3600),
 }
 
 
@@ -183,6 +187,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 max_samples=args.max_samples,
                 max_request_tokens=args.max_request_tokens,
                 max_body_bytes=args.max_body_bytes,
+                body_timeout_s=args.body_timeout,
             ),
         )
         config = uvicorn.Config(

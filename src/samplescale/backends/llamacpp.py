@@ -256,6 +256,28 @@ class LlamaCppBackend:
             )
         return list(self._model.tokenize(data, add_bos=add_bos, special=special))
 
+    def check_prompt(self, prompt: Prompt, max_tokens: int) -> list[int]:
+        """The token ids of ``prompt``, checked to fit the context with ``max_tokens``.
+
+        Raises
+        ------
+        PromptError
+            If the prompt is not valid text, or ``prompt tokens + max_tokens`` exceeds the
+            context (``n_ctx`` and the model's trained context).
+        ConfigError
+            If the prompt is empty after tokenisation.
+        """
+        tokens = self.tokenize_prompt(prompt)
+        if not tokens:
+            raise ConfigError("prompt is empty after tokenisation")
+        if len(tokens) + max_tokens > min(self.n_ctx, self.n_ctx_train):
+            raise PromptError(
+                f"prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) exceeds the context: "
+                f"n_ctx={self.n_ctx}, trained context {self.n_ctx_train} tokens; shorten the prompt or "
+                "lower max_tokens"
+            )
+        return tokens
+
     def _longest_token_bytes(self) -> int:
         """The most bytes of text one token stands for (special tokens included), so that
         ``bytes > longest x context`` proves a text too long without tokenizing it."""
@@ -338,16 +360,7 @@ class LlamaCppBackend:
         lock is held from the first ``next`` until the iterator is exhausted or closed.
         """
         start = time.perf_counter()
-        tokens = self.tokenize_prompt(prompt)
-        if not tokens:
-            raise ConfigError("prompt is empty after tokenisation")
-        n_prompt = len(tokens)
-        if n_prompt + params.max_tokens > min(self.n_ctx, self.n_ctx_train):
-            raise PromptError(
-                f"prompt ({n_prompt} tokens) + max_tokens ({params.max_tokens}) exceeds the context: "
-                f"n_ctx={self.n_ctx}, trained context {self.n_ctx_train} tokens; shorten the prompt or "
-                "lower max_tokens"
-            )
+        tokens = self.check_prompt(prompt, params.max_tokens)
         check_decoding(params)
         gens = sample_generators(params.seed, rng, params.n)
         return self._events(tokens, params, gens, start)

@@ -26,7 +26,13 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   possibly after some text). With ``logprobs``, a choice's token logprobs arrive on its
   finish chunk (see ``responses.chat_chunks``).
 - With ``api_key`` set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (401 otherwise).
-- Every response carries ``X-Request-ID``; log lines name it.
+- Every response carries ``X-Request-ID`` (the client's own when it sent one); the body's
+  ``id`` is always fresh and unique; log lines name both.
+- A backend with ``check_prompt(prompt, max_tokens)`` (the embedded model) has the prompt
+  checked against its context before any work starts, so an over-long prompt is the same
+  400 whether the request streams or not.
+- A body must arrive within ``Limits.body_timeout_s`` (408 otherwise); a client that
+  disconnects while sending it is one log line and a 499, never a traceback.
 - Graceful shutdown is uvicorn's: it stops accepting connections and waits for the
   requests in flight (their worker threads are never abandoned).
 """
@@ -47,13 +53,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from samplescale import decoders
-from samplescale.backends.base import Backend, TextDelta, collect
-from samplescale.backends.budget import BudgetSpent, TokenBudgetBackend
-from samplescale.backends.openai_http import UpstreamError
-from samplescale.errors import BackendError, ConfigError
+from samplescale.backends.base import Backend, TextDelta
+from samplescale.errors import ConfigError
 from samplescale.server import responses
+from samplescale.server.execution import ClientGone, execute
 from samplescale.server.request_id import RequestIdMiddleware
 from samplescale.server.routing import DEFAULT_SAMPLES, Limits, Plan, plan
 from samplescale.server.schemas import (
@@ -63,125 +68,10 @@ from samplescale.server.schemas import (
     from_validation_error,
 )
 from samplescale.strategies import STRATEGIES
-from samplescale.verifiers.scorers import ScorerError
 
 log = logging.getLogger("samplescale.server")
 KEEPALIVE_S = 10.0
 DISCONNECT_POLL_S = 0.25
-
-
-class ClientGone(Exception):
-    """The client disconnected; decoding stops."""
-
-
-class Watched:
-    """``backend`` whose model calls (``generate``, ``stream``, ``logits_at``) raise
-    :class:`ClientGone` once ``gone`` is set, so a strategy whose client left stops at its
-    next model call. Every other attribute, and whether one exists, is the backend's."""
-
-    def __init__(self, backend: Backend, gone: threading.Event) -> None:
-        self._backend = backend
-        self._gone = gone
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._backend, name)
-        if name not in ("generate", "stream", "logits_at"):
-            return attr
-
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            if self._gone.is_set():
-                raise ClientGone("the client disconnected")
-            return attr(*args, **kwargs)
-
-        return checked
-
-
-def execute(
-    backend: Backend,
-    p: Plan,
-    on_delta: Callable[[TextDelta], None] | None = None,
-    gone: threading.Event | None = None,
-) -> responses.Outcome:
-    """Run one plan on ``backend`` (blocking; called in a worker thread).
-
-    Parameters
-    ----------
-    on_delta : callable, optional
-        For a plain request on a streaming backend: called with each text delta while the
-        backend decodes (it raises :class:`ClientGone` to stop decoding).
-    gone : threading.Event, optional
-        Set when the client disconnects: the run stops at its next model call
-        (:class:`ClientGone`).
-
-    Raises
-    ------
-    APIError
-        502 (upstream) / 500 when every sample failed; 400 when the backend refused the
-        input (e.g. prompt + max_tokens beyond the context).
-    """
-    budgeted = TokenBudgetBackend(
-        backend if gone is None else Watched(backend, gone), p.max_total_tokens
-    )
-    try:
-        if p.strategy is None:
-            if on_delta is None:
-                gen = decoders.generate(budgeted, p.prompt, p.params)
-            else:
-                gen = collect(budgeted.stream(p.prompt, p.params), on_delta)
-            samples, usage, result, chosen = gen.samples, gen.usage, None, gen.samples
-        else:
-            result = p.strategy.run(budgeted, p.prompt, p.params)
-            samples, usage = result.samples, result.usage
-            ok = [i for i, s in enumerate(samples) if s.status == "ok"]
-            pick = result.selected if result.selected is not None else (ok[0] if ok else None)
-            chosen = () if pick is None else (samples[pick],)
-    except BudgetSpent as exc:
-        raise APIError(400, str(exc), param="samplescale.max_total_tokens") from exc
-    except ConfigError as exc:
-        raise APIError(400, str(exc)) from exc
-    except UpstreamError as exc:
-        raise APIError(502, f"upstream error: {exc}", code="upstream_error") from exc
-    except BackendError as exc:
-        raise APIError(500, f"backend error: {exc}", code="backend_error") from exc
-    except ScorerError as exc:
-        raise APIError(500, f"scorer error: {exc}", code="scorer_error") from exc
-    except ClientGone:
-        raise
-    except Exception as exc:  # a user strategy, scorer or extractor failed: still an API error
-        log.exception("request failed")
-        raise APIError(
-            500, f"internal error: {type(exc).__name__}: {exc}", code="internal_error"
-        ) from exc
-    if budgeted.exhausted and budgeted.spent == 0:  # not one sample fitted: the client's values
-        raise APIError(
-            400,
-            f"samplescale.max_total_tokens: a budget of {p.max_total_tokens} tokens cannot "
-            f"pay for the prompt plus max_tokens ({p.params.max_tokens}) of one sample; "
-            "raise samplescale.max_total_tokens (up to this server's limit) or lower max_tokens",
-            param="samplescale.max_total_tokens",
-        )
-    if not chosen or any(s.status == "error" for s in chosen):
-        errors = [s.error for s in samples if s.status == "error"]
-        failed = len(errors)
-        for rec in result.trace if result else ():  # scorer failures of searches
-            if isinstance(rec.get("errors"), list):
-                errors += [str(e) for e in rec["errors"]]
-        what = "the request" if p.strategy is None else f"strategy {p.strategy.name!r}"
-        last = f"; last trace record: {result.trace[-1]}" if result and result.trace else ""
-        raise APIError(
-            502,
-            f"{what} produced no usable sample: {failed} of {len(samples)} samples "
-            f"failed{'; first error: ' + str(errors[0]) if errors else ''}{last}",
-            code="samples_failed",
-        )
-    budget = {
-        "max_total_tokens": p.max_total_tokens,
-        "spent": budgeted.spent,
-        "exhausted": budgeted.exhausted,
-        "samples_not_drawn": budgeted.not_drawn,
-    }
-    equivalent = getattr(p.strategy, "equivalent", None)
-    return responses.Outcome(tuple(chosen), usage, result, equivalent, budget)
 
 
 def _sse(obj: dict[str, Any] | str) -> bytes:
@@ -251,6 +141,12 @@ def create_app(
         err = APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
         return JSONResponse(err.body(), status_code=exc.status_code)
 
+    @app.exception_handler(ClientGone)
+    async def _client_gone(request: Request, exc: ClientGone) -> Response:
+        rid = getattr(request.state, "request_id", "-")
+        log.info("%s %s the client left: %s", rid, request.url.path, exc)
+        return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+
     app.add_middleware(RequestIdMiddleware)
 
     def authorize(request: Request) -> None:
@@ -272,11 +168,20 @@ def create_app(
         if declared.isdigit() and int(declared) > lim.max_body_bytes:
             raise too_large
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > lim.max_body_bytes:
-                raise too_large
-            chunks.append(chunk)
+        try:
+            with anyio.fail_after(lim.body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > lim.max_body_bytes:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError as exc:
+            raise APIError(
+                408, f"body: not received within {lim.body_timeout_s:g} s "
+                f"({size} bytes arrived)", param="body", code="body_timeout",
+            ) from exc
+        except ClientDisconnect as exc:
+            raise ClientGone(f"the client disconnected after sending {size} bytes") from exc
         return b"".join(chunks)
 
     async def read(request: Request, schema: type[Any]) -> Any:
@@ -399,6 +304,12 @@ def create_app(
                         400, f"{field}: {getattr(p.params, field)!r} needs a backend with "
                         f"next-token logits (the embedded model); {model_id!r} has none",
                         param=field)
+        check = getattr(backend, "check_prompt", None)
+        if check is not None:  # refused before a stream starts: one status, streamed or not
+            try:
+                await anyio.to_thread.run_sync(check, p.prompt, p.params.max_tokens)
+            except ConfigError as exc:
+                raise APIError(400, str(exc), param="messages" if chat else "prompt") from exc
         live = (
             req.stream and p.strategy is None and backend.capabilities.streaming
             and p.params.decoding == "independent" and p.params.kl_sigma is None
@@ -424,7 +335,7 @@ def create_app(
                 stream(task, p, rid, created, req.model, include, req.wants_logprobs, deltas,
                        gone),
                 media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Request-ID": rid},
+                headers={"Cache-Control": "no-cache"},
             )
         while not task.done():  # a client that leaves stops the run at its next model call
             await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)

@@ -1,6 +1,8 @@
-"""Request ids: every request gets one (the client's ``X-Request-ID`` when it is a safe
-token, else a fresh one); it is in ``request.state.request_id``, in the response's
-``X-Request-ID`` header and in the log line of the request.
+"""Request ids: every request gets a fresh, unique one (``request.state.request_id``): it
+names the request in the log lines and in the response body's ``id``. The response's
+``X-Request-ID`` header returns the client's own ``X-Request-ID`` when it sent a safe token
+(kept in ``request.state.client_request_id`` and logged beside the server's id), else the
+server's id. Two clients sending the same ``X-Request-ID`` thus never share a response id.
 
 A pure ASGI middleware, not Starlette's ``BaseHTTPMiddleware``: that one hides the client's
 disconnect from the endpoint (``request.is_disconnected()`` stays false), and the server
@@ -32,8 +34,10 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers", ())).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if SAFE_ID.match(given) else uuid.uuid4().hex[:24]
-        scope.setdefault("state", {})["request_id"] = rid
+        rid = uuid.uuid4().hex[:24]
+        client = given if SAFE_ID.match(given) else None
+        scope.setdefault("state", {}).update(request_id=rid, client_request_id=client)
+        header = client or rid
         start = time.perf_counter()
         status = 500  # unless a response starts
 
@@ -41,13 +45,14 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = rid
+                MutableHeaders(scope=message)["X-Request-ID"] = header
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             log.info(
-                "%s %s %s -> %d (%.3f s)",
-                rid, scope["method"], scope["path"], status, time.perf_counter() - start,
+                "%s%s %s %s -> %d (%.3f s)",
+                rid, f" (client id {client})" if client else "", scope["method"], scope["path"],
+                status, time.perf_counter() - start,
             )

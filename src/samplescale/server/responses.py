@@ -132,7 +132,9 @@ Piece = Callable[[int], bytes]
 
 def _tokens(s: Sample, piece: Piece | None, token_ids: bool) -> list[tuple[str, bytes | None]]:
     """Each token's string and bytes: from its id (``piece``; ``"token_id:<id>"`` when
-    asked or without ``piece``), else as the backend reported it (bytes unknown)."""
+    asked or without ``piece``), else as the backend reported it (bytes unknown). A final
+    end-of-sequence token (an id whose text is empty, ending a sample that stopped) is not
+    listed: it is not part of the text, and OpenAI's logprobs do not list it."""
     if not s.token_ids:
         return [(t, None) for t in s.token_texts]
     out: list[tuple[str, bytes | None]] = []
@@ -140,34 +142,54 @@ def _tokens(s: Sample, piece: Piece | None, token_ids: bool) -> list[tuple[str, 
         raw = piece(tok) if piece is not None and not token_ids else None
         out.append((f"token_id:{tok}", None) if raw is None
                    else (raw.decode("utf-8", errors="replace"), raw))
+    if piece is not None and s.finish_reason == "stop" and piece(s.token_ids[-1]) == b"":
+        out.pop()
     return out
+
+
+def _rows(s: Sample, piece: Piece | None, token_ids: bool) -> list[tuple[str, bytes | None, float]]:
+    """``(token, bytes, logprob)`` per listed token (see :func:`_tokens`); empty when the
+    sample has no log-probabilities or no token identities."""
+    tokens = _tokens(s, piece, token_ids)
+    listed = len(s.token_ids) if s.token_ids else len(s.token_texts)
+    if not s.logprobs or len(s.logprobs) != listed:
+        return []
+    return [(text, raw, lp) for (text, raw), lp in zip(tokens, s.logprobs)]
 
 
 def chat_logprobs(s: Sample, piece: Piece | None, token_ids: bool) -> dict[str, Any] | None:
     """A chat choice's ``logprobs`` object (``Sample.logprobs``: raw model natural-log
     probabilities); None when the sample has none or no token identities."""
-    tokens = _tokens(s, piece, token_ids)
-    if not s.logprobs or len(tokens) != len(s.logprobs):
+    rows = _rows(s, piece, token_ids)
+    if not rows:
         return None
     return {
         "content": [
             {"token": text, "logprob": lp, "bytes": None if raw is None else list(raw),
              "top_logprobs": []}
-            for (text, raw), lp in zip(tokens, s.logprobs)
+            for text, raw, lp in rows
         ]
     }
 
 
 def completion_logprobs(s: Sample, piece: Piece | None, token_ids: bool) -> dict[str, Any] | None:
-    """A text completion choice's ``logprobs`` object (legacy format, no top tokens)."""
-    tokens = _tokens(s, piece, token_ids)
-    if not s.logprobs or len(tokens) != len(s.logprobs):
+    """A text completion choice's ``logprobs`` object (legacy format, no top tokens).
+
+    ``text_offset[i]`` is the character offset of token ``i`` in the choice's text: the
+    summed length of the token strings before it (as vLLM computes it without ``echo``).
+    """
+    rows = _rows(s, piece, token_ids)
+    if not rows:
         return None
+    offsets, at = [], 0
+    for text, _, _ in rows:
+        offsets.append(at)
+        at += len(text)
     return {
-        "tokens": [text for text, _ in tokens],
-        "token_logprobs": list(s.logprobs),
+        "tokens": [text for text, _, _ in rows],
+        "token_logprobs": [lp for _, _, lp in rows],
         "top_logprobs": None,
-        "text_offset": None,
+        "text_offset": offsets,
     }
 
 

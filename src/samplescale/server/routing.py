@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from samplescale.backends.openai_http import OPENAI_MAPPED_FIELDS as _MAPPED
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, SamplescaleError
+from samplescale.server.conformance import check_neutral_fields
 from samplescale.server.schemas import (
     APIError,
     ChatCompletionRequest,
@@ -55,18 +56,25 @@ class Limits:
     max_body_bytes : int
         Largest request body in bytes (default 8 MiB); a larger one is answered 413 before
         it is read to the end.
+    body_timeout_s : float
+        Seconds a client may take to send its whole body, in (0, 3600] (default 30); a
+        client that sends headers and stalls is answered 408 and its connection closed.
     """
 
     max_samples: int = 64
     max_request_tokens: int = 200_000
     max_option_count: int = 1024
     max_body_bytes: int = 8 * 2**20
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("max_samples", "max_request_tokens", "max_option_count", "max_body_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"Limits.{name} must be an integer >= 1, got {value!r}")
+        t = self.body_timeout_s
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 3600:
+            raise ConfigError(f"Limits.body_timeout_s must be in (0, 3600] seconds, got {t!r}")
 
 
 @dataclass(frozen=True)
@@ -171,14 +179,7 @@ def _prompt(req: ChatCompletionRequest | CompletionRequest) -> Prompt:
 def _check_neutral(req: ChatCompletionRequest | CompletionRequest) -> None:
     if req.logit_bias:
         raise APIError(400, "logit_bias: not supported by this server", param="logit_bias")
-    unknown = sorted(set(req.sampling_fields()) - (set(SamplingParams.model_fields) - _MAPPED))
-    if unknown:
-        raise APIError(
-            400,
-            f"{unknown[0]}: unknown or unsupported field; sampling fields are "
-            f"{', '.join(sorted(set(SamplingParams.model_fields) - _MAPPED))}",
-            param=unknown[0],
-        )
+    check_neutral_fields(req.extra_fields(), set(SamplingParams.model_fields) - _MAPPED)
 
 
 def _strategy(
@@ -277,7 +278,9 @@ def plan(
         raise APIError(
             400, f"n: {req.n} choices requested; valid range [1, {limits.max_samples}]", param="n"
         )
-    fields: dict[str, Any] = req.sampling_fields()
+    fields: dict[str, Any] = {
+        k: v for k, v in req.extra_fields().items() if k in SamplingParams.model_fields
+    }
     max_tokens = req.max_tokens
     if isinstance(req, ChatCompletionRequest) and req.max_completion_tokens is not None:
         if max_tokens is not None and max_tokens != req.max_completion_tokens:

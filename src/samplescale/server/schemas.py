@@ -4,7 +4,9 @@ Requests are validated by these pydantic models; sampling fields that are not de
 here (``temperature``, ``top_p``, ``top_k``, ``min_p`` and every other
 :class:`~samplescale.config.SamplingParams` field) are collected as extra fields and
 validated by ``SamplingParams`` itself, so a field added there is accepted here without
-a change. Any other unknown field is refused (never silently ignored). As in OpenAI's API,
+a change. Standard OpenAI fields that the server does not implement are accepted only with
+values that change nothing (:mod:`samplescale.server.conformance`); any other field or
+value is refused by name (never silently ignored). As in OpenAI's API,
 an optional field sent as ``null`` takes its default (the official clients send ``n=None``
 as ``"n": null``).
 """
@@ -174,8 +176,9 @@ class _Request(NullIsDefault):
     return_tokens_as_token_ids: bool = Field(default=False, strict=True)
     samplescale: SamplescaleOptions | None = None
 
-    def sampling_fields(self) -> dict[str, Any]:
-        """The extra fields, which must all be SamplingParams fields."""
+    def extra_fields(self) -> dict[str, Any]:
+        """The extra fields: SamplingParams fields, or standard OpenAI fields with a value
+        that changes nothing (:mod:`samplescale.server.conformance`); others are refused."""
         return dict(self.model_extra or {})
 
 

@@ -1,0 +1,174 @@
+"""What OpenAI clients send: neutral standard fields, unique ids, clients that vanish or
+stall mid-upload, and the legacy completions logprobs (issue 16, items 3 and 4)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+from _server_helpers import serve  # noqa: E402
+
+from samplescale import ScriptedBackend  # noqa: E402
+from samplescale.errors import ConfigError  # noqa: E402
+from samplescale.server import create_app  # noqa: E402
+from samplescale.server.routing import Limits  # noqa: E402
+
+USER = [{"role": "user", "content": "Say 7."}]
+
+
+@pytest.fixture(scope="module")
+def url():
+    app = create_app(ScriptedBackend(["The answer is 7."]), "fake",
+                     limits=Limits(body_timeout_s=1.0))
+    with serve(app) as u:
+        yield u
+
+
+NEUTRAL = [
+    {"response_format": {"type": "text"}},
+    {"tool_choice": "none"},
+    {"tools": []},
+    {"functions": [], "function_call": "none"},
+    {"parallel_tool_calls": False},
+    {"parallel_tool_calls": True},
+    {"store": False},
+    {"metadata": {"user": "ada", "run": "3"}},
+    {"service_tier": "auto"},
+    {"service_tier": "default"},
+    {"modalities": ["text"]},
+    {"prompt_cache_key": "k1", "safety_identifier": "u-9"},
+    {"tools": None, "tool_choice": None, "response_format": None},  # null: the default
+]
+
+
+@pytest.mark.parametrize("fields", NEUTRAL)
+def test_standard_fields_with_neutral_values_are_accepted(url, fields):
+    r = httpx.post(url + "/chat/completions", json={"model": "fake", "messages": USER, **fields})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "The answer is 7."
+
+
+REFUSED = [
+    ({"response_format": {"type": "json_object"}}, "response_format", 'accepted: {"type": "text"}'),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
+     "response_format", "is not supported by this server"),
+    ({"tool_choice": "auto"}, "tool_choice", 'accepted: "none"'),
+    ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice", "not supported"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "tools are not supported"),
+    ({"store": True}, "store", "this server stores nothing"),
+    ({"metadata": {"k": 1}}, "metadata", "string keys to strings"),
+    ({"service_tier": "flex"}, "service_tier", '"auto" or "default"'),
+    ({"modalities": ["text", "audio"]}, "modalities", '["text"]'),
+    ({"parallel_tool_calls": "yes"}, "parallel_tool_calls", "true or false"),
+    ({"reasoning_effort": "high"}, "reasoning_effort", "unknown or unsupported field"),
+    ({"frobnicate": 1}, "frobnicate", "this server does not implement it"),
+]
+
+
+@pytest.mark.parametrize(("fields", "param", "fragment"), REFUSED)
+def test_values_that_would_change_the_answer_are_refused_by_name(url, fields, param, fragment):
+    r = httpx.post(url + "/chat/completions", json={"model": "fake", "messages": USER, **fields})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["param"] == param and fragment in err["message"]
+    assert "sampling fields are" not in err["message"]
+
+
+def test_response_ids_are_unique_whatever_the_client_sends(url):
+    body = {"model": "fake", "messages": USER}
+    a = httpx.post(url + "/chat/completions", json=body, headers={"X-Request-ID": "dup"})
+    b = httpx.post(url + "/chat/completions", json=body, headers={"X-Request-ID": "dup"})
+    assert a.headers["x-request-id"] == b.headers["x-request-id"] == "dup"  # the client's id
+    assert a.json()["id"] != b.json()["id"]
+    assert a.json()["id"].startswith("chatcmpl-") and "dup" not in a.json()["id"]
+
+
+def _raw(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def test_a_client_that_stalls_mid_upload_gets_408_and_is_closed(url):
+    sock = _raw(url)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"model\": ")
+    start = time.monotonic()
+    reply = b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+        if b"\r\n\r\n" in reply and b"body_timeout" in reply:
+            break
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"not received within 1 s" in reply
+    assert time.monotonic() - start < 4
+    sock.close()
+
+
+def test_a_client_that_vanishes_mid_upload_is_one_log_line(url, caplog):
+    with caplog.at_level(logging.INFO, logger="samplescale.server"):
+        sock = _raw(url)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"mod")
+        time.sleep(0.2)
+        sock.close()
+        deadline = time.monotonic() + 5
+        while "the client left" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert "the client left: the client disconnected after sending 5 bytes" in caplog.text
+    assert "Traceback" not in caplog.text and "ClientDisconnect" not in caplog.text
+    # and the server goes on serving
+    r = httpx.post(url + "/chat/completions", json={"model": "fake", "messages": USER})
+    assert r.status_code == 200
+
+
+def test_limits_check_the_body_timeout():
+    for bad in (0, -1.0, 3601, "5", True):
+        with pytest.raises(ConfigError, match=r"Limits.body_timeout_s must be in \(0, 3600\]"):
+            Limits(body_timeout_s=bad)
+
+
+@pytest.mark.llama
+def test_completion_logprobs_have_offsets_and_no_end_of_sequence_entry(llama_backend):
+    app = create_app(llama_backend, "smollm2")
+    with serve(app) as u:
+        r = httpx.post(u + "/chat/completions", json={
+            "model": "smollm2", "messages": [{"role": "user", "content": "Say hi."}],
+            "max_tokens": 64, "logprobs": True, "seed": 1, "temperature": 0,
+        }, timeout=60).json()
+        choice = r["choices"][0]
+        assert choice["finish_reason"] == "stop"  # ended by the end-of-sequence token
+        content = choice["logprobs"]["content"]
+        assert "".join(t["token"] for t in content) == choice["message"]["content"]
+        assert all(t["token"] != "" for t in content)
+        c = httpx.post(u + "/completions", json={
+            "model": "smollm2", "prompt": "The capital of France is", "max_tokens": 6,
+            "logprobs": 0, "seed": 1, "temperature": 0,
+        }, timeout=60).json()["choices"][0]
+        lp = c["logprobs"]
+        tokens = lp["tokens"]
+        assert len(lp["text_offset"]) == len(tokens) == len(lp["token_logprobs"])
+        assert lp["text_offset"][0] == 0
+        for i in range(1, len(tokens)):
+            assert lp["text_offset"][i] == lp["text_offset"][i - 1] + len(tokens[i - 1])
+        assert "".join(tokens) == c["text"]
+
+
+@pytest.mark.llama
+def test_an_over_long_prompt_is_the_same_400_streamed_or_not(llama_backend):
+    app = create_app(llama_backend, "smollm2")
+    long = [{"role": "user", "content": "word " * 5000}]  # over the 4096-cell context
+    with serve(app) as u:
+        for model in ("smollm2", "self-consistency@2/smollm2"):
+            for stream in (False, True):
+                r = httpx.post(u + "/chat/completions", json={
+                    "model": model, "messages": long, "max_tokens": 8, "stream": stream,
+                }, timeout=60)
+                assert r.status_code == 400, (model, stream, r.text[:200])
+                err = r.json()["error"]
+                assert err["param"] == "messages" and "exceeds the context" in err["message"]
