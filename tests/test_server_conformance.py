@@ -172,3 +172,75 @@ def test_an_over_long_prompt_is_the_same_400_streamed_or_not(llama_backend):
                 assert r.status_code == 400, (model, stream, r.text[:200])
                 err = r.json()["error"]
                 assert err["param"] == "messages" and "exceeds the context" in err["message"]
+
+
+def test_a_list_of_prompts_gives_choices_numbered_prompt_by_prompt(url):
+    r = httpx.post(url + "/completions", json={
+        "model": "fake", "prompt": ["a", "b", "c"], "n": 2, "max_tokens": 20,
+    })
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [c["index"] for c in body["choices"]] == list(range(6))
+    assert all(c["text"] == "The answer is 7." for c in body["choices"])
+    per = [p["usage"] for p in body["samplescale"]["prompts"]]
+    assert len(per) == 3
+    assert body["usage"]["completion_tokens"] == sum(u["completion_tokens"] for u in per) == 6 * 16
+    one = httpx.post(url + "/completions", json={"model": "fake", "prompt": ["a"]}).json()
+    assert "prompts" not in one["samplescale"]  # one prompt: the plain body
+
+
+def test_echo_and_top_logprobs_need_a_backend_with_logits(url):
+    for fields, param in (({"echo": True}, "echo"), ({"logprobs": 2}, "logprobs")):
+        r = httpx.post(url + "/completions", json={"model": "fake", "prompt": "a", **fields})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param
+        assert "needs a backend with next-token logits" in r.json()["error"]["message"]
+    r = httpx.post(url + "/completions", json={"model": "fake", "prompt": "a", "logprobs": 6})
+    assert r.status_code == 400 and "less than or equal to 5" in r.json()["error"]["message"]
+
+
+@pytest.mark.llama
+def test_echo_scores_the_prompt_and_the_choice_with_the_model(llama_backend):
+    import math
+
+    import numpy as np
+
+    from samplescale.sampling.functional import log_softmax
+    from samplescale.types import Prompt
+
+    app = create_app(llama_backend, "smollm2")
+    prompt = "The capital of France is"
+    with serve(app) as u:
+        r = httpx.post(u + "/completions", json={
+            "model": "smollm2", "prompt": [prompt, "One, two,"], "max_tokens": 3,
+            "temperature": 0, "echo": True, "logprobs": 2,
+        }, timeout=120)
+        assert r.status_code == 200, r.text
+        choices = r.json()["choices"]
+    assert [c["index"] for c in choices] == [0, 1]
+    c = choices[0]
+    lp = c["logprobs"]
+    assert c["text"].startswith(prompt) and "".join(lp["tokens"]) == c["text"]
+    ids = llama_backend.tokenize_prompt(Prompt(text=prompt))
+    lead = 0  # leading control tokens (BOS, where the model adds one): context, not listed
+    while llama_backend.piece(ids[lead]) == b"":
+        lead += 1
+    n_prompt = len(ids) - lead
+    assert "".join(lp["tokens"][:n_prompt]) == prompt
+    if lead == 0:  # the first token has no context at all
+        assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    # every prompt token's log-probability is the model's, given the tokens before it
+    for i in (1, n_prompt - 1):
+        before = ids[: lead + i]
+        row = log_softmax(np.asarray(llama_backend.logits_at(before), np.float64))[0]
+        assert lp["token_logprobs"][i] == pytest.approx(row[ids[lead + i]], abs=2e-3)
+    # greedy choice tokens are each position's most likely token
+    for i in range(n_prompt, len(lp["tokens"])):
+        best = max(lp["top_logprobs"][i].values())
+        assert lp["token_logprobs"][i] == pytest.approx(best, abs=1e-6)
+        assert len(lp["top_logprobs"][i]) in (2, 3)
+        assert all(v <= 0 for v in lp["top_logprobs"][i].values())
+    assert all(x is None or not math.isnan(x) for x in lp["token_logprobs"])
+    offsets = lp["text_offset"]
+    assert offsets[0] == 0 and all(
+        offsets[i] == offsets[i - 1] + len(lp["tokens"][i - 1]) for i in range(1, len(offsets))
+    )

@@ -46,7 +46,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from fastapi import FastAPI, Request
@@ -55,9 +55,9 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from samplescale.backends.base import Backend, TextDelta
+from samplescale.backends.base import Backend, LogitsModel, TextDelta
 from samplescale.errors import ConfigError
-from samplescale.server import responses
+from samplescale.server import echo, responses
 from samplescale.server.execution import ClientGone, execute
 from samplescale.server.request_id import RequestIdMiddleware
 from samplescale.server.routing import DEFAULT_SAMPLES, Limits, Plan, plan
@@ -287,29 +287,59 @@ def create_app(
         finally:
             gone.set()  # the client left (or the stream ended): stop decoding
 
+    async def checked_plan(req: Any, chat: bool) -> Plan:
+        """Plan one request and refuse, before any work starts, what this backend cannot
+        do (so a request gets one status whether it streams or not)."""
+        p = plan(req, model_id, lim)
+        if not backend.capabilities.logits:
+            wanted = [("decoding", p.params.decoding != "independent"),
+                      ("kl_sigma", p.params.kl_sigma is not None)]
+            if not chat:
+                wanted += [("echo", req.echo), ("logprobs", (req.logprobs or 0) > 0)]
+            for field, want in wanted:
+                if want:
+                    raise APIError(
+                        400, f"{field}: {getattr(req if field in ('echo', 'logprobs') else p.params, field)!r} "
+                        f"needs a backend with next-token logits (the embedded model); "
+                        f"{model_id!r} has none", param=field)
+        if not chat and (req.echo or (req.logprobs or 0) > 0):
+            field = "echo" if req.echo else "logprobs"
+            if p.strategy is not None:
+                raise APIError(400, f"{field}: scores the drawn tokens of plain requests; "
+                               "not with a strategy", param=field)
+            if p.token_ids:
+                raise APIError(400, f"{field}: not with return_tokens_as_token_ids",
+                               param=field)
+        check = getattr(backend, "check_prompt", None)
+        if check is not None:
+            try:
+                await anyio.to_thread.run_sync(check, p.prompt, p.params.max_tokens)
+            except ConfigError as exc:
+                raise APIError(400, str(exc), param="messages" if chat else "prompt") from exc
+        return p
+
+    async def finish(request: Request, task: asyncio.Task[responses.Outcome],
+                     gone: threading.Event, rid: str) -> responses.Outcome:
+        """The outcome of a non-streamed run; a client that leaves stops it at its next
+        model call (ClientGone)."""
+        while not task.done():
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if not task.done() and await request.is_disconnected():
+                gone.set()
+                log.info("%s the client disconnected; stopping the run", rid)
+        return task.result()
+
     async def complete(request: Request, schema: type[Any]) -> Any:
         rid = request.state.request_id
         req = await read(request, schema)
-        p = plan(req, model_id, lim)
         created = int(time.time())
         chat = schema is ChatCompletionRequest
         if req.stream and not chat:
             raise APIError(400, "stream: streaming is supported on /v1/chat/completions only",
                            param="stream")
-        if not backend.capabilities.logits:  # refused before any stream starts
-            for field, wanted in (("decoding", p.params.decoding != "independent"),
-                                  ("kl_sigma", p.params.kl_sigma is not None)):
-                if wanted:
-                    raise APIError(
-                        400, f"{field}: {getattr(p.params, field)!r} needs a backend with "
-                        f"next-token logits (the embedded model); {model_id!r} has none",
-                        param=field)
-        check = getattr(backend, "check_prompt", None)
-        if check is not None:  # refused before a stream starts: one status, streamed or not
-            try:
-                await anyio.to_thread.run_sync(check, p.prompt, p.params.max_tokens)
-            except ConfigError as exc:
-                raise APIError(400, str(exc), param="messages" if chat else "prompt") from exc
+        subs = [req] if chat else [req.model_copy(update={"prompt": t}) for t in req.prompts]
+        plans = [await checked_plan(r, chat) for r in subs]
+        p = plans[0]
         live = (
             req.stream and p.strategy is None and backend.capabilities.streaming
             and p.params.decoding == "independent" and p.params.kl_sigma is None
@@ -326,10 +356,10 @@ def create_app(
                     raise ClientGone(f"{rid}: the client disconnected")
                 loop.call_soon_threadsafe(queue.put_nowait, d)
 
-        task = start(p, gone, on_delta)
-        log.info("%s plan strategy=%s n=%d budget=%d live=%s", rid,
-                 getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens, live)
         if req.stream:
+            task = start(p, gone, on_delta)
+            log.info("%s plan strategy=%s n=%d budget=%d live=%s", rid,
+                     getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens, live)
             include = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(
                 stream(task, p, rid, created, req.model, include, req.wants_logprobs, deltas,
@@ -337,21 +367,32 @@ def create_app(
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        while not task.done():  # a client that leaves stops the run at its next model call
-            await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-            if not task.done() and await request.is_disconnected():
-                gone.set()
-                log.info("%s the client disconnected; stopping the run", rid)
-        try:
-            outcome = task.result()
-        except ClientGone:
-            return Response(status_code=499)  # nginx's "client closed request": nobody reads it
-        body = responses.chat_body if chat else responses.completion_body
-        return Response(responses.encode(body(
-            outcome, request_id=rid, created=created, model=req.model,
-            logprobs=req.wants_logprobs, piece=piece,
-            token_ids=p.token_ids, candidates=p.candidates,
-        )), media_type="application/json")
+        bodies = []
+        for i, (sub, p) in enumerate(zip(subs, plans)):
+            log.info("%s plan %d/%d strategy=%s n=%d budget=%d", rid, i + 1, len(plans),
+                     getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens)
+            try:
+                outcome = await finish(request, start(p, gone), gone, rid)
+            except ClientGone:
+                return Response(status_code=499)  # "client closed request": nobody reads it
+            common = dict(request_id=rid, created=created, model=req.model,
+                          logprobs=req.wants_logprobs, piece=piece, token_ids=p.token_ids,
+                          candidates=p.candidates)
+            if chat:
+                bodies.append(responses.chat_body(outcome, **common))
+                continue
+            scored = None
+            if sub.wants_logprobs and (sub.echo or sub.logprobs > 0):  # scored by the model
+                scored = await anyio.to_thread.run_sync(
+                    echo.score_choices, cast(LogitsModel, backend), p.prompt, outcome.choices,
+                    sub.logprobs,
+                    sub.echo, limiter=threads,
+                )
+            bodies.append(responses.completion_body(
+                outcome, **common, echo_prompt=sub.prompt if sub.echo else None, scored=scored,
+            ))
+        return Response(responses.encode(responses.merge_bodies(bodies, rid)),
+                        media_type="application/json")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:

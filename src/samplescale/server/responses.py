@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
+from samplescale.server.echo import text_token_ids
 from samplescale.types import Result, Sample, Usage
 
 
@@ -138,12 +139,10 @@ def _tokens(s: Sample, piece: Piece | None, token_ids: bool) -> list[tuple[str, 
     if not s.token_ids:
         return [(t, None) for t in s.token_texts]
     out: list[tuple[str, bytes | None]] = []
-    for tok in s.token_ids:
+    for tok in s.token_ids if piece is None else text_token_ids(s, piece):
         raw = piece(tok) if piece is not None and not token_ids else None
         out.append((f"token_id:{tok}", None) if raw is None
                    else (raw.decode("utf-8", errors="replace"), raw))
-    if piece is not None and s.finish_reason == "stop" and piece(s.token_ids[-1]) == b"":
-        out.pop()
     return out
 
 
@@ -235,13 +234,23 @@ def completion_body(
     piece: Piece | None,
     token_ids: bool,
     candidates: bool,
+    echo_prompt: str | None = None,
+    scored: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A ``text_completion`` object."""
+    """A ``text_completion`` object.
+
+    ``echo_prompt`` is put before each choice's text (``echo: true``); ``scored`` replaces
+    each choice's ``logprobs`` with one computed by the model
+    (:func:`samplescale.server.echo.choice_logprobs`: prompt tokens, top alternatives).
+    """
     choices = [
         {
             "index": i,
-            "text": s.text,
-            "logprobs": completion_logprobs(s, piece, token_ids) if logprobs else None,
+            "text": (echo_prompt or "") + s.text,
+            "logprobs": (
+                scored[i] if scored is not None
+                else completion_logprobs(s, piece, token_ids) if logprobs else None
+            ),
             "finish_reason": s.finish_reason,
         }
         for i, s in enumerate(outcome.choices)
@@ -254,6 +263,24 @@ def completion_body(
         "choices": choices,
         "usage": usage_body(outcome.usage),
         "samplescale": extension(outcome, request_id, candidates),
+    }
+
+
+def merge_bodies(bodies: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
+    """One response for a list of prompts: the bodies' choices in prompt order, numbered
+    ``i * n + j`` (prompt ``i``'s ``j``-th choice, as OpenAI numbers them), usage summed;
+    the ``samplescale`` field lists each prompt's. A single body is returned as it is."""
+    if len(bodies) == 1:
+        return bodies[0]
+    choices = [c for b in bodies for c in b["choices"]]
+    for i, c in enumerate(choices):
+        c["index"] = i
+    usage = {k: sum(b["usage"][k] for b in bodies) for k in bodies[0]["usage"]}
+    return {
+        **bodies[0],
+        "choices": choices,
+        "usage": usage,
+        "samplescale": {"request_id": request_id, "prompts": [b["samplescale"] for b in bodies]},
     }
 
 

@@ -164,16 +164,11 @@ def _prompt(req: ChatCompletionRequest | CompletionRequest) -> Prompt:
             for m in req.messages
         )
         return Prompt(messages=msgs)
-    prompt = req.prompt
-    if isinstance(prompt, list):
-        if len(prompt) != 1:
-            raise APIError(
-                400,
-                f"prompt: exactly one prompt string is supported, got a list of {len(prompt)}",
-                param="prompt",
-            )
-        prompt = prompt[0]
-    return Prompt(text=prompt)
+    prompts = req.prompts
+    if len(prompts) != 1:  # the app plans a list prompt by prompt
+        raise APIError(400, f"prompt: plan one prompt at a time, got {len(prompts)}",
+                       param="prompt")
+    return Prompt(text=prompts[0])
 
 
 def _check_neutral(req: ChatCompletionRequest | CompletionRequest) -> None:

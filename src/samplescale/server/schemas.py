@@ -197,15 +197,24 @@ class ChatCompletionRequest(_Request):
 
 
 class CompletionRequest(_Request):
-    """Body of ``POST /v1/completions`` (one prompt string)."""
+    """Body of ``POST /v1/completions``: one prompt string or a list of them (``n``
+    choices per prompt, numbered prompt by prompt as OpenAI does: choice ``i * n + j`` is
+    prompt ``i``'s ``j``-th). ``echo`` puts the prompt before each choice's text;
+    ``logprobs: k`` (0-5) returns token log-probabilities with the ``k`` most likely
+    alternatives at each position (``k > 0`` and ``echo`` need a backend with logits)."""
 
-    prompt: str | list[str]
-    logprobs: int | None = Field(default=None, strict=True, ge=0, le=0)
-    echo: Literal[False] = False
+    prompt: str | list[str] = Field(union_mode="left_to_right")
+    logprobs: int | None = Field(default=None, strict=True, ge=0, le=5)
+    echo: bool = Field(default=False, strict=True)
     suffix: None = None
     best_of: Literal[1] | None = None
 
     @property
     def wants_logprobs(self) -> bool:
-        """Whether the choices carry token log-probabilities (``logprobs: 0``)."""
+        """Whether the choices carry token log-probabilities (``logprobs`` given)."""
         return self.logprobs is not None
+
+    @property
+    def prompts(self) -> list[str]:
+        """The prompts, as a list."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
