@@ -510,3 +510,153 @@ def test_why_no_answer_names_the_stop_reason_failures_and_scorer_errors():
     assert r.answer is None
     lines = why_no_answer(r)
     assert lines[0].startswith("the scorer failed on 2 samples: sample 0: ") and "judge" in lines[0]
+
+
+# --- from the attack on the first version ------------------------------------------------
+
+
+def test_a_grader_that_cannot_run_stops_the_evaluation(monkeypatch):
+    import samplescale.evaluate as ev
+    from samplescale.errors import MissingDependencyError, SamplescaleError
+
+    task = Task(name="t", problems=(Problem(id="a", question="Say 3?", gold="3"),))
+    for exc in (MissingDependencyError("math-verify is not importable"),
+                SamplescaleError("could not start the math-verify worker process"),
+                ImportError("x"), OSError(24, "Too many open files")):
+        def broken(answer, gold, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(ev, "is_equivalent", broken)
+        with pytest.raises(type(exc)):
+            list(evaluate(task, echo_backend(), SamplingParams(n=1)))
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda r: r.update(labels=[7, 7]), "labels[0] is 7, outside the classes [0, 2)"),
+        (lambda r: r.update(labels=[1, 0], correct_label=1),
+         "samples[1] is correct but its label 0 is not correct_label 1"),
+        (lambda r: r.update(labels=[None, 0]), "labels[0] must be None exactly when"),
+    ],
+)
+def test_labels_must_agree_with_the_samples(run_files, edit, reason):
+    _, _, out, run = run_files
+    assert run() == 0
+    results = out / "results.jsonl"
+    recs = [json.loads(x) for x in lines_of(results)]
+    edit(recs[1])
+    write_jsonl(results, recs)
+    with pytest.raises(ConfigError) as exc:
+        run()
+    assert f"line 2: {reason}" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        ('"tokens": 16', '"tokens": 1' + "0" * 400, "has more than 18 digits"),
+        ('"tokens": 16', '"tokens": 1' + "0" * 5000, "has more than 18 digits"),
+        ('"mean_logprob": -0.1', '"mean_logprob": NaN', "NaN is not a JSON number"),
+        ('"mean_logprob": -0.1', '"mean_logprob": -Infinity', "-Infinity is not a JSON number"),
+        ('"mean_logprob": -0.1', '"mean_logprob": -1e400', "beyond the float range"),
+    ],
+)
+def test_numbers_a_record_cannot_hold_are_bad_lines(run_files, old, new, reason):
+    _, _, out, run = run_files
+    assert run() == 0
+    results = out / "results.jsonl"
+    lines = lines_of(results)
+    assert old in lines[1]
+    lines[1] = lines[1].replace(old, new, 1)
+    results.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as exc:
+        run()
+    assert "line 2: invalid record (" in str(exc.value) and reason in str(exc.value)
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device-link"])
+@pytest.mark.parametrize("name", ["results.jsonl", "results.jsonl.torn"])
+def test_a_results_file_that_is_not_a_regular_file_is_refused(tmp_path, kind, name):
+    path = tmp_path / name
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_results(tmp_path / "results.jsonl", {}, "pool")
+
+
+def test_more_library_misuse_gets_clear_errors():
+    from samplescale.aggregate import argmax, cluster
+    from samplescale.backends.fake import ToyLM
+    from samplescale.errors import UnknownNameError
+    from samplescale.strategies import get_strategy, self_consistency
+
+    task = Task(name="t", problems=(Problem(id="a", question="q", gold="1"),))
+    backend, params = ScriptedBackend(["x"]), SamplingParams()
+    for seed in ("x", None, 1.5, True):
+        with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+            evaluate(task, backend, params, seed=seed)  # refused at the call, not on iteration
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, got -1"):
+        evaluate(task, backend, params, seed=-1)
+    for skip in (None, 5, "a"):
+        with pytest.raises(ConfigError, match="skip must be a container of problem ids"):
+            evaluate(task, backend, params, skip=skip)
+    with pytest.raises(ConfigError, match="on_start must be a callable"):
+        evaluate(task, backend, params, on_start=5)
+    with pytest.raises(UnknownNameError, match="strategy name must be a str, got NoneType"):
+        get_strategy(None)
+    with pytest.raises(ConfigError, match="got the class ToyLM; did you mean ToyLM\\(\\)"):
+        self_consistency(ToyLM, "q")
+    with pytest.raises(ConfigError, match="equivalent must be a callable"):
+        cluster(["1"], 5)
+    with pytest.raises(ConfigError, match="returned str 'no'; it must return a bool"):
+        cluster(["1", "2"], lambda a, b: "no")
+    for bad in (None, 7.5, "7", b"7"):
+        with pytest.raises(ConfigError, match="scores must be a sequence"):
+            argmax(bad)
+    with pytest.raises(ConfigError, match=r"scores\[1\] must be a real number or None"):
+        argmax([0.5, "7"])
+    assert argmax([0.5, None, float("nan"), 0.7]) == 3
+    with pytest.raises(ConfigError, match="digests must be a mapping"):
+        load_results("x.jsonl", None, "pool")
+    assert load_results("/nonexistent/results.jsonl", {}, "pool") == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "--top-k", str(10**23)], "top_k"),
+        (["eval", "--seed", str(10**23)], "seed"),
+        (["eval", "--kl-sigma", "1.5"], "needs a grounding document (generate --grounding FILE); eval has none"),
+    ],
+)
+def test_more_flags_are_refused_before_anything_loads(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_full_disk_says_what_was_saved(run_files, monkeypatch):
+    import samplescale.cli_eval as ce
+
+    _, _, out, run = run_files
+    calls = {"n": 0}
+    real = ce.append_record
+
+    def full(fh, rec):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        real(fh, rec)
+
+    monkeypatch.setattr(ce, "append_record", full)
+    with pytest.raises(ConfigError, match=r"could not write .*results.jsonl \(No space left on "
+                       r"device\); the 1 problems finished before are saved"):
+        run()
+    monkeypatch.setattr(ce, "append_record", real)
+    assert run() == 0
+    assert len(lines_of(out / "results.jsonl")) == 3

@@ -16,7 +16,7 @@ from typing import NamedTuple, cast
 
 import numpy as np
 
-from samplescale.errors import ConfigError, check_answers
+from samplescale.errors import ConfigError, check_answers, check_sequence
 
 Equivalence = Callable[[str, str], bool]
 
@@ -48,6 +48,9 @@ def cluster(answers: Sequence[str | None], equivalent: Equivalence = _exact) -> 
     ConfigError
         If ``answers`` is not a sequence of str or None (a ``str`` is refused).
     """
+    if not callable(equivalent):
+        raise ConfigError(f"equivalent must be a callable (str, str) -> bool, got "
+                          f"{type(equivalent).__name__}")
     reps: list[str] = []
     labels: list[int | None] = []
     for a in check_answers(answers):
@@ -55,7 +58,7 @@ def cluster(answers: Sequence[str | None], equivalent: Equivalence = _exact) -> 
             labels.append(None)
             continue
         for k, r in enumerate(reps):
-            if a == r or equivalent(r, a):
+            if a == r or _verdict(equivalent(r, a), r, a):
                 labels.append(k)
                 break
         else:
@@ -187,8 +190,30 @@ def _show(value: object, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _verdict(value: object, a: str, b: str) -> bool:
+    """An equivalence test's answer, which must be a bool (``"no"`` is not False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(
+            f"equivalent({a!r:.30}, {b!r:.30}) returned {type(value).__name__} {value!r:.30}; "
+            "it must return a bool"
+        )
+    return bool(value)
+
+
 def argmax(scores: Sequence[float | None]) -> int | None:
-    """Index of the highest score (ties to the earliest; None and NaN never win; None if none)."""
+    """Index of the highest score (ties to the earliest; None and NaN never win; None if none).
+
+    Raises
+    ------
+    ConfigError
+        If ``scores`` is not a sequence of real numbers or None.
+    """
+    items = check_sequence("scores", scores)
+    for i, x in enumerate(items):
+        if x is not None and (isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real)):
+            raise ConfigError(f"scores[{i}] must be a real number or None, got "
+                              f"{type(x).__name__} {x!r:.30}")
+    scores = cast(Sequence[float | None], items)
     best: int | None = None
     for i, s in enumerate(scores):
         if s is None or math.isnan(s):

@@ -404,6 +404,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from samplescale.cli_eval import run_eval
 
     params = _params(args)
+    if params.kl_sigma is not None:
+        raise ConfigError(
+            "--kl-sigma / --sampler kl:SIGMA needs a grounding document (generate "
+            "--grounding FILE); eval has none"
+        )
     n_threads(args)
     return run_eval(args, params, _backend, _strategy(args.strategy, args.option))
 

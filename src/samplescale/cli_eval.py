@@ -66,8 +66,10 @@ def effective_limit(task: str, limit: int | None) -> int | None:
 
 
 def file_identity(path: Path, what: str) -> dict[str, Any]:
-    """A file as run.json records it: name, size in bytes and the SHA-256 of its content
-    (the same file in another directory resumes the run; an edited file does not).
+    """A file as run.json records it: name, size in bytes and the SHA-256 of its content,
+    after following links (an edited file is another run; the model file in another
+    directory or virtual environment is the same model; the data file's resolved path is
+    recorded beside this, so a copy of the data elsewhere is another run).
 
     Raises
     ------
@@ -77,6 +79,7 @@ def file_identity(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         kind = "does not exist" if not path.exists() else "is not a regular file"
         raise ConfigError(f"{what} {path} {kind}")
+    path = path.resolve()
     digest = hashlib.sha256()
     try:
         with path.open("rb") as fh:
@@ -303,7 +306,14 @@ def _run(
             task, backend, params, strategy=strategy, seed=args.seed, skip=done,
             on_error=args.on_error,
         ):
-            append_record(fh, rec)
+            try:
+                append_record(fh, rec)
+            except OSError as exc:
+                raise ConfigError(
+                    f"could not write {results_file} ({exc.strerror or exc}); the "
+                    f"{len(records)} problems finished before are saved: fix the cause and "
+                    "rerun the same command to resume"
+                ) from exc
             records.append(rec)
             progress.advance(bar)
 

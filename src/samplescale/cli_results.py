@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,16 +35,47 @@ Record = dict[str, Any]
 SHOWN_BAD_LINES = 10
 
 
+MAX_INT_DIGITS = 18  # every count in a record fits a signed 64-bit integer
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _BadNumber(f"the integer {text[:20]}... has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(f"the number {text[:20]} is beyond the float range")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _BadNumber(f"{text} is not a JSON number (numbers must be finite)")
+
+
 def _parse(raw: bytes) -> tuple[Any, str | None]:
-    """Decode one line: ``(value, None)``, or ``(None, reason)`` if it is not JSON text."""
+    """Decode one line: ``(value, None)``, or ``(None, reason)`` if it is not JSON text
+    with finite numbers of sizes a record can hold."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
     try:
-        return json.loads(text, object_pairs_hook=unique_keys), None
+        value = json.loads(
+            text, object_pairs_hook=unique_keys, parse_int=_int, parse_float=_float,
+            parse_constant=_constant,
+        )
+        return value, None
     except DuplicateKeyError as exc:
         return None, f"invalid record (the key {exc.key!r} is given twice)"
+    except _BadNumber as exc:
+        return None, f"invalid record ({exc})"
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
     except RecursionError:
@@ -71,7 +103,7 @@ def _reason(
 
 
 def load_results(
-    path: Path,
+    path: str | Path,
     digests: Mapping[str, str],
     kind: Literal["pool", "strategy"],
     notify: Any = print,
@@ -80,8 +112,9 @@ def load_results(
 
     Parameters
     ----------
-    path : Path
-        The run's ``results.jsonl`` (need not exist).
+    path : str or Path
+        The run's ``results.jsonl`` (need not exist; if it or ``results.jsonl.torn``
+        exists, it must be a regular file).
     digests : mapping of str to str
         Problem id to :func:`samplescale.evaluate.problem_digest` for every problem of the
         task as it is now.
@@ -98,10 +131,22 @@ def load_results(
     Raises
     ------
     ConfigError
-        If any line (other than a torn last one) is not a valid record of this run, or
-        two different records name one problem; the message lists each line with its
+        If ``digests`` is not a mapping, the file is not a regular file, any line (other
+        than a torn last one) is not a valid record of this run, or two different records
+        name one problem; the message lists each line with its
         number and reason, and what to do. The file is left as it was.
     """
+    if not isinstance(digests, Mapping):
+        raise ConfigError(f"digests must be a mapping of problem id to digest, got "
+                          f"{type(digests).__name__}")
+    path = Path(path)
+    torn = path.with_name(path.name + ".torn")
+    for p in (path, torn):
+        if (p.exists() or p.is_symlink()) and not p.is_file():
+            raise ConfigError(
+                f"{p} is not a regular file (a directory, pipe, device or broken link); "
+                "move it away or use another --output"
+            )
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -113,7 +158,6 @@ def load_results(
                 fh.write(b"\n")
             data += b"\n"
         else:
-            torn = path.with_name(path.name + ".torn")
             with torn.open("ab") as fh:
                 fh.write(tail + b"\n")
                 fh.flush()

@@ -29,6 +29,10 @@ def valid_range(model: type[BaseModel], field: str) -> str | None:
     return f"{lo or '(-inf'}, {hi or 'inf)'}"
 
 
+MAX_TOP_K = 2**31 - 1  # more than any vocabulary; the bound only refuses nonsense
+MAX_SEED = 2**63 - 1  # a signed 64-bit integer, as every engine's seed field
+
+
 class SamplingParams(BaseModel):
     """How each token of each sample is drawn, and how many samples.
 
@@ -44,7 +48,8 @@ class SamplingParams(BaseModel):
         >= 0. Divides the logits. ``0`` means greedy decoding (argmax, ties to the lowest
         token id); there is no second switch for greedy.
     top_k : int
-        Keep the ``k`` most likely tokens; ``0`` or ``-1`` disables it. Valid: >= -1.
+        Keep the ``k`` most likely tokens; ``0`` or ``-1`` disables it (and so does a ``k``
+        at least the vocabulary size). Valid: [-1, 2**31 - 1].
     top_p : float
         Nucleus sampling (Holtzman et al., 2020): keep the smallest set of most likely tokens
         whose probability mass is >= ``top_p``. ``1.0`` disables it; ``0`` keeps only the
@@ -93,7 +98,7 @@ class SamplingParams(BaseModel):
         Stop strings; generation ends when the decoded text contains one (also when it spans
         several tokens), and the stop string is excluded from the text.
     seed : int or None
-        Seed (>= 0) for reproducible draws. The ``n`` samples of one request get independent
+        Seed in [0, 2**63 - 1] for reproducible draws. The ``n`` samples of one request get independent
         streams spawned from it, so they are i.i.d. and the same seed gives the same n-tuple.
     n : int
         Number of samples to draw for the prompt. Valid: [1, 100_000].
@@ -102,7 +107,7 @@ class SamplingParams(BaseModel):
     model_config = FROZEN
 
     temperature: float = Field(strict=True, default=1.0, ge=0.0, le=100.0, allow_inf_nan=False)
-    top_k: int = Field(strict=True, default=0, ge=-1)
+    top_k: int = Field(strict=True, default=0, ge=-1, le=MAX_TOP_K)
     top_p: float = Field(strict=True, default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
     min_p: float = Field(strict=True, default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     typical_p: float = Field(strict=True, default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
@@ -124,7 +129,7 @@ class SamplingParams(BaseModel):
     decoding: Literal["independent", "arithmetic", "priority"] = "independent"
     max_tokens: int = Field(strict=True, default=256, ge=1, le=1_000_000)
     stop: tuple[str, ...] = ()
-    seed: int | None = Field(strict=True, default=None, ge=0)
+    seed: int | None = Field(strict=True, default=None, ge=0, le=MAX_SEED)
     n: int = Field(strict=True, default=1, ge=1, le=100_000)
 
     @field_validator("stop")

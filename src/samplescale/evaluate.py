@@ -31,6 +31,7 @@ from samplescale.errors import (
     ConfigError,
     ProblemError,
     PromptError,
+    SamplescaleError,
     VerifierError,
     check_instance,
 )
@@ -63,25 +64,35 @@ def problem_digest(task: Task, problem: Problem) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode("ascii")).hexdigest()
 
 
+#: Failures of the grading machinery itself (it cannot start, a dependency is missing, the
+#: machine is out of memory or file handles): they would fail every problem alike, so they
+#: stop the evaluation instead of becoming error records.
+ENVIRONMENT_ERRORS = (SamplescaleError, ImportError, OSError, MemoryError)
+
+
+def _verifier_failure(what: str, exc: Exception) -> Exception:
+    """``exc`` itself if it is an environment failure (it stops the run), else a
+    VerifierError for this one problem."""
+    if isinstance(exc, ENVIRONMENT_ERRORS):
+        return exc
+    return VerifierError(f"the verifier failed on {what}: {type(exc).__name__}: {exc}")
+
+
 def _grade(answer: str | None, gold: str) -> bool:
-    """``is_equivalent(answer, gold)``; a failure of the verifier is a VerifierError."""
+    """``is_equivalent(answer, gold)``; a failure of the verifier on this answer is a
+    VerifierError (a failure of its machinery is raised as it is)."""
     try:
         return bool(is_equivalent(answer, gold))
     except Exception as exc:
-        raise VerifierError(
-            f"the verifier failed on answer {answer!r:.80}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _verifier_failure(f"answer {answer!r:.80}", exc) from exc
 
 
 def _same_class(a: str | None, b: str | None) -> bool:
-    """``answers_equivalent(a, b)``; a failure of the verifier is a VerifierError."""
+    """``answers_equivalent(a, b)``, failures as in :func:`_grade`."""
     try:
         return answers_equivalent(a, b)
     except Exception as exc:
-        raise VerifierError(
-            f"the verifier failed comparing answers {a!r:.60} and {b!r:.60}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+        raise _verifier_failure(f"answers {a!r:.60} and {b!r:.60}", exc) from exc
 
 
 def _checked_prompt(task: Task, problem: Problem) -> Prompt:
@@ -222,7 +233,7 @@ def evaluate(
     on_start: Callable[[Problem], None] | None = None,
     on_error: Literal["record", "stop"] = "record",
 ) -> Iterator[Record]:
-    """Evaluate ``task`` problem by problem, yielding a record as each finishes.
+    """Evaluate ``task`` problem by problem, giving a record as each finishes.
 
     Parameters
     ----------
@@ -244,12 +255,12 @@ def evaluate(
         record, the evaluation going on (default), or the error, raised with the problem's
         id and source.
 
-    Yields
-    ------
-    dict
-        One JSON-serialisable record per problem, in task order (schemas in
-        :mod:`samplescale.records`); every record has ``status``, ``id`` and
-        ``problem_digest`` (:func:`problem_digest`).
+    Returns
+    -------
+    iterator of dict
+        One JSON-serialisable record per problem, in task order, made as it is iterated
+        (schemas in :mod:`samplescale.records`); every record has ``status``, ``id`` and
+        ``problem_digest`` (:func:`problem_digest`). The arguments are checked at the call.
 
     Raises
     ------
@@ -257,14 +268,42 @@ def evaluate(
         If an argument has the wrong type or ``on_error`` is not ``"record"`` or ``"stop"``.
     ProblemError
         With ``on_error="stop"``, for the first problem that cannot be run or graded.
+    SamplescaleError, ImportError, OSError, MemoryError
+        When the grading machinery itself fails (:data:`ENVIRONMENT_ERRORS`): it would
+        fail every problem alike, so it is never recorded as a problem's error.
     """
     check_instance("task", task, Task, "a Task (samplescale.tasks.load_task)")
     check_run_args(backend, "", params, None)
     check_instance("params", params, SamplingParams, "a SamplingParams")
     if strategy is not None:
         check_instance("strategy", strategy, Strategy, "a Strategy or None")
+    check_instance("seed", seed, int, "an integer >= 0")
+    if seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed}")
+    if isinstance(skip, (str, bytes)) or not isinstance(skip, Container):
+        raise ConfigError(
+            f"skip must be a container of problem ids (a set or list), got "
+            f"{type(skip).__name__}"
+        )
+    if on_start is not None and not callable(on_start):
+        raise ConfigError(f"on_start must be a callable (Problem) -> None or None, got "
+                          f"{type(on_start).__name__}")
     if on_error not in ("record", "stop"):
         raise ConfigError(f"on_error must be 'record' or 'stop', got {on_error!r}")
+    return _records(task, backend, params, strategy, seed, skip, on_start, on_error)
+
+
+def _records(
+    task: Task,
+    backend: Backend,
+    params: SamplingParams,
+    strategy: Strategy | None,
+    seed: int,
+    skip: Container[str],
+    on_start: Callable[[Problem], None] | None,
+    on_error: str,
+) -> Iterator[Record]:
+    """The records of :func:`evaluate` (its arguments checked), one per problem."""
     for problem in task.problems:
         if problem.id in skip:
             continue

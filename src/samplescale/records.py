@@ -14,8 +14,9 @@ Every record carries ``problem_digest`` (:func:`samplescale.evaluate.problem_dig
 resumed run can tell that a record was made from the same problem it would run now.
 
 Records are checked strictly (``"n": "4"`` is not the integer 4) and for consistency
-(``c`` is the number of correct samples, ``labels`` has one label per sample); fields
-beyond the schema are allowed and kept.
+(``c`` is the number of correct samples; ``labels`` has one class in ``[0, n)`` per sample
+with an answer, and every correct sample is in ``correct_label``'s class); fields beyond
+the schema are allowed and kept.
 """
 
 from __future__ import annotations
@@ -88,6 +89,15 @@ class PoolRecord(_Done):
                              "samples are marked correct")
         if (self.correct_label is None) != (self.c == 0):
             raise ValueError("correct_label must be set exactly when some sample is correct")
+        for i, (label, s) in enumerate(zip(self.labels, self.samples)):
+            if label is not None and not 0 <= label < self.n:
+                raise ValueError(f"labels[{i}] is {label}, outside the classes [0, {self.n})")
+            if (label is None) != (s.answer is None):
+                raise ValueError(f"labels[{i}] must be None exactly when samples[{i}] has no "
+                                 "answer")
+            if s.correct and label != self.correct_label:
+                raise ValueError(f"samples[{i}] is correct but its label {label} is not "
+                                 f"correct_label {self.correct_label}")
         return self
 
 

@@ -59,8 +59,13 @@ class Registry(Generic[T]):
         Raises
         ------
         UnknownNameError
-            If the name is not registered; the message lists the registered names.
+            If the name is not a registered str; the message lists the registered names.
         """
+        if not isinstance(name, str):
+            raise UnknownNameError(
+                f"{self.kind} name must be a str, got {type(name).__name__} {name!r:.40}; "
+                f"valid: {', '.join(sorted(self._items))}"
+            )
         key = canonical(name)
         if key not in self._items:
             raise UnknownNameError(

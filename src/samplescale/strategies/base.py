@@ -45,6 +45,11 @@ def check_run_args(backend: object, prompt: object, params: object, rng: object)
     """Raise ConfigError naming the argument unless ``backend`` is a Backend, ``prompt`` a
     Prompt or str, ``params`` a SamplingParams or None and ``rng`` a numpy Generator or
     None (checked before any model call)."""
+    if isinstance(backend, type):
+        raise ConfigError(
+            f"backend must be a backend instance, got the class {backend.__name__}; "
+            f"did you mean {backend.__name__}()?"
+        )
     check_instance(
         "backend", backend, Backend,
         "a samplescale backend (with generate(prompt, params, rng)), e.g. LlamaCppBackend()",
