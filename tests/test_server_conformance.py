@@ -55,7 +55,8 @@ def test_standard_fields_with_neutral_values_are_accepted(url, fields):
 
 
 REFUSED = [
-    ({"response_format": {"type": "json_object"}}, "response_format", 'accepted: {"type": "text"}'),
+    ({"response_format": {"type": "json_object"}}, "response_format",
+     """response_format: type 'json_object' is not supported by this server; accepted: {"type": "text"}"""),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
      "response_format", "is not supported by this server"),
     ({"tool_choice": "auto"}, "tool_choice", 'accepted: "none"'),
@@ -198,6 +199,20 @@ def test_echo_and_top_logprobs_need_a_backend_with_logits(url):
     assert r.status_code == 400 and "less than or equal to 5" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("prompt", "fragment"),
+    [
+        ([], "prompt: an empty list; give a string or a list of strings"),
+        ([[504, 3575, 282]], "prompt: token-id prompts are not supported; send the text"),
+        ([504, 3575], "prompt: token-id prompts are not supported"),
+    ],
+)
+def test_prompt_lists_that_cannot_be_served_are_400s_naming_prompt(url, prompt, fragment):
+    r = httpx.post(url + "/completions", json={"model": "fake", "prompt": prompt})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "prompt" and fragment in r.json()["error"]["message"]
+
+
 @pytest.mark.llama
 def test_echo_scores_the_prompt_and_the_choice_with_the_model(llama_backend):
     import math
@@ -244,3 +259,61 @@ def test_echo_scores_the_prompt_and_the_choice_with_the_model(llama_backend):
     assert offsets[0] == 0 and all(
         offsets[i] == offsets[i - 1] + len(lp["tokens"][i - 1]) for i in range(1, len(offsets))
     )
+
+
+@pytest.mark.llama
+def test_legacy_logprobs_list_every_generated_token_and_read_special_tokens(llama_backend):
+    """lm-evaluation-harness sums token_logprobs[ctxlen:-1] of an echo with max_tokens 1:
+    the last entry must be the generated token, also when it is the end-of-sequence token;
+    and special tokens written in a prompt are single tokens, as its tokenizer reads them."""
+    app = create_app(llama_backend, "smollm2")
+    with serve(app) as u:
+        def ask(**fields):
+            body = {"model": "smollm2", "temperature": 0, "seed": 0, **fields}
+            r = httpx.post(u + "/completions", json=body, timeout=120)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        prompt = "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\nHello! How can I help you today?"
+        body = ask(prompt=prompt, max_tokens=4, echo=True, logprobs=1)
+        c = body["choices"][0]
+        lp = c["logprobs"]
+        assert c["finish_reason"] == "stop" and lp["tokens"][-1] == "<|im_end|>"
+        assert lp["tokens"][:4] == ["<|im_start|>", "user", "\n", "Say"]  # one token each
+        n_prompt = body["usage"]["prompt_tokens"]
+        assert len(lp["tokens"]) == n_prompt + body["usage"]["completion_tokens"]
+        assert "".join(lp["tokens"][:-1]) == c["text"] == prompt  # ended at once
+        plain = ask(prompt=prompt, max_tokens=4, logprobs=0)["choices"][0]["logprobs"]
+        assert plain["tokens"] == ["<|im_end|>"]  # without echo too, under its name
+        assert plain["token_logprobs"][0] == pytest.approx(lp["token_logprobs"][-1], abs=2e-3)
+
+
+def test_tokenizer_endpoints_exist_only_where_the_backend_tokenizes(url):
+    root = url.removesuffix("/v1")
+    assert httpx.get(root + "/tokenizer_info").status_code == 404
+    assert httpx.post(root + "/tokenize", json={"prompt": "x"}).status_code == 404
+
+
+@pytest.mark.llama
+def test_vllm_tokenizer_endpoints_serve_the_models_own_tokenizer(llama_backend):
+    from samplescale.types import Prompt
+
+    app = create_app(llama_backend, "smollm2")
+    with serve(app) as u:
+        root = u.removesuffix("/v1")
+        info = httpx.get(root + "/tokenizer_info").json()
+        assert info["eos_token"] == "<|im_end|>" and "im_start" in info["chat_template"]
+        text = "<|im_start|>user\nWhat is 2 + 2?"
+        t = httpx.post(root + "/tokenize", json={"prompt": text, "add_special_tokens": False})
+        tokens = t.json()["tokens"]
+        assert t.json()["count"] == len(tokens) and tokens[0] == 1  # <|im_start|>: one token
+        assert tokens == llama_backend.tokenize_text(text)
+        # what the completions endpoint scores: the same ids (no BOS is added by this model)
+        assert tokens == llama_backend.tokenize_prompt(Prompt(text=text))
+        back = httpx.post(root + "/detokenize", json={"tokens": tokens}).json()["prompt"]
+        assert back == text
+        bad = httpx.post(root + "/detokenize", json={"tokens": [10**9]})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "tokens"
+        lone = httpx.post(root + "/tokenize", content=b'{"prompt": "\\ud800"}',
+                          headers={"Content-Type": "application/json"})
+        assert lone.status_code == 400

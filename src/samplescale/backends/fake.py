@@ -245,6 +245,10 @@ class ToyLM:
         """The bytes of one token (empty for ``<eos>``)."""
         return b"" if token == self.EOS else self.vocab[token].encode()
 
+    def token_name(self, token: int) -> str:
+        """The token's name in the vocabulary (``"<eos>"`` for token 0)."""
+        return self.vocab[token]
+
     def is_end(self, token: int) -> bool:
         """True for ``<eos>``."""
         return int(token) == self.EOS

@@ -224,10 +224,17 @@ class LlamaCppBackend:
     def tokenize_prompt(self, prompt: Prompt) -> list[int]:
         """Token ids of ``prompt`` (chat messages rendered with the GGUF's chat template).
 
+        Special tokens written in the text (``<|im_start|>``) are read as those tokens, in
+        raw text prompts as in rendered chat templates (as Hugging Face tokenizers, vLLM
+        and llama.cpp's server read them); a raw text prompt gets the model's BOS token
+        first where the model adds one.
+
         Raises
         ------
         ConfigError
             If the prompt has chat messages and the model file has no chat template.
+        PromptError
+            If the text is not valid Unicode, or too long for the context by its size alone.
         """
         prompt = prompt.resolved()
         if prompt.messages is not None:
@@ -239,7 +246,7 @@ class LlamaCppBackend:
             text, add_bos, special = self._formatter(messages=messages).prompt, False, True
         else:
             assert prompt.text is not None
-            text, add_bos, special = prompt.text, True, False
+            text, add_bos, special = prompt.text, True, True
         text += prompt.prefix
         try:
             data = text.encode("utf-8")
@@ -299,6 +306,38 @@ class LlamaCppBackend:
                 n = self._ll.llama_token_to_piece(self._model.vocab, token, buf, len(buf), 0, False)
             p = self._pieces[token] = buf.raw[:n]
         return p
+
+    def tokenize_text(self, text: str, add_special: bool = False) -> list[int]:
+        """Token ids of raw ``text``, special tokens written in it read as such; with
+        ``add_special`` the model's BOS first where the model adds one.
+
+        Raises
+        ------
+        PromptError
+            If ``text`` is not valid Unicode.
+        """
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PromptError(
+                f"text is not valid Unicode (unpaired surrogate at character {exc.start})"
+            ) from exc
+        return list(self._model.tokenize(data, add_bos=add_special, special=True))
+
+    def tokenizer_info(self) -> dict[str, str | None]:
+        """The special tokens and chat template, as vLLM's ``/tokenizer_info`` gives them."""
+        bos, eos = self._model.token_bos(), self._model.token_eos()
+        return {
+            "bos_token": self.token_name(bos) if bos >= 0 else None,
+            "eos_token": self.token_name(eos) if eos >= 0 else None,
+            "pad_token": None,
+            "chat_template": self._model.metadata().get("tokenizer.chat_template"),
+        }
+
+    def token_name(self, token: int) -> str:
+        """The token's name in the vocabulary (``"<|im_end|>"`` for a control token whose
+        text, :meth:`piece`, is empty)."""
+        return str(self._model.token_get_text(token))
 
     def is_end(self, token: int) -> bool:
         """True for end-of-generation tokens."""

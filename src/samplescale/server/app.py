@@ -1,7 +1,9 @@
 """The FastAPI application: OpenAI-compatible endpoints over any samplescale backend.
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
-``GET /health``. Behaviour:
+``GET /health``, and on a backend that can tokenize (the embedded model) vLLM's
+``GET /tokenizer_info``, ``POST /tokenize``, ``POST /detokenize``
+(:mod:`samplescale.server.tokenizer`). Behaviour:
 
 - Each request is validated (400 with an OpenAI error object naming the field), planned
   (:mod:`samplescale.server.routing`) and run in a worker thread, so that blocking
@@ -67,6 +69,7 @@ from samplescale.server.schemas import (
     CompletionRequest,
     from_validation_error,
 )
+from samplescale.server.tokenizer import add_tokenizer_routes, can_tokenize
 from samplescale.strategies import STRATEGIES
 
 log = logging.getLogger("samplescale.server")
@@ -390,9 +393,13 @@ def create_app(
                 )
             bodies.append(responses.completion_body(
                 outcome, **common, echo_prompt=sub.prompt if sub.echo else None, scored=scored,
+                end_name=getattr(backend, "token_name", None),
             ))
         return Response(responses.encode(responses.merge_bodies(bodies, rid)),
                         media_type="application/json")
+
+    if can_tokenize(backend):
+        add_tokenizer_routes(app, backend, read, authorize)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:

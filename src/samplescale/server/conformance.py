@@ -81,9 +81,16 @@ def check_neutral_fields(fields: dict[str, Any], sampling: set[str]) -> None:
             )
         test, words = rule
         if not test(value):
+            kind = value.get("type") if isinstance(value, dict) else None
+            shown = f"type {kind!r}" if isinstance(kind, str) else _show(value)
             raise APIError(
-                400,
-                f"{name}: {value!r:.80} is not supported by this server; accepted: {words}",
+                400, f"{name}: {shown} is not supported by this server; accepted: {words}",
                 param=name,
             )
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, or its start and the count of characters cut (never mid-word)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60].rsplit(' ', 1)[0]} ... ({len(text)} chars)"
 

@@ -12,8 +12,10 @@ prompt's token log-probabilities and check whether each was the most likely toke
 Conventions (as OpenAI's legacy format and vLLM):
 
 * ``tokens`` are the prompt's tokens (leading control tokens such as BOS, which are not
-  part of the prompt text, are scored as context but not listed) then the choice's tokens;
-  joined, they give ``prompt + text``.
+  part of the prompt text, are scored as context but not listed) then every token the
+  choice generated; joined, they give ``prompt + text``, followed by the name of a final
+  end-of-sequence token (``"<|im_end|>"``) when the choice ended on one: harnesses such as
+  lm-evaluation-harness drop the last entry as the generated one.
 * ``token_logprobs[i]`` is the natural-log probability of token ``i`` given everything
   before it (softmax of the raw logits over the whole vocabulary); ``None`` for a first
   token that has no context at all.
@@ -26,7 +28,7 @@ Conventions (as OpenAI's legacy format and vLLM):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,17 +39,13 @@ from samplescale.types import Prompt, Sample
 
 
 def _text(model: LogitsModel, token: int) -> str:
-    return model.piece(token).decode("utf-8", errors="replace")
-
-
-def text_token_ids(s: Sample, piece: Callable[[int], bytes]) -> list[int]:
-    """The sample's token ids without a final end-of-sequence token (an id whose text is
-    empty, ending a sample that stopped): it is not part of the text, and OpenAI's logprobs
-    do not list it."""
-    ids = list(s.token_ids)
-    if ids and s.finish_reason == "stop" and piece(ids[-1]) == b"":
-        ids.pop()
-    return ids
+    """A token's text; a control token (empty text) by its name (``token_name``, where the
+    backend has one, e.g. ``"<|im_end|>"``)."""
+    raw = model.piece(token)
+    if raw:
+        return raw.decode("utf-8", errors="replace")
+    name = getattr(model, "token_name", None)
+    return name(token) if name is not None else f"<token {token}>"
 
 
 def choice_logprobs(
@@ -75,11 +73,13 @@ def choice_logprobs(
         length.
     """
     context = model.tokenize_prompt(prompt)
-    skip = 0
+    skip, text = 0, prompt.text or ""
     while skip < len(context) and model.piece(context[skip]) == b"":
-        skip += 1  # BOS and other leading control tokens: context, not text
-    generated = text_token_ids(sample, model.piece)
-    tokens = context + generated
+        name = _text(model, context[skip])
+        if text.startswith(name):  # a special token written in the prompt: listed
+            break
+        skip += 1  # a BOS the backend added: context, not text
+    tokens = context + list(sample.token_ids)
     first = skip if echo else len(context)
     listed = tokens[first:]
     scored = max(first, 1)  # the first position with a context before it

@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from samplescale.server.echo import text_token_ids
 from samplescale.types import Result, Sample, Usage
 
 
@@ -131,25 +130,47 @@ def extension(outcome: Outcome, request_id: str, candidates: bool) -> dict[str, 
 Piece = Callable[[int], bytes]
 
 
-def _tokens(s: Sample, piece: Piece | None, token_ids: bool) -> list[tuple[str, bytes | None]]:
+def text_token_ids(s: Sample, piece: Callable[[int], bytes]) -> list[int]:
+    """The sample's token ids without a final end-of-sequence token (an id whose text is
+    empty, ending a sample that stopped): it is not part of the text, and OpenAI's logprobs
+    do not list it."""
+    ids = list(s.token_ids)
+    if ids and s.finish_reason == "stop" and piece(ids[-1]) == b"":
+        ids.pop()
+    return ids
+
+
+def _tokens(
+    s: Sample, piece: Piece | None, token_ids: bool, end_name: Callable[[int], str] | None = None
+) -> list[tuple[str, bytes | None]]:
     """Each token's string and bytes: from its id (``piece``; ``"token_id:<id>"`` when
-    asked or without ``piece``), else as the backend reported it (bytes unknown). A final
-    end-of-sequence token (an id whose text is empty, ending a sample that stopped) is not
-    listed: it is not part of the text, and OpenAI's logprobs do not list it."""
+    asked or without ``piece``), else as the backend reported it (bytes unknown).
+
+    A final end-of-sequence token (an id whose text is empty, ending a sample that
+    stopped) is not part of the text: it is left out (chat, as OpenAI does), or listed
+    under its name ``end_name(id)`` (legacy completions, as vLLM does, so that the list
+    holds every generated token, as harnesses that drop the last entry expect).
+    """
     if not s.token_ids:
         return [(t, None) for t in s.token_texts]
+    ids = s.token_ids if piece is None else text_token_ids(s, piece)
     out: list[tuple[str, bytes | None]] = []
-    for tok in s.token_ids if piece is None else text_token_ids(s, piece):
+    for tok in ids:
         raw = piece(tok) if piece is not None and not token_ids else None
         out.append((f"token_id:{tok}", None) if raw is None
                    else (raw.decode("utf-8", errors="replace"), raw))
+    if end_name is not None and len(ids) < len(s.token_ids):
+        end = s.token_ids[-1]
+        out.append((f"token_id:{end}", None) if token_ids else (end_name(end), b""))
     return out
 
 
-def _rows(s: Sample, piece: Piece | None, token_ids: bool) -> list[tuple[str, bytes | None, float]]:
+def _rows(
+    s: Sample, piece: Piece | None, token_ids: bool, end_name: Callable[[int], str] | None = None
+) -> list[tuple[str, bytes | None, float]]:
     """``(token, bytes, logprob)`` per listed token (see :func:`_tokens`); empty when the
     sample has no log-probabilities or no token identities."""
-    tokens = _tokens(s, piece, token_ids)
+    tokens = _tokens(s, piece, token_ids, end_name)
     listed = len(s.token_ids) if s.token_ids else len(s.token_texts)
     if not s.logprobs or len(s.logprobs) != listed:
         return []
@@ -171,13 +192,15 @@ def chat_logprobs(s: Sample, piece: Piece | None, token_ids: bool) -> dict[str, 
     }
 
 
-def completion_logprobs(s: Sample, piece: Piece | None, token_ids: bool) -> dict[str, Any] | None:
+def completion_logprobs(
+    s: Sample, piece: Piece | None, token_ids: bool, end_name: Callable[[int], str] | None = None
+) -> dict[str, Any] | None:
     """A text completion choice's ``logprobs`` object (legacy format, no top tokens).
 
     ``text_offset[i]`` is the character offset of token ``i`` in the choice's text: the
     summed length of the token strings before it (as vLLM computes it without ``echo``).
     """
-    rows = _rows(s, piece, token_ids)
+    rows = _rows(s, piece, token_ids, end_name)
     if not rows:
         return None
     offsets, at = [], 0
@@ -236,12 +259,14 @@ def completion_body(
     candidates: bool,
     echo_prompt: str | None = None,
     scored: list[dict[str, Any]] | None = None,
+    end_name: Callable[[int], str] | None = None,
 ) -> dict[str, Any]:
     """A ``text_completion`` object.
 
     ``echo_prompt`` is put before each choice's text (``echo: true``); ``scored`` replaces
     each choice's ``logprobs`` with one computed by the model
-    (:func:`samplescale.server.echo.choice_logprobs`: prompt tokens, top alternatives).
+    (:func:`samplescale.server.echo.choice_logprobs`: prompt tokens, top alternatives);
+    ``end_name`` names a final end-of-sequence token in the logprobs (see ``_tokens``).
     """
     choices = [
         {
@@ -249,7 +274,7 @@ def completion_body(
             "text": (echo_prompt or "") + s.text,
             "logprobs": (
                 scored[i] if scored is not None
-                else completion_logprobs(s, piece, token_ids) if logprobs else None
+                else completion_logprobs(s, piece, token_ids, end_name) if logprobs else None
             ),
             "finish_reason": s.finish_reason,
         }

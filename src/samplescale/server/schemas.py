@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from samplescale.config import SamplingParams, valid_range
 
@@ -93,7 +100,8 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> APIError:
     allowed = valid_range(SamplingParams, loc[0]) if len(loc) == 1 else None
     where = f"; valid range {allowed}" if allowed else ""
     got = "" if err["type"] == "missing" else f" (got {err.get('input')!r:.80})"
-    return APIError(400, f"{field}: {err['msg']}{got}{where}", param=field)
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return APIError(400, f"{field}: {msg}{got}{where}", param=field)
 
 
 class TextPart(BaseModel):
@@ -213,6 +221,19 @@ class CompletionRequest(_Request):
     def wants_logprobs(self) -> bool:
         """Whether the choices carry token log-probabilities (``logprobs`` given)."""
         return self.logprobs is not None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _text_prompts(cls, prompt: Any) -> Any:
+        if isinstance(prompt, list):
+            if not prompt:
+                raise ValueError("an empty list; give a string or a list of strings")
+            if any(isinstance(x, (int, list)) for x in prompt):
+                raise ValueError(
+                    "token-id prompts are not supported; send the text "
+                    "(lm-evaluation-harness: tokenized_requests=False)"
+                )
+        return prompt
 
     @property
     def prompts(self) -> list[str]:
