@@ -317,3 +317,23 @@ def test_vllm_tokenizer_endpoints_serve_the_models_own_tokenizer(llama_backend):
         lone = httpx.post(root + "/tokenize", content=b'{"prompt": "\\ud800"}',
                           headers={"Content-Type": "application/json"})
         assert lone.status_code == 400
+
+
+@pytest.mark.parametrize("model", ["fake", "self-consistency@2/fake"])
+def test_a_long_non_streamed_call_stops_at_the_next_token_when_its_client_leaves(model):
+    """One long model call (a plain request, or a strategy's whole pool in one call) is
+    drawn through the backend's stream and stops at the next token: the next request is
+    served at once even with one request at a time."""
+    long = "x" * 4000  # 4000 tokens at 5 ms each: 20 s if it ran to the end
+    backend = ScriptedBackend([long], token_delay_s=0.005)
+    app = create_app(backend, "fake", max_concurrency=1)
+    body = {"model": model, "messages": USER, "max_tokens": 4000}
+    with serve(app) as u:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(u + "/chat/completions", json=body, timeout=0.5)
+        start = time.monotonic()
+        r = httpx.post(u + "/chat/completions",
+                       json={**body, "model": "fake", "max_tokens": 3}, timeout=30)
+        waited = time.monotonic() - start
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "xxx"
+        assert waited < 8, f"the abandoned call kept decoding ({waited:.1f} s)"

@@ -21,8 +21,10 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   strategy knows its answer only after its samples are drawn (and a plain request on a
   backend that does not stream, such as ``openai_http`` without ``stream=True``, only after
   the call returns), so there the text arrives after the work, in word-sized chunks. If the client disconnects
-  during a live stream, decoding stops at the next token; a strategy (streamed or not) stops
-  at its next model call (the server checks a waiting client every 0.25 s). A request that
+  decoding stops at the next token, streamed or not, on a streaming backend (every model
+  call is drawn through the stream and checked per token: :class:`execution.Watched`);
+  elsewhere the run stops at its next model call (the server checks a waiting client
+  every 0.25 s). A request that
   fails ends its
   stream with an OpenAI error object instead of the finish chunks (in a live stream,
   possibly after some text). With ``logprobs``, a choice's token logprobs arrive on its

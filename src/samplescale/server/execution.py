@@ -27,21 +27,35 @@ class ClientGone(Exception):
 
 class Watched:
     """``backend`` whose model calls (``generate``, ``stream``, ``logits_at``) raise
-    :class:`ClientGone` once ``gone`` is set, so a strategy whose client left stops at its
-    next model call. Every other attribute, and whether one exists, is the backend's."""
+    :class:`ClientGone` once ``gone`` is set, so a run whose client left stops at its next
+    model call. On a streaming backend ``generate`` is drawn through ``stream`` and checked
+    at every decoded token, so even one long call (a plain request, a strategy's pool)
+    stops at the next token. Every other attribute, and whether one exists, is the
+    backend's."""
 
     def __init__(self, backend: Backend, gone: threading.Event) -> None:
         self._backend = backend
         self._gone = gone
 
+    def _check(self, _: Any = None) -> None:
+        if self._gone.is_set():
+            raise ClientGone("the client disconnected")
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._backend, name)
         if name not in ("generate", "stream", "logits_at"):
             return attr
+        if name == "generate" and self._backend.capabilities.streaming:
+            stream = self._backend.stream  # type: ignore[attr-defined]
+
+            def generate(*args: Any, **kwargs: Any) -> Any:
+                self._check()
+                return collect(stream(*args, **kwargs), self._check)
+
+            return generate
 
         def checked(*args: Any, **kwargs: Any) -> Any:
-            if self._gone.is_set():
-                raise ClientGone("the client disconnected")
+            self._check()
             return attr(*args, **kwargs)
 
         return checked
