@@ -20,7 +20,7 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   text that could still start a stop string is held back until it is known not to). A
   strategy knows its answer only after its samples are drawn (and a plain request on a
   backend that does not stream, such as ``openai_http`` without ``stream=True``, only after
-  the call returns), so there the text arrives after the work, in word-sized chunks. If the client disconnects
+  the call returns), so there the text arrives after the work, in word-sized chunks. If the client disconnects,
   decoding stops at the next token, streamed or not, on a streaming backend (every model
   call is drawn through the stream and checked per token: :class:`execution.Watched`);
   elsewhere the run stops at its next model call (the server checks a waiting client
