@@ -337,3 +337,35 @@ def test_a_long_non_streamed_call_stops_at_the_next_token_when_its_client_leaves
         waited = time.monotonic() - start
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "xxx"
         assert waited < 8, f"the abandoned call kept decoding ({waited:.1f} s)"
+
+
+def test_a_prompt_list_is_capped_by_the_choices_a_request_may_ask_for():
+    app = create_app(ScriptedBackend(["ok"]), "fake", limits=Limits(max_samples=8))
+    with serve(app) as u:
+        r = httpx.post(u + "/completions", json={"model": "fake", "prompt": ["a"] * 5, "n": 2})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+        assert "5 prompts x n=2 choices is beyond this server's limit of 8" in r.text
+        ok = httpx.post(u + "/completions", json={"model": "fake", "prompt": ["a"] * 4, "n": 2})
+        assert ok.status_code == 200 and len(ok.json()["choices"]) == 8
+
+
+def test_logprobs_of_a_stopped_choice_are_those_of_its_text(url):
+    r = httpx.post(url + "/completions", json={
+        "model": "fake", "prompt": "x", "logprobs": 0, "stop": [" is"], "max_tokens": 20,
+    }).json()["choices"][0]
+    assert r["text"] == "The answer" and r["finish_reason"] == "stop"
+    assert "".join(r["logprobs"]["tokens"]) == "The answer"
+
+
+@pytest.mark.llama
+def test_stop_string_tokens_are_not_listed_in_logprobs(llama_backend):
+    app = create_app(llama_backend, "smollm2")
+    with serve(app) as u:
+        for echo in (False, True):
+            c = httpx.post(u + "/completions", json={
+                "model": "smollm2", "prompt": "Count: 1, 2, 3,", "max_tokens": 8, "stop": [","],
+                "temperature": 0, "logprobs": 1, "echo": echo,
+            }, timeout=60).json()["choices"][0]
+            assert c["finish_reason"] == "stop"
+            assert "".join(c["logprobs"]["tokens"]) == c["text"]
+            assert len(c["logprobs"]["text_offset"]) == len(c["logprobs"]["tokens"])

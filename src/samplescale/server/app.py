@@ -44,6 +44,7 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import secrets
@@ -255,12 +256,14 @@ def create_app(
     ) -> AsyncIterator[bytes]:
         """The SSE body. ``deltas`` (live streams) receives the text as it is decoded."""
         n_choices = 1 if p.strategy is not None else p.params.n
+        getting: asyncio.Future[Any] | None = None
         try:
             yield _sse(responses.role_chunk(rid, created, model, n_choices))
             while not task.done():
                 waiting: set[asyncio.Future[Any]] = {task}
                 if deltas is not None:
-                    waiting.add(asyncio.ensure_future(deltas.get()))
+                    getting = asyncio.ensure_future(deltas.get())
+                    waiting.add(getting)
                 done, _ = await asyncio.wait(
                     waiting, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -291,6 +294,8 @@ def create_app(
             yield _sse("[DONE]")
         finally:
             gone.set()  # the client left (or the stream ended): stop decoding
+            if getting is not None:
+                getting.cancel()  # a read of the next delta, pending when the client left
 
     async def checked_plan(req: Any, chat: bool) -> Plan:
         """Plan one request and refuse, before any work starts, what this backend cannot
@@ -342,6 +347,12 @@ def create_app(
         if req.stream and not chat:
             raise APIError(400, "stream: streaming is supported on /v1/chat/completions only",
                            param="stream")
+        if not chat and len(req.prompts) * req.n > lim.max_samples:
+            raise APIError(
+                400, f"prompt: {len(req.prompts)} prompts x n={req.n} choices is beyond this "
+                f"server's limit of {lim.max_samples} choices per request (--max-samples)",
+                param="prompt",
+            )
         subs = [req] if chat else [req.model_copy(update={"prompt": t}) for t in req.prompts]
         plans = [await checked_plan(r, chat) for r in subs]
         p = plans[0]
@@ -373,13 +384,19 @@ def create_app(
                 headers={"Cache-Control": "no-cache"},
             )
         bodies = []
+        left = p.max_total_tokens  # one token budget for the whole request
         for i, (sub, p) in enumerate(zip(subs, plans)):
+            if i and await request.is_disconnected():  # checked between prompts too
+                log.info("%s the client disconnected before prompt %d", rid, i + 1)
+                return Response(status_code=499)
+            p = dataclasses.replace(p, max_total_tokens=left)
             log.info("%s plan %d/%d strategy=%s n=%d budget=%d", rid, i + 1, len(plans),
                      getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens)
             try:
                 outcome = await finish(request, start(p, gone), gone, rid)
             except ClientGone:
                 return Response(status_code=499)  # "client closed request": nobody reads it
+            left = max(0, left - outcome.budget["spent"])
             common = dict(request_id=rid, created=created, model=req.model,
                           logprobs=req.wants_logprobs, piece=piece, token_ids=p.token_ids,
                           candidates=p.candidates)
@@ -401,7 +418,7 @@ def create_app(
                         media_type="application/json")
 
     if can_tokenize(backend):
-        add_tokenizer_routes(app, backend, read, authorize)
+        add_tokenizer_routes(app, backend, read, authorize, threads)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:

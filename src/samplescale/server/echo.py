@@ -12,10 +12,10 @@ prompt's token log-probabilities and check whether each was the most likely toke
 Conventions (as OpenAI's legacy format and vLLM):
 
 * ``tokens`` are the prompt's tokens (leading control tokens such as BOS, which are not
-  part of the prompt text, are scored as context but not listed) then every token the
-  choice generated; joined, they give ``prompt + text``, followed by the name of a final
-  end-of-sequence token (``"<|im_end|>"``) when the choice ended on one: harnesses such as
-  lm-evaluation-harness drop the last entry as the generated one.
+  part of the prompt text, are scored as context but not listed) then the choice's tokens
+  (not those of a stop string); joined, they give ``prompt + text``, followed by the name
+  of a final end-of-sequence token (``"<|im_end|>"``) when the choice ended on one:
+  harnesses such as lm-evaluation-harness drop the last entry as the generated one.
 * ``token_logprobs[i]`` is the natural-log probability of token ``i`` given everything
   before it (softmax of the raw logits over the whole vocabulary); ``None`` for a first
   token that has no context at all.
@@ -35,6 +35,7 @@ import numpy as np
 
 from samplescale.backends.base import LogitsModel
 from samplescale.sampling.functional import log_softmax
+from samplescale.server.responses import text_token_ids
 from samplescale.types import Prompt, Sample
 
 
@@ -79,7 +80,8 @@ def choice_logprobs(
         if text.startswith(name):  # a special token written in the prompt: listed
             break
         skip += 1  # a BOS the backend added: context, not text
-    tokens = context + list(sample.token_ids)
+    text_ids, end = text_token_ids(sample, model.piece)
+    tokens = context + text_ids + ([] if end is None else [end])
     first = skip if echo else len(context)
     listed = tokens[first:]
     scored = max(first, 1)  # the first position with a context before it

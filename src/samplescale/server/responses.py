@@ -130,14 +130,26 @@ def extension(outcome: Outcome, request_id: str, candidates: bool) -> dict[str, 
 Piece = Callable[[int], bytes]
 
 
-def text_token_ids(s: Sample, piece: Callable[[int], bytes]) -> list[int]:
-    """The sample's token ids without a final end-of-sequence token (an id whose text is
-    empty, ending a sample that stopped): it is not part of the text, and OpenAI's logprobs
-    do not list it."""
+def text_token_ids(s: Sample, piece: Callable[[int], bytes]) -> tuple[list[int], int | None]:
+    """The sample's token ids that make its text, and its end-of-sequence token (or None).
+
+    A sample that stopped may have generated tokens past its text: the tokens of a stop
+    string (not returned, as OpenAI and vLLM do not) and a final end-of-sequence token (an
+    id whose text is empty). Tokens are kept while the text they start in is inside
+    ``s.text``; the end-of-sequence token is returned apart when the sample ended on it
+    right after its text.
+    """
     ids = list(s.token_ids)
-    if ids and s.finish_reason == "stop" and piece(ids[-1]) == b"":
-        ids.pop()
-    return ids
+    if s.finish_reason != "stop":
+        return ids, None
+    limit, at, kept = len(s.text.encode("utf-8")), 0, []
+    for tok in ids:
+        if at >= limit:
+            break
+        kept.append(tok)
+        at += len(piece(tok))
+    end = ids[-1] if len(kept) == len(ids) - 1 and piece(ids[-1]) == b"" else None
+    return kept, end
 
 
 def _tokens(
@@ -146,21 +158,26 @@ def _tokens(
     """Each token's string and bytes: from its id (``piece``; ``"token_id:<id>"`` when
     asked or without ``piece``), else as the backend reported it (bytes unknown).
 
-    A final end-of-sequence token (an id whose text is empty, ending a sample that
-    stopped) is not part of the text: it is left out (chat, as OpenAI does), or listed
-    under its name ``end_name(id)`` (legacy completions, as vLLM does, so that the list
-    holds every generated token, as harnesses that drop the last entry expect).
+    Only the tokens of the text are listed (:func:`text_token_ids`: not those of a stop
+    string). A final end-of-sequence token is left out (chat, as OpenAI does), or listed
+    under its name ``end_name(id)`` (legacy completions, as vLLM does, so that a harness
+    that drops the last entry as the generated one finds it there).
     """
-    if not s.token_ids:
-        return [(t, None) for t in s.token_texts]
-    ids = s.token_ids if piece is None else text_token_ids(s, piece)
+    if not s.token_ids:  # token strings only: those of the text (not of a stop string)
+        texts, at = [], 0
+        for t in s.token_texts:
+            if s.finish_reason == "stop" and at >= len(s.text):
+                break
+            texts.append(t)
+            at += len(t)
+        return [(t, None) for t in texts]
+    ids, end = (list(s.token_ids), None) if piece is None else text_token_ids(s, piece)
     out: list[tuple[str, bytes | None]] = []
     for tok in ids:
         raw = piece(tok) if piece is not None and not token_ids else None
         out.append((f"token_id:{tok}", None) if raw is None
                    else (raw.decode("utf-8", errors="replace"), raw))
-    if end_name is not None and len(ids) < len(s.token_ids):
-        end = s.token_ids[-1]
+    if end_name is not None and end is not None:
         out.append((f"token_id:{end}", None) if token_ids else (end_name(end), b""))
     return out
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from samplescale.errors import ConfigError
 from samplescale.server.schemas import APIError
@@ -35,7 +35,7 @@ class DetokenizeRequest(BaseModel):
     """Body of ``POST /detokenize``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
-    tokens: list[int] = Field(max_length=1_000_000)
+    tokens: list[StrictInt] = Field(max_length=1_000_000)
 
 
 def can_tokenize(backend: Any) -> bool:
@@ -51,8 +51,10 @@ def add_tokenizer_routes(
     backend: Any,
     read: Callable[[Request, type[Any]], Awaitable[Any]],
     authorize: Callable[[Request], None],
+    limiter: anyio.CapacityLimiter,
 ) -> None:
-    """Add the three routes to ``app`` (``read`` parses and validates a body)."""
+    """Add the three routes to ``app`` (``read`` parses and validates a body; the work runs
+    in worker threads under ``limiter``, the one the completions run under)."""
     vocab = int(backend.vocab_size)
 
     @app.get("/tokenizer_info")
@@ -65,7 +67,7 @@ def add_tokenizer_routes(
         req = await read(request, TokenizeRequest)
         try:
             tokens = await anyio.to_thread.run_sync(
-                backend.tokenize_text, req.prompt, req.add_special_tokens
+                backend.tokenize_text, req.prompt, req.add_special_tokens, limiter=limiter
             )
         except ConfigError as exc:
             raise APIError(400, f"prompt: {exc}", param="prompt") from exc
@@ -77,7 +79,10 @@ def add_tokenizer_routes(
         bad = next((t for t in req.tokens if not 0 <= t < vocab), None)
         if bad is not None:
             raise APIError(400, f"tokens: id {bad} is outside [0, {vocab})", param="tokens")
-        text = b"".join(
-            backend.piece(t) or backend.token_name(t).encode("utf-8") for t in req.tokens
-        )
-        return {"prompt": text.decode("utf-8", errors="replace")}
+        def join() -> str:
+            text = b"".join(
+                backend.piece(t) or backend.token_name(t).encode("utf-8") for t in req.tokens
+            )
+            return text.decode("utf-8", errors="replace")
+
+        return {"prompt": await anyio.to_thread.run_sync(join, limiter=limiter)}
