@@ -37,6 +37,7 @@ from samplescale.verifiers._latex import (
     _strip_text_wrapper,
     _wrapper_span,
 )
+from samplescale.verifiers._spans import cut_run_on, math_spans
 from samplescale.verifiers.numbers import _parse_number
 
 __all__ = ["extract_answer", "sample_answer"]
@@ -123,6 +124,16 @@ def _drop_hedge(x: str) -> str:
     return short if _LEADING_NUMBER_RE.fullmatch(short) and _parse_number(short) is not None else x
 
 
+def _is_sentence(x: str) -> bool:
+    """Prose: more than four words, two of them words of three or more letters (other
+    than ``and``, ``or``)."""
+    words = x.split()
+    return len(words) > 4 and sum(bool(_WORD_RE.fullmatch(w)) for w in words) >= 2
+
+
+_WORD_RE = re.compile(r"(?!(?:and|or)$)[A-Za-z]{3,}", re.IGNORECASE)
+
+
 def _looks_like_answer(x: str) -> bool:
     """Reject empty tails and prose (more than four words without a digit or LaTeX)."""
     if not x:
@@ -148,7 +159,9 @@ _BOLD_RE = re.compile(r"\*\*([^*\n]+?)\*\*")
 _HEADING_RE = re.compile(r"(?:step|part|case|problem|solution|question|example)\b", re.I)
 _LAST_NUMBER_RE = re.compile(
     r"(?:(?<![\w)\]}.])[-\u2212])?(?<![\w.])"
-    r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?!\d)(?:\\?%)?"
+    r"(?:[1-9]\d{0,2}(?:,\d{3})+(?!\d|,\d)|[1-9]\d{0,2}(?:[ \u00a0]\d{3})+(?!\d|,\d)"
+    r"|(?<![\d,])(?:0,\d+|[1-9]\d*,(?:\d{1,2}|\d{4,}))(?![\d,])|\d+)"
+    r"(?:\.\d+)?(?:/[1-9]\d*(?!\d|[.,]\d))?(?!\d)(?:\\?%)?"
     r"|(?:(?<![\w)\]}.])[-\u2212])?(?<![\w.])\.\d+(?!\d)(?:\\?%)?"
 )
 
@@ -236,12 +249,13 @@ def _read_phrases(text: str) -> Iterator[tuple[int, int, str]]:
 
 def _rule_phrase(text: str) -> str | None:
     for _, _, answer in _phrases(text):
-        if (
-            _looks_like_answer(answer)
-            and not _unevaluated(answer)
-            and not re.search(r"\banswer\b", answer, re.IGNORECASE)  # a repeated phrase
-            and not re.match(r"not\b", answer, re.IGNORECASE)  # "the answer is not 15"
+        if re.search(r"\banswer\b", answer, re.IGNORECASE) or re.match(  # a repeated phrase
+            r"not\b", answer, re.IGNORECASE  # "the answer is not 15"
         ):
+            continue
+        if _is_sentence(answer):  # "The volume of $V$ is 120" -> "120"
+            answer = _last_side_if_arithmetic(_math_or_number(answer) or answer)
+        if _looks_like_answer(answer) and not _unevaluated(answer):
             return answer
     return None
 
@@ -273,9 +287,26 @@ def _rule_bold(text: str) -> str | None:
     return None
 
 
-def _rule_last_number(text: str) -> str | None:
-    matches = _LAST_NUMBER_RE.findall(_without_restatements(text))
-    return matches[-1].translate(_MINUS_SIGNS) if matches else None
+def _math_or_number(text: str) -> str | None:
+    """The last LaTeX math span or the last number, whichever ends later (as
+    math-verify's extraction orders its matches of equal priority)."""
+    numbers = list(_LAST_NUMBER_RE.finditer(text))
+    number_end = numbers[-1].end() if numbers else -1
+    for _, end, content in reversed(math_spans(text)):
+        if end < number_end:
+            break
+        answer = _last_side_if_arithmetic(_tidy(content))
+        if answer and not _unevaluated(answer):
+            return answer
+    return numbers[-1].group().translate(_MINUS_SIGNS) if numbers else None
+
+
+def _rule_math_or_number(text: str) -> str | None:
+    return _math_or_number(_without_restatements(text))
+
+
+def _states_answer(text: str) -> bool:
+    return any(rule(text) for rule in _STATED_RULES)
 
 
 def extract_answer(text: str, *, last_number: bool = True) -> str | None:
@@ -354,12 +385,21 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
     """
     if not isinstance(text, str):
         raise ConfigError(f"text must be a str, got {type(text).__name__}")
-    rules = (_rule_boxed, _rule_hash, _rule_phrase, _rule_bold)
-    for rule in (*rules, _rule_last_number) if last_number else rules:
+    text = cut_run_on(text, _states_answer)
+    rules = _STATED_RULES + (_rule_math_or_number,) if last_number else _STATED_RULES
+    for rule in rules:
         answer = rule(text)
         if answer:
             return answer
     return None
+
+
+_STATED_RULES: tuple[Callable[[str], str | None], ...] = (
+    _rule_boxed,
+    _rule_hash,
+    _rule_phrase,
+    _rule_bold,
+)
 
 
 def sample_answer(

@@ -67,6 +67,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from fractions import Fraction
 
 from samplescale.errors import ConfigError
 from samplescale.verifiers._latex import _MINUS_SIGNS, _last_boxed, _strip_text_wrapper
@@ -132,20 +133,35 @@ def _verification_pairs(gold: str, pred: str, percent: bool) -> list[tuple[str, 
 # --------------------------------------------------------------------------------------
 
 
+_DECIMAL_COMMA_RE = re.compile(r"[-+]?(?:0,\d+|[1-9]\d*,(?:\d{1,2}|\d{4,}))")
+_JUXTAPOSED_RE = re.compile(r"\d\s+\.?\d|\d\s*\\[dtc]?frac\s*\{?\s*\d")
+
+
+def _decimal_comma(answer: str, other: tuple[Fraction, bool] | None) -> str:
+    """``"2,74"`` -> ``"2.74"`` when the other answer is one number (a European decimal
+    comma: not a thousands group of three digits, and not a list, since the other
+    answer is a single number); any other answer is returned unchanged."""
+    if other is not None and _DECIMAL_COMMA_RE.fullmatch(answer):
+        return answer.replace(",", ".")
+    return answer
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _decide(pred: str, gold: str, percent: bool, timeout: float, symmetric: bool) -> bool:
-    """Equivalence of two canonical answers (see the module docstring)."""
-    if not pred or not gold:
+def _decide(a: str, b: str, percent: bool, timeout: float) -> bool:
+    """Symmetric equivalence of two canonical answers (see the module docstring)."""
+    if not a or not b:
         return False
-    if pred == gold:
+    if a == b:
         return True
-    pred_number, gold_number = _parse_number(pred), _parse_number(gold)
-    if pred_number is not None and gold_number is not None:
-        return _numbers_equal(pred_number, gold_number, percent)
-    pairs = _verification_pairs(gold, pred, percent)
-    if symmetric:
-        pairs += [p for p in _verification_pairs(pred, gold, percent) if p not in pairs]
-    return bool(_run_in_worker(tuple(pairs), timeout))
+    a_number, b_number = _parse_number(a), _parse_number(b)
+    if a_number is None or b_number is None:
+        a, b = _decimal_comma(a, b_number), _decimal_comma(b, a_number)
+        a_number, b_number = _parse_number(a), _parse_number(b)
+    if a_number is not None and b_number is not None:
+        return _numbers_equal(a_number, b_number, percent)
+    if _JUXTAPOSED_RE.search(a) or _JUXTAPOSED_RE.search(b):
+        return False  # "1 2": two numbers side by side are no answer (not their product)
+    return bool(_run_in_worker(tuple(_verification_pairs(a, b, percent)), timeout))
 
 
 def _check_answer(name: str, value: object) -> None:
@@ -234,7 +250,8 @@ def is_equivalent(
     limit = _check_timeout(timeout)
     if pred is None or gold is None:
         return False
-    return _decide(_canonical(pred), _canonical(gold), percent, limit, False)
+    first, second = sorted((_canonical(pred), _canonical(gold)))
+    return _decide(first, second, percent, limit)
 
 
 def answers_equivalent(a: str | None, b: str | None, *, timeout: float = 5.0) -> bool:
@@ -272,4 +289,4 @@ def answers_equivalent(a: str | None, b: str | None, *, timeout: float = 5.0) ->
     if a is None or b is None:
         return False
     first, second = sorted((_canonical(a), _canonical(b)))
-    return _decide(first, second, True, limit, True)
+    return _decide(first, second, True, limit)
