@@ -38,12 +38,12 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from samplescale.verifiers.numbers import MIN_APPROX_DIGITS
+
 logger = logging.getLogger(__name__)
 
 #: Significant digits at which a value is evaluated to compare it with a decimal.
 DIGITS = 50
-#: Fewest significant digits a bare decimal needs to stand for a value it rounds.
-MIN_APPROX_DIGITS = 10
 
 
 def _decimal_text(value: Any) -> str:
@@ -147,35 +147,77 @@ def install() -> None:
 
 
 def _equation_parts(expr: Any) -> list[Any] | None:
-    """The ``Eq`` parts of an equation or equation chain, else None."""
+    """The ``Eq`` parts of an equation or of a chain ``x = 3 + 4 = 7``, else None."""
+    from latex2sympy2_extended.logic import And
     from sympy import Eq
 
     if isinstance(expr, Eq):
         return [expr]
-    args = getattr(expr, "_unsorted_args", None)  # math-verify's chained relations
+    args = getattr(expr, "_unsorted_args", None) if isinstance(expr, And) else None
     if args and all(isinstance(a, Eq) for a in args):
         return list(args)
     return None
 
 
-def _is_name(lhs: Any) -> bool:
-    """Whether the left-hand side of an equation names a quantity (``x``, ``a_3``,
-    ``|AB|``, ``A:B``, ``\\frac{NO}{BO}``, ``f(x)``, ``(p, q)``) rather than being an
-    expression of it: no sum and no number other than 1 and -1 (from a division)."""
+def _is_name(lhs: Any, rhs: Any) -> bool:
+    """Whether ``lhs = rhs`` states the value of a named quantity: ``x``, ``a_3``,
+    ``|AB|``, ``A:B``, ``\\frac{NO}{BO}``, ``f(x)``, ``(p, q)`` (no sum and no number
+    other than 1 and -1, from a division), or ``2 + 3 = 5`` (no variables on either
+    side); ``3x + 4y = 0`` and ``7 = 11a + c`` state no value."""
     from sympy import Add, Number
 
     if not getattr(lhs, "free_symbols", None):
-        return True  # no variables: "2 + 3 = 5" states the value 5
-    return not lhs.atoms(Add) and not lhs.has(Add) and lhs.atoms(Number) <= {1, -1}
+        return not getattr(rhs, "free_symbols", None)
+    return not lhs.has(Add) and lhs.atoms(Number) <= {1, -1}
 
 
 def _as_value(expr: Any, other: Any) -> Any:
-    """``x = 5`` -> ``5`` when ``other`` is not an equation and the left-hand side is a
-    name (see :func:`_is_name`); a chain ``x = 3 + 4 = 7`` gives its last right side."""
-    parts = _equation_parts(expr)
-    if parts is None or _equation_parts(other) is not None or not _is_name(parts[0].lhs):
+    """The value an equation states, when ``other`` is not an equation.
+
+    ``x = 5`` gives ``5`` and a chain ``x = 3 + 4 = 7`` its last right side, if the
+    left-hand side is a name (:func:`_is_name`). A list of such equations gives the
+    list of values: ``x = 1, x = 2`` (one name) the set {1, 2}; ``AB = 4, CD = 5``
+    (several names) the tuple (4, 5) in the written order, compared with the other
+    answer's parts in their written order. Anything else is returned unchanged.
+    """
+    from sympy import FiniteSet, Tuple
+
+    if _equation_parts(other) is not None:
         return expr
-    return parts[-1].rhs
+    parts = _equation_parts(expr)
+    if parts is not None:
+        return parts[-1].rhs if _is_name(parts[0].lhs, parts[-1].rhs) else expr
+    items = getattr(expr, "_unsorted_args", None) if isinstance(expr, FiniteSet) else None
+    if not items or _set_has_equation(other):
+        return expr
+    values, names = [], set()
+    for item in items:
+        item_parts = _equation_parts(item)
+        if item_parts is None or not _is_name(item_parts[0].lhs, item_parts[-1].rhs):
+            return expr
+        names.add(item_parts[0].lhs)
+        values.append(item_parts[-1].rhs)
+    if len(names) == 1:
+        return FiniteSet(*values)
+    if isinstance(other, FiniteSet) and not isinstance(other, Tuple):
+        return Tuple(*values)
+    return expr
+
+
+def _set_has_equation(expr: Any) -> bool:
+    items: Any = getattr(expr, "_unsorted_args", None) or getattr(expr, "args", ())
+    return any(_equation_parts(item) is not None for item in items)
+
+
+def _ordered(expr: Any, other: Any) -> Any:
+    """A set answer as the tuple of its parts in written order, when ``other`` is a
+    tuple of named values (see :func:`_as_value`)."""
+    from sympy import FiniteSet, Tuple
+
+    items = getattr(expr, "_unsorted_args", None)
+    if isinstance(other, Tuple) and isinstance(expr, FiniteSet) and items:
+        return Tuple(*items)
+    return expr
 
 
 def parse_answer(latex: str) -> Any | None:
@@ -199,6 +241,7 @@ def equivalent(a: str, b: str) -> bool:
     if x is None or y is None:
         return False
     x, y = _as_value(x, y), _as_value(y, x)
+    x, y = _ordered(x, y), _ordered(y, x)
     if (_equation_parts(x) is None) != (_equation_parts(y) is None):
         return False  # math-verify would cut the equation to its right side: "3x+4y=0" vs "0"
     return _one_way(x, y) and _one_way(y, x)

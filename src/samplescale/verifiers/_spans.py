@@ -10,9 +10,9 @@ interpret LaTeX (math-verify's parser does that, in the worker process):
   ``<|im_start|>user``) and GSM8K few-shot completions that go on with a new
   ``Question: ... #### N``.
 * :func:`math_spans` lists the LaTeX math spans ``$...$`` (one line), ``$$...$$``,
-  ``\(...\)`` and ``\[...\]``, the delimiters math-verify's LaTeX extraction reads
-  (``math_verify.parser.make_latex_env_pattern``), skipping spans that are prose
-  between two currency signs (``$5 each and $``).
+  ``\(...\)`` and ``\[...\]``, and bare fractions ``\frac{10}{9}``, the spans
+  math-verify's LaTeX extraction reads (``math_verify.parser.make_latex_env_pattern``),
+  skipping spans that are prose between two currency signs (``$5 each and $``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ _SPAN_RE = re.compile(
     r"(?<!\\)\$\$(?P<a>(?:[^$]|\$(?!\$))+?)(?<!\\)\$\$"
     r"|(?<!\\)\\\[(?P<b>(?:[^\\]|\\(?![\[\]]))+?)\\\]"
     r"|(?<![\\\d$])\$(?P<c>(?:\\\$|[^\n$])+?)(?<!\\)\$"
-    r"|(?<!\\)\\\((?P<d>(?:[^\\]|\\(?![()]))+?)\\\)",
+    r"|(?<!\\)\\\((?P<d>(?:[^\\]|\\(?![()]))+?)\\\)"
+    r"|(?P<e>-?\\[dtc]?frac\{-?\d+(?:\.\d+)?\}\{-?\d+(?:\.\d+)?\})",
 )
 _TEXT_COMMAND_RE = re.compile(r"\\(?:text\w*|mathrm|mbox|operatorname)\s*\{[^{}]*\}")
 _PROSE_RE = re.compile(r"[A-Za-z]{3,}[\s,.]+[A-Za-z]{3,}")

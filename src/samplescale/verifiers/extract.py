@@ -28,8 +28,10 @@ from collections.abc import Callable, Iterator
 from samplescale.errors import ConfigError
 from samplescale.types import Sample
 from samplescale.verifiers._latex import (
+    _BOX_JOINER_RE,
     _MINUS_SIGNS,
     _WRAPPER_RE,
+    _boxes,
     _delimiter_span,
     _last_boxed,
     _matching_braces,
@@ -166,11 +168,21 @@ _LAST_NUMBER_RE = re.compile(
 )
 
 
+_MINERVA_RE = re.compile(r"final\s+answer\s+is\s*:?\s*(.+?)\s*\.?\s*I\s+hope\b", re.I | re.S)
+
+
 def _rule_boxed(text: str) -> str | None:
-    content = _last_boxed(text)
-    if content is None:
+    boxes = _boxes(text)
+    if not boxes:
         return None
-    return _strip_text_wrapper(content.translate(_MINUS_SIGNS)) or None
+    # Minerva's ending after the last box restates the final answer: it wins (as in
+    # math-verify, where both have the top priority and the later match is taken)
+    for m in reversed(list(_MINERVA_RE.finditer(text, boxes[-1][1]))):
+        answer = _unquote(m.group(1).replace('\\"', '"'))
+        if answer:
+            return answer
+    content = _last_boxed(text)
+    return _strip_text_wrapper((content or "").translate(_MINUS_SIGNS)) or None
 
 
 def _rule_hash(text: str) -> str | None:
@@ -250,7 +262,9 @@ def _read_phrases(text: str) -> Iterator[tuple[int, int, str]]:
 def _rule_phrase(text: str) -> str | None:
     for _, _, answer in _phrases(text):
         if re.search(r"\banswer\b", answer, re.IGNORECASE) or re.match(  # a repeated phrase
-            r"not\b", answer, re.IGNORECASE  # "the answer is not 15"
+            r"not\b",
+            answer,
+            re.IGNORECASE,  # "the answer is not 15"
         ):
             continue
         if _is_sentence(answer):  # "The volume of $V$ is 120" -> "120"
@@ -289,13 +303,18 @@ def _rule_bold(text: str) -> str | None:
 
 def _math_or_number(text: str) -> str | None:
     """The last LaTeX math span or the last number, whichever ends later (as
-    math-verify's extraction orders its matches of equal priority)."""
+    math-verify's extraction orders its matches of equal priority). Spans separated
+    only by ``,``, ``;``, ``and``, ``or`` or spacing are one multi-part answer
+    (``$1$ and $2$`` gives ``1, 2``), as boxes are."""
     numbers = list(_LAST_NUMBER_RE.finditer(text))
     number_end = numbers[-1].end() if numbers else -1
-    for _, end, content in reversed(math_spans(text)):
-        if end < number_end:
-            break
-        answer = _last_side_if_arithmetic(_tidy(content))
+    spans = math_spans(text)
+    while spans and spans[-1][1] >= number_end:
+        group = [spans.pop()]
+        while spans and _BOX_JOINER_RE.fullmatch(text, spans[-1][1], group[-1][0]):
+            group.append(spans.pop())
+        joined = ", ".join(content for _, _, content in reversed(group))
+        answer = _last_side_if_arithmetic(_tidy(joined))
         if answer and not _unevaluated(answer):
             return answer
     return numbers[-1].group().translate(_MINUS_SIGNS) if numbers else None

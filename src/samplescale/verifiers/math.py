@@ -76,6 +76,7 @@ from samplescale.verifiers.extract import extract_answer
 from samplescale.verifiers.numbers import (
     _numbers_equal,
     _parse_number,
+    _rounds_to,
     _split_percent,
     normalize_number,
 )
@@ -158,7 +159,11 @@ def _decide(a: str, b: str, percent: bool, timeout: float) -> bool:
         a, b = _decimal_comma(a, b_number), _decimal_comma(b, a_number)
         a_number, b_number = _parse_number(a), _parse_number(b)
     if a_number is not None and b_number is not None:
-        return _numbers_equal(a_number, b_number, percent)
+        return (
+            _numbers_equal(a_number, b_number, percent)
+            or (not a_number[1] and _rounds_to(b, a_number[0]))
+            or (not b_number[1] and _rounds_to(a, b_number[0]))
+        )
     if _JUXTAPOSED_RE.search(a) or _JUXTAPOSED_RE.search(b):
         return False  # "1 2": two numbers side by side are no answer (not their product)
     return bool(_run_in_worker(tuple(_verification_pairs(a, b, percent)), timeout))

@@ -92,7 +92,9 @@ def _parse_number(s: str) -> tuple[Fraction, bool] | None:
         elif (m := _SLASH_RE.fullmatch(t)) is not None:
             value = _to_fraction(m.group("a")) / _to_fraction(m.group("b"))
         elif (m := _MIXED_RE.fullmatch(t)) is not None:  # "2\\frac{1}{2}" is 5/2
-            num, den = (m.group("a"), m.group("b")) if m.group("a") else (m.group("c"), m.group("d"))
+            num, den = (
+                (m.group("a"), m.group("b")) if m.group("a") else (m.group("c"), m.group("d"))
+            )
             if int(num) >= int(den):
                 return None  # not a proper fraction: no mixed number
             value = int(m.group("w")) + Fraction(int(num), int(den))
@@ -200,6 +202,24 @@ def normalize_number(s: str) -> str | None:
     except ValueError:  # the canonical form has more digits than str(int) allows
         return None
     return text + ("%" if pct else "")
+
+
+#: Fewest significant digits a decimal needs to stand for a value it rounds or cuts.
+MIN_APPROX_DIGITS = 10
+_DECIMAL_TEXT_RE = re.compile(r"[-+]?(?P<int>\d*)\.(?P<frac>\d+)")
+
+
+def _rounds_to(text: str, value: Fraction) -> bool:
+    """Whether the decimal ``text`` (e.g. ``"0.0833333333333333"``) is ``value`` rounded
+    or cut at its last digit, with at least :data:`MIN_APPROX_DIGITS` significant
+    digits: a tolerance relative to the digits written, never an absolute one
+    (``"0.333"`` is not ``1/3``; ``"0.3333333333"`` is)."""
+    m = _DECIMAL_TEXT_RE.fullmatch(text.strip())
+    if m is None or len((m.group("int") + m.group("frac")).lstrip("0")) < MIN_APPROX_DIGITS:
+        return False
+    written = _parse_number(text)
+    places = len(m.group("frac"))
+    return written is not None and abs(written[0] - value) < Fraction(1, 10**places)
 
 
 def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool], percent: bool) -> bool:
