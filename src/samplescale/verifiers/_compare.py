@@ -163,10 +163,11 @@ def _is_name(lhs: Any, rhs: Any) -> bool:
     """Whether ``lhs = rhs`` states the value of a named quantity: ``x``, ``a_3``,
     ``|AB|``, ``A:B``, ``\\frac{NO}{BO}``, ``f(x)``, ``(p, q)`` (no sum and no number
     other than 1 and -1, from a division), or ``2 + 3 = 5`` (no variables on either
-    side); ``3x + 4y = 0`` and ``7 = 11a + c`` state no value."""
+    side: the last side is the value stated, as in a worked computation, even where the
+    arithmetic before it is wrong); ``3x + 4y = 0`` and ``7 = 11a + c`` state no value."""
     from sympy import Add, Number
 
-    if not getattr(lhs, "free_symbols", None):
+    if not getattr(lhs, "free_symbols", None):  # "2 + 3 = 5" states 5
         return not getattr(rhs, "free_symbols", None)
     return not lhs.has(Add) and lhs.atoms(Number) <= {1, -1}
 

@@ -54,6 +54,7 @@ def _matching_braces(text: str) -> dict[int, int]:
 
 _BOX_JOINER_RE = re.compile(
     r"(?:\s|[$,;&~]|\\[()\[\],;:!~ ]|\\\\|\\q?quad\b|\b(?:and|or)\b"
+    r"|\b[A-Za-z](?:_\{?\w+\}?)?\s*="
     r"|\\(?:text|textrm|mbox|mathrm)\s*\{\s*,?\s*(?:and|or)?\s*,?\s*\})*"
 )
 
@@ -90,8 +91,9 @@ def _last_boxed(text: str) -> str | None:
     """The answer in the last group of boxes, or None if there is no complete box.
 
     A group is a run of boxes separated only by whitespace, punctuation (``,`` ``;``),
-    math delimiters, spacing commands (``\\quad``, ``\\,``) and the words ``and`` /
-    ``or`` (bare or in ``\\text{}``): ``\\boxed{(1, 2)}, \\boxed{(2, 1)}`` gives
+    math delimiters, spacing commands (``\\quad``, ``\\,``), the words ``and`` /
+    ``or`` (bare or in ``\\text{}``) and a variable name with ``=`` (``x = \\boxed{2}
+    \\text{ or } x = \\boxed{3}``): ``\\boxed{(1, 2)}, \\boxed{(2, 1)}`` gives
     ``(1, 2), (2, 1)``, while ``\\boxed{5}. Wrong; it is \\boxed{7}`` gives ``7``. The
     contents of a group are joined with ``", "``: several boxes are one multi-part answer.
     """

@@ -149,11 +149,13 @@ def main() -> int:
         _exit_when_orphaned()
     _adopt_parent_sys_path()
     try:
-        from samplescale.verifiers._compare import install
+        from samplescale.verifiers._compare import equivalent, install
 
         install()  # math-verify's number comparison without an absolute tolerance
         for name in ("math_verify", "latex2sympy2_extended"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # load the LaTeX grammar and sympy's lazy parts now, outside any time limit
+        equivalent("x+1", "1+x")
     except Exception as exc:
         _send(
             proto_out,
