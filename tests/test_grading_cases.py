@@ -2,7 +2,8 @@ r"""The public table of grading cases (``tests/data/grading_cases.jsonl``).
 
 Each row is a (gold, model output) pair from a public source, named in its ``source``
 field: most are Math-Verify's own regression tests (real MATH, NuminaMath and
-OpenThoughts outputs), grouped by ``kind``. Both texts go through the grading pipeline
+OpenThoughts outputs, MIT License: ``tests/data/grading_cases.LICENSE``), grouped by
+``kind``. Both texts go through the grading pipeline
 of an evaluation: :func:`extract_answer` on each, then :func:`is_equivalent`.
 
 Columns: ``verdict`` is the right verdict worked out by hand; ``samplescale`` is what
