@@ -459,7 +459,8 @@ def test_results_are_cached(monkeypatch):
         assert is_equivalent("(x+1)^2", "x^2+2x+1")
         assert answers_equivalent("(x+1)^2", "x^2+2x+1")
         assert answers_equivalent("x^2+2x+1", "(x+1)^2")
-    assert len(calls) == 2
+    # equivalence is symmetric: all three questions share one cache entry
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@ Low-level string operations on answers written in LaTeX or markdown, used by
 
 * :func:`_matching_braces` pairs balanced ``{``/``}``; escaped ``\{`` and ``\}`` do not
   count;
-* :func:`_last_boxed` reads the content of the last complete, non-empty ``\boxed{...}``
-  or ``\fbox{...}`` (or the short form ``\boxed 5``);
+* :func:`_last_boxed` reads the answer in the last group of complete, non-empty
+  ``\boxed{...}`` / ``\fbox{...}`` (or the short form ``\boxed 5``): boxes separated
+  only by punctuation, spacing and ``and`` / ``or`` form one multi-part answer;
 * :func:`_strip_text_wrapper` removes ``\text{...}`` (``\textrm``, ``\textbf``,
   ``\mathrm``, ``\mathbf``, ``\mbox``) wrappers spanning a whole answer;
 * :func:`_strip_math_delimiters` removes ``$...$``, ``$$...$$``, ``\(...\)``,
@@ -51,13 +52,21 @@ def _matching_braces(text: str) -> dict[int, int]:
     return pairs
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last complete, non-empty ``\\boxed{...}`` / ``\\fbox{...}``, else None."""
-    boxes = list(_BOX_RE.finditer(text))
-    if not boxes:
-        return None
+_BOX_JOINER_RE = re.compile(
+    r"(?:\s|[$,;&~]|\\[()\[\],;:!~ ]|\\\\|\\q?quad\b|\b(?:and|or)\b"
+    r"|\b[A-Za-z](?:_\{?\w+\}?)?\s*="
+    r"|\\(?:text|textrm|mbox|mathrm)\s*\{\s*,?\s*(?:and|or)?\s*,?\s*\})*"
+)
+
+
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """Every complete, non-empty ``\\boxed{...}`` / ``\\fbox{...}``: (start, end, content)."""
+    found: list[tuple[int, int, str]] = []
+    matches = list(_BOX_RE.finditer(text))
+    if not matches:
+        return found
     pairs = _matching_braces(text)
-    for m in reversed(boxes):
+    for m in matches:
         j = m.end()
         while j < len(text) and text[j] in " \t":
             j += 1
@@ -65,15 +74,38 @@ def _last_boxed(text: str) -> str | None:
             end = pairs.get(j)
             if end is None:  # unterminated (e.g. a truncated completion)
                 continue
-            content = text[j + 1 : end].strip()
+            content, stop = text[j + 1 : end].strip(), end + 1
         else:  # short form "\boxed 5": one token, up to whitespace or "$"
             short = _SHORT_BOX_RE.match(text, m.end())
-            if short is None:
+            if short is None or _BOX_RE.match(short.group(1)):
                 continue
-            content = short.group(1)
-        if content:
-            return content
-    return None
+            content, stop = short.group(1), short.end()
+        if content and not (found and m.start() < found[-1][1]):  # a box inside a box
+            found.append((m.start(), stop, content))
+        elif content and found and _BOX_RE.match(found[-1][2]) is not None:
+            found[-1] = (found[-1][0], found[-1][1], content)  # "\boxed{\boxed{9}}"
+    return found
+
+
+def _last_boxed(text: str) -> str | None:
+    """The answer in the last group of boxes, or None if there is no complete box.
+
+    A group is a run of boxes separated only by whitespace, punctuation (``,`` ``;``),
+    math delimiters, spacing commands (``\\quad``, ``\\,``), the words ``and`` /
+    ``or`` (bare or in ``\\text{}``) and a variable name with ``=`` (``x = \\boxed{2}
+    \\text{ or } x = \\boxed{3}``): ``\\boxed{(1, 2)}, \\boxed{(2, 1)}`` gives
+    ``(1, 2), (2, 1)``, while ``\\boxed{5}. Wrong; it is \\boxed{7}`` gives ``7``. The
+    contents of a group are joined with ``", "``: several boxes are one multi-part answer.
+    """
+    boxes = _boxes(text)
+    if not boxes:
+        return None
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if _BOX_JOINER_RE.fullmatch(text, box[1], group[-1][0]) is None:
+            break
+        group.append(box)
+    return ", ".join(content for _, _, content in reversed(group))
 
 
 def _strip_span(

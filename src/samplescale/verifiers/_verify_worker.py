@@ -46,54 +46,14 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------
 
 
-def _equation_parts(expr: Any) -> list[Any] | None:
-    """The ``Eq`` parts of an equation or equation chain, else None."""
-    from sympy import Eq
-
-    if isinstance(expr, Eq):
-        return [expr]
-    args = getattr(expr, "_unsorted_args", None)  # math-verify's chained relations
-    if args and all(isinstance(a, Eq) for a in args):
-        return list(args)
-    return None
-
-
-def _is_assignment_target(lhs: Any) -> bool:
-    try:
-        from latex2sympy2_extended import is_expr_of_only_symbols
-
-        return bool(is_expr_of_only_symbols(lhs))
-    except Exception:  # older latex2sympy2_extended
-        return bool(getattr(lhs, "is_Symbol", False))
-
-
-def _drops_equation_lhs(gold_parsed: list[Any], pred_parsed: list[Any]) -> bool:
-    """True if math-verify would wrongly compare only the rhs of a predicted equation.
-
-    math-verify reduces a predicted equation to its right-hand side when the gold is not
-    an equation, so gold ``0`` would equal ``3x+4y+14=0``. We allow that only for an
-    assignment (``x = 5``) or a left-hand side without variables (``2+3 = 5``).
-    """
-    from sympy import Basic
-
-    gold_expr = next((g for g in gold_parsed if isinstance(g, Basic)), None)
-    pred_expr = next((p for p in pred_parsed if isinstance(p, Basic)), None)
-    if gold_expr is None or pred_expr is None:
-        return False
-    parts = _equation_parts(pred_expr)
-    if parts is None or _equation_parts(gold_expr) is not None:
-        return False
-    lhs = parts[0].lhs
-    return bool(getattr(lhs, "free_symbols", None)) and not _is_assignment_target(lhs)
-
-
 def verify_pairs(pairs: Any) -> bool:
-    """True if math-verify accepts any ``(gold, pred)`` pair of LaTeX answers.
+    """True if any ``(a, b)`` pair of LaTeX answers denotes the same math object.
 
-    Each side is wrapped as ``$...$`` and parsed with ``LatexExtractionConfig`` only.
-    Raises ``TypeError`` if ``pairs`` is not a list of two-string pairs.
+    Each pair is compared by :func:`samplescale.verifiers._compare.equivalent`
+    (math-verify's parser and comparison, symmetric, no absolute tolerance). Raises
+    ``TypeError`` if ``pairs`` is not a list of two-string pairs.
     """
-    from math_verify import LatexExtractionConfig, parse, verify
+    from samplescale.verifiers._compare import equivalent
 
     if not isinstance(pairs, (list, tuple)):
         raise TypeError(f"pairs must be a list, got {type(pairs).__name__}")
@@ -106,21 +66,7 @@ def verify_pairs(pairs: Any) -> bool:
         ):
             raise TypeError(f"each pair must be two strings, got {pair!r:.200}")
         checked.append((pair[0], pair[1]))
-    config = [LatexExtractionConfig()]
-    for gold, pred in checked:
-        # parsing_timeout/timeout_seconds=None: no signal.alarm; the parent kills us.
-        gold_parsed = parse(f"${gold}$", extraction_config=config, parsing_timeout=None)
-        pred_parsed = parse(f"${pred}$", extraction_config=config, parsing_timeout=None)
-        if not gold_parsed or not pred_parsed:
-            continue
-        try:
-            if _drops_equation_lhs(gold_parsed, pred_parsed):
-                continue
-        except Exception:
-            logger.debug("equation check failed", exc_info=True)
-        if verify(gold_parsed, pred_parsed, timeout_seconds=None):
-            return True
-    return False
+    return any(equivalent(a, b) for a, b in checked)
 
 
 def handle_line(line: bytes) -> dict[str, Any]:
@@ -203,10 +149,13 @@ def main() -> int:
         _exit_when_orphaned()
     _adopt_parent_sys_path()
     try:
-        import math_verify  # noqa: F401
+        from samplescale.verifiers._compare import equivalent, install
 
+        install()  # math-verify's number comparison without an absolute tolerance
         for name in ("math_verify", "latex2sympy2_extended"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # load the LaTeX grammar and sympy's lazy parts now, outside any time limit
+        equivalent("x+1", "1+x")
     except Exception as exc:
         _send(
             proto_out,

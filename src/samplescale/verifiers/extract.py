@@ -2,10 +2,14 @@ r"""Final-answer extraction from model completions and gold solutions.
 
 :func:`extract_answer` reads the final answer out of a model completion (or out of a
 gold solution such as GSM8K's ``... #### 72``), for self-consistency voting, best-of-N
-and pass@k evaluation. It tries five rules in order, the first one that finds something
-wins: the last ``\boxed{...}`` (balanced braces), the last ``#### X`` line, the last
-"answer is X" / "answer: X" phrase, the last bold ``**X**`` with a digit, and the last
-number in the text (see :func:`extract_answer` for the details of each rule).
+and pass@k evaluation. After cutting a completion that runs on into a new turn, it
+tries five rules in order, the first one that finds something wins: the last group of
+``\boxed{...}`` (several boxes are one multi-part answer), the last ``#### X`` line,
+the last "answer is X" / "answer: X" phrase, the last bold ``**X**`` with a digit, and
+the last LaTeX math span or number (see :func:`extract_answer`, the one place that
+documents the precedence). The answer is returned as a string; math-verify's parser
+reads it into a math object when :func:`samplescale.verifiers.math.is_equivalent`
+compares it.
 
 Conventions
 -----------
@@ -27,108 +31,27 @@ from collections.abc import Callable, Iterator
 
 from samplescale.errors import ConfigError
 from samplescale.types import Sample
-from samplescale.verifiers._latex import (
-    _MINUS_SIGNS,
-    _WRAPPER_RE,
-    _delimiter_span,
-    _last_boxed,
-    _matching_braces,
-    _strip_span,
-    _strip_text_wrapper,
-    _wrapper_span,
+from samplescale.verifiers._answer_text import (
+    _QUOTES,
+    _drop_hedge,
+    _drop_trailing_words,
+    _is_sentence,
+    _last_side_if_arithmetic,
+    _looks_like_answer,
+    _tidy,
+    _unevaluated,
+    _unquote,
 )
-from samplescale.verifiers.numbers import _parse_number
+from samplescale.verifiers._latex import (
+    _BOX_JOINER_RE,
+    _MINUS_SIGNS,
+    _boxes,
+    _last_boxed,
+    _strip_text_wrapper,
+)
+from samplescale.verifiers._spans import cut_run_on, math_spans
 
 __all__ = ["extract_answer", "sample_answer"]
-
-# --------------------------------------------------------------------------------------
-# Text helpers
-# --------------------------------------------------------------------------------------
-
-
-def _tidy(x: str) -> str:
-    """Strip markdown emphasis, trailing punctuation, math delimiters and text wrappers.
-
-    Repeated until nothing changes, on index windows of one string (never copied or
-    rescanned per round), so layers nested thousands deep (``\\(\\text{\\(...\\)}\\)``)
-    take linear time, not quadratic.
-    """
-    text = x.translate(_MINUS_SIGNS)
-    lo, hi = 0, len(text)
-    pairs: dict[int, int] | None = None
-    while True:
-        before = (lo, hi)
-        lo, hi = _strip_span(text, lo, hi)
-        lo, hi = _strip_span(text, lo, hi, "*")
-        lo, hi = _strip_span(text, lo, hi)
-        lo, hi = _strip_span(text, lo, hi, ".,;:!", left=False)
-        lo, hi = _strip_span(text, lo, hi, left=False)
-        lo, hi = _delimiter_span(text, lo, hi)
-        if pairs is None and _WRAPPER_RE.match(text, *_strip_span(text, lo, hi)):
-            pairs = _matching_braces(text)  # once per call, only if a wrapper is met
-        lo, hi = _wrapper_span(text, lo, hi, pairs)
-        if (lo, hi) == before:
-            return text[lo:hi]
-
-
-_LEADING_NUMBER_RE = re.compile(
-    r"(?P<num>[-+]?(?:\\?\$\s?)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|[-+]?\.\d+)"
-    r"(?P<pct>\s?(?:\\%|%|percent\b))?(?P<rest>.*)",
-    re.DOTALL | re.IGNORECASE,
-)
-_NOT_A_UNIT_RE = re.compile(
-    r"\s+(?:and|or|pi|sqrt|root|i|times|plus|minus|over|divided)\b", re.IGNORECASE
-)
-
-
-def _drop_trailing_words(x: str) -> str:
-    """``"18 dollars"`` -> ``"18"``; ``"72, in total"`` -> ``"72"``; math is left alone.
-
-    Applies only when ``x`` starts with a plain number followed by prose (a space and a
-    letter, or a comma, a space and a letter); ``"2 and 3"``, ``"3 pi"``, ``"1/2"`` and
-    ``"5 \\text{cm}"`` are kept whole.
-    """
-    m = _LEADING_NUMBER_RE.fullmatch(x)
-    if m is None:
-        return x
-    rest = m.group("rest")
-    keep = m.group("num") + (m.group("pct") or "")
-    if not rest.strip():
-        return x
-    if re.match(r",?\s+[A-Za-z]", rest) and not _NOT_A_UNIT_RE.match(rest):
-        return keep.strip()
-    return x
-
-
-_HEDGE_RE = re.compile(
-    r"(?:(?:about|approximately|around|roughly|nearly|almost|probably|likely|maybe|exactly"
-    r"|just|only|simply|actually|indeed|also|still|clearly|definitely|certainly|surely"
-    r"|a\s+total\s+of|equal\s+to|the\s+number|the\s+value)\s+)+(?=[-+$\\.\d])"
-)
-
-
-def _drop_hedge(x: str) -> str:
-    """``"probably 12"`` -> ``"12"``, ``"approximately 3.5 m"`` -> ``"3.5"``: hedge words
-    (about, approximately, around, roughly, nearly, almost, probably, likely, maybe,
-    exactly, just, only, simply, actually, indeed, also, still, clearly, definitely,
-    certainly, surely, a total of, equal to, the number, the value) before a number that
-    ends the answer (alone or followed by words) are not part of it. Any other word stays, since it can
-    change the answer (``"negative 5"``, ``"not 5"``, ``"less than 5"``, ``"half of 10"``),
-    and so does an expression (``"about 3 + 4"``)."""
-    m = _HEDGE_RE.match(x)
-    if m is None:
-        return x
-    rest = x[m.end() :]
-    short = _drop_trailing_words(rest)
-    return short if _LEADING_NUMBER_RE.fullmatch(short) and _parse_number(short) is not None else x
-
-
-def _looks_like_answer(x: str) -> bool:
-    """Reject empty tails and prose (more than four words without a digit or LaTeX)."""
-    if not x:
-        return False
-    return bool(re.search(r"[\d\\]", x)) or len(x.split()) <= 4
-
 
 # --------------------------------------------------------------------------------------
 # extract_answer
@@ -141,23 +64,34 @@ _PHRASE_RE = re.compile(
 )
 _PHRASE_WINDOW = 2000  # characters read after an answer phrase
 _SENTENCE_END_RE = re.compile(r"\.(?=[\"'\u201d\u2019)\]]*(?:\s|$))")
-_QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 _COMMA_PROSE_RE = re.compile(r",\s+(?!(?:and|or)\b)[A-Za-z]{2,}\b", re.IGNORECASE)
 _CLOSING_QUOTE_RE = re.compile(r"[\"\u201d](?=\s|$)")  # 'The answer is 3," and it ...'
 _BOLD_RE = re.compile(r"\*\*([^*\n]+?)\*\*")
 _HEADING_RE = re.compile(r"(?:step|part|case|problem|solution|question|example)\b", re.I)
 _LAST_NUMBER_RE = re.compile(
     r"(?:(?<![\w)\]}.])[-\u2212])?(?<![\w.])"
-    r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?!\d)(?:\\?%)?"
+    r"(?:[1-9]\d{0,2}(?:,\d{3})+(?!\d|,\d)|[1-9]\d{0,2}(?:[ \u00a0]\d{3})+(?!\d|,\d)"
+    r"|(?<![\d,])(?:0,\d+|[1-9]\d*,(?:\d{1,2}|\d{4,}))(?![\d,])|\d+)"
+    r"(?:\.\d+)?(?:/[1-9]\d*(?!\d|[.,]\d))?(?!\d)(?:\\?%)?"
     r"|(?:(?<![\w)\]}.])[-\u2212])?(?<![\w.])\.\d+(?!\d)(?:\\?%)?"
 )
 
 
+_MINERVA_RE = re.compile(r"final\s+answer\s+is\s*:?\s*(.+?)\s*\.?\s*I\s+hope\b", re.I | re.S)
+
+
 def _rule_boxed(text: str) -> str | None:
-    content = _last_boxed(text)
-    if content is None:
+    boxes = _boxes(text)
+    if not boxes:
         return None
-    return _strip_text_wrapper(content.translate(_MINUS_SIGNS)) or None
+    # Minerva's ending after the last box restates the final answer: it wins (as in
+    # math-verify, where both have the top priority and the later match is taken)
+    for m in reversed(list(_MINERVA_RE.finditer(text, boxes[-1][1]))):
+        answer = _unquote(m.group(1).replace('\\"', '"'))
+        if answer:
+            return answer
+    content = _last_boxed(text)
+    return _strip_text_wrapper((content or "").translate(_MINUS_SIGNS)) or None
 
 
 def _rule_hash(text: str) -> str | None:
@@ -166,52 +100,6 @@ def _rule_hash(text: str) -> str | None:
         return None
     answer = _drop_trailing_words(_tidy(matches[-1].translate(_MINUS_SIGNS)))
     return answer or None
-
-
-_ARITHMETIC_COMMAND_RE = re.compile(r"\\(?:[dt]?frac|times|cdot|div|left|right|sqrt|[,!; %])")
-_ARITHMETIC_SIDE_RE = re.compile(r"[\d\s+\-*/^().,{}\[\]%$]*")
-_OTHER_RELATION_RE = re.compile(r"[<>]|\\(?:[lg]eq?|neq?|approx|sim)(?![A-Za-z])")
-
-
-def _last_side_if_arithmetic(answer: str) -> str:
-    """``"7 + 5 = 12"`` -> ``"12"``: the result of a worked computation.
-
-    Applies when every side before the last ``=`` is arithmetic on numbers (digits,
-    ``+ - * / ^``, parentheses, ``\\frac``, ``\\times``, ``\\cdot``, ...) and the last side
-    is a plain number, possibly followed by words (``"= 12 apples"`` gives ``12``). An
-    equation with a variable (``"x = 5"``, ``"2x + 3 = 5"``) or a relation other than
-    ``=`` is returned unchanged.
-    """
-    if "=" not in answer or _OTHER_RELATION_RE.search(answer):
-        return answer
-    *sides, last = answer.split("=")
-    for side in sides:
-        bare = _ARITHMETIC_COMMAND_RE.sub(" ", side)
-        if not re.search(r"\d", bare) or not _ARITHMETIC_SIDE_RE.fullmatch(bare):
-            return answer
-    result = _drop_trailing_words(_tidy(last))
-    return result if _parse_number(result) is not None else answer
-
-
-_UNEVALUATED_RE = re.compile(r"[\d)]\s*[-+*\u00d7\u00f7]\s*[\d($]")
-
-
-def _unevaluated(answer: str) -> bool:
-    """True for arithmetic on plain numbers left uncomputed (``"1 + 8"``, ``"12*7"``): a
-    restated question, not a result. Fractions (``"3/4"``), powers, signed numbers and
-    expressions with symbols (``"3 + 2\\sqrt{2}"``) are answers."""
-    return bool(
-        re.fullmatch(r"[\d\s.,()+\-*/^$\u00d7\u00f7]+", answer) and _UNEVALUATED_RE.search(answer)
-    )
-
-
-def _unquote(x: str) -> str:
-    """``_tidy`` with surrounding quotes removed too (``'3"'`` -> ``3``)."""
-    while True:
-        before = x
-        x = _tidy(x.strip().strip(_QUOTES))
-        if x == before:
-            return x
 
 
 @functools.lru_cache(maxsize=8)  # read by the phrase rule, then by the last-number rule
@@ -236,12 +124,15 @@ def _read_phrases(text: str) -> Iterator[tuple[int, int, str]]:
 
 def _rule_phrase(text: str) -> str | None:
     for _, _, answer in _phrases(text):
-        if (
-            _looks_like_answer(answer)
-            and not _unevaluated(answer)
-            and not re.search(r"\banswer\b", answer, re.IGNORECASE)  # a repeated phrase
-            and not re.match(r"not\b", answer, re.IGNORECASE)  # "the answer is not 15"
+        if re.search(r"\banswer\b", answer, re.IGNORECASE) or re.match(  # a repeated phrase
+            r"not\b",
+            answer,
+            re.IGNORECASE,  # "the answer is not 15"
         ):
+            continue
+        if _is_sentence(answer):  # "The volume of $V$ is 120" -> "120"
+            answer = _stated_value(answer) or answer
+        if _looks_like_answer(answer) and not _unevaluated(answer):
             return answer
     return None
 
@@ -273,22 +164,74 @@ def _rule_bold(text: str) -> str | None:
     return None
 
 
-def _rule_last_number(text: str) -> str | None:
-    matches = _LAST_NUMBER_RE.findall(_without_restatements(text))
-    return matches[-1].translate(_MINUS_SIGNS) if matches else None
+def _math_or_number(text: str) -> str | None:
+    """The last LaTeX math span or the last number, whichever ends later (as
+    math-verify's extraction orders its matches of equal priority). Spans separated
+    only by ``,``, ``;``, ``and``, ``or`` or spacing are one multi-part answer
+    (``$1$ and $2$`` gives ``1, 2``), as boxes are."""
+    numbers = list(_LAST_NUMBER_RE.finditer(text))
+    number_end = numbers[-1].end() if numbers else -1
+    spans = math_spans(text)
+    while spans and spans[-1][1] >= number_end:
+        group = [spans.pop()]
+        while spans and _BOX_JOINER_RE.fullmatch(text, spans[-1][1], group[-1][0]):
+            group.append(spans.pop())
+        joined = ", ".join(content for _, _, content in reversed(group))
+        answer = _last_side_if_arithmetic(_tidy(joined))
+        if answer and not _unevaluated(answer):
+            return answer
+    return numbers[-1].group().translate(_MINUS_SIGNS) if numbers else None
+
+
+_COPULA_RE = re.compile(r"(?:\b(?:is|are|was|were|equals|be)\b\s*:?|=)\s*", re.IGNORECASE)
+
+
+def _stated_value(sentence: str) -> str | None:
+    """The value a sentence ends by stating: what follows its last ``is`` / ``are`` /
+    ``equals`` / ``=``, if that is at most three words with a number or math span
+    (``"The volume of $V$ is 120"`` gives ``120``); else None (``"followed by the
+    number 5"`` states nothing)."""
+    copulas = list(_COPULA_RE.finditer(sentence))
+    if not copulas:
+        return None
+    tail = sentence[copulas[-1].end() :]
+    if len(tail.split()) > 3:
+        return None
+    value = _math_or_number(tail)
+    return _last_side_if_arithmetic(value) if value else None
+
+
+def _rule_math_or_number(text: str) -> str | None:
+    return _math_or_number(_without_restatements(text))
+
+
+def _states_answer(text: str) -> bool:
+    return any(rule(text) for rule in _STATED_RULES)
 
 
 def extract_answer(text: str, *, last_number: bool = True) -> str | None:
     r"""Extract the final answer from a model completion or a gold solution.
 
-    The first rule that finds something wins:
+    This docstring is the reference for the precedence (the README's "Grading" section
+    summarises it). First, a completion that runs on past its answer into a new turn is cut
+    there: at a chat-template turn token (``<|im_start|>``, ``<|eot_id|>``, ``</s>``,
+    ...), and at a new ``Question:`` / ``Problem:`` / ``User:`` line if the text before
+    it states an answer (rules a-d): ``"#### 18\n\nQuestion: ... #### 42"`` gives
+    ``18``. Then the first rule that finds something wins:
 
-    a. the content of the LAST ``\boxed{...}`` or ``\fbox{...}``, read with balanced
-       nested braces (``\boxed{\frac{1}{2}}`` gives ``\frac{1}{2}``; escaped ``\{``
-       and ``\}`` do not count). A box that is never closed or is empty is skipped.
-       The short form ``\boxed 5`` is read up to the next whitespace or ``$``. A
-       ``\text{...}`` (or ``\textbf``, ``\mathrm``, ``\mathbf``, ``\mbox``) wrapper
-       around the whole content is removed: ``\boxed{\text{E}}`` gives ``E``;
+    a. the LAST group of ``\boxed{...}`` / ``\fbox{...}``, read with balanced nested
+       braces (``\boxed{\frac{1}{2}}`` gives ``\frac{1}{2}``; escaped ``\{`` and
+       ``\}`` do not count). A box that is never closed or is empty is skipped. The
+       short form ``\boxed 5`` is read up to the next whitespace or ``$``. **Several
+       boxes** separated only by punctuation (``,`` ``;``), spacing (``\quad``), math
+       delimiters and ``and`` / ``or`` (bare or in ``\text{}``) are one multi-part
+       answer, joined with ``", "``: ``\boxed{(1, 2)}, \boxed{(2, 1)}`` gives
+       ``(1, 2), (2, 1)``; boxes separated by any other text are not
+       (``\boxed{5}. Wrong; it is \boxed{7}`` gives ``7``). A ``\text{...}`` (or
+       ``\textbf``, ``\mathrm``, ``\mathbf``, ``\mbox``) wrapper around the whole
+       content is removed: ``\boxed{\text{E}}`` gives ``E``. Minerva's ending
+       ``"The final answer is X. I hope it is correct."`` *after* the last box wins
+       over it (math-verify gives both the top priority and takes the later one);
     b. the last ``#### X`` line (GSM8K gold format) whose ``X`` starts like a number
        (digit, sign, ``.`` or currency sign), so markdown headings such as
        ``#### Step 2`` are not answers: ``"... #### -3"`` gives ``-3``;
@@ -309,15 +252,26 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
        fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept). Hedge words
        before a number that ends ``X`` are dropped (``"probably 12"`` gives ``12``); other
        words are kept (``"negative 5"``, ``"less than 5"``), and a negated phrase
-       (``"The answer is not 15."``) is skipped;
+       (``"The answer is not 15."``) is skipped. An ``X`` that is a sentence gives the
+       value it ends by stating after ``is`` / ``are`` / ``equals`` / ``=`` (at most
+       three words, read by rule e): ``"The volume of $V$ is 120"`` gives ``120``;
     d. the last bold ``**X**`` whose content contains a digit, ignoring headings (bold
        text ending in ``:`` or starting with "Step", "Part", "Case", ...) and uncomputed
        arithmetic;
-    e. the last number in the text: integers, decimals (``.5`` too), negatives, numbers
-       with thousands commas (``1,234``); a directly attached ``%`` / ``\%`` is kept. A
-       lone ``,`` is not a number, and neither is an operand of a restated question
+    e. the last LaTeX math span or the last number, whichever ends later (math-verify's
+       order for matches of equal priority). Math spans are ``$...$`` (one line),
+       ``$$...$$``, ``\(...\)``, ``\[...\]`` and bare ``\frac{a}{b}``; a ``$...$``
+       that reads as prose lies between two currency amounts and is no span. Spans
+       joined like boxes are one multi-part answer (``$1$ and $2$`` gives ``1, 2``), a
+       span holding a worked computation gives its result (``$5 \times 4 = 20$`` gives
+       ``20``), and a span of uncomputed arithmetic is skipped. Numbers: integers,
+       decimals (``.5`` too), negatives, thousands groups (``1,234``, ``1 000``), a
+       decimal comma (``2,74``, not followed by exactly three digits), a fraction
+       ``2/3``; a directly attached ``%`` / ``\%`` is kept. A lone ``,`` is not a
+       number, and neither is an operand of a restated question
        (``"7 + 5 = 12. The answer is 7 + 5."`` gives ``12``; ``"The answer is 0 + 5."``
-       gives None).
+       gives None). ``"After solving, we get $\frac{1}{3}$"`` gives ``\frac{1}{3}``
+       and ``"Therefore $x \geq 5$ is the solution."`` gives ``x \geq 5``.
 
     For rules b-d, a leading number followed by words is cut to the number
     (``"18 dollars"`` gives ``18``), unless the words are math (``and``, ``or``, ``pi``,
@@ -354,12 +308,21 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
     """
     if not isinstance(text, str):
         raise ConfigError(f"text must be a str, got {type(text).__name__}")
-    rules = (_rule_boxed, _rule_hash, _rule_phrase, _rule_bold)
-    for rule in (*rules, _rule_last_number) if last_number else rules:
+    text = cut_run_on(text, _states_answer)
+    rules = _STATED_RULES + (_rule_math_or_number,) if last_number else _STATED_RULES
+    for rule in rules:
         answer = rule(text)
         if answer:
             return answer
     return None
+
+
+_STATED_RULES: tuple[Callable[[str], str | None], ...] = (
+    _rule_boxed,
+    _rule_hash,
+    _rule_phrase,
+    _rule_bold,
+)
 
 
 def sample_answer(

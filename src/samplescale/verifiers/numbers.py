@@ -36,7 +36,7 @@ _PERCENT_TAIL_RE = re.compile(
     re.IGNORECASE,
 )
 _CURRENCY_RE = re.compile(r"^(?:\\\$|\$|€|£|¥)\s*")
-_UNSIGNED = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_UNSIGNED = r"(?:[1-9]\d{0,2}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
 _DECIMAL_RE = re.compile(rf"(?P<a>{_UNSIGNED})")
 _SLASH_RE = re.compile(rf"(?P<a>{_UNSIGNED})\s*/\s*(?P<b>{_UNSIGNED})")
 _FRAC_RE = re.compile(
@@ -44,6 +44,11 @@ _FRAC_RE = re.compile(
     r"|(?P<c>\d)(?P<d>\d))"
 )
 
+
+_MIXED_RE = re.compile(
+    r"(?P<w>\d+)\s*\\[dtc]?frac\s*(?:\{\s*(?P<a>\d+)\s*\}\s*\{\s*(?P<b>\d+)\s*\}|(?P<c>\d)(?P<d>\d))"
+)
+_THOUSANDS_SPACE_RE = re.compile(r"(?<=\d)(?:\\[,;: !]|\\ |~|[ \u00a0\u202f])(?=\d{3}(?!\d))")
 
 _FIVE_POW_32 = 5**32
 
@@ -69,7 +74,7 @@ def _parse_number(s: str) -> tuple[Fraction, bool] | None:
     """
     t = _strip_text_wrapper(_strip_math_delimiters(s.strip()))
     t = t.translate(_MINUS_SIGNS).replace("\\!", "").replace("{,}", ",")
-    t = re.sub(r"(?<=\d)\\,(?=\d{3})", ",", t)
+    t = _THOUSANDS_SPACE_RE.sub(",", t)  # "1 000", "1\\,000", "1~000"
     t, pct = _split_percent(t)
     t = t.strip()
     if t.endswith(".") and not t.endswith(".."):
@@ -86,6 +91,13 @@ def _parse_number(s: str) -> tuple[Fraction, bool] | None:
             value = _to_fraction(m.group("a"))
         elif (m := _SLASH_RE.fullmatch(t)) is not None:
             value = _to_fraction(m.group("a")) / _to_fraction(m.group("b"))
+        elif (m := _MIXED_RE.fullmatch(t)) is not None:  # "2\\frac{1}{2}" is 5/2
+            num, den = (
+                (m.group("a"), m.group("b")) if m.group("a") else (m.group("c"), m.group("d"))
+            )
+            if int(num) >= int(den):
+                return None  # not a proper fraction: no mixed number
+            value = int(m.group("w")) + Fraction(int(num), int(den))
         elif (m := _FRAC_RE.fullmatch(t)) is not None:
             if m.group("c") is not None:
                 value = Fraction(int(m.group("c")), int(m.group("d")))
@@ -136,9 +148,12 @@ def normalize_number(s: str) -> str | None:
     * an optional sign (``-``, ``+``, Unicode minus) and currency sign (``$``, ``\$``,
       ``€``, ``£``, ``¥``), in either order;
     * an integer or decimal, with optional thousands separators in groups of exactly
-      three digits (``1,234``, LaTeX ``1{,}234``, ``1,\!234`` and ``1\,234``);
+      three digits (``1,234``, LaTeX ``1{,}234``, ``1,\!234`` and ``1\,234``, a space
+      ``1 000``); a first group starting with ``0`` is no thousands group (``0,111``);
     * a fraction of two such numbers: ``a/b``, ``\frac{a}{b}``, ``\dfrac``,
       ``\tfrac``, ``\frac12``;
+    * a mixed number, an integer followed by a proper fraction: ``2\frac{1}{2}`` is
+      ``5/2`` (MATH's convention; read as a product, math-verify would give ``1``);
     * an optional trailing sentence period, and an optional trailing percent sign
       (``%``, ``\%``, ``percent``, ``\text{\%}``).
 
@@ -187,6 +202,24 @@ def normalize_number(s: str) -> str | None:
     except ValueError:  # the canonical form has more digits than str(int) allows
         return None
     return text + ("%" if pct else "")
+
+
+#: Fewest significant digits a decimal needs to stand for a value it rounds or cuts.
+MIN_APPROX_DIGITS = 10
+_DECIMAL_TEXT_RE = re.compile(r"[-+]?(?P<int>\d*)\.(?P<frac>\d+)")
+
+
+def _rounds_to(text: str, value: Fraction) -> bool:
+    """Whether the decimal ``text`` (e.g. ``"0.0833333333333333"``) is ``value`` rounded
+    or cut at its last digit, with at least :data:`MIN_APPROX_DIGITS` significant
+    digits: a tolerance relative to the digits written, never an absolute one
+    (``"0.333"`` is not ``1/3``; ``"0.3333333333"`` is)."""
+    m = _DECIMAL_TEXT_RE.fullmatch(text.strip())
+    if m is None or len((m.group("int") + m.group("frac")).lstrip("0")) < MIN_APPROX_DIGITS:
+        return False
+    written = _parse_number(text)
+    places = len(m.group("frac"))
+    return written is not None and abs(written[0] - value) < Fraction(1, 10**places)
 
 
 def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool], percent: bool) -> bool:
