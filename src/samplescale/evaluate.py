@@ -21,7 +21,9 @@ from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.rng import derived_seed
 from samplescale.strategies import Greedy, RepeatedSampling, Strategy
+from samplescale.errors import ConfigError
 from samplescale.tasks.base import Problem, Task
+from samplescale.tasks.code import CodeTask
 from samplescale.types import Prompt, Result
 from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.math import answers_equivalent, is_equivalent
@@ -171,7 +173,13 @@ def evaluate(
         if on_start is not None:
             on_start(problem)
         prompt = task.prompt(problem)
-        if strategy is None:
+        if isinstance(task, CodeTask):  # graded by running tests, not answer equivalence
+            from samplescale.evaluate_code import code_pool_record
+
+            if strategy is not None:
+                raise ConfigError("code tasks are evaluated as a pool (pass@k); omit --strategy")
+            yield code_pool_record(task, problem, prompt, backend, params, seed)
+        elif strategy is None:
             yield pool_record(problem, prompt, backend, params, seed)
         else:
             yield strategy_record(problem, prompt, backend, strategy, params, seed)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from samplescale.errors import ConfigError
 from samplescale.registry import Registry
 from samplescale.tasks.arithmetic import arithmetic
 from samplescale.tasks.base import DEFAULT_INSTRUCTION, Problem, Task
+from samplescale.tasks.code import CodeTask, code_jsonl, humaneval, mbpp
 from samplescale.tasks.gsm8k import gsm8k
 from samplescale.tasks.jsonl import jsonl_task
 from samplescale.tasks.math import math_task
@@ -22,11 +24,15 @@ from samplescale.tasks.math import math_task
 __all__ = [
     "DEFAULT_INSTRUCTION",
     "TASKS",
+    "CodeTask",
     "Problem",
     "Task",
     "arithmetic",
+    "code_jsonl",
     "gsm8k",
+    "humaneval",
     "jsonl_task",
+    "mbpp",
     "load_task",
     "math_task",
 ]
@@ -78,6 +84,38 @@ def _load_jsonl(
     )
 
 
+def _load_code(
+    kind: str,
+    mode: str,
+    *,
+    path: str | Path | None,
+    limit: int | None,
+    question_field: str,
+    answer_field: str,
+    **_: object,
+) -> Task:
+    """Loader of the code tasks: ``kind`` is humaneval, mbpp or code-jsonl; for
+    code-jsonl, --question-field names the code prompt field (default ``prompt``) and
+    --answer-field the tests field (default ``test``)."""
+    data = _need_path(kind if mode == "chat" else f"{kind}-completion", path)
+    if kind == "humaneval":
+        return humaneval(data, mode=mode, limit=limit)  # type: ignore[arg-type]
+    if kind == "mbpp":
+        return mbpp(data, mode=mode, limit=limit)  # type: ignore[arg-type]
+    return code_jsonl(
+        data,
+        prompt_field="prompt" if question_field == "question" else question_field,
+        test_field="test" if answer_field == "answer" else answer_field,
+        mode=mode,  # type: ignore[arg-type]
+        limit=limit,
+    )
+
+
+for _kind in ("humaneval", "mbpp", "code-jsonl"):
+    for _mode, _suffix in (("chat", ""), ("completion", "-completion")):
+        TASKS.register(_kind + _suffix)(functools.partial(_load_code, _kind, _mode))
+
+
 def load_task(
     name: str,
     *,
@@ -93,8 +131,10 @@ def load_task(
     Parameters
     ----------
     name : str
-        A registered task name: ``"arithmetic"``, ``"gsm8k"``, ``"math"`` or ``"jsonl"``
-        (snake_case and any letter case are accepted too).
+        A registered task name: ``"arithmetic"``, ``"gsm8k"``, ``"math"``, ``"jsonl"``,
+        or a code task ``"humaneval"``, ``"mbpp"``, ``"code-jsonl"`` (chat prompting) and
+        each with ``-completion`` (completion prompting) (snake_case and any letter case
+        are accepted too).
     path : str or Path or None
         The data file; required by the file tasks (``gsm8k``, ``math``, ``jsonl``),
         ignored by ``arithmetic``.
