@@ -32,6 +32,7 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 import traceback
 
@@ -134,7 +135,8 @@ def _limit(name, value):
 
 
 def _apply_limits(limits):
-    _limit(resource.RLIMIT_CPU, int(limits["cpu_s"]))
+    cpu = int(limits["cpu_s"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL
     _limit(resource.RLIMIT_AS, int(limits["memory_mb"]) * _MB)
     _limit(resource.RLIMIT_FSIZE, int(limits["file_size_mb"]) * _MB)
     _limit(resource.RLIMIT_NPROC, int(limits["processes"]))
@@ -172,6 +174,7 @@ def main():
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    restore, detail, exit_now = _restore, _detail, os._exit  # the program cannot swap these
     fd = int(config["result_fd"])
     out = os.fdopen(fd, "w", encoding="utf-8", errors="replace")
     os.set_inheritable(fd, False)
@@ -181,10 +184,16 @@ def main():
     _apply_limits(config["limits"])
     out.write(f"layers landlock={abi} pid_max={int(capped)}\n")
     out.flush()
+
+    def cpu_exceeded(signum, frame):  # SIGXCPU at the soft CPU limit
+        out.write(f"{nonce} cpu\n")
+        out.flush()
+        exit_now(1)
+
+    signal.signal(signal.SIGXCPU, cpu_exceeded)
     sources = {"<program>": config["program"], "<test>": config["test"]}
     snapshot = dict(vars(builtins))
     namespace = {}
-    restore, detail, exit_now = _restore, _detail, os._exit  # the program cannot swap these
     sys.modules["__main__"] = type(sys)("__main__")  # nor reach this module by import
     try:
         part = "<program>"

@@ -173,12 +173,12 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> bool:
 
 
 def _exit_reason(returncode: int) -> str:
+    """Why a run gave no verdict. Behind ``unshare`` a signal shows as status 1."""
     if returncode >= 0:
-        return f"the program exited with status {returncode} before the tests finished"
+        return f"the program exited (status {returncode}) or was killed before the tests finished"
     signals = {9: "SIGKILL", 11: "SIGSEGV", 6: "SIGABRT", 24: "SIGXCPU", 25: "SIGXFSZ"}
     name = signals.get(-returncode, f"signal {-returncode}")
-    why = {24: " (CPU-seconds limit)", 25: " (file-size / output limit)"}.get(-returncode, "")
-    return f"the program was killed by {name}{why} before the tests finished"
+    return f"the program was killed by {name} before the tests finished"
 
 
 def run_sandboxed(
@@ -278,8 +278,8 @@ def _verdict(
     if timed_out and line is None:
         return {"status": "timeout", "detail": f"no verdict within {timeout:g} s (killed)"}
     if line is None:
-        if returncode == -24:
-            return {"status": "timeout", "detail": _exit_reason(-24)}
+        if returncode == -24:  # SIGXCPU seen directly (no unshare in between)
+            return {"status": "timeout", "detail": "the CPU-seconds limit ran out (SIGXCPU)"}
         return {"status": "error", "detail": _exit_reason(returncode or 0)}
     verdict = line[len(nonce) + 1 :]
     kind, _, detail = verdict.partition(" ")
@@ -287,6 +287,8 @@ def _verdict(
         return {"status": "passed", "detail": ""}
     if kind == "failed":
         return {"status": "failed", "detail": detail}
+    if kind == "cpu":
+        return {"status": "timeout", "detail": "the CPU-seconds limit ran out (SIGXCPU)"}
     if kind == "syntax":
         return {"status": "error", "detail": f"syntax error in {detail}"}
     return {"status": "error", "detail": detail}
