@@ -9,6 +9,9 @@ is summarised exactly as for math: Chen et al., 2021's unbiased estimator), and 
 sample row also carries the ``program`` that was tested, its ``test_status``
 (``passed | failed | timeout | error``) and the ``test_detail`` line.
 
+A greedy run (``n=1``, temperature 0) draws the greedy sample once and uses it as the
+pool too.
+
 maj@k for code: samples are clustered by identical program text (after stripping
 trailing whitespace of each line); every class whose program passed is merged into the
 correct class. That is "majority vote over identical programs", a weak baseline; the
@@ -25,7 +28,7 @@ from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.strategies import Greedy
 from samplescale.tasks.base import Problem
-from samplescale.tasks.code import COMPLETION_STOP, CodeTask
+from samplescale.tasks.code import CHAT_STOP, COMPLETION_STOP, CodeTask
 from samplescale.types import Prompt, Sample
 from samplescale.verifiers._workers import CODE_SANDBOX
 
@@ -33,10 +36,11 @@ Record = dict[str, Any]
 
 
 def code_params(task: CodeTask, params: SamplingParams) -> SamplingParams:
-    """``params`` with the Codex stop sequences for completion prompting, unless set."""
-    if task.mode == "completion" and not params.stop:
-        return params.replace(stop=COMPLETION_STOP)
-    return params
+    """``params`` with the task's stop sequences (the closing code fence for chat, the
+    Codex stop sequences for completion prompting), unless the caller set its own."""
+    if params.stop:
+        return params
+    return params.replace(stop=COMPLETION_STOP if task.mode == "completion" else CHAT_STOP)
 
 
 def _normalized(program: str | None) -> str | None:
@@ -93,8 +97,11 @@ def code_pool_record(
     params = code_params(task, params)
     g = Greedy().run(backend, prompt, params)
     (greedy_row,) = grade_samples(task, problem, g.samples[:1])
-    gen = generate(backend, prompt, params.replace(seed=problem_seed(seed, problem.id)))
-    rows = grade_samples(task, problem, gen.samples)
+    if params.n == 1 and params.temperature == 0:  # the pool IS the greedy sample
+        gen, rows = g, [greedy_row]
+    else:
+        gen = generate(backend, prompt, params.replace(seed=problem_seed(seed, problem.id)))
+        rows = grade_samples(task, problem, gen.samples)
     first: dict[str, int] = {}
     labels: list[int | None] = []
     for i, r in enumerate(rows):

@@ -10,8 +10,12 @@ are asserts). ``gold`` is the reference solution (the program it gives passes th
 
 Prompting (``mode``):
 
-* ``"chat"`` (instruct models): one user message asking for the complete function in a
-  fenced block; the reply's code is extracted (:func:`~samplescale.verifiers.code.extract_code`).
+* ``"chat"`` (instruct models), as EvalPlus (Liu et al., 2023) prompts them: one user
+  message asking for a self-contained script in a markdown code block, and the reply
+  starts with :data:`CHAT_PREFIX` (which opens a ```` ```python ```` block), so the
+  model writes code at once; generation stops at the closing fence (:data:`CHAT_STOP`)
+  unless the caller set its own stop sequences. The reply's code is extracted
+  (:func:`~samplescale.verifiers.code.extract_code`).
 * ``"completion"`` (base models): the raw code prompt is continued; the program is
   ``prompt + completion`` (Chen et al., 2021), and generation stops at the stop sequences
   of the Codex paper (``"\\nclass"``, ``"\\ndef"``, ``"\\n#"``, ``"\\nif"``,
@@ -35,12 +39,20 @@ from samplescale.verifiers.code import CodeResult, build_program, check_timeout,
 Mode = Literal["chat", "completion"]
 
 CHAT_INSTRUCTION = (
-    "Complete the following Python function. Reply with the complete function, "
-    "signature and imports included, in one ```python code block."
+    "Please provide a self-contained Python script that solves the following problem "
+    "in a markdown code block:"
 )
+"""The chat instruction of EvalPlus (Liu et al., 2023), which the Qwen2.5-Coder report uses."""
+CHAT_PREFIX = (
+    "Below is a Python script with a self-contained function that solves the problem and "
+    "passes corresponding tests:\n```python\n"
+)
+"""The start of the reply that chat prompting continues (EvalPlus's response prefix)."""
+#: Stop sequence of chat prompting: the end of the code block the prefix opened.
+CHAT_STOP = ("\n```",)
 MBPP_INSTRUCTION = (
     "You are an expert Python programmer. Write a Python function for this task. Reply "
-    "with the function in one ```python code block."
+    "with the function in a markdown code block:"
 )
 #: Stop sequences of completion prompting (Chen et al., 2021, section 3.1).
 COMPLETION_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -64,7 +76,7 @@ class CodeTask(Task):
         """The prompt of ``problem``: a chat message, or the raw code prompt to continue."""
         if self.mode == "completion":
             return Prompt(text=problem.metadata["completion_prompt"])
-        return Prompt.user(f"{self.instruction}\n\n{problem.question}")
+        return Prompt.user(f"{self.instruction}\n{problem.question}").continued(CHAT_PREFIX)
 
     def program(self, problem: Problem, text: str) -> str | None:
         """The program that is tested for the model output ``text`` (None: no code)."""
@@ -95,7 +107,7 @@ def _check_mode(mode: object) -> Mode:
 
 
 def _fenced(code: str) -> str:
-    return f"```python\n{code.rstrip()}\n```"
+    return f"```\n{code.rstrip()}\n```"
 
 
 def humaneval(

@@ -211,8 +211,10 @@ def build_program(prompt: str, reply: str, mode: Literal["completion", "chat"], 
     -------
     str or None
         ``prompt + reply`` for completions; for chat, ``prompt + "\\n" + code`` when the
-        extracted code defines functions, ``prompt + code`` when it is a bare body; None
-        when a chat reply holds no usable code.
+        extracted code defines functions, ``prompt + code`` when it is a bare body (so
+        every program starts with ``prompt``, and ``program[len(prompt):]`` is the
+        completion the official harness would be given); None when a chat reply holds no
+        usable code.
     """
     if mode == "completion":
         return prompt + reply
@@ -222,7 +224,7 @@ def build_program(prompt: str, reply: str, mode: Literal["completion", "chat"], 
     if code is None:
         return None
     if code.startswith("    "):  # a bare body continues the prompt's signature
-        return prompt.rstrip() + "\n" + code
+        return prompt + code
     return prompt + "\n" + code
 
 
