@@ -303,3 +303,50 @@ def test_bad_arguments_name_the_field_and_range(kwargs, field):
 def test_limits_are_validated_with_their_range():
     with pytest.raises(ValueError, match="memory_mb"):
         SandboxLimits(memory_mb=1)
+
+
+def test_a_unix_socket_server_of_the_user_is_unreachable(layers, tmp_path):
+    if not layers["seccomp"]:
+        pytest.skip("needs the seccomp filter (Linux x86_64 or aarch64)")
+    path = tmp_path / "server.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    os.chmod(tmp_path, 0o777)
+    os.chmod(path, 0o777)
+    server.listen(1)
+    server.settimeout(0.5)
+    program = f"""
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.connect({str(path)!r})
+    s.send(b'escaped')
+    """
+    r = run(program)
+    assert r.status == "failed" and "PermissionError" in r.detail, r
+    with pytest.raises(socket.timeout):
+        server.accept()
+    server.close()
+    # anonymous socket pairs (multiprocessing.Pipe) still work
+    assert run("import multiprocessing as mp\na, b = mp.Pipe()\na.send(3)\nassert b.recv() == 3\n").passed
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "open('/proc/self/root{tmp}/via-proc-root', 'w').write('x')\n",  # magic link
+        "open('/proc/sys/kernel/pid_max', 'w').write('4194304')\n",  # caps dropped
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "assert libc.ptrace(16, {supervisor}, 0, 0) == 0, 'attached'\n",  # PTRACE_ATTACH
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "assert libc.unshare(0x00020000) == 0, 'new mount namespace'\n",
+    ],
+)
+def test_escape_attempts_beyond_the_issue_list_fail(layers, tmp_path, program):
+    if not layers["namespaces"] or not layers["landlock"]:
+        pytest.skip("needs namespaces and Landlock")
+    run("x = 1")
+    (supervisor,) = vw._worker_pids(vw.CODE_SANDBOX)[:1]
+    os.chmod(tmp_path, 0o777)
+    r = run(program.format(tmp=tmp_path, supervisor=supervisor))
+    assert r.status == "failed", r
+    assert list(tmp_path.iterdir()) == []

@@ -101,6 +101,53 @@ def _landlock(writable_dir):
     return int(abi)
 
 
+# seccomp: refuse socket(AF_UNIX, ...) (a pathname unix socket is a file-system object
+# that neither the network namespace nor Landlock ABI <= 7 covers: a program could talk to
+# any unix socket server the user can reach). socketpair() stays allowed.
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _seccomp_no_unix_sockets():
+    """Install the filter; returns True if installed (Linux x86_64 or aarch64)."""
+    arch = _SECCOMP_ARCH.get(os.uname().machine)
+    if arch is None:
+        return False
+    audit_arch, nr_socket = arch
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    deny, allow = 0x00050000 | 13, 0x7FFF0000  # SECCOMP_RET_ERRNO(EACCES), RET_ALLOW
+    program = [
+        (ld, 0, 0, 4),  # arch
+        (jeq, 0, 5, audit_arch),  # another ABI (i386, x32 via int 0x80): deny
+        (ld, 0, 0, 0),  # syscall number
+        (jge, 3, 0, 0x40000000),  # x32 syscall numbers: deny
+        (jeq, 0, 3, nr_socket),
+        (ld, 0, 0, 16),  # args[0] (low 32 bits): the address family
+        (jeq, 0, 1, 1),  # AF_UNIX
+        (ret, 0, 0, deny),
+        (ret, 0, 0, allow),
+    ]
+    filters = (_SockFilter * len(program))(*[_SockFilter(*x) for x in program])
+    prog = _SockFprog(len(program), filters)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return False
+    return libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) == 0
+
+
 _PR_CAPBSET_DROP, _CAP_VERSION_3 = 24, 0x20080522
 
 
@@ -181,8 +228,9 @@ def main():
     nonce = config["nonce"]
     capped = _cap_pid_max_and_drop_root(int(config["limits"]["processes"]))
     abi = _landlock(os.getcwd()) if config.get("landlock") else 0
+    filtered = _seccomp_no_unix_sockets() if config.get("landlock") else False
     _apply_limits(config["limits"])
-    out.write(f"layers landlock={abi} pid_max={int(capped)}\n")
+    out.write(f"layers landlock={abi} pid_max={int(capped)} seccomp={int(filtered)}\n")
     out.flush()
 
     def cpu_exceeded(signum, frame):  # SIGXCPU at the soft CPU limit

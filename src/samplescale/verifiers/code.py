@@ -76,7 +76,7 @@ class CodeResult(BaseModel):
         Seconds the sandboxed process ran, interpreter start-up included.
     layers : dict
         Which isolation layers were on: ``namespaces`` (bool), ``landlock`` (ABI version,
-        0 if none), ``pid_max`` (bool).
+        0 if none), ``pid_max`` (bool), ``seccomp`` (bool: no unix sockets).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

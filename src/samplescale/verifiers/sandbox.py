@@ -43,6 +43,13 @@ Where Landlock is available (Linux >= 5.13; the ABI version is reported):
   sockets of, processes outside the sandbox (ABI >= 6); no ptrace of outside processes (so
   no reading ``/proc/<pid>/environ`` of the caller).
 
+On Linux x86_64 and aarch64 (seccomp):
+
+* ``socket(AF_UNIX, ...)`` fails with ``EACCES``: a pathname unix socket is a file-system
+  object that neither the network namespace nor Landlock (ABI <= 7) covers, so without
+  this a program could talk to any unix-socket server the user can reach (a Docker
+  daemon, a database). ``socketpair()`` stays allowed.
+
 What it does NOT protect against
 --------------------------------
 * Reading files: the program can read every file the user running samplescale can read
@@ -53,7 +60,10 @@ What it does NOT protect against
 * As root (uid 0): ``RLIMIT_NPROC`` is not enforced by the kernel; the pid namespace's
   ``pid_max`` (at least 301) is the only bound on processes.
 * Kernel exploits, side channels, CPU and memory contention with the caller (limits are
-  per process: a program may use ``processes`` x ``memory_mb``).
+  per process: a program may use ``processes`` x ``memory_mb``; no cgroup caps the sum).
+* Filling the disk: each file is capped by ``file_size_mb`` but not their number (the
+  directory is deleted after the run).
+* Creating nested user namespaces (allowed; they stay inside all the layers above).
 * A program written against this harness that inspects the runner's frames to forge the
   verdict, or returns objects whose ``__eq__`` is always true (the tests' own weakness;
   the official human-eval harness accepts those too).
@@ -258,12 +268,13 @@ def run_sandboxed(
             stderr=_read_capped(workdir / "stderr", cap),
             wall_s=wall,
         )
-        layers = {"namespaces": use_ns, "landlock": 0, "pid_max": False}
+        layers = {"namespaces": use_ns, "landlock": 0, "pid_max": False, "seccomp": False}
         for line in channel[:1]:
             if line.startswith("layers "):
                 fields = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
                 layers["landlock"] = int(fields.get("landlock", "0") or 0)
                 layers["pid_max"] = fields.get("pid_max") == "1"
+                layers["seccomp"] = fields.get("seccomp") == "1"
         result["layers"] = layers
         return result
     finally:
