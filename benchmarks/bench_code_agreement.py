@@ -94,10 +94,12 @@ def throughput(task, repeats: int = 30) -> dict:
     run_tests("x = 1", "pass")
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=CODE_SANDBOX.size) as pool:
-        ok = list(pool.map(
-            lambda p: run_tests(p.gold, p.metadata["test"], p.metadata["entry_point"]).passed,
-            problems,
-        ))
+        ok = list(
+            pool.map(
+                lambda p: run_tests(p.gold, p.metadata["test"], p.metadata["entry_point"]).passed,
+                problems,
+            )
+        )
     parallel = time.monotonic() - start
     start = time.monotonic()
     walls = [run_tests("x = 1", "assert x == 1").wall_s for _ in range(repeats)]
@@ -158,8 +160,9 @@ def main() -> int:
     rows = synthetic(task) if args.synthetic else from_run(args.run, task)
     mine, seconds = ours(task, rows, args.timeout)
     theirs = official(args.data, rows, args.timeout, args.venv)
-    disagree = [(r["task_id"], r["completion"][:60], a, b)
-                for r, a, b in zip(rows, mine, theirs) if a != b]
+    disagree = [
+        (r["task_id"], r["completion"][:60], a, b) for r, a, b in zip(rows, mine, theirs) if a != b
+    ]
     ks = [1, 10]
     report = {
         "samples": len(rows),

@@ -19,8 +19,11 @@ from samplescale.verifiers.code import build_program, extract_code
 
 HUMANEVAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "humaneval"
 HUMANEVAL_FILE = next(
-    (p / "HumanEval.jsonl.gz" for p in (HUMANEVAL, Path("/work/shared/data/humaneval"))
-     if (p / "HumanEval.jsonl.gz").exists()),
+    (
+        p / "HumanEval.jsonl.gz"
+        for p in (HUMANEVAL, Path("/work/shared/data/humaneval"))
+        if (p / "HumanEval.jsonl.gz").exists()
+    ),
     None,
 )
 needs_humaneval = pytest.mark.skipif(HUMANEVAL_FILE is None, reason="HumanEval data not found")
@@ -65,7 +68,9 @@ def test_extract_code_table(text, entry, expected):
 
 def test_build_program_follows_the_official_harness():
     prompt = 'def f(x):\n    """Double x."""\n'
-    assert build_program(prompt, "    return 2 * x\n", "completion") == prompt + "    return 2 * x\n"
+    assert (
+        build_program(prompt, "    return 2 * x\n", "completion") == prompt + "    return 2 * x\n"
+    )
     chat = build_program(prompt, "def f(x):\n    return 2 * x\n", "chat", entry_point="f")
     assert chat == prompt + "\ndef f(x):\n    return 2 * x\n"
     body = build_program(prompt, f"{FENCE}\nreturn 2 * x\n{FENCE}", "chat", entry_point="f")
@@ -86,7 +91,9 @@ def test_humaneval_loads_and_every_canonical_solution_passes():
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda p: task.grade(p, p.gold), task.problems))
     assert [r.status for r in results] == ["passed"] * 164
-    wrong = task.grade(task.problems[0], task.problems[0].metadata["code_prompt"] + "    return True\n")
+    wrong = task.grade(
+        task.problems[0], task.problems[0].metadata["code_prompt"] + "    return True\n"
+    )
     assert wrong.status == "failed" and "assert candidate" in wrong.detail
 
 
@@ -147,13 +154,13 @@ def test_task_files_may_be_gzipped_and_modes_are_checked(tmp_path):
 CODE_ROWS = [
     {
         "task_id": "t/0",
-        "prompt": "def add(a, b):\n    \"\"\"Add.\"\"\"\n",
+        "prompt": 'def add(a, b):\n    """Add."""\n',
         "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
         "entry_point": "add",
     },
     {
         "task_id": "t/1",
-        "prompt": "def neg(a):\n    \"\"\"Negate.\"\"\"\n",
+        "prompt": 'def neg(a):\n    """Negate."""\n',
         "test": "def check(candidate):\n    assert candidate(2) == -2\n",
         "entry_point": "neg",
     },
@@ -163,7 +170,9 @@ CODE_ROWS = [
 def _replies(prompt, i):
     """Greedy (temperature 0) is right for add, wrong for neg; samples alternate."""
     text = prompt.messages[0].content
-    right = "def add(a, b):\n    return a + b\n" if "add" in text else "def neg(a):\n    return -a\n"
+    right = (
+        "def add(a, b):\n    return a + b\n" if "add" in text else "def neg(a):\n    return -a\n"
+    )
     wrong = "def add(a, b):\n    return a - b\n" if "add" in text else "def neg(a):\n    return a\n"
     return right if i % 2 == 0 else wrong
 
@@ -176,8 +185,10 @@ def test_evaluate_a_code_task_reports_pass_at_k_and_every_program(tmp_path):
     for r in records:
         assert r["n"] == 4
         assert sum(s["test_status"] == "passed" for s in r["samples"]) == r["c"]
-        assert all(s["program"].startswith(CODE_ROWS[0 if r["id"] == "t/0" else 1]["prompt"])
-                   for s in r["samples"])
+        assert all(
+            s["program"].startswith(CODE_ROWS[0 if r["id"] == "t/0" else 1]["prompt"])
+            for s in r["samples"]
+        )
         assert {s["test_status"] for s in r["samples"]} <= {"passed", "failed"}
     summary = summarize_pool(records)
     assert summary["problems"] == 2 and summary["curve"][0]["k"] == 1

@@ -158,7 +158,10 @@ def test_a_child_that_leaves_the_process_group_dies_with_the_run(layers):
 
 @pytest.mark.parametrize(
     "program",
-    ["x = bytearray(8 * 2**30)\n", "chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))\n"],
+    [
+        "x = bytearray(8 * 2**30)\n",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))\n",
+    ],
 )
 def test_memory_bomb_is_stopped_by_the_memory_limit(program):
     r = run(program, limits=SandboxLimits(memory_mb=512), timeout=30)
@@ -185,7 +188,7 @@ def test_writing_and_deleting_files_outside_its_directory_is_denied(layers, tmp_
         lambda: open({str(victim)!r}, 'w').write('gone'),
         lambda: os.remove({str(victim)!r}),
         lambda: os.rename({str(victim)!r}, {str(victim)!r} + '.moved'),
-        lambda: open({str(tmp_path / 'new.txt')!r}, 'w').write('x'),
+        lambda: open({str(tmp_path / "new.txt")!r}, 'w').write('x'),
         lambda: shutil.rmtree({str(tmp_path)!r}),
         lambda: open(os.path.expanduser('~') + '/../x', 'w'),
     ):
@@ -224,7 +227,12 @@ def test_the_parents_environment_is_not_passed_or_readable(monkeypatch):
     r = run(program)
     assert r.status == "passed", r
     assert set(run("import os\nprint(sorted(os.environ))\n").stdout.strip("[]\n").split(", ")) <= {
-        "'HOME'", "'LANG'", "'PATH'", "'PYTHONHASHSEED'", "'TMPDIR'", "'LC_CTYPE'"
+        "'HOME'",
+        "'LANG'",
+        "'PATH'",
+        "'PYTHONHASHSEED'",
+        "'TMPDIR'",
+        "'LC_CTYPE'",
     }
 
 
@@ -254,8 +262,9 @@ def test_no_network_tcp_or_udp(layers):
     """
     r = run(program)
     assert r.status == "passed", r
-    with pytest.raises(socket.timeout):
-        udp.recvfrom(16) if layers["namespaces"] else (_ for _ in ()).throw(socket.timeout())
+    if layers["namespaces"]:  # Landlock does not cover UDP: only the namespace stops it
+        with pytest.raises(TimeoutError):
+            udp.recvfrom(16)
     listener.close()
     udp.close()
 
@@ -327,7 +336,9 @@ def test_a_unix_socket_server_of_the_user_is_unreachable(layers, tmp_path):
         server.accept()
     server.close()
     # anonymous socket pairs (multiprocessing.Pipe) still work
-    assert run("import multiprocessing as mp\na, b = mp.Pipe()\na.send(3)\nassert b.recv() == 3\n").passed
+    assert run(
+        "import multiprocessing as mp\na, b = mp.Pipe()\na.send(3)\nassert b.recv() == 3\n"
+    ).passed
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,9 @@ from samplescale.aggregate import cluster
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
+from samplescale.errors import ConfigError
 from samplescale.rng import derived_seed
 from samplescale.strategies import Greedy, RepeatedSampling, Strategy
-from samplescale.errors import ConfigError
 from samplescale.tasks.base import Problem, Task
 from samplescale.tasks.code import CodeTask
 from samplescale.types import Prompt, Result

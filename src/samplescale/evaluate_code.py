@@ -98,15 +98,17 @@ def code_pool_record(
     g = Greedy().run(backend, prompt, params)
     (greedy_row,) = grade_samples(task, problem, g.samples[:1])
     if params.n == 1 and params.temperature == 0:  # the pool IS the greedy sample
-        gen, rows = g, [greedy_row]
+        rows, usage = [greedy_row], g.usage
     else:
         gen = generate(backend, prompt, params.replace(seed=problem_seed(seed, problem.id)))
-        rows = grade_samples(task, problem, gen.samples)
+        rows, usage = grade_samples(task, problem, gen.samples), gen.usage
     first: dict[str, int] = {}
     labels: list[int | None] = []
     for i, r in enumerate(rows):
         labels.append(None if r["answer"] is None else first.setdefault(r["answer"], i))
-    correct_classes = sorted({lab for lab, r in zip(labels, rows) if lab is not None and r["correct"]})
+    correct_classes = sorted(
+        {lab for lab, r in zip(labels, rows) if lab is not None and r["correct"]}
+    )
     correct_label = correct_classes[0] if correct_classes else None
     labels = [correct_label if lab in correct_classes else lab for lab in labels]
     return {
@@ -127,5 +129,5 @@ def code_pool_record(
         "labels": labels,
         "correct_label": correct_label,
         "samples": rows,
-        "usage": gen.usage.model_dump(),
+        "usage": usage.model_dump(),
     }

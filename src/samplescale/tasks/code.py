@@ -13,8 +13,8 @@ Prompting (``mode``):
 * ``"chat"`` (instruct models), as EvalPlus (Liu et al., 2023) prompts them: one user
   message asking for a self-contained script in a markdown code block, and the reply
   starts with :data:`CHAT_PREFIX` (which opens a ```` ```python ```` block), so the
-  model writes code at once; generation stops at the closing fence (:data:`CHAT_STOP`)
-  unless the caller set its own stop sequences. The reply's code is extracted
+  model writes code at once; generation stops at the closing fence or at top-level
+  example code (:data:`CHAT_STOP`) unless the caller set its own stop sequences. The reply's code is extracted
   (:func:`~samplescale.verifiers.code.extract_code`).
 * ``"completion"`` (base models): the raw code prompt is continued; the program is
   ``prompt + completion`` (Chen et al., 2021), and generation stops at the stop sequences
@@ -48,8 +48,11 @@ CHAT_PREFIX = (
     "passes corresponding tests:\n```python\n"
 )
 """The start of the reply that chat prompting continues (EvalPlus's response prefix)."""
-#: Stop sequence of chat prompting: the end of the code block the prefix opened.
-CHAT_STOP = ("\n```",)
+#: Stop sequences of chat prompting: the end of the code block the prefix opened, and the
+#: top-level example code small models append after the function (``print(...)``, asserts,
+#: a ``__main__`` block, "# Test" comments). :func:`~samplescale.verifiers.code.extract_code`
+#: drops such top-level code anyway, so stopping there changes no verdict, only saves tokens.
+CHAT_STOP = ("\n```", "\nprint(", "\nassert ", "\nif __name__", "\n# Test", "\n# Example")
 MBPP_INSTRUCTION = (
     "You are an expert Python programmer. Write a Python function for this task. Reply "
     "with the function in a markdown code block:"

@@ -104,8 +104,7 @@ _PY_TAGS = {"", "python", "py", "python3", "py3"}
 
 def _defines(tree: ast.Module, name: str) -> bool:
     return any(
-        isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name
-        for n in tree.body
+        isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body
     )
 
 
@@ -192,8 +191,9 @@ def extract_code(text: str, entry_point: str | None = None) -> str | None:
     return None
 
 
-def build_program(prompt: str, reply: str, mode: Literal["completion", "chat"], *,
-                  entry_point: str | None = None) -> str | None:
+def build_program(
+    prompt: str, reply: str, mode: Literal["completion", "chat"], *, entry_point: str | None = None
+) -> str | None:
     """The program to test, built as the official HumanEval harness builds it.
 
     Parameters

@@ -112,12 +112,12 @@ class SandboxLimits(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    cpu_s: int = Field(10, ge=1, le=3600)
-    memory_mb: int = Field(1024, ge=64, le=65536)
-    file_size_mb: int = Field(16, ge=1, le=4096)
-    processes: int = Field(64, ge=1, le=4096)
-    open_files: int = Field(256, ge=16, le=65536)
-    output_kb: int = Field(16, ge=0, le=1024)
+    cpu_s: int = Field(default=10, ge=1, le=3600)
+    memory_mb: int = Field(default=1024, ge=64, le=65536)
+    file_size_mb: int = Field(default=16, ge=1, le=4096)
+    processes: int = Field(default=64, ge=1, le=4096)
+    open_files: int = Field(default=256, ge=16, le=65536)
+    output_kb: int = Field(default=16, ge=0, le=1024)
 
 
 @functools.lru_cache(maxsize=1)
@@ -229,9 +229,14 @@ def run_sandboxed(
         command = [sys.executable, "-I", "-B", str(runner)]
         if use_ns:
             command = [shutil.which("unshare") or "unshare", *_UNSHARE, *command]
-        config = {"nonce": nonce, "program": program, "test": test, "limits": limits}
-        config["result_fd"] = write_end
-        config["landlock"] = sys.platform.startswith("linux")
+        config: dict[str, Any] = {
+            "nonce": nonce,
+            "program": program,
+            "test": test,
+            "limits": limits,
+            "result_fd": write_end,
+            "landlock": sys.platform.startswith("linux"),  # also gates the seccomp filter
+        }
         start = time.monotonic()
         with (workdir / "stdout").open("wb") as out, (workdir / "stderr").open("wb") as err:
             try:
@@ -268,7 +273,12 @@ def run_sandboxed(
             stderr=_read_capped(workdir / "stderr", cap),
             wall_s=wall,
         )
-        layers = {"namespaces": use_ns, "landlock": 0, "pid_max": False, "seccomp": False}
+        layers: dict[str, Any] = {
+            "namespaces": use_ns,
+            "landlock": 0,
+            "pid_max": False,
+            "seccomp": False,
+        }
         for line in channel[:1]:
             if line.startswith("layers "):
                 fields = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
