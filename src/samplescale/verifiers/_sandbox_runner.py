@@ -192,14 +192,17 @@ def _apply_limits(limits):
 
 
 def _detail(exc, sources):
-    """The failing line: the deepest frame in the program or tests, and the exception."""
+    """The failing statement (all its lines) in the deepest frame of the program or the
+    tests, and the exception."""
     line = ""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         text = sources.get(frame.filename)
         if text is not None and frame.lineno:
             lines = text.splitlines()
             if 0 < frame.lineno <= len(lines):
-                line = f"{frame.filename}:{frame.lineno}: {lines[frame.lineno - 1].strip()}"
+                end = max(frame.lineno, getattr(frame, "end_lineno", None) or frame.lineno)
+                statement = " ".join(x.strip() for x in lines[frame.lineno - 1 : end])
+                line = f"{frame.filename}:{frame.lineno}: {statement}"
                 break
     message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     if isinstance(exc, SyntaxError):
