@@ -205,3 +205,66 @@ def test_code_tasks_use_their_stop_sequences():
     assert code_params(chat, SamplingParams()).stop == CHAT_STOP
     assert code_params(comp, SamplingParams()).stop == COMPLETION_STOP
     assert code_params(comp, SamplingParams(stop=("END",))).stop == ("END",)
+
+
+PROMPT = '''def double(x: int) -> int:
+    """Double x.
+    >>> double(2)
+    4
+    >>> double(-1)
+    -2
+    >>> print("not a call of double")
+    not a call of double
+    """
+'''
+RIGHT = PROMPT + "    return 2 * x\n"
+RIGHT_TOO = PROMPT + "    return x + x\n"
+WRONG = PROMPT + "    return x * x\n"  # passes double(2) only
+
+
+def test_public_examples_are_the_doctests_that_call_the_entry_point():
+    from samplescale.verifiers.code_select import public_examples
+
+    assert public_examples(PROMPT, "double") == [("double(2)", "4"), ("double(-1)", "-2")]
+    assert public_examples("def f():\n    pass\n", "f") == []
+
+
+def test_best_of_n_by_public_tests_and_behaviour_vote():
+    from samplescale.strategies import BestOfN, SelfConsistency
+    from samplescale.verifiers.code_select import behaviour_extractor, public_tests_scorer
+
+    texts = [WRONG[len(PROMPT) :], RIGHT[len(PROMPT) :], RIGHT_TOO[len(PROMPT) :], "no code"]
+
+    def program_of(text):
+        return None if text == "no code" else PROMPT + text
+
+    backend = ScriptedBackend(lambda prompt, i: texts[i % 4])
+    from samplescale.types import Prompt
+
+    params = SamplingParams(n=4, temperature=1.0)
+    scorer = public_tests_scorer(PROMPT, "double", program_of)
+    r = BestOfN(scorer=scorer).run(backend, Prompt.user("x"), params)
+    assert list(r.scores) == [0.5, 1.0, 1.0, 0.0] and r.selected == 1
+    extract = behaviour_extractor(PROMPT, "double", program_of)
+    sc = SelfConsistency(extract=extract, equivalent=str.__eq__)
+    v = sc.run(ScriptedBackend(lambda prompt, i: texts[i % 4]), Prompt.user("x"), params)
+    assert v.selected == 1 and v.answer == "4\n-2\n"
+
+
+def test_select_offline_measures_both_rules_against_coverage():
+    from samplescale.verifiers.code_select import select_offline
+
+    rows = [
+        {"program": WRONG, "correct": False},
+        {"program": None, "correct": False},
+        {"program": RIGHT, "correct": True},
+        {"program": RIGHT_TOO, "correct": True},
+    ]
+    out = select_offline({"samples": rows}, PROMPT, "double")
+    assert out == {
+        "coverage": True,
+        "first": False,
+        "best_of_n_public": True,
+        "behaviour_vote": True,
+        "examples": 2,
+    }
