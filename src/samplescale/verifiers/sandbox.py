@@ -58,7 +58,11 @@ What it does NOT protect against
   processes that leave the process group survive the time-out (they stay under the CPU
   limit). Without Landlock: writing and deleting the user's files anywhere.
 * As root (uid 0): ``RLIMIT_NPROC`` is not enforced by the kernel; the pid namespace's
-  ``pid_max`` (at least 301) is the only bound on processes.
+  ``pid_max`` (at least 301; Linux >= 6.14) is the only bound on processes, and on older
+  kernels only the time-out bounds a fork bomb. (The sandbox does not switch to another
+  user: the interpreter, e.g. one under a 0700 home directory, may be unreadable to it.)
+* Windows: not supported (:func:`~samplescale.verifiers.code.run_tests` raises). macOS: the
+  always-on layers only.
 * Kernel exploits, side channels, CPU and memory contention with the caller (limits are
   per process: a program may use ``processes`` x ``memory_mb``; no cgroup caps the sum).
 * Filling the disk: each file is capped by ``file_size_mb`` but not their number (the
