@@ -268,3 +268,33 @@ def test_select_offline_measures_both_rules_against_coverage():
         "behaviour_vote": True,
         "examples": 2,
     }
+
+
+def test_cli_eval_on_a_code_task_writes_programs_and_resumes(capsys, tmp_path, llama_backend):
+    from samplescale.cli import main
+
+    data = _write(tmp_path / "code.jsonl", CODE_ROWS)
+    out = tmp_path / "run"
+    argv = ["eval", "--task", "code-jsonl", "--data", str(data), "--n", "4"]
+    argv += ["--max-tokens", "32", "--output", str(out), "--model", str(llama_backend.model_path)]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "pass@k" in stdout and "greedy" in stdout
+    lines = (out / "results.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    assert [r["id"] for r in records] == ["t/0", "t/1"]
+    for r in records:
+        assert len(r["samples"]) == 4 and r["c"] == sum(s["correct"] for s in r["samples"])
+        for s in r["samples"]:
+            assert s["test_status"] in {"passed", "failed", "timeout", "error"}
+            assert s["correct"] == (s["test_status"] == "passed")
+            prompt = next(row["prompt"] for row in CODE_ROWS if row["task_id"] == r["id"])
+            assert s["program"] is None or s["program"].startswith(prompt)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 4 and [c["k"] for c in summary["curve"]] == [1, 2, 4]
+    # resume: drop the last record; it is redone with the same draws and verdicts
+    (out / "results.jsonl").write_text(lines[0] + "\n")
+    assert main(argv) == 0
+    assert "1 of 2 problems already done" in capsys.readouterr().out
+    again = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert again[1]["samples"] == records[1]["samples"]
