@@ -112,6 +112,7 @@ def code_pool_record(
     correct_label = correct_classes[0] if correct_classes else None
     labels = [correct_label if lab in correct_classes else lab for lab in labels]
     return {
+        "status": "ok",
         "id": problem.id,
         "question": problem.question,
         "gold": problem.gold,

@@ -146,6 +146,7 @@ def humaneval(
                 id=rec.text("task_id"),
                 question=_fenced(prompt),
                 gold=prompt + str(rec.data.get("canonical_solution") or ""),
+                source=rec.where,
                 metadata={
                     "code_prompt": prompt,
                     "completion_prompt": prompt,
@@ -212,6 +213,7 @@ def mbpp(
                 id=f"mbpp/{rec.text('task_id')}",
                 question=f"{description}\nYour code should pass these tests:\n\n{shown}",
                 gold=setup + rec.text("code"),
+                source=rec.where,
                 metadata={
                     "code_prompt": setup,
                     "completion_prompt": f'"""\n{description}\n{shown}\n"""\n{setup}',
@@ -263,6 +265,7 @@ def code_jsonl(
                 id=pid,
                 question=_fenced(prompt),
                 gold=prompt,
+                source=rec.where,
                 metadata={
                     "code_prompt": prompt,
                     "completion_prompt": prompt,
