@@ -47,52 +47,25 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from samplescale.errors import MissingDependencyError, SamplescaleError
+from samplescale.verifiers._worker_kinds import (  # re-exported: one place to look
+    _POOL_SIZE as _POOL_SIZE,
+)
+from samplescale.verifiers._worker_kinds import (
+    _WORKER_MODULE,
+    MATH_VERIFY,
+    WorkerKind,
+)
+from samplescale.verifiers._worker_kinds import CODE_SANDBOX as CODE_SANDBOX
 
 logger = logging.getLogger(__name__)
 
-#: Number of worker processes that may verify at the same time (one per slot).
-_POOL_SIZE = max(1, min(4, os.cpu_count() or 1))
 #: Seconds allowed for a worker process to start and import math-verify.
 _STARTUP_TIMEOUT_S = 120.0
 
 
-_WORKER_MODULE = "samplescale.verifiers._verify_worker"
-
-
-@dataclass(frozen=True)
-class WorkerKind:
-    """One kind of worker: its module, pool size and messages.
-
-    Attributes
-    ----------
-    name : str
-        What the worker runs, for messages (``"math-verify"``).
-    module : str
-        The worker module, started as ``python -m module``; it speaks the protocol of
-        :mod:`samplescale.verifiers._verify_worker` (a ready line, then one JSON reply
-        line per JSON request line carrying an ``id``).
-    size : int
-        Most worker processes of this kind at a time.
-    install_hint : str
-        What to install when the worker reports a missing import.
-    """
-
-    name: str
-    module: str
-    size: int
-    install_hint: str
-
-
-#: math-verify calls of :mod:`samplescale.verifiers.math`.
-MATH_VERIFY = WorkerKind("math-verify", _WORKER_MODULE, _POOL_SIZE, "`pip install math-verify`")
-#: Supervisors of sandboxed generated-code runs (:mod:`samplescale.verifiers.code`).
-CODE_SANDBOX = WorkerKind(
-    "code-sandbox", "samplescale.verifiers._code_worker", _POOL_SIZE, "samplescale"
-)
 _TIMED_OUT = object()  # request() outcomes other than a reply
 _DIED = object()
 _NOT_SENT = object()
