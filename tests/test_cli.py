@@ -282,7 +282,11 @@ def test_sampler_specs_map_onto_params():
             "repetition_penalty: Input should be greater than 0 (got 0.0); valid range (0.0, 100.0]",
         ),
         (("eval", "--task", "gsm8k"), "task 'gsm8k' needs a data path (--data PATH)"),
-        (("eval", "--task", "nope"), "unknown task 'nope'; valid: arithmetic, gsm8k, jsonl, math"),
+        (
+            ("eval", "--task", "nope"),
+            "unknown task 'nope'; valid: arithmetic, code-jsonl, code-jsonl-completion, gsm8k, "
+            "humaneval, humaneval-completion, jsonl, math, mbpp, mbpp-completion",
+        ),
         (("eval", "--level", "7"), "level"),
         (("eval", "--task", "gsm8k", "--data", "/nonexistent.jsonl"), "/nonexistent.jsonl"),
         (

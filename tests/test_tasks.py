@@ -635,7 +635,18 @@ def test_file_loader_bad_limit(tmp_path: Path, loader, limit: int) -> None:
 
 
 def test_registry_names() -> None:
-    assert TASKS.names() == ["arithmetic", "gsm8k", "jsonl", "math"]
+    assert TASKS.names() == [
+        "arithmetic",
+        "code-jsonl",
+        "code-jsonl-completion",
+        "gsm8k",
+        "humaneval",
+        "humaneval-completion",
+        "jsonl",
+        "math",
+        "mbpp",
+        "mbpp-completion",
+    ]
 
 
 def test_load_task_arithmetic() -> None:
@@ -681,8 +692,8 @@ def test_load_task_files(tmp_path: Path) -> None:
 def test_load_task_unknown_name() -> None:
     with pytest.raises(
         UnknownNameError,
-        match=r"unknown task 'gsm9k'; valid: arithmetic, "
-        r"gsm8k, jsonl, math",
+        match=r"unknown task 'gsm9k'; valid: arithmetic, code-jsonl, code-jsonl-completion, "
+        r"gsm8k, humaneval, humaneval-completion, jsonl, math, mbpp, mbpp-completion$",
     ):
         load_task("gsm9k")
 

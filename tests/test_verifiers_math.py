@@ -716,7 +716,7 @@ def test_an_error_in_the_worker_means_not_equivalent():
 
 def test_a_worker_that_cannot_start_raises(monkeypatch):
     command = [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]
-    monkeypatch.setattr(vw, "_worker_command", lambda: command)
+    monkeypatch.setattr(vw, "_worker_command", lambda module=None: command)
     slot = vw._Slot()
     with pytest.raises(SamplescaleError, match=r"(?s)exit code 3.*boom") as info:
         slot.run((("x", "y"),), 5.0)
@@ -727,7 +727,7 @@ def test_a_worker_that_cannot_start_raises(monkeypatch):
 def test_a_worker_without_math_verify_raises_missing_dependency(monkeypatch):
     reply = '{"ready": false, "missing": true, "error": "No module named math_verify"}'
     command = [sys.executable, "-c", f"print({reply!r})"]
-    monkeypatch.setattr(vw, "_worker_command", lambda: command)
+    monkeypatch.setattr(vw, "_worker_command", lambda module=None: command)
     slot = vw._Slot()
     with pytest.raises(MissingDependencyError, match="pip install math-verify"):
         slot.run((("x", "y"),), 5.0)

@@ -131,9 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluate on a task: pass@k and maj@k from one pool, or a strategy"
     )
     ev.add_argument(
-        "--task", default="arithmetic", help="arithmetic, gsm8k, math or jsonl (default arithmetic)"
+        "--task",
+        default="arithmetic",
+        help="arithmetic, gsm8k, math, jsonl, or code: humaneval, mbpp, code-jsonl "
+        "(+ -completion for completion prompting) (default arithmetic)",
     )
-    ev.add_argument("--data", type=Path, default=None, help="data file for gsm8k / math / jsonl")
+    ev.add_argument("--data", type=Path, default=None, help="data file of a file task (.jsonl[.gz])")
     ev.add_argument(
         "--level", type=int, default=None, help="arithmetic task: level 1-3 (default 1)"
     )

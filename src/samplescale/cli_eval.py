@@ -106,6 +106,8 @@ def _settings(
         "fields": (
             [args.question_field or "question", args.answer_field or "answer"]
             if task == "jsonl"
+            else [args.question_field or "prompt", args.answer_field or "test"]
+            if task.startswith("code-jsonl")
             else None
         ),
         "limit": limit,

@@ -39,6 +39,7 @@ from samplescale.rng import derived_seed
 from samplescale.strategies import Greedy, RepeatedSampling, Strategy
 from samplescale.strategies.base import check_run_args
 from samplescale.tasks.base import Problem, Task
+from samplescale.tasks.code import CodeTask
 from samplescale.types import Prompt, Result
 from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.math import answers_equivalent, is_equivalent
@@ -290,6 +291,11 @@ def evaluate(
                           f"{type(on_start).__name__}")
     if on_error not in ("record", "stop"):
         raise ConfigError(f"on_error must be 'record' or 'stop', got {on_error!r}")
+    if isinstance(task, CodeTask) and strategy is not None:
+        raise ConfigError(
+            "code tasks are evaluated as a pool (pass@k); omit --strategy (selection by "
+            "public examples: samplescale.verifiers.code_select)"
+        )
     return _records(task, backend, params, strategy, seed, skip, on_start, on_error)
 
 
@@ -312,7 +318,11 @@ def _records(
         digest = problem_digest(task, problem)
         try:
             prompt = _checked_prompt(task, problem)
-            if strategy is None:
+            if isinstance(task, CodeTask):  # graded by running tests, not answer equivalence
+                from samplescale.evaluate_code import code_pool_record
+
+                rec = code_pool_record(task, problem, prompt, backend, params, seed)
+            elif strategy is None:
                 rec = pool_record(problem, prompt, backend, params, seed)
             else:
                 rec = strategy_record(problem, prompt, backend, strategy, params, seed)

@@ -9,6 +9,7 @@ and calls it. The loaders for direct use are
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from samplescale.errors import ConfigError
 from samplescale.registry import Registry, canonical
 from samplescale.tasks.arithmetic import arithmetic
 from samplescale.tasks.base import DEFAULT_INSTRUCTION, Problem, Task
+from samplescale.tasks.code import CodeTask, code_jsonl, humaneval, mbpp
 from samplescale.tasks.gsm8k import gsm8k
 from samplescale.tasks.jsonl import jsonl_task
 from samplescale.tasks.math import math_task
@@ -24,11 +26,15 @@ from samplescale.tasks.math import math_task
 __all__ = [
     "DEFAULT_INSTRUCTION",
     "TASKS",
+    "CodeTask",
     "Problem",
     "Task",
     "arithmetic",
+    "code_jsonl",
     "gsm8k",
+    "humaneval",
     "jsonl_task",
+    "mbpp",
     "load_task",
     "math_task",
 ]
@@ -79,6 +85,49 @@ def _load_jsonl(
     )
 
 
+def _load_humaneval(
+    *, mode: str = "chat", path: str | Path | None = None, limit: int | None = None
+) -> Task:
+    name = "humaneval" if mode == "chat" else "humaneval-completion"
+    return humaneval(_need_path(name, path), mode=mode, limit=limit)  # type: ignore[arg-type]
+
+
+def _load_mbpp(
+    *, mode: str = "chat", path: str | Path | None = None, limit: int | None = None
+) -> Task:
+    name = "mbpp" if mode == "chat" else "mbpp-completion"
+    return mbpp(_need_path(name, path), mode=mode, limit=limit)  # type: ignore[arg-type]
+
+
+def _load_code_jsonl(
+    *,
+    mode: str = "chat",
+    path: str | Path | None = None,
+    limit: int | None = None,
+    question_field: str = "prompt",
+    answer_field: str = "test",
+) -> Task:
+    """The generic code jsonl: --question-field names the code prompt field (default
+    ``prompt``), --answer-field the tests field (default ``test``)."""
+    name = "code-jsonl" if mode == "chat" else "code-jsonl-completion"
+    return code_jsonl(
+        _need_path(name, path),
+        prompt_field=question_field,
+        test_field=answer_field,
+        mode=mode,  # type: ignore[arg-type]
+        limit=limit,
+    )
+
+
+for _name, _loader in (
+    ("humaneval", _load_humaneval),
+    ("mbpp", _load_mbpp),
+    ("code-jsonl", _load_code_jsonl),
+):
+    TASKS.register(_name)(functools.partial(_loader, mode="chat"))
+    TASKS.register(f"{_name}-completion")(functools.partial(_loader, mode="completion"))
+
+
 #: The command-line flag of each loader option, for error messages.
 OPTION_FLAGS = {
     "path": "--data",
@@ -108,8 +157,10 @@ def load_task(
     Parameters
     ----------
     name : str
-        A registered task name: ``"arithmetic"``, ``"gsm8k"``, ``"math"`` or ``"jsonl"``
-        (snake_case and any letter case are accepted too).
+        A registered task name: ``"arithmetic"``, ``"gsm8k"``, ``"math"``, ``"jsonl"``,
+        or a code task ``"humaneval"``, ``"mbpp"``, ``"code-jsonl"`` (chat prompting) and
+        each with ``-completion`` (completion prompting) (snake_case and any letter case
+        are accepted too).
     path : str or Path or None
         The data file; required by the file tasks (``gsm8k``, ``math``, ``jsonl``).
     level : int or None

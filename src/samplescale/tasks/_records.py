@@ -11,9 +11,11 @@ arrays and objects at most :data:`MAX_DEPTH` levels deep.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -175,7 +177,7 @@ def read_records(path: str | Path, limit: int | None = None) -> list[Record]:
     Parameters
     ----------
     path : str or Path
-        The jsonl file (UTF-8).
+        The jsonl file (UTF-8); gzip-compressed when its name ends in ``.gz``.
     limit : int or None
         Stop after this many records; ``None`` reads them all.
 
@@ -216,7 +218,7 @@ def read_records(path: str | Path, limit: int | None = None) -> list[Record]:
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for each non-blank line of ``path``."""
     try:
-        with path.open("rb") as fh:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as fh:
             for number, raw in enumerate(fh, start=1):
                 try:
                     text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
@@ -224,8 +226,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                     raise DataError(f"{path}:{number}: not valid UTF-8 ({exc.reason})") from exc
                 if text.strip():
                     yield number, text
-    except OSError as exc:
-        raise DataError(f"cannot read task file {str(path)!r}: {exc.strerror or exc}") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        reason = getattr(exc, "strerror", None) or exc
+        raise DataError(f"cannot read task file {str(path)!r}: {reason}") from exc
 
 
 def _decode(path: Path, line: int, text: str) -> dict[str, Any]:

@@ -1,4 +1,11 @@
-"""The pool of math-verify worker processes, with a hard time limit per call.
+"""Pools of killable worker processes, with a hard time limit per call.
+
+This is the ONE mechanism for work that may hang or is untrusted (DESIGN.md): one pool per
+:class:`WorkerKind`. Two kinds exist: :data:`MATH_VERIFY` (math-verify calls, below) and
+:data:`CODE_SANDBOX` (the supervisor of :mod:`samplescale.verifiers._code_worker`, which runs
+each generated program in a fresh sandboxed process). Everything said below about the
+math-verify workers holds for every kind; a kind names its worker module, pool size and
+what to install when its worker cannot import what it needs.
 
 math-verify can run for ever on some inputs (``2003^{2002^{2001}}``) and its own timeout
 uses ``signal.alarm``, which only works on the main thread. Every math-verify call of
@@ -43,24 +50,30 @@ import time
 from typing import Any
 
 from samplescale.errors import MissingDependencyError, SamplescaleError
+from samplescale.verifiers._worker_kinds import (  # re-exported: one place to look
+    _POOL_SIZE as _POOL_SIZE,
+)
+from samplescale.verifiers._worker_kinds import (
+    _WORKER_MODULE,
+    MATH_VERIFY,
+    WorkerKind,
+)
+from samplescale.verifiers._worker_kinds import CODE_SANDBOX as CODE_SANDBOX
 
 logger = logging.getLogger(__name__)
 
-#: Number of worker processes that may verify at the same time (one per slot).
-_POOL_SIZE = max(1, min(4, os.cpu_count() or 1))
 #: Seconds allowed for a worker process to start and import math-verify.
 _STARTUP_TIMEOUT_S = 120.0
 
 
-_WORKER_MODULE = "samplescale.verifiers._verify_worker"
 _TIMED_OUT = object()  # request() outcomes other than a reply
 _DIED = object()
 _NOT_SENT = object()
 
 
-def _worker_command() -> list[str]:
-    """The command line of a worker process."""
-    return [sys.executable, "-m", _WORKER_MODULE]
+def _worker_command(module: str = _WORKER_MODULE) -> list[str]:
+    """The command line of a worker process running ``module``."""
+    return [sys.executable, "-m", module]
 
 
 def _package_root() -> str:
@@ -91,10 +104,11 @@ def _close_quietly(stream: Any) -> None:
 class _Worker:
     """One running worker process, its reply queue and the thread that fills it."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: WorkerKind = MATH_VERIFY) -> None:
+        self.kind = kind
         if not sys.executable:
             raise SamplescaleError(
-                "cannot start the math-verify worker process: sys.executable is unknown"
+                f"cannot start the {kind.name} worker process: sys.executable is unknown"
             )
         root = _package_root()
         self._stderr: Any = None  # start-up errors only: see _verify_worker
@@ -104,7 +118,7 @@ class _Worker:
             pass
         try:
             self.process = subprocess.Popen(
-                _worker_command(),
+                _worker_command(kind.module),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL if self._stderr is None else self._stderr,
@@ -116,7 +130,7 @@ class _Worker:
         except OSError as exc:
             _close_quietly(self._stderr)
             raise SamplescaleError(
-                f"could not start the math-verify worker process ({exc!r})"
+                f"could not start the {kind.name} worker process ({exc!r})"
             ) from exc
         self.ready = False
         self._next_id = 0
@@ -124,7 +138,7 @@ class _Worker:
         reader = threading.Thread(
             target=self._read_replies,
             args=(self.process.stdout, self.replies),
-            name=f"samplescale-verify-reader-{self.process.pid}",
+            name=f"samplescale-{kind.name}-reader-{self.process.pid}",
             daemon=True,
         )
         try:
@@ -179,24 +193,25 @@ class _Worker:
             detail = str(message.get("error", message))
             if message.get("missing"):
                 raise MissingDependencyError(
-                    "math-verify is not importable in the verification worker; "
-                    f"install it with `pip install math-verify` ({detail})"
+                    f"{self.kind.name} is not importable in its worker process; "
+                    f"install it with {self.kind.install_hint} ({detail})"
                 )
         code = self.process.returncode
         tail = self._stderr_tail()
         _close_quietly(self._stderr)
         raise SamplescaleError(
-            f"could not start the math-verify worker process ({detail}; exit code {code}; "
-            f"command {_worker_command()!r})" + (f":\n{tail}" if tail else "")
+            f"could not start the {self.kind.name} worker process ({detail}; exit code "
+            f"{code}; command {_worker_command(self.kind.module)!r})"
+            + (f":\n{tail}" if tail else "")
         )
 
-    def request(self, pairs: tuple[tuple[str, str], ...], timeout: float) -> Any:
+    def request(self, payload: dict[str, Any], timeout: float) -> Any:
         """Send one request; its reply dict, or _NOT_SENT, _TIMED_OUT or _DIED."""
         if self.process.poll() is not None:  # died while idle
             return _NOT_SENT
         self._next_id += 1
         request_id = self._next_id
-        data = json.dumps({"id": request_id, "pairs": pairs}).encode("ascii") + b"\n"
+        data = json.dumps({**payload, "id": request_id}).encode("ascii") + b"\n"
         view = memoryview(data)
         deadline = time.monotonic() + timeout
         stdin = self.process.stdin
@@ -229,20 +244,21 @@ class _Worker:
         try:
             self.process.wait(timeout=5.0)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL not delivered yet
-            logger.debug("math-verify worker %s did not exit after kill", self.process.pid)
+            logger.debug("%s worker %s did not exit after kill", self.kind.name, self.process.pid)
         _close_quietly(self.process.stdin)  # stdout is closed by the reader thread
 
 
 class _Slot:
-    """A place for one worker process, used by one thread at a time."""
+    """A place for one worker process of one kind, used by one thread at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: WorkerKind = MATH_VERIFY) -> None:
+        self.kind = kind
         self._worker: _Worker | None = None
 
     def _start(self) -> None:
         if _exiting:
-            raise SamplescaleError("the interpreter is exiting; no new math-verify worker")
-        self._worker = _Worker()  # the process warms up in the background
+            raise SamplescaleError(f"the interpreter is exiting; no new {self.kind.name} worker")
+        self._worker = _Worker(self.kind)  # the process warms up in the background
 
     def _stop(self) -> None:
         worker, self._worker = self._worker, None
@@ -265,24 +281,27 @@ class _Slot:
         worker = self._worker
         return [] if worker is None else [worker.process.pid]
 
-    def run(self, pairs: tuple[tuple[str, str], ...], timeout: float) -> bool | None:
-        """Verify ``pairs`` in the worker; None if it timed out or the worker died."""
+    def call(self, payload: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Send ``payload`` to the worker; its reply, or None if it timed out or died.
+
+        A worker that timed out or died is killed and a replacement is started in the
+        background.
+        """
         for _ in range(2):  # a worker that died while idle is replaced once
-            reply = self._ready_worker().request(pairs, timeout)
+            reply = self._ready_worker().request(payload, timeout)
             if reply is not _NOT_SENT:
                 break
             self._stop()
         else:
             return None
         if reply is _TIMED_OUT:
-            logger.warning("math-verify exceeded %.3g s; killing its worker process", timeout)
+            logger.warning(
+                "%s exceeded %.3g s; killing its worker process", self.kind.name, timeout
+            )
         elif reply is _DIED:
-            logger.warning("the math-verify worker process died; replacing it")
-        elif "error" in reply:
-            logger.debug("math-verify raised in the worker: %s", reply["error"])
-            return False
+            logger.warning("the %s worker process died; replacing it", self.kind.name)
         else:
-            return bool(reply.get("result"))
+            return dict(reply)
         self._stop()
         try:
             self._start()  # warm a replacement in the background
@@ -290,28 +309,39 @@ class _Slot:
             logger.debug("could not start a replacement worker", exc_info=True)
         return None
 
+    def run(self, pairs: tuple[tuple[str, str], ...], timeout: float) -> bool | None:
+        """math-verify ``pairs`` in the worker; None if it timed out or the worker died."""
+        reply = self.call({"pairs": pairs}, timeout)
+        if reply is None:
+            return None
+        if "error" in reply:
+            logger.debug("math-verify raised in the worker: %s", reply["error"])
+            return False
+        return bool(reply.get("result"))
+
 
 _pool_lock = threading.Lock()
-_free_slots: queue.LifoQueue[_Slot] | None = None
+_free_slots: dict[str, queue.LifoQueue[_Slot]] = {}
 _all_slots: list[_Slot] = []
 _exiting = False
 _inherited_slots: list[_Slot] = []  # a forked child's copy of its parent's slots
 
 
-def _slots() -> queue.LifoQueue[_Slot]:
-    global _free_slots
+def _slots(kind: WorkerKind = MATH_VERIFY) -> queue.LifoQueue[_Slot]:
     with _pool_lock:
-        if _free_slots is None:
-            free: queue.LifoQueue[_Slot] = queue.LifoQueue()
-            for _ in range(_POOL_SIZE):
-                slot = _Slot()
+        free = _free_slots.get(kind.name)
+        if free is None:
+            if not _free_slots:
+                # A multiprocessing child ends with os._exit(), skipping atexit, but runs
+                # multiprocessing's finalizers first.
+                multiprocessing.util.Finalize(None, _shutdown_workers, exitpriority=100)
+            free = queue.LifoQueue()
+            for _ in range(kind.size):
+                slot = _Slot(kind)
                 _all_slots.append(slot)
                 free.put(slot)
-            _free_slots = free
-            # A multiprocessing child ends with os._exit(), skipping atexit, but runs
-            # multiprocessing's finalizers first.
-            multiprocessing.util.Finalize(None, _shutdown_workers, exitpriority=100)
-        return _free_slots
+            _free_slots[kind.name] = free
+        return free
 
 
 def _shutdown_workers() -> None:
@@ -334,7 +364,7 @@ def _forget_workers_after_fork() -> None:
     global _pool_lock, _free_slots, _all_slots, _exiting
     _inherited_slots.extend(_all_slots)
     _pool_lock = threading.Lock()
-    _free_slots = None
+    _free_slots = {}
     _all_slots = []
     _exiting = False
 
@@ -344,7 +374,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _run_in_worker(pairs: tuple[tuple[str, str], ...], timeout: float) -> bool | None:
-    free = _slots()
+    free = _slots(MATH_VERIFY)
     slot = free.get()
     try:
         return slot.run(pairs, timeout)
@@ -352,6 +382,21 @@ def _run_in_worker(pairs: tuple[tuple[str, str], ...], timeout: float) -> bool |
         free.put(slot)
 
 
-def _worker_pids() -> list[int]:
-    """Process ids of the running verification workers (for tests and debugging)."""
-    return [pid for slot in list(_all_slots) for pid in slot.pids()]
+def call_worker(kind: WorkerKind, payload: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    """Send ``payload`` to a free worker of ``kind``; its reply, or None on time-out/death.
+
+    Safe to call from any thread; waits for a free worker when all are busy (not counted
+    against ``timeout``). ``payload`` must be JSON-serialisable and ASCII-encodable by
+    :func:`json.dumps` (its default escapes non-ASCII).
+    """
+    free = _slots(kind)
+    slot = free.get()
+    try:
+        return slot.call(payload, timeout)
+    finally:
+        free.put(slot)
+
+
+def _worker_pids(kind: WorkerKind = MATH_VERIFY) -> list[int]:
+    """Process ids of the running workers of ``kind`` (for tests and debugging)."""
+    return [pid for slot in list(_all_slots) if slot.kind == kind for pid in slot.pids()]

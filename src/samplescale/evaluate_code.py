@@ -1,0 +1,134 @@
+"""Pool records for code tasks: correctness is "the tests pass in the sandbox".
+
+:func:`samplescale.evaluate.evaluate` hands problems of a
+:class:`~samplescale.tasks.code.CodeTask` to :func:`code_pool_record`, which draws the same
+pool as for math (greedy plus ``params.n`` samples, seeded by problem id) and grades every
+sample with the task's grader (:meth:`CodeTask.grade`) instead of answer equivalence. The
+record has the keys of :func:`samplescale.evaluate.pool_record` (so pass@k with intervals
+is summarised exactly as for math: Chen et al., 2021's unbiased estimator), and every
+sample row also carries the ``program`` that was tested, its ``test_status``
+(``passed | failed | timeout | error``) and the ``test_detail`` line.
+
+A greedy run (``n=1``, temperature 0) draws the greedy sample once and uses it as the
+pool too.
+
+maj@k for code: samples are clustered by identical program text (after stripping
+trailing whitespace of each line); every class whose program passed is merged into the
+correct class. That is "majority vote over identical programs", a weak baseline; the
+behaviour-based selection belongs to code strategies.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from samplescale.backends.base import Backend
+from samplescale.config import SamplingParams
+from samplescale.decoders import generate
+from samplescale.strategies import Greedy
+from samplescale.tasks.base import Problem
+from samplescale.tasks.code import CHAT_STOP, COMPLETION_STOP, CodeTask
+from samplescale.types import Prompt, Sample
+from samplescale.verifiers._workers import CODE_SANDBOX
+
+Record = dict[str, Any]
+
+
+def code_params(task: CodeTask, params: SamplingParams) -> SamplingParams:
+    """``params`` with the task's stop sequences (the closing code fence for chat, the
+    Codex stop sequences for completion prompting), unless the caller set its own."""
+    if params.stop:
+        return params
+    return params.replace(stop=COMPLETION_STOP if task.mode == "completion" else CHAT_STOP)
+
+
+def _normalized(program: str | None) -> str | None:
+    if program is None:
+        return None
+    return "\n".join(line.rstrip() for line in program.strip().splitlines())
+
+
+def grade_samples(task: CodeTask, problem: Problem, samples: tuple[Sample, ...]) -> list[Record]:
+    """One row per sample: text, program, test status and detail, correctness, tokens.
+
+    Error samples (a failed model call) are not run and are never correct. Programs are
+    run in parallel through the sandbox pool.
+    """
+    programs = [task.program(problem, s.text) if s.status == "ok" else None for s in samples]
+
+    def grade(i: int) -> Any:
+        if samples[i].status != "ok":
+            return None
+        return task.grade(problem, programs[i])
+
+    with ThreadPoolExecutor(max_workers=CODE_SANDBOX.size) as pool:
+        results = list(pool.map(grade, range(len(samples))))
+    rows = []
+    for s, program, r in zip(samples, programs, results):
+        rows.append(
+            {
+                "text": s.text,
+                "answer": _normalized(program),
+                "program": program,
+                "test_status": None if r is None else r.status,
+                "test_detail": None if r is None else r.detail,
+                "correct": bool(r is not None and r.passed),
+                "tokens": s.num_tokens,
+                "finish_reason": s.finish_reason,
+                "status": s.status,
+                "mean_logprob": s.mean_logprob if s.status == "ok" and s.logprobs else None,
+            }
+        )
+    return rows
+
+
+def code_pool_record(
+    task: CodeTask,
+    problem: Problem,
+    prompt: Prompt,
+    backend: Backend,
+    params: SamplingParams,
+    seed: int,
+) -> Record:
+    """Greedy program plus one pool of ``params.n`` programs for one problem, graded by tests."""
+    from samplescale.evaluate import problem_seed
+
+    params = code_params(task, params)
+    g = Greedy().run(backend, prompt, params)
+    (greedy_row,) = grade_samples(task, problem, g.samples[:1])
+    if params.n == 1 and params.temperature == 0:  # the pool IS the greedy sample
+        rows, usage = [greedy_row], g.usage
+    else:
+        gen = generate(backend, prompt, params.replace(seed=problem_seed(seed, problem.id)))
+        rows, usage = grade_samples(task, problem, gen.samples), gen.usage
+    first: dict[str, int] = {}
+    labels: list[int | None] = []
+    for i, r in enumerate(rows):
+        labels.append(None if r["answer"] is None else first.setdefault(r["answer"], i))
+    correct_classes = sorted(
+        {lab for lab, r in zip(labels, rows) if lab is not None and r["correct"]}
+    )
+    correct_label = correct_classes[0] if correct_classes else None
+    labels = [correct_label if lab in correct_classes else lab for lab in labels]
+    return {
+        "status": "ok",
+        "id": problem.id,
+        "question": problem.question,
+        "gold": problem.gold,
+        "greedy": {
+            "answer": greedy_row["answer"],
+            "correct": greedy_row["correct"],
+            "text": greedy_row["text"],
+            "program": greedy_row["program"],
+            "test_status": greedy_row["test_status"],
+            "test_detail": greedy_row["test_detail"],
+            "usage": g.usage.model_dump(),
+        },
+        "n": len(rows),
+        "c": sum(r["correct"] for r in rows),
+        "labels": labels,
+        "correct_label": correct_label,
+        "samples": rows,
+        "usage": usage.model_dump(),
+    }
