@@ -31,7 +31,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from samplescale.backends.llamacpp import default_model_path
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.evaluate import evaluate
@@ -245,7 +244,9 @@ def run_eval(
     )
     if args.output is not None and not args.output.strip():
         raise ConfigError("--output must be a directory path, got an empty string")
-    model = model_identity(args.model.resolve() if args.model else default_model_path())
+    from samplescale.cli_backend import backend_identity
+
+    model = backend_identity(args)
     settings = _settings(name, args, params, model, limit)
     out = Path(args.output) if args.output is not None else default_output(name, args, settings)
     if out.exists() and not out.is_dir():
