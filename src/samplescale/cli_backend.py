@@ -117,6 +117,8 @@ def backend_name(args: argparse.Namespace) -> str:
 def capabilities(args: argparse.Namespace) -> tuple[str, Capabilities]:
     """The selected backend's name and capabilities before it loads (a ``--replay`` file's
     recorded ones)."""
+    if args.record is not None and args.replay is not None:
+        raise ConfigError("--record and --replay exclude each other")
     if args.replay is not None:
         from samplescale.backends.record import read_header
 
@@ -146,6 +148,10 @@ def check_run(args: argparse.Namespace, params: SamplingParams, strategy: Any) -
     from samplescale.strategies.tree import TreeSearch
 
     name, caps = capabilities(args)
+    if name == "vllm":  # the samplers vLLM computes exactly (no vLLM import needed)
+        from samplescale.backends.vllm import vllm_sampling_kwargs
+
+        vllm_sampling_kwargs(params)
     if params.decoding != "independent":
         require(name, caps, "logits", f"decoding={params.decoding!r}")
     if params.kl_sigma is not None:
