@@ -255,7 +255,7 @@ def test_eval_on_an_openai_server_then_replayed_without_it(capsys, tmp_path, own
     )
     assert code == 0 and "maj@k" in out
     run_json = json.loads((tmp_path / "a" / "run.json").read_text())
-    assert run_json["model"] == f"openai: {own_server} fake"
+    assert run_json["model"] == {"backend": "openai", "base_url": own_server, "model": "fake"}
     code, out, _ = run(capsys, *common, "--replay", str(rec), "--output", str(tmp_path / "b"))
     assert code == 0 and "maj@k" in out
     assert json.loads((tmp_path / "b" / "run.json").read_text()) == run_json

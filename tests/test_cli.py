@@ -289,14 +289,14 @@ def test_sampler_specs_map_onto_params():
             ("generate", "q", "--model", "/nonexistent.gguf"),
             "model file not found: /nonexistent.gguf",
         ),
-        (("generate", "q", "--threads", "0"), "--threads must be >= 1 (omit it for all cores)"),
+        (("generate", "q", "--threads", "0"), "--threads must be in [1, "),
         (
             ("generate", "q", "--draft-model", "/nonexistent-draft.gguf"),
             "--draft-model: file not found: /nonexistent-draft.gguf",
         ),
-        (("eval", "--threads", "-2"), "--threads must be >= 1"),
-        (("serve", "--threads", "0"), "--threads must be >= 1"),
-        (("serve", "--max-body-bytes", "0"), "--max-body-bytes must be >= 1, got 0"),
+        (("eval", "--threads", "-2"), "--threads must be in [1, "),
+        (("serve", "--threads", "0"), "--threads must be in [1, "),
+        (("serve", "--max-body-bytes", "0"), "--max-body-bytes must be in [1, 1073741824], got 0"),
         (("serve", "--upstream-stream"), "--upstream-stream streams from an upstream; give --upstream URL"),
     ],
 )
@@ -347,7 +347,8 @@ def test_results_file_damage_and_duplicates(capsys, tmp_path, model):
     damaged = "\n".join([lines[0], lines[1][:30], lines[2]]) + "\n"
     results.write_text(damaged)
     code, _, err = run(capsys, *args)
-    assert code == 2 and "results.jsonl:2 is corrupt" in err
+    assert code == 2 and "results.jsonl has 1 line(s) that are not valid records" in err
+    assert "line 2: not valid JSON (Unterminated string" in err
     assert results.read_text() == damaged
     # a record of another task is refused
     results.write_text(lines[0].replace("arithmetic-L1-0000", "gsm8k-0000") + "\n")
@@ -365,7 +366,7 @@ def test_results_file_damage_and_duplicates(capsys, tmp_path, model):
 
 
 def test_two_runs_never_write_to_one_directory(tmp_path):
-    from samplescale.cli_eval import _exclusive
+    from samplescale.cli_results import exclusive as _exclusive
     from samplescale.errors import ConfigError
 
     with _exclusive(tmp_path):
@@ -441,14 +442,13 @@ def test_a_run_that_failed_before_any_result_does_not_block_its_directory(capsys
     out = tmp_path / "run"
     args = ("eval", "--limit", "1", "-n", "2", "--max-tokens", "6", "--output", str(out))
     code, _, err = run(capsys, *args, "--model", str(tmp_path / "missing.gguf"))
-    assert code == 2 and "model file not found" in err and (out / "run.json").exists()
-    assert run(capsys, *args, "--model", model)[0] == 0
-    size = Path(model).stat().st_size
-    assert (
-        json.loads((out / "run.json").read_text())["model"] == f"{Path(model).name} ({size} bytes)"
-    )
-    code, _, err = run(capsys, *args, "--model", str(tmp_path / "missing.gguf"))
-    assert code == 2 and "other settings (model: " in err  # results exist now: refused
+    assert code == 2 and f"--model {tmp_path / 'missing.gguf'} does not exist" in err
+    out.mkdir()
+    (out / "run.json").write_text('{"left": "by a run that failed to load its model"}')
+    assert run(capsys, *args, "--model", model)[0] == 0  # no results yet: replaced
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["model"]["file"] == Path(model).name
+    assert settings["model"]["bytes"] == Path(model).stat().st_size
     (out / "run.json").unlink()  # results whose settings are unknown are never adopted
     code, _, err = run(capsys, *args, "--model", model)
     assert code == 2 and "has results but run.json (their settings) is missing" in err

@@ -77,7 +77,7 @@ def test_pool_summary_matches_hand_computation():
     assert curve[2]["maj"]["mean"] == pytest.approx((0.5 + 2.5 / 6) / 2)
     # maj@4: a wins 2-1-1; b ties 4 vs 7 -> 1/2
     assert curve[4]["maj"]["mean"] == pytest.approx((1.0 + 0.5) / 2)
-    assert s["greedy"]["mean"] == 0.5 and s["errors"] == 1
+    assert s["greedy"]["mean"] == 0.5 and s["sample_errors"] == 1 and s["problem_errors"] == []
     assert curve[4]["tokens"] == pytest.approx(4 * s["curve"][0]["tokens"])
     for c in s["curve"]:
         for key in ("pass", "maj"):

@@ -639,11 +639,27 @@ def test_registry_names() -> None:
 
 
 def test_load_task_arithmetic() -> None:
-    task = load_task("arithmetic", path="/ignored", level=3, seed=5)
+    task = load_task("arithmetic", level=3, seed=5)
     assert isinstance(task, Task)
     assert len(task.problems) == 50
     assert task == arithmetic(level=3, limit=50, seed=5)
     assert len(load_task("Arithmetic", limit=4).problems) == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "message"),
+    [
+        ("arithmetic", {"path": "d.jsonl"}, "does not use --data (path); it takes --level, --limit"),
+        ("arithmetic", {"question_field": "q"}, "does not use --question-field"),
+        ("gsm8k", {"level": 2}, "does not use --level (level); it takes --data, --limit"),
+        ("math", {"answer_field": "a"}, "does not use --answer-field"),
+        ("jsonl", {"level": 1}, "it takes --data, --limit, --question-field, --answer-field"),
+    ],
+)
+def test_an_option_a_task_does_not_use_is_refused(name, option, message) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"task {name!r} {message}")
+                       if message.startswith("does") else re.escape(message)):
+        load_task(name, **option)
 
 
 @pytest.mark.parametrize("name", ["gsm8k", "math", "jsonl"])

@@ -16,7 +16,7 @@ from typing import NamedTuple, cast
 
 import numpy as np
 
-from samplescale.errors import ConfigError
+from samplescale.errors import ConfigError, check_answers
 
 Equivalence = Callable[[str, str], bool]
 
@@ -42,10 +42,15 @@ def cluster(answers: Sequence[str | None], equivalent: Equivalence = _exact) -> 
     Returns
     -------
     list of (int or None), length N
+
+    Raises
+    ------
+    ConfigError
+        If ``answers`` is not a sequence of str or None (a ``str`` is refused).
     """
     reps: list[str] = []
     labels: list[int | None] = []
-    for a in answers:
+    for a in check_answers(answers):
         if a is None:
             labels.append(None)
             continue
@@ -112,9 +117,11 @@ def vote(
     Raises
     ------
     ConfigError
-        If ``weights`` is not a sized sequence of real numbers, has the wrong length, or
-        has a negative / non-finite value.
+        If ``answers`` is not a sequence of str or None, or ``weights`` is not a sized
+        sequence of real numbers, has the wrong length, or has a negative / non-finite
+        value.
     """
+    answers = check_answers(answers)
     values = [1.0] * len(answers) if weights is None else _check_weights(weights, len(answers))
     labels = cluster(answers, equivalent)
     voting = [w for lab, w in zip(labels, values) if lab is not None]

@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", default="arithmetic", help="arithmetic, gsm8k, math or jsonl (default arithmetic)"
     )
     ev.add_argument("--data", type=Path, default=None, help="data file for gsm8k / math / jsonl")
-    ev.add_argument("--level", type=int, default=1, help="arithmetic level 1-3 (default 1)")
+    ev.add_argument(
+        "--level", type=int, default=None, help="arithmetic task: level 1-3 (default 1)"
+    )
     ev.add_argument(
         "--limit",
         type=int,
@@ -142,8 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="output directory (default runs/<settings>); resumes if it holds the same run",
     )
-    ev.add_argument("--question-field", default="question", help="jsonl task: question field")
-    ev.add_argument("--answer-field", default="answer", help="jsonl task: answer field")
+    ev.add_argument(
+        "--question-field", default=None, help="jsonl task: question field (default question)"
+    )
+    ev.add_argument(
+        "--answer-field", default=None, help="jsonl task: answer field (default answer)"
+    )
+    ev.add_argument(
+        "--on-error",
+        choices=("record", "stop"),
+        default="record",
+        help="a problem that cannot be run (longer than the context, invalid text, a "
+        "verifier failure): record it as an error, counted as wrong, and go on "
+        "(default), or stop the run",
+    )
     _sampling_args(ev, ("--n", "-n"), 16)
 
     gen = sub.add_parser(
@@ -191,6 +205,11 @@ def _params(args: argparse.Namespace) -> SamplingParams:
     )
     if args.draft_model is None and (args.draft_k != 4 or args.drafts != 1):
         raise ConfigError("--draft-k and --drafts need --draft-model PATH")
+    from samplescale.decoders.speculative import MAX_DRAFTS, MAX_K
+
+    for flag, value, hi in (("--draft-k", args.draft_k, MAX_K), ("--drafts", args.drafts, MAX_DRAFTS)):
+        if not 1 <= value <= hi:
+            raise ConfigError(f"{flag} must be in [1, {hi}], got {value}")
     return with_samplers(params, args.sampler, given=set(extra))
 
 
@@ -303,7 +322,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"votes:  {shares}")
     if result.text is not None:
         print(f"text:   {result.text.strip()}")
-    elif result.answer is None:  # nothing to select from: show what was drawn
+    elif result.answer is None:  # nothing to select from: say why, show what was drawn
         shown = [s for s in result.samples if s.status == "ok"][:SHOWN_SAMPLES]
         print(
             f"no answer found in any sample (for text, use --strategy repeated-sampling); "
@@ -311,6 +330,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         )
         for i, s in enumerate(shown):
             print(f"  [{i}] {' '.join(s.text.split())[:200]}")
+        for line in why_no_answer(result):
+            print(f"why:    {line}")
     cut = sum(s.finish_reason == "length" for s in result.samples)
     if cut:
         print(
@@ -329,6 +350,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"{stats.tokens_per_target_call:.2f} tokens per target call"
         )
     return 0
+
+
+def why_no_answer(result: Any) -> list[str]:
+    """What a Result says about why it has no answer: the strategy's stop reason, failed
+    samples, scorer failures, and samples without an extractable answer."""
+    lines = []
+    stops = [e["stop_reason"] for e in result.trace if e.get("stop_reason")]
+    if stops:
+        lines.append(f"the strategy stopped: {stops[-1]}")
+    failed = [s for s in result.samples if s.status == "error"]
+    if failed:
+        lines.append(f"{len(failed)} of {len(result.samples)} samples failed: {failed[0].error}")
+    scorer = [e for event in result.trace if event.get("event") == "scorer_errors"
+              for e in event.get("errors", [])]
+    if scorer:
+        lines.append(f"the scorer failed on {len(scorer)} samples: {scorer[0]}")
+    unread = sum(s.status == "ok" and a is None for s, a in zip(result.samples, result.answers))
+    if unread:
+        lines.append(f"{unread} samples state no final answer that could be read")
+    if not result.samples:
+        lines.append("no sample was drawn")
+    return lines
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -165,12 +165,19 @@ def check_run(args: argparse.Namespace, params: SamplingParams, strategy: Any) -
         require(name, caps, "prefix", label)
 
 
-def backend_identity(args: argparse.Namespace) -> str:
-    """The model as an eval's run.json records it. llama.cpp keeps the form runs written
-    before ``--backend`` existed use (file name and size), so they resume; other backends
-    are prefixed with their name; a replay is the recorded run's identity."""
+def backend_identity(args: argparse.Namespace) -> Any:
+    """The model as an eval's run.json records it (JSON). llama.cpp keeps the form runs
+    written before ``--backend`` existed use (the GGUF's name, size and SHA-256), so they
+    resume; other backends add their name; a model directory is identified by its files'
+    names and sizes and its config's digest; a replay is the recorded run's identity.
+
+    Raises
+    ------
+    ConfigError
+        If a local ``--model`` (or the default model file) cannot be read.
+    """
     from samplescale.backends.llamacpp import default_model_path
-    from samplescale.cli_eval import model_identity
+    from samplescale.cli_eval import file_identity
 
     if args.replay is not None:
         from samplescale.backends.record import read_header
@@ -178,12 +185,16 @@ def backend_identity(args: argparse.Namespace) -> str:
         return read_header(args.replay).identity
     name = backend_name(args)
     if name == "openai":
-        return f"openai: {args.base_url} {args.upstream_model or '(first listed)'}"
+        return {"backend": name, "base_url": args.base_url, "model": args.upstream_model}
     if name == "vllm":
-        return f"vllm: {args.model}"
+        return {"backend": name, "model": args.model}
     path = Path(args.model).resolve() if args.model else default_model_path()
-    ident = model_identity(path)
-    return ident if name == "llamacpp" else f"{name}: {ident}"
+    if path.is_dir():
+        files = sorted((f.name, f.stat().st_size) for f in path.iterdir() if f.is_file())
+        config = file_identity(path / "config.json", "--model")
+        return {"backend": name, "directory": path.name, "files": files, "config": config}
+    ident = file_identity(path, "--model")
+    return ident if name == "llamacpp" else {"backend": name, **ident}
 
 
 def upstream_model(url: str, api_key: str | None) -> str:

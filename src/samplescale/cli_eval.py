@@ -11,12 +11,9 @@ Output directory layout::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +28,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from samplescale.backends.llamacpp import available_cores
+from samplescale.cli_results import append_record, exclusive, load_results
 from samplescale.config import SamplingParams
-from samplescale.errors import ConfigError
-from samplescale.evaluate import evaluate
+from samplescale.errors import ConfigError, DataError
+from samplescale.evaluate import evaluate, problem_digest
 from samplescale.registry import canonical
 from samplescale.summary import summarize_pool, summarize_strategy
 from samplescale.tasks import load_task
@@ -50,7 +49,7 @@ def default_output(task: str, args: argparse.Namespace, settings: dict[str, Any]
     """
     parts = [task]
     if task == "arithmetic":
-        parts.append(f"L{args.level}")
+        parts.append(f"L{settings['level']}")
     parts.append(f"n{args.n}")
     if args.strategy:
         parts.append(canonical(args.strategy))
@@ -66,32 +65,62 @@ def effective_limit(task: str, limit: int | None) -> int | None:
     return ARITHMETIC_DEFAULT_LIMIT if limit is None and task == "arithmetic" else limit
 
 
-def model_identity(path: Path) -> str:
-    """The model as run.json records it: file name and size in bytes (the same file in
-    another directory or virtual environment resumes the run), or the path if it is not a
-    file (the run then fails to load it)."""
-    return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else str(path)
+def file_identity(path: Path, what: str) -> dict[str, Any]:
+    """A file as run.json records it: name, size in bytes and the SHA-256 of its content
+    (the same file in another directory resumes the run; an edited file does not).
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` is not a readable regular file (``what`` names the flag).
+    """
+    if not path.is_file():
+        kind = "does not exist" if not path.exists() else "is not a regular file"
+        raise ConfigError(f"{what} {path} {kind}")
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _settings(
-    task: str, args: argparse.Namespace, params: SamplingParams, model: str, limit: int | None
+    task: str,
+    args: argparse.Namespace,
+    params: SamplingParams,
+    model: Any,
+    limit: int | None,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     draft = getattr(args, "draft_model", None)
     return {
         "task": task,
-        "data": str(Path(args.data).resolve()) if args.data else None,
-        "level": args.level if task == "arithmetic" else None,
-        "fields": [args.question_field, args.answer_field] if task == "jsonl" else None,
+        "data": {"path": str(Path(args.data).resolve()), **(data or {})} if args.data else None,
+        "level": (args.level or 1) if task == "arithmetic" else None,
+        "fields": (
+            [args.question_field or "question", args.answer_field or "answer"]
+            if task == "jsonl"
+            else None
+        ),
         "limit": limit,
         "seed": args.seed,
         "strategy": canonical(args.strategy) if args.strategy else None,
         "model": model,
+        # llama.cpp's floating-point sums, and so the samples, depend on the thread count
+        "threads": args.threads or available_cores(),
         "params": params.model_dump(mode="json"),
-        # strategy options only when given, so runs written before they existed resume
+        # strategy options only when given
         **({"options": sorted(args.option)} if getattr(args, "option", None) else {}),
         # speculative sampling only when used, likewise
         **(
-            {"draft": [model_identity(draft.resolve()), args.draft_k, args.drafts]}
+            {
+                "draft": [
+                    file_identity(draft.resolve(), "--draft-model"), args.draft_k, args.drafts
+                ]
+            }
             if draft is not None
             else {}
         ),
@@ -134,48 +163,6 @@ def _check_settings(run_file: Path, settings: dict[str, Any]) -> None:
             f"{run_file.parent} holds a run with other settings ({'; '.join(diff)}); "
             "use another --output (or omit --output: every setting gets its own directory)"
         )
-
-
-def _load_done(path: Path, ids: set[str]) -> list[dict[str, Any]]:
-    """Records already in results.jsonl, one per problem id.
-
-    A torn LAST line (a write cut short by an interruption) is dropped from the file; damage
-    anywhere else, or a record of a problem that is not in the task, is an error (nothing
-    already computed is ever deleted).
-    """
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(lines, start=1):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                path.write_text("".join(x + "\n" for x in lines[:-1]), encoding="utf-8")
-                break
-            raise ConfigError(
-                f"{path}:{number} is corrupt ({exc}); repair or remove that line"
-            ) from exc
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
-            raise ConfigError(f"{path}:{number} is not a result record; repair or remove that line")
-        if rec["id"] not in ids:
-            raise ConfigError(
-                f"{path}:{number} is problem {rec['id']!r}, which is not in this task"
-            )
-        records.setdefault(rec["id"], rec)  # a duplicated line counts once
-    return list(records.values())
-
-
-@contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out`` so two runs never append to one results file."""
-    with (out / ".lock").open("w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise ConfigError(f"another samplescale run is writing to {out}") from exc
-        yield
 
 
 def _ci(x: dict[str, float]) -> str:
@@ -223,6 +210,20 @@ def _print_strategy(console: Console, s: dict[str, Any], title: str) -> None:
     console.print(t)
 
 
+def _print_errors(console: Console, summary: dict[str, Any]) -> None:
+    errors = summary["problem_errors"]
+    if not errors:
+        return
+    console.print(
+        f"{len(errors)} of {summary['problems']} problems could not be run; they count as "
+        "wrong in every rate above (records with status 'error' in results.jsonl):"
+    )
+    for e in errors[:10]:
+        console.print(f"  {e['id']}: {e['reason'][:200]}", markup=False)
+    if len(errors) > 10:
+        console.print(f"  ... and {len(errors) - 10} more (summary.json lists them all)")
+
+
 def run_eval(
     args: argparse.Namespace,
     params: SamplingParams,
@@ -247,17 +248,25 @@ def run_eval(
     from samplescale.cli_backend import backend_identity
 
     model = backend_identity(args)
-    settings = _settings(name, args, params, model, limit)
+    try:
+        data = file_identity(Path(args.data), "--data") if args.data else None
+    except ConfigError as exc:  # the task read it a moment ago
+        raise DataError(str(exc)) from exc
+    settings = _settings(name, args, params, model, limit, data)
     out = Path(args.output) if args.output is not None else default_output(name, args, settings)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    with exclusive(out):
         _check_settings(out / "run.json", settings)
-        records = _load_done(out / "results.jsonl", {p.id for p in task.problems})
-        return _run(
-            console, task, out, records, make_backend(args), params, strategy, args.seed, settings
+        records = load_results(
+            out / "results.jsonl",
+            {p.id: problem_digest(task, p) for p in task.problems},
+            "pool" if strategy is None else "strategy",
+            notify=lambda msg: console.print(msg, markup=False),
         )
+        backend = make_backend(args)
+        return _run(console, task, out, records, backend, params, strategy, args, settings)
 
 
 def _run(
@@ -268,7 +277,7 @@ def _run(
     backend: Any,
     params: SamplingParams,
     strategy: Any,
-    seed: int,
+    args: argparse.Namespace,
     settings: dict[str, Any],
 ) -> int:
     results_file = out / "results.jsonl"
@@ -290,10 +299,11 @@ def _run(
         bar = progress.add_task(
             f"{task.name} n={params.n}", total=len(task.problems), completed=len(done)
         )
-        for rec in evaluate(task, backend, params, strategy=strategy, seed=seed, skip=done):
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        for rec in evaluate(
+            task, backend, params, strategy=strategy, seed=args.seed, skip=done,
+            on_error=args.on_error,
+        ):
+            append_record(fh, rec)
             records.append(rec)
             progress.advance(bar)
 
@@ -301,18 +311,26 @@ def _run(
         raise ConfigError("the task has no problems to evaluate")
     title = f"{task.name}: {len(records)} problems, N={params.n}, T={params.temperature}"
     if strategy is None:
-        summary = summarize_pool(records, seed=seed)
-        _print_pool(console, summary, title)
-        from samplescale.plots import scaling_figure
+        summary = summarize_pool(records, seed=args.seed)
+        if summary["curve"]:
+            _print_pool(console, summary, title)
+            import matplotlib.pyplot as plt
 
-        scaling_figure(summary, title).savefig(out / "scaling.png", dpi=120)
+            from samplescale.plots import scaling_figure
+
+            figure = scaling_figure(summary, title)
+            figure.savefig(out / "scaling.png", dpi=120)
+            plt.close(figure)
     else:
-        summary = summarize_strategy(records, seed=seed)
-        _print_strategy(console, summary, title)
+        summary = summarize_strategy(records, seed=args.seed)
+        if summary["strategy"] is not None:
+            _print_strategy(console, summary, title)
+    _print_errors(console, summary)
     summary["settings"] = settings
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    plot = out / "scaling.png"
     console.print(
         f"wrote {results_file}, {out / 'summary.json'}"
-        + ("" if strategy else f", {out / 'scaling.png'}")
+        + (f", {plot}" if strategy is None and summary["curve"] else "")
     )
     return 0

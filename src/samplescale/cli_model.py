@@ -19,13 +19,20 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
 
 
 def n_threads(args: argparse.Namespace) -> int | None:
-    """``--threads``, checked: ``None`` (all cores) or an integer >= 1.
+    """``--threads``, checked: ``None`` (all cores) or an integer in [1, cores].
 
     Raises
     ------
     ConfigError
-        If ``--threads`` is below 1.
+        If ``--threads`` is below 1 or above the CPU cores this process may use (more
+        threads than cores only slows llama.cpp down, and very many crash it).
     """
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1 (omit it for all cores), got {args.threads}")
+    from samplescale.backends.llamacpp import available_cores
+
+    cores = available_cores()
+    if args.threads is not None and not 1 <= args.threads <= cores:
+        raise ConfigError(
+            f"--threads must be in [1, {cores}] (the CPU cores this process may use; omit "
+            f"it for all of them), got {args.threads}"
+        )
     return args.threads

@@ -79,6 +79,47 @@ def add_serve_parser(subparsers: Any) -> None:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+#: Valid range of every numeric ``serve`` flag (n_ctx and n_seq_max: the backend checks).
+SERVE_BOUNDS = {
+    "port": (0, 65535),
+    "upstream_in_flight": (1, 1024),
+    "max_queue": (1, 100_000),
+    "max_concurrency": (1, 1024),
+    "max_samples": (1, 4096),
+    "max_request_tokens": (1, 10**9),
+    "max_body_bytes": (1, 2**30),
+}
+
+
+def check_serve_args(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numeric flags and empty keys before anything is loaded.
+
+    Raises
+    ------
+    ConfigError
+        If a flag of :data:`SERVE_BOUNDS` is outside its range, or ``--api-key`` /
+        ``--upstream-api-key`` (or their environment variables) is set but empty: an
+        empty key would silently turn authentication off (``--api-key "$UNSET"``).
+    """
+    for name, (lo, hi) in SERVE_BOUNDS.items():
+        value = getattr(args, name)
+        if not lo <= value <= hi:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} must be in [{lo}, {hi}], got {value}"
+            )
+    for name, env in (("api_key", "SAMPLESCALE_API_KEY"), ("upstream_api_key",
+                                                            "SAMPLESCALE_UPSTREAM_API_KEY")):
+        key = getattr(args, name)
+        if key is not None and not key.strip():
+            raise ConfigError(
+                f"--{name.replace('_', '-')} (or {env}) is empty; an empty key would turn "
+                "authentication off. Give a key, or leave both unset for an open server"
+                if name == "api_key"
+                else f"--{name.replace('_', '-')} (or {env}) is empty; give a key or "
+                "leave both unset"
+            )
+
+
 def _backend(args: argparse.Namespace) -> tuple[Any, str]:
     if args.upstream_stream and backend_name(args) != "openai":
         raise ConfigError("--upstream-stream streams from an upstream; give --upstream URL (or --base-url URL)")
@@ -113,11 +154,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from samplescale.server import Limits, create_app
     except ImportError as exc:
         raise MissingDependencyError(f"samplescale serve needs FastAPI and uvicorn; {SERVER_HINT}") from exc
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
-    for flag in ("max_samples", "max_request_tokens", "max_body_bytes"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    check_serve_args(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -126,7 +163,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(
             backend,
             args.model_name or default_name,
-            api_key=args.api_key or None,
+            api_key=args.api_key,
             max_queue=args.max_queue,
             max_concurrency=args.max_concurrency,
             limits=Limits(

@@ -6,21 +6,37 @@ already done. It does no I/O itself.
 
 Seeding: problem ``i`` of a run with seed ``s`` is sampled with the seed derived from
 ``(s, problem id)``, so a resumed run draws exactly what an uninterrupted run would have.
+
+Errors: a problem that cannot be run or graded (a :class:`~samplescale.errors.ProblemError`:
+a prompt longer than the context or not valid text, a verifier that fails on an answer)
+becomes an error record (see :mod:`samplescale.records`) and the evaluation goes on; any
+other error (the backend is down, a bad setting) stops it, since it would fail every
+problem alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import zlib
 from collections.abc import Callable, Container, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from samplescale.aggregate import cluster
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
+from samplescale.errors import (
+    ConfigError,
+    ProblemError,
+    PromptError,
+    VerifierError,
+    check_instance,
+)
 from samplescale.rng import derived_seed
 from samplescale.strategies import Greedy, RepeatedSampling, Strategy
+from samplescale.strategies.base import check_run_args
 from samplescale.tasks.base import Problem, Task
 from samplescale.types import Prompt, Result
 from samplescale.verifiers.extract import sample_answer
@@ -34,6 +50,57 @@ def problem_seed(seed: int, problem_id: str) -> int:
     return derived_seed(seed, zlib.crc32(problem_id.encode("utf-8")))
 
 
+def problem_digest(task: Task, problem: Problem) -> str:
+    """SHA-256 (hex) of everything that decides a problem's samples and grading: its id,
+    question, gold answer, metadata and the task's instruction (not ``source``)."""
+    ident = {
+        "id": problem.id,
+        "question": problem.question,
+        "gold": problem.gold,
+        "metadata": problem.metadata,
+        "instruction": task.instruction,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode("ascii")).hexdigest()
+
+
+def _grade(answer: str | None, gold: str) -> bool:
+    """``is_equivalent(answer, gold)``; a failure of the verifier is a VerifierError."""
+    try:
+        return bool(is_equivalent(answer, gold))
+    except Exception as exc:
+        raise VerifierError(
+            f"the verifier failed on answer {answer!r:.80}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _same_class(a: str | None, b: str | None) -> bool:
+    """``answers_equivalent(a, b)``; a failure of the verifier is a VerifierError."""
+    try:
+        return answers_equivalent(a, b)
+    except Exception as exc:
+        raise VerifierError(
+            f"the verifier failed comparing answers {a!r:.60} and {b!r:.60}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _checked_prompt(task: Task, problem: Problem) -> Prompt:
+    """The problem's prompt; PromptError if any of its text is not valid Unicode (a lone
+    surrogate, which no tokenizer or wire format can carry)."""
+    prompt = task.prompt(problem)
+    parts = [prompt.text, prompt.prefix, prompt.grounding]
+    parts += [m.content for m in prompt.messages or ()]
+    for part in parts:
+        try:
+            (part or "").encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PromptError(
+                f"the prompt is not valid Unicode text (unpaired surrogate "
+                f"{part[exc.start]!r} at character {exc.start})"  # type: ignore[index]
+            ) from None
+    return prompt
+
+
 def _sample_rows(result: Result, gold: str) -> list[dict[str, Any]]:
     rows = []
     for s, a in zip(result.samples, result.answers):
@@ -41,7 +108,7 @@ def _sample_rows(result: Result, gold: str) -> list[dict[str, Any]]:
             {
                 "text": s.text,
                 "answer": a,
-                "correct": bool(s.status == "ok" and is_equivalent(a, gold)),
+                "correct": s.status == "ok" and _grade(a, gold),
                 "tokens": s.num_tokens,
                 "finish_reason": s.finish_reason,
                 "status": s.status,
@@ -80,13 +147,14 @@ def pool_record(
     answers = tuple(sample_answer(s) for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
     rows = _sample_rows(pool, problem.gold)
-    labels = cluster(answers, answers_equivalent)
+    labels = cluster(answers, _same_class)
     correct_classes = sorted(
         {lab for lab, r in zip(labels, rows) if lab is not None and r["correct"]}
     )
     correct_label = correct_classes[0] if correct_classes else None
     labels = [correct_label if lab in correct_classes else lab for lab in labels]
     return {
+        "status": "ok",
         "id": problem.id,
         "question": problem.question,
         "gold": problem.gold,
@@ -114,21 +182,32 @@ def strategy_record(
     accuracy is coverage (the problem counts as solved when any of the N samples is right).
     """
     if isinstance(strategy, RepeatedSampling) and strategy.oracle is None:
-        strategy = dataclasses.replace(strategy, oracle=lambda a: is_equivalent(a, problem.gold))
+        strategy = dataclasses.replace(strategy, oracle=lambda a: _grade(a, problem.gold))
     greedy = _greedy(problem, prompt, backend, params)
     p = params.replace(seed=problem_seed(seed, problem.id))
     r = strategy.run(backend, prompt, p)
     return {
+        "status": "ok",
         "id": problem.id,
         "question": problem.question,
         "gold": problem.gold,
         "greedy": greedy,
         "strategy": strategy.name,
         "answer": r.answer,
-        "correct": bool(is_equivalent(r.answer, problem.gold)),
+        "correct": _grade(r.answer, problem.gold),
         "vote_shares": r.vote_shares,
         "samples": _sample_rows(r, problem.gold),
         "usage": _usage(r),
+    }
+
+
+def error_record(problem_id: str, digest: str, exc: BaseException) -> Record:
+    """The record of a problem that could not be run: its id, digest and the reason."""
+    return {
+        "status": "error",
+        "id": problem_id,
+        "problem_digest": digest,
+        "error": {"type": type(exc).__name__, "message": str(exc)},
     }
 
 
@@ -141,6 +220,7 @@ def evaluate(
     seed: int = 0,
     skip: Container[str] = (),
     on_start: Callable[[Problem], None] | None = None,
+    on_error: Literal["record", "stop"] = "record",
 ) -> Iterator[Record]:
     """Evaluate ``task`` problem by problem, yielding a record as each finishes.
 
@@ -159,19 +239,47 @@ def evaluate(
         Problem ids already done (resume); they are not run again.
     on_start : callable, optional
         Called with each problem before it runs (progress display).
+    on_error : {"record", "stop"}
+        What a problem that cannot be run or graded (a ProblemError) gives: an error
+        record, the evaluation going on (default), or the error, raised with the problem's
+        id and source.
 
     Yields
     ------
     dict
-        One JSON-serialisable record per problem, in task order.
+        One JSON-serialisable record per problem, in task order (schemas in
+        :mod:`samplescale.records`); every record has ``status``, ``id`` and
+        ``problem_digest`` (:func:`problem_digest`).
+
+    Raises
+    ------
+    ConfigError
+        If an argument has the wrong type or ``on_error`` is not ``"record"`` or ``"stop"``.
+    ProblemError
+        With ``on_error="stop"``, for the first problem that cannot be run or graded.
     """
+    check_instance("task", task, Task, "a Task (samplescale.tasks.load_task)")
+    check_run_args(backend, "", params, None)
+    check_instance("params", params, SamplingParams, "a SamplingParams")
+    if strategy is not None:
+        check_instance("strategy", strategy, Strategy, "a Strategy or None")
+    if on_error not in ("record", "stop"):
+        raise ConfigError(f"on_error must be 'record' or 'stop', got {on_error!r}")
     for problem in task.problems:
         if problem.id in skip:
             continue
         if on_start is not None:
             on_start(problem)
-        prompt = task.prompt(problem)
-        if strategy is None:
-            yield pool_record(problem, prompt, backend, params, seed)
-        else:
-            yield strategy_record(problem, prompt, backend, strategy, params, seed)
+        digest = problem_digest(task, problem)
+        try:
+            prompt = _checked_prompt(task, problem)
+            if strategy is None:
+                rec = pool_record(problem, prompt, backend, params, seed)
+            else:
+                rec = strategy_record(problem, prompt, backend, strategy, params, seed)
+        except ProblemError as exc:
+            if on_error == "stop":
+                where = f" ({problem.source})" if problem.source else ""
+                raise type(exc)(f"problem {problem.id}{where}: {exc}") from exc
+            rec = error_record(problem.id, digest, exc)
+        yield {**rec, "problem_digest": digest}

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from samplescale.errors import ConfigError
+from samplescale.errors import ConfigError, check_sequence
 
 __all__ = [
     "bootstrap_interval",
@@ -193,10 +193,11 @@ def maj_at_k(labels: Sequence[Hashable | None], correct_label: Hashable | None, 
     Raises
     ------
     ConfigError
-        If ``k`` is not an integer or not in ``[1, N]``, or a label is not hashable.
+        If ``labels`` is not a sequence (a ``str`` is refused, not read as characters),
+        ``k`` is not an integer or not in ``[1, N]``, or a label is not hashable.
     """
     k = _as_int(k, "k")
-    pool = list(labels)
+    pool = check_sequence("labels", labels)
     size = len(pool)
     if not 1 <= k <= size:
         raise ConfigError(f"k must be in [1, N] = [1, {size}] (N = len(labels)), got k={k}")

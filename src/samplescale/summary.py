@@ -12,6 +12,12 @@ Estimators (all from ONE pool of N samples per problem):
   tokens per sample). Time at k: the pool's wall time scaled by k / N (the N samples are
   decoded together, so this is the cost share of k samples, not the latency of a
   k-sample run).
+
+Problems that could not be run (error records, :mod:`samplescale.records`) count as wrong:
+pass@k, maj@k, greedy and strategy accuracy are means over ALL problems, with 0 for each
+error record, so an error never raises a rate. Tokens and time are means over the problems
+that ran. ``problem_errors`` lists the errors (id and reason); ``sample_errors`` counts
+failed samples (``Sample.status == "error"``) inside the problems that ran.
 """
 
 from __future__ import annotations
@@ -42,12 +48,32 @@ def _interval(values: Sequence[float], rng: np.random.Generator) -> dict[str, fl
     return {**out, "boot_lo": lo, "boot_hi": hi}
 
 
+def _ran(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if r["status"] == "ok"]
+
+
+def _errors(records: Sequence[Record]) -> dict[str, Any]:
+    return {
+        "problem_errors": [
+            {"id": r["id"], "reason": r["error"]["message"]}
+            for r in records
+            if r["status"] == "error"
+        ],
+        "sample_errors": sum(s["status"] == "error" for r in _ran(records) for s in r["samples"]),
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
 def _greedy_summary(records: Sequence[Record], rng: np.random.Generator) -> dict[str, Any]:
-    g = [float(r["greedy"]["correct"]) for r in records]
+    ran = _ran(records)
+    g = [float(r["status"] == "ok" and r["greedy"]["correct"]) for r in records]
     return {
         **_interval(g, rng),
-        "tokens": float(np.mean([r["greedy"]["usage"]["completion_tokens"] for r in records])),
-        "time_s": float(np.mean([r["greedy"]["usage"]["wall_time_s"] for r in records])),
+        "tokens": _mean([r["greedy"]["usage"]["completion_tokens"] for r in ran]),
+        "time_s": _mean([r["greedy"]["usage"]["wall_time_s"] for r in ran]),
     }
 
 
@@ -57,7 +83,8 @@ def summarize_pool(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
     Parameters
     ----------
     records : sequence of dict
-        Records from :func:`samplescale.evaluate.pool_record`, all with the same N.
+        Records from :func:`samplescale.evaluate.evaluate` without a strategy: pool
+        records, all with the same N, and error records (counted as wrong).
     seed : int
         Seed of the bootstrap.
 
@@ -65,17 +92,38 @@ def summarize_pool(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
     -------
     dict
         ``{"problems", "n", "greedy": {...}, "curve": [{"k", "pass": {...}, "maj": {...},
-        "tokens", "time_s"}, ...], "usage": {...}, "errors"}``; every rate has ``mean``,
-        ``lo``, ``hi`` (Wilson) and ``boot_lo``, ``boot_hi``.
+        "tokens", "time_s"}, ...], "usage": {...}, "problem_errors": [{"id", "reason"}],
+        "sample_errors"}``; every rate has ``mean``, ``lo``, ``hi`` (Wilson) and
+        ``boot_lo``, ``boot_hi``. With no problem that ran, ``n`` is None and the curve
+        is empty.
     """
     rng = np.random.default_rng(seed)
-    n = min(r["n"] for r in records)
-    tokens_per_sample = float(np.mean([s["tokens"] for r in records for s in r["samples"]]))
-    pool_time = float(np.mean([r["usage"]["wall_time_s"] for r in records]))
+    ran = _ran(records)
+    n = min((r["n"] for r in ran), default=None)
+    curve = [] if n is None else _curve(records, n, rng)
+    return {
+        "problems": len(records),
+        "n": n,
+        "greedy": _greedy_summary(records, rng),
+        "curve": curve,
+        "usage": _total_usage(ran),
+        **_errors(records),
+    }
+
+
+def _curve(records: Sequence[Record], n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """pass@k and maj@k for k = 1, 2, 4, ..., n over all records (errors count 0)."""
+    ran = _ran(records)
+    tokens_per_sample = _mean([s["tokens"] for r in ran for s in r["samples"]])
+    pool_time = _mean([r["usage"]["wall_time_s"] for r in ran])
+    ok = [r["status"] == "ok" for r in records]
     curve = []
     for k in k_values(n):
-        passes = [pass_at_k(r["n"], r["c"], k) for r in records]
-        majs = [maj_at_k(r["labels"], r["correct_label"], k) for r in records]
+        passes = [pass_at_k(r["n"], r["c"], k) if o else 0.0 for r, o in zip(records, ok)]
+        majs = [
+            maj_at_k(r["labels"], r["correct_label"], k) if o else 0.0
+            for r, o in zip(records, ok)
+        ]
         curve.append(
             {
                 "k": k,
@@ -85,29 +133,26 @@ def summarize_pool(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
                 "time_s": pool_time * k / n,
             }
         )
-    return {
-        "problems": len(records),
-        "n": n,
-        "greedy": _greedy_summary(records, rng),
-        "curve": curve,
-        "usage": _total_usage(records),
-        "errors": sum(s["status"] == "error" for r in records for s in r["samples"]),
-    }
+    return curve
 
 
 def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
-    """Summarise strategy records: accuracy with intervals, tokens and time, beside greedy."""
+    """Summarise strategy records: accuracy with intervals, tokens and time, beside greedy.
+
+    Error records count as wrong (module docstring); ``strategy`` is None when no problem ran.
+    """
     rng = np.random.default_rng(seed)
-    acc = [float(r["correct"]) for r in records]
+    ran = _ran(records)
+    acc = [float(r["status"] == "ok" and r["correct"]) for r in records]
     return {
         "problems": len(records),
-        "strategy": records[0]["strategy"],
+        "strategy": ran[0]["strategy"] if ran else None,
         "accuracy": _interval(acc, rng),
-        "tokens": float(np.mean([r["usage"]["completion_tokens"] for r in records])),
-        "time_s": float(np.mean([r["usage"]["wall_time_s"] for r in records])),
+        "tokens": _mean([r["usage"]["completion_tokens"] for r in ran]),
+        "time_s": _mean([r["usage"]["wall_time_s"] for r in ran]),
         "greedy": _greedy_summary(records, rng),
-        "usage": _total_usage(records),
-        "errors": sum(s["status"] == "error" for r in records for s in r["samples"]),
+        "usage": _total_usage(ran),
+        **_errors(records),
     }
 
 

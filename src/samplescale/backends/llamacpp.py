@@ -26,7 +26,13 @@ import numpy as np
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
 from samplescale.backends.decoding import check_decoding, decode_rows
 from samplescale.config import SamplingParams
-from samplescale.errors import BackendError, ConfigError, MissingDependencyError, ModelNotFoundError
+from samplescale.errors import (
+    BackendError,
+    ConfigError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    PromptError,
+)
 from samplescale.rng import sample_generators
 from samplescale.sampling.arithmetic import ArithmeticCodes
 from samplescale.types import Generation, Prompt, Sample, Usage
@@ -49,6 +55,14 @@ def _llama_cpp() -> Any:
         ) from exc
     set_verbose(False)  # llama.cpp logs go to stderr only at error level
     return llama_cpp, _internals
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def default_model_path() -> Path:
@@ -117,11 +131,19 @@ class LlamaCppBackend:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        cores = available_cores()
         if n_threads is not None and (
-            isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1
+            isinstance(n_threads, bool) or not isinstance(n_threads, int)
+            or not 1 <= n_threads <= cores
         ):
             raise ConfigError(
-                f"n_threads must be an integer >= 1 (None: all cores), got {n_threads!r}"
+                f"n_threads must be an integer in [1, {cores}] (the CPU cores this process "
+                f"may use; None: all of them), got {n_threads!r}"
+            )
+        if model_path is not None and not isinstance(model_path, (str, os.PathLike)):
+            raise ConfigError(
+                f"model_path must be a path to a GGUF file (str or os.PathLike) or None "
+                f"(the embedded model), got {type(model_path).__name__}"
             )
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
@@ -157,7 +179,7 @@ class LlamaCppBackend:
         cparams.n_ubatch = max(512, n_seq_max)
         cparams.n_seq_max = n_seq_max
         cparams.kv_unified = True
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or cores
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         try:
@@ -178,6 +200,7 @@ class LlamaCppBackend:
         self.n_ctx_train = self._model.n_ctx_train()
         self._lock = threading.Lock()
         self._pieces: dict[int, bytes] = {}
+        self._longest: int | None = None
         # tokens held in the KV cache by each sequence id, for logits_at (LRU order)
         self._slots: dict[int, list[int]] = {}
         self._formatter = self._chat_formatter()
@@ -220,10 +243,27 @@ class LlamaCppBackend:
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise ConfigError(
-                f"prompt is not valid Unicode text (unpaired surrogate at {exc.start})"
+            raise PromptError(
+                f"prompt is not valid Unicode text (unpaired surrogate at character {exc.start})"
             ) from exc
+        context = min(self.n_ctx, self.n_ctx_train)
+        if len(data) > context and len(data) > self._longest_token_bytes() * context:
+            raise PromptError(
+                f"prompt is {len(data)} bytes, more than {context} tokens of this model can "
+                f"hold (no token is longer than {self._longest_token_bytes()} bytes; "
+                f"n_ctx={self.n_ctx}, trained context {self.n_ctx_train}); shorten the prompt"
+            )
         return list(self._model.tokenize(data, add_bos=add_bos, special=special))
+
+    def _longest_token_bytes(self) -> int:
+        """The most bytes of text one token stands for (special tokens included), so that
+        ``bytes > longest x context`` proves a text too long without tokenizing it."""
+        if self._longest is None:
+            self._longest = max(
+                max(len(self.piece(t)), len(self._model.token_get_text(t).encode("utf-8")))
+                for t in range(self.vocab_size)
+            )
+        return self._longest
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token (UTF-8 may be split across tokens)."""
@@ -302,7 +342,7 @@ class LlamaCppBackend:
             raise ConfigError("prompt is empty after tokenisation")
         n_prompt = len(tokens)
         if n_prompt + params.max_tokens > min(self.n_ctx, self.n_ctx_train):
-            raise ConfigError(
+            raise PromptError(
                 f"prompt ({n_prompt} tokens) + max_tokens ({params.max_tokens}) exceeds the context: "
                 f"n_ctx={self.n_ctx}, trained context {self.n_ctx_train} tokens; shorten the prompt or "
                 "lower max_tokens"

@@ -49,7 +49,7 @@ class Header(NamedTuple):
     (as an eval's run.json records it) and its capabilities (``logits`` False)."""
 
     name: str
-    identity: str
+    identity: Any
     capabilities: Capabilities
 
 
@@ -87,7 +87,7 @@ def read_header(path: Path) -> Header:
     if not isinstance(head, dict) or head.get("samplescale_record") != FORMAT:
         raise ConfigError(f"--replay {path}: not a samplescale record file (no header line)")
     caps = Capabilities.model_validate(head["capabilities"])
-    return Header(str(head["backend"]), str(head["identity"]), caps)
+    return Header(str(head["backend"]), head["identity"], caps)
 
 
 class RecordingBackend:
@@ -99,7 +99,7 @@ class RecordingBackend:
         The wrapped backend.
     path : str or Path
         The record file; created (with its header) or truncated.
-    identity : str
+    identity : JSON value, optional
         The model as an eval records it (kept in the header for replays).
 
     Raises
@@ -108,7 +108,7 @@ class RecordingBackend:
         If the file cannot be written.
     """
 
-    def __init__(self, backend: Backend, path: str | Path, identity: str = "") -> None:
+    def __init__(self, backend: Backend, path: str | Path, identity: Any = None) -> None:
         self.backend = backend
         self.name = backend.name
         self.capabilities = backend.capabilities.model_copy(update={"logits": False})

@@ -208,7 +208,8 @@ def create_app(
         The served model id (``GET /v1/models``; the ``<model>`` of the model-name
         grammar in :mod:`samplescale.server.routing`).
     api_key : str, optional
-        Require ``Authorization: Bearer <api_key>`` on ``/v1/*``.
+        Require ``Authorization: Bearer <api_key>`` on ``/v1/*``; must not be empty
+        (None turns authentication off).
     max_queue : int
         Requests admitted at once (running + waiting), in [1, 100000]; beyond it, 429.
     max_concurrency : int
@@ -224,6 +225,11 @@ def create_app(
     for name, value, hi in (("max_queue", max_queue, 100_000), ("max_concurrency", max_concurrency, 1024)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
             raise ConfigError(f"{name} must be an integer in [1, {hi}], got {value!r}")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+        raise ConfigError(
+            "api_key must be a non-empty str (None: no authentication); an empty key would "
+            "accept an empty Bearer token"
+        )
     if not model_id or model_id.partition("/")[0].partition("@")[0] in STRATEGIES:
         raise ConfigError(f"model_id {model_id!r} must be non-empty and not name a strategy")
     lim = limits or Limits()

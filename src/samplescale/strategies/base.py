@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
-from samplescale.errors import ConfigError
+from samplescale.errors import ConfigError, check_instance
 from samplescale.types import Prompt, Result, Sample, Usage
 from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.math import answers_equivalent, extract_answer
@@ -39,6 +39,21 @@ def check_callable(name: str, value: object, signature: str, allow_none: bool = 
             f"{name} must be a callable {signature}{none}, got {type(value).__name__} "
             f"{value!r:.40}"
         )
+
+
+def check_run_args(backend: object, prompt: object, params: object, rng: object) -> None:
+    """Raise ConfigError naming the argument unless ``backend`` is a Backend, ``prompt`` a
+    Prompt or str, ``params`` a SamplingParams or None and ``rng`` a numpy Generator or
+    None (checked before any model call)."""
+    check_instance(
+        "backend", backend, Backend,
+        "a samplescale backend (with generate(prompt, params, rng)), e.g. LlamaCppBackend()",
+    )
+    check_instance("prompt", prompt, (Prompt, str), "a Prompt or str")
+    if params is not None:
+        check_instance("params", params, SamplingParams, "a SamplingParams or None")
+    if rng is not None:
+        check_instance("rng", rng, np.random.Generator, "a numpy.random.Generator or None")
 
 
 class State(BaseModel):
@@ -177,8 +192,14 @@ class Strategy(ABC):
         -------
         Result
             ``usage.wall_time_s`` is the wall time of the whole run (sampling and selection).
+
+        Raises
+        ------
+        ConfigError
+            If an argument has the wrong type (see :func:`check_run_args`).
         """
         start = time.perf_counter()
+        check_run_args(backend, prompt, params, rng)
         p = Prompt.user(prompt) if isinstance(prompt, str) else prompt
         state = self.init(p, params or SamplingParams())
         while not self.done(state):

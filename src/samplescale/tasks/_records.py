@@ -42,6 +42,25 @@ def _reject_constant(token: str) -> Any:
     raise _NotJsonConstant(token)
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names one key twice (decoders silently keep the last value)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` that raises :class:`DuplicateKeyError`
+    on a key given twice in one object."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKeyError(key)
+        obj[key] = value
+    return obj
+
+
 class Record:
     """One JSON object read from a line of a jsonl file.
 
@@ -170,15 +189,19 @@ def read_records(path: str | Path, limit: int | None = None) -> list[Record]:
     ConfigError
         If ``limit`` is not ``None`` or an integer >= 1.
     DataError
-        If the file is missing or unreadable, a line is not valid UTF-8 or JSON (``NaN``
-        and ``Infinity`` are not JSON), nests arrays and objects more than
+        If the file is missing, not a regular file or unreadable, a line is not valid
+        UTF-8 or JSON (``NaN`` and ``Infinity`` are not JSON), names one key twice, nests arrays and objects more than
         :data:`MAX_DEPTH` levels deep, is not a JSON object, or the file holds no
         records at all.
     """
     check_limit(limit)
     path = Path(path)
     if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        what = (
+            "is a directory, not a file" if path.is_dir()
+            else "is not a regular file (a pipe, socket or device)" if path.exists()
+            else "does not exist"
+        )
         raise DataError(f"task file {str(path)!r} {what}; expected a .jsonl file")
     records: list[Record] = []
     for line, raw in _lines(path):
@@ -217,7 +240,13 @@ def _decode(path: Path, line: int, text: str) -> dict[str, Any]:
             parse_int=NumberText,
             parse_float=NumberText,
             parse_constant=_reject_constant,
+            object_pairs_hook=unique_keys,
         )
+    except DuplicateKeyError as exc:
+        raise DataError(
+            f"{path}:{line}: the JSON object names the key {exc.key!r} twice; "
+            "give each field once"
+        ) from None
     except _NotJsonConstant as exc:
         raise DataError(
             f"{path}:{line}: invalid JSON ({exc.token} is not a JSON value); "

@@ -35,6 +35,9 @@ class Problem(BaseModel):
         The gold final answer as a string (e.g. ``"-3"``, ``"\\frac{1}{2}"``).
     metadata : dict
         Anything else the source file carried (level, solution, ...), JSON-serialisable.
+    source : str or None
+        Where the problem came from (``"path:line"`` of a data file), for error messages;
+        None for generated problems. Not part of the problem's identity.
     """
 
     model_config = RECORD
@@ -42,6 +45,7 @@ class Problem(BaseModel):
     question: str
     gold: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = None
 
     def prompt(self, instruction: str = DEFAULT_INSTRUCTION) -> Prompt:
         """The chat prompt for this problem: the instruction then the question, as one user turn."""

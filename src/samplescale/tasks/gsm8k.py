@@ -53,6 +53,7 @@ def gsm8k(path: str | Path, limit: int | None = None) -> Task:
             question=record.text("question"),
             gold=_final_answer(record),
             metadata={"solution": record.text("answer")},
+            source=record.where,
         )
         for index, record in enumerate(read_records(path, limit))
     ]

@@ -80,6 +80,7 @@ def jsonl_task(
                 question=record.text(question_field),
                 gold=record.text(answer_field).strip(),
                 metadata=record.metadata(used),
+                source=record.where,
             )
         )
     return Task(name=name, problems=tuple(problems))

@@ -51,6 +51,7 @@ def math_task(path: str | Path, limit: int | None = None) -> Task:
             question=record.text("problem"),
             gold=_gold(record),
             metadata=record.metadata(("problem", "answer")),
+            source=record.where,
         )
         for index, record in enumerate(read_records(path, limit))
     ]
