@@ -5,7 +5,8 @@ Tolerances: transformers dequantizes the Q4_1 weights to float32, llama.cpp mult
 quantized weights with 8-bit-quantized activations, so the two compute slightly different
 logits from the same file. Measured on these prompts: total variation between the two
 next-token distributions 0.008-0.035, largest log-probability gap among llama.cpp's 50 most
-likely tokens 0.22-0.29 nats, identical greedy tokens for the first 15+ tokens. The tests
+likely tokens 0.22-0.29 nats; greedy texts identical for the first 5 tokens (the text
+prompt: " Paris.\n\nThe" then a near-tie) and the first 15 or more (the chat prompts). The tests
 allow TV <= 0.1 (raw and processed distributions) and a 0.4-nat log-probability gap, and
 check greedy decoding token by token: where the two differ, the transformers choice must
 be a near-tie for llama.cpp (within 0.6 nats = twice the gap allowed per log-probability).
@@ -69,11 +70,11 @@ def test_greedy_agrees_with_llamacpp_up_to_near_ties(hf_backend, llama_backend, 
     greedy = SamplingParams(temperature=0, max_tokens=24)
     a = hf_backend.generate(prompt, greedy).samples[0]
     b = llama_backend.generate(prompt, greedy).samples[0]
-    assert a.token_ids[:8] == b.token_ids[:8]
+    assert a.token_ids[:4] == b.token_ids[:4]  # measured: the first 5, 15 and 15+ agree
     ids = hf_backend.tokenize_prompt(prompt)
-    k = a.num_tokens if a.finish_reason == "length" else a.num_tokens - 1
-    # llama.cpp's logits along the transformers continuation, before each of its tokens
-    rows = llama_backend.logits_at(ids + list(a.token_ids[:k]), last=k)
+    k = a.num_tokens
+    # llama.cpp's logits before each transformers token: row i after the prompt + i tokens
+    rows = llama_backend.logits_at(ids + list(a.token_ids[: k - 1]), last=k)
     for pos in range(k):
         first_diff = a.token_ids[pos] != b.token_ids[pos] if pos < b.num_tokens else True
         assert rows[pos].max() - rows[pos][a.token_ids[pos]] <= NEAR_TIE, pos
