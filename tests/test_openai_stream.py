@@ -274,13 +274,12 @@ def test_event_streams_are_utf8_whatever_charset_is_named():
 
 
 def test_serve_upstream_stream_flag_makes_a_streaming_backend():
-    import argparse
-
+    from samplescale.cli import build_parser
     from samplescale.cli_serve import _backend as serve_backend
 
-    args = argparse.Namespace(upstream="http://127.0.0.1:9/v1", upstream_model="m",
-                              upstream_api_key=None, upstream_in_flight=2, threads=None,
-                              upstream_stream=True)
+    args = build_parser().parse_args(["serve", "--upstream", "http://127.0.0.1:9/v1",
+                                      "--upstream-model", "m", "--upstream-in-flight", "2",
+                                      "--upstream-stream"])
     be, name = serve_backend(args)
     assert name == "m" and be.capabilities.streaming and be.max_in_flight == 2
     args.upstream_stream = False

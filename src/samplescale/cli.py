@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from samplescale.cli_model import add_threads_arg, n_threads
+from samplescale.cli_backend import add_backend_args, check_run, make_backend
+from samplescale.cli_model import n_threads
 from samplescale.cli_serve import add_serve_parser, cmd_serve
 from samplescale.config import SamplingParams, valid_range
 from samplescale.errors import ConfigError, SamplescaleError
@@ -78,13 +79,7 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
         help="generated tokens per sample (default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="GGUF model file (default: embedded SmolLM2-135M-Instruct)",
-    )
-    add_threads_arg(p)
+    add_backend_args(p)
     p.add_argument(
         "--strategy",
         default=None,
@@ -222,31 +217,9 @@ def _params(args: argparse.Namespace) -> SamplingParams:
 
 
 def _backend(args: argparse.Namespace) -> Any:
-    """The embedded llama.cpp backend, its KV cache sized so N samples decode in one round;
-    with ``--draft-model``, speculative sampling over it."""
-    from samplescale.backends.llamacpp import LlamaCppBackend
-
-    threads = n_threads(args)
-    if args.draft_model is None:
-        return LlamaCppBackend(
-            args.model,
-            n_ctx=None,
-            n_seq_max=min(args.n, 16),
-            max_tokens=args.max_tokens,
-            n_threads=threads,
-        )
-    from samplescale.decoders.speculative import SpeculativeBackend
-
-    if not args.draft_model.is_file():
-        raise ConfigError(f"--draft-model: file not found: {args.draft_model}")
-
-    target = LlamaCppBackend(
-        args.model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens, n_threads=threads
-    )
-    draft = LlamaCppBackend(
-        args.draft_model, n_ctx=None, n_seq_max=4, max_tokens=args.max_tokens, n_threads=threads
-    )
-    return SpeculativeBackend(target, draft, k=args.draft_k, drafts=args.drafts)
+    """The selected backend (``--backend``; llama.cpp's KV cache sized so N samples decode
+    in one round); with ``--draft-model``, speculative sampling over it."""
+    return make_backend(args, _params(args), n_seq_max=min(args.n, 16))
 
 
 def strategy_options(items: list[str]) -> dict[str, Any]:
@@ -331,6 +304,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if params.kl_sigma is not None and grounding is None:
         raise ConfigError("--kl-sigma / --sampler kl:SIGMA needs --grounding FILE")
     prompt = Prompt.user(args.prompt).model_copy(update={"grounding": grounding})
+    check_run(args, params, strategy)
     backend = _backend(args)
     result = strategy.run(backend, prompt, params)
     stats = getattr(backend, "stats", None)
@@ -413,7 +387,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "--grounding FILE); eval has none"
         )
     n_threads(args)
-    return run_eval(args, params, _backend, _strategy(args.strategy, args.option))
+    strategy = _strategy(args.strategy, args.option)
+    check_run(args, params, strategy)
+    return run_eval(args, params, _backend, strategy)
 
 
 def main(argv: list[str] | None = None) -> int:

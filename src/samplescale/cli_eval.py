@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from samplescale.backends.llamacpp import available_cores, default_model_path
+from samplescale.backends.llamacpp import available_cores
 from samplescale.cli_results import append_record, exclusive, load_results
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, DataError
@@ -250,9 +250,9 @@ def run_eval(
     )
     if args.output is not None and not args.output.strip():
         raise ConfigError("--output must be a directory path, got an empty string")
-    model = file_identity(
-        args.model.resolve() if args.model else default_model_path(), "--model"
-    )
+    from samplescale.cli_backend import backend_identity
+
+    model = backend_identity(args)
     try:
         data = file_identity(Path(args.data), "--data") if args.data else None
     except ConfigError as exc:  # the task read it a moment ago

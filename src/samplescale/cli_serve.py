@@ -4,8 +4,11 @@ Examples::
 
     samplescale serve --port 8000                       # embedded SmolLM2-135M
     samplescale serve --model model.gguf --api-key KEY  # a GGUF file, Bearer auth
-    samplescale serve --upstream http://127.0.0.1:8080/v1 --upstream-model qwen
-    samplescale serve --upstream http://127.0.0.1:8000/v1 --upstream-stream   # vLLM, live text
+    samplescale serve --backend transformers --model ./my-hf-model   # a transformers model
+    samplescale serve --base-url http://127.0.0.1:8080/v1 --upstream-model qwen   # an upstream
+    samplescale serve --base-url http://127.0.0.1:8000/v1 --upstream-stream   # vLLM, live text
+
+``--upstream URL`` is another name of ``--base-url`` (it implies ``--backend openai``).
 
 SIGINT / SIGTERM stop accepting connections and finish the requests in flight first.
 """
@@ -18,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from samplescale.cli_model import add_threads_arg, n_threads
+from samplescale.cli_backend import UPSTREAM_KEY_ENV, add_backend_args, backend_name, make_backend
+from samplescale.cli_model import add_threads_arg
 from samplescale.errors import ConfigError, MissingDependencyError
 
 DEFAULT_MODEL_ID = "smollm2"  # the embedded SmolLM2-135M-Instruct
@@ -32,17 +36,20 @@ def add_serve_parser(subparsers: Any) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    add_backend_args(p, serve=True)
     src = p.add_mutually_exclusive_group()
     src.add_argument(
-        "--model", type=Path, default=None, help="GGUF model file (default: embedded SmolLM2)"
+        "--model", default=None, help="llamacpp: GGUF file; transformers: model directory or "
+        "GGUF file (both default to the embedded SmolLM2); vllm: model directory or name",
     )
     src.add_argument(
-        "--upstream", default=None, help="OpenAI-compatible base URL, e.g. http://host:8080/v1"
+        "--base-url", "--upstream", dest="base_url", default=None,
+        help="openai backend: the upstream's API root, e.g. http://host:8080/v1",
     )
     p.add_argument("--upstream-model", default=None, help="model name sent upstream "
                    "(default: the first model the upstream lists)")
-    p.add_argument("--upstream-api-key", default=os.environ.get("SAMPLESCALE_UPSTREAM_API_KEY"),
-                   help="Bearer key for the upstream (env SAMPLESCALE_UPSTREAM_API_KEY)")
+    p.add_argument("--upstream-api-key", default=os.environ.get(UPSTREAM_KEY_ENV),
+                   help=f"Bearer key for the upstream (env {UPSTREAM_KEY_ENV})")
     p.add_argument("--upstream-in-flight", type=int, default=8,
                    help="most requests in flight to the upstream (default %(default)s)")
     p.add_argument("--upstream-stream", action="store_true",
@@ -117,42 +124,22 @@ def check_serve_args(args: argparse.Namespace) -> None:
             )
 
 
-def _upstream_model(url: str, api_key: str | None) -> str:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        r = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=10.0)
-        r.raise_for_status()
-        return str(r.json()["data"][0]["id"])
-    except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"could not read the model list of {url} ({exc}); give --upstream-model"
-        ) from exc
-
-
 def _backend(args: argparse.Namespace) -> tuple[Any, str]:
-    if args.upstream is not None:
-        from samplescale.backends.openai_http import OpenAIHTTPBackend
-
-        if args.threads is not None:
-            raise ConfigError("--threads sets the embedded model's threads; not with --upstream")
-
-        model = args.upstream_model or _upstream_model(args.upstream, args.upstream_api_key)
-        upstream = OpenAIHTTPBackend(
-            args.upstream, model, api_key=args.upstream_api_key,
-            max_in_flight=args.upstream_in_flight, stream=args.upstream_stream,
-        )
-        return upstream, model
-    if args.upstream_stream:
-        raise ConfigError("--upstream-stream streams from an upstream; give --upstream URL")
-    from samplescale.backends.llamacpp import LlamaCppBackend
-
-    embedded = LlamaCppBackend(
-        args.model, n_ctx=args.n_ctx, n_seq_max=args.n_seq_max, n_threads=n_threads(args)
+    if args.upstream_stream and backend_name(args) != "openai":
+        raise ConfigError("--upstream-stream streams from an upstream; give --upstream URL (or --base-url URL)")
+    backend = make_backend(
+        args, n_seq_max=args.n_seq_max, n_ctx=args.n_ctx,
+        **({"max_in_flight": args.upstream_in_flight, "stream": args.upstream_stream}
+           if backend_name(args) == "openai" and args.replay is None else {}),
     )
-    name = DEFAULT_MODEL_ID if args.model is None else embedded.model_path.name.removesuffix(".gguf")
-    return embedded, name
+    if args.replay is not None:
+        return backend, backend.name
+    name = backend_name(args)
+    if name == "openai":
+        return backend, backend.model
+    if args.model is None:
+        return backend, DEFAULT_MODEL_ID
+    return backend, Path(args.model).name.removesuffix(".gguf")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -31,6 +31,15 @@ class Capabilities(BaseModel):
     streaming : bool
         The backend has a ``stream`` method (:class:`StreamingBackend`) that yields text
         deltas while it decodes.
+    logprobs : bool
+        Samples carry per-token log-probabilities (``Sample.logprobs`` or
+        ``sampling_logprobs``).
+    prefix : bool
+        ``Prompt.prefix`` (continuing a partial reply, as step-level search does) works
+        with chat prompts.
+    prefix_caching : bool
+        A prompt prefix computed by one call is reused by later calls (across requests),
+        beyond the ``n`` samples of one call sharing their prompt.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -39,6 +48,9 @@ class Capabilities(BaseModel):
     parallel_n: bool
     chat: bool
     streaming: bool = False
+    logprobs: bool = True
+    prefix: bool = True
+    prefix_caching: bool = False
 
 
 @runtime_checkable

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
+import numpy as np
+
+from samplescale.backends.base import TextDelta
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
+from samplescale.sampling import pipeline
+from samplescale.sampling.arithmetic import ArithmeticCodes
 from samplescale.sampling.stop import find_stop
 from samplescale.types import FinishReason, Sample
+
+# step(active, tokens, k): feed ``tokens[j]`` (the k-th generated token, 0-based) of each
+# active row ``active[j]`` to the model; return the next-token logits, shape (len(active), V)
+Step = Callable[[list[int], list[int], int], np.ndarray]
 
 
 class SequenceBuilder:
@@ -132,3 +141,76 @@ def check_decoding(params: SamplingParams) -> None:
             f"{what} runs through samplescale.decoders.generate(backend, prompt, params), "
             "not backend.generate"
         )
+
+
+def decode_rows(
+    first_logits: np.ndarray,
+    params: SamplingParams,
+    gens: Sequence[np.random.Generator],
+    rows: Sequence[int],
+    codes: ArithmeticCodes | None,
+    piece: Callable[[int], bytes],
+    is_end: Callable[[int], bool],
+    step: Step,
+) -> Generator[TextDelta, None, list[Sample]]:
+    """The decode loop of a backend with logits: samples ``rows`` decoded together, one
+    token of every unfinished sample per step, drawn by :func:`samplescale.sampling.pipeline.sample`.
+
+    Parameters
+    ----------
+    first_logits : ndarray, shape (vocab,), float
+        Next-token logits after the prompt (shared by every row).
+    params : SamplingParams
+    gens : sequence of numpy.random.Generator
+        One stream per sample of the request, indexed by the values of ``rows``.
+    rows : sequence of int
+        The request's sample indices decoded here (``TextDelta.index`` values).
+    codes : ArithmeticCodes or None
+        Arithmetic-sampling codes of the whole request, or None.
+    piece, is_end : callable
+        The model's token bytes and end-of-generation test.
+    step : callable (active, tokens, k) -> ndarray
+        Feeds the ``k``-th generated token (``tokens[j]``) of each unfinished row
+        ``active[j]`` (0-based positions in ``rows``) and returns the next logits, shape
+        (len(active), vocab). Rows missing from ``active`` have finished for good.
+
+    Yields
+    ------
+    TextDelta
+        New final text of a sample, with its request index.
+
+    Returns
+    -------
+    list of Sample
+        The samples of ``rows``, in order.
+    """
+    m = len(rows)
+    seqs = [SequenceBuilder(piece, is_end, params.stop, params.max_tokens) for _ in range(m)]
+    logits = np.broadcast_to(first_logits, (m, first_logits.shape[-1]))
+    active = list(range(m))
+    k = 0
+    while True:
+        picked = [rows[i] for i in active]
+        draw = pipeline.sample(
+            logits,
+            params,
+            [gens[r] for r in picked],
+            history=[seqs[i].token_ids for i in active],
+            position=k,
+            codes=None if codes is None else codes.take(picked),
+        )
+        if codes is not None:
+            assert draw.next_codes is not None  # drawn with codes
+            codes.advance(picked, draw.next_codes, draw.sampling_logprobs)
+        still = []
+        for j, i in enumerate(active):
+            if not seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j]):
+                still.append(i)
+            if delta := seqs[i].take_delta():
+                yield TextDelta(index=rows[i], text=delta)
+        active = still
+        if not active:
+            break
+        logits = step(active, [seqs[i].token_ids[-1] for i in active], k)
+        k += 1
+    return [s.to_sample() for s in seqs]

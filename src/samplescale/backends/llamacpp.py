@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
-from samplescale.backends.decoding import SequenceBuilder, check_decoding
+from samplescale.backends.decoding import check_decoding, decode_rows
 from samplescale.config import SamplingParams
 from samplescale.errors import (
     BackendError,
@@ -34,7 +34,6 @@ from samplescale.errors import (
     PromptError,
 )
 from samplescale.rng import sample_generators
-from samplescale.sampling import pipeline
 from samplescale.sampling.arithmetic import ArithmeticCodes
 from samplescale.types import Generation, Prompt, Sample, Usage
 
@@ -443,45 +442,21 @@ class LlamaCppBackend:
         """Decode samples ``rows`` in one batch per step (the prompt sits in sequence 0),
         yielding their new text; return the samples."""
         ll, mem = self._ll, self._ctx.memory
-        m = len(rows)
         ll.llama_memory_seq_rm(mem, 0, n_prompt, -1)
         for j in range(1, self.n_seq_max):
             ll.llama_memory_seq_rm(mem, j, -1, -1)
-        for j in range(1, m):
+        for j in range(1, len(rows)):
             ll.llama_memory_seq_cp(mem, 0, j, 0, n_prompt)
-        seqs = [
-            SequenceBuilder(self.piece, self.is_end, params.stop, params.max_tokens)
-            for _ in range(m)
-        ]
-        logits = np.broadcast_to(first_logits, (m, self.vocab_size))
-        active = list(range(m))
-        pos = n_prompt
-        while True:
-            picked = [rows[i] for i in active]
-            draw = pipeline.sample(
-                logits,
-                params,
-                [gens[r] for r in picked],
-                history=[seqs[i].token_ids for i in active],
-                position=pos - n_prompt,
-                codes=None if codes is None else codes.take(picked),
+
+        def step(active: list[int], tokens: list[int], k: int) -> np.ndarray:
+            self._decode([(t, n_prompt + k, i, True) for i, t in zip(active, tokens)])
+            return self._logits(len(active))
+
+        return (
+            yield from decode_rows(
+                first_logits, params, gens, rows, codes, self.piece, self.is_end, step
             )
-            if codes is not None:
-                assert draw.next_codes is not None  # drawn with codes
-                codes.advance(picked, draw.next_codes, draw.sampling_logprobs)
-            still = []
-            for j, i in enumerate(active):
-                if not seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j]):
-                    still.append(i)
-                if delta := seqs[i].take_delta():
-                    yield TextDelta(index=rows[i], text=delta)
-            active = still
-            if not active:
-                break
-            self._decode([(seqs[i].token_ids[-1], pos, i, True) for i in active])
-            pos += 1
-            logits = self._logits(len(active))
-        return [s.to_sample() for s in seqs]
+        )
 
     def _check_ids(self, tokens: Sequence[int], what: str) -> list[int]:
         bad = [

@@ -215,7 +215,8 @@ class OpenAIHTTPBackend:
         )
         self._native_n = n_mode != "split"
         self.capabilities = Capabilities(
-            logits=False, seeds=True, parallel_n=self._native_n, chat=True, streaming=stream
+            logits=False, seeds=True, parallel_n=self._native_n, chat=True, streaming=stream,
+            logprobs=logprobs, prefix=False,
         )
 
     def close(self) -> None:
@@ -229,6 +230,11 @@ class OpenAIHTTPBackend:
         self.close()
 
     # ----------------------------------------------------------------- requests
+    def check_params(self, params: SamplingParams) -> None:
+        """Raise ``ConfigError`` if ``params`` sets a field this server is not known to
+        apply (the check :meth:`request_body` makes, before any request)."""
+        self.request_body(Prompt(text="."), params)
+
     def request_body(self, prompt: Prompt, params: SamplingParams) -> dict[str, Any]:
         """The JSON body for ``prompt`` and ``params`` (without ``n`` and ``seed``).
 

@@ -46,7 +46,7 @@ def generate(
     if not backend.capabilities.logits or not isinstance(backend, LogitsModel):
         what = "kl_sigma" if params.kl_sigma is not None else f"decoding={params.decoding!r}"
         raise ConfigError(
-            f"{what} needs a backend that exposes next-token logits (llamacpp, toy); "
+            f"{what} needs a backend that exposes next-token logits (llamacpp, transformers, toy); "
             f"{backend.name!r} does not"
         )
     if params.kl_sigma is not None:
