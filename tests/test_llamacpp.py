@@ -109,7 +109,7 @@ def test_bad_inputs(llama_backend, tmp_path):
     [
         ({"n_ctx": 2**32 + 100}, "n_ctx must be an integer in [64, 1048576]"),
         ({"n_seq_max": True}, "n_seq_max must be an integer in [1, 256]"),
-        ({"n_threads": 0}, "n_threads must be an integer >= 1"),
+        ({"n_threads": 0}, "n_threads must be an integer in [1, "),
     ],
 )
 def test_constructor_ranges(llama_backend, kwargs, message):
