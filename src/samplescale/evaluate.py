@@ -140,6 +140,17 @@ def _greedy(problem: Problem, prompt: Prompt, backend: Backend, params: Sampling
     return {"answer": r.answer, "correct": row["correct"], "text": row["text"], "usage": _usage(r)}
 
 
+def merge_correct_classes(
+    labels: list[int | None], correct: list[bool]
+) -> tuple[list[int | None], int | None]:
+    """Every answer class holding a correct sample merged into one: the smallest such
+    label. Returns the new labels and that label (None when no sample is correct), as pool
+    records store them (maj@k counts votes for the correct class)."""
+    correct_classes = sorted({lab for lab, ok in zip(labels, correct) if lab is not None and ok})
+    correct_label = correct_classes[0] if correct_classes else None
+    return [correct_label if lab in correct_classes else lab for lab in labels], correct_label
+
+
 def pool_record(
     problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams, seed: int
 ) -> Record:
@@ -159,12 +170,9 @@ def pool_record(
     answers = tuple(sample_answer(s) for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
     rows = _sample_rows(pool, problem.gold)
-    labels = cluster(answers, _same_class)
-    correct_classes = sorted(
-        {lab for lab, r in zip(labels, rows) if lab is not None and r["correct"]}
+    labels, correct_label = merge_correct_classes(
+        cluster(answers, _same_class), [r["correct"] for r in rows]
     )
-    correct_label = correct_classes[0] if correct_classes else None
-    labels = [correct_label if lab in correct_classes else lab for lab in labels]
     return {
         "status": "ok",
         "id": problem.id,

@@ -92,7 +92,7 @@ def code_pool_record(
     seed: int,
 ) -> Record:
     """Greedy program plus one pool of ``params.n`` programs for one problem, graded by tests."""
-    from samplescale.evaluate import problem_seed
+    from samplescale.evaluate import merge_correct_classes, problem_seed
 
     params = code_params(task, params)
     g = Greedy().run(backend, prompt, params)
@@ -106,11 +106,7 @@ def code_pool_record(
     labels: list[int | None] = []
     for i, r in enumerate(rows):
         labels.append(None if r["answer"] is None else first.setdefault(r["answer"], i))
-    correct_classes = sorted(
-        {lab for lab, r in zip(labels, rows) if lab is not None and r["correct"]}
-    )
-    correct_label = correct_classes[0] if correct_classes else None
-    labels = [correct_label if lab in correct_classes else lab for lab in labels]
+    labels, correct_label = merge_correct_classes(labels, [r["correct"] for r in rows])
     return {
         "status": "ok",
         "id": problem.id,
