@@ -57,7 +57,7 @@ def run(capsys, *argv):
             "backend 'openai' has none (backends with it: llamacpp, transformers)",
         ),
         (
-            ("eval", "--base-url", DEAD, "--sampler", "kl:1.0"),
+            ("generate", "q", "--base-url", DEAD, "--sampler", "kl:1.0", "--grounding", __file__),
             "kl_sigma (KL-guided temperature) needs next-token logits",
         ),
         (
