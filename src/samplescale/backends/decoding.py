@@ -214,3 +214,24 @@ def decode_rows(
         logits = step(active, [seqs[i].token_ids[-1] for i in active], k)
         k += 1
     return [s.to_sample() for s in seqs]
+
+
+def check_token_ids(tokens: Sequence[int], vocab_size: int, what: str) -> list[int]:
+    """``tokens`` as a list of ints, each an id in ``[0, vocab_size)``.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``what`` (``"logits_at"``, ``"prefix"``) and the first bad ids, if any id
+        is not an integer (bools refused) or is outside the vocabulary.
+    """
+    bad = [
+        t
+        for t in tokens
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < vocab_size
+    ]
+    if bad:
+        raise ConfigError(
+            f"{what} token ids must be integers in [0, {vocab_size - 1}], got {bad[:3]}"
+        )
+    return [int(t) for t in tokens]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
-from samplescale.backends.decoding import check_decoding, decode_rows
+from samplescale.backends.decoding import check_decoding, check_token_ids, decode_rows
 from samplescale.config import SamplingParams
 from samplescale.errors import (
     BackendError,
@@ -458,23 +458,9 @@ class LlamaCppBackend:
             )
         )
 
-    def _check_ids(self, tokens: Sequence[int], what: str) -> list[int]:
-        bad = [
-            t
-            for t in tokens
-            if isinstance(t, bool)
-            or not isinstance(t, (int, np.integer))
-            or not 0 <= t < self.vocab_size
-        ]
-        if bad:
-            raise ConfigError(
-                f"{what} token ids must be integers in [0, {self.vocab_size - 1}], got {bad[:3]}"
-            )
-        return [int(t) for t in tokens]
-
     def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
         """Raw next-token logits after ``prompt`` + ``prefix`` token ids, shape (V,), float32."""
-        ids = self._check_ids(prefix, "prefix")
+        ids = check_token_ids(prefix, self.vocab_size, "prefix")
         return self.logits_at(self.tokenize_prompt(prompt) + ids)[0]
 
     def logits_at(self, tokens: Sequence[int], last: int = 1) -> np.ndarray:
@@ -506,7 +492,7 @@ class LlamaCppBackend:
             If ``tokens`` is empty, longer than the context, has an invalid id, or ``last``
             is out of range.
         """
-        toks = self._check_ids(tokens, "logits_at")
+        toks = check_token_ids(tokens, self.vocab_size, "logits_at")
         if not toks:
             raise ConfigError("logits_at needs at least one token")
         if not 1 <= last <= len(toks):

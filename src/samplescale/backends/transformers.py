@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, collect
-from samplescale.backends.decoding import check_decoding, decode_rows
+from samplescale.backends.decoding import check_decoding, check_token_ids, decode_rows
 from samplescale.backends.hf_tokens import end_token_ids, token_bytes
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, MissingDependencyError, ModelNotFoundError
@@ -332,18 +332,7 @@ class TransformersBackend:
             If ``tokens`` is empty, longer than the context, has an invalid id, or ``last``
             is out of range.
         """
-        bad = [
-            t
-            for t in tokens
-            if isinstance(t, bool)
-            or not isinstance(t, (int, np.integer))
-            or not 0 <= t < self.vocab_size
-        ]
-        if bad:
-            raise ConfigError(
-                f"logits_at token ids must be integers in [0, {self.vocab_size - 1}], got {bad[:3]}"
-            )
-        toks = [int(t) for t in tokens]
+        toks = check_token_ids(tokens, self.vocab_size, "logits_at")
         if not toks:
             raise ConfigError("logits_at needs at least one token")
         if not 1 <= last <= len(toks):

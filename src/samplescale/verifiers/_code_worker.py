@@ -28,7 +28,7 @@ from samplescale.verifiers._verify_worker import (
     _exit_when_orphaned,
     _private_streams,
     _send,
-    _silence_stderr,
+    serve,
 )
 
 
@@ -67,16 +67,8 @@ def main() -> int:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         _send(proto_out, {"ready": False, "missing": isinstance(exc, ImportError), "error": error})
         return 1
-    _silence_stderr()
-    _send(proto_out, {"ready": True, "pid": os.getpid(), "namespaces": namespaces})
-    for line in proto_in:
-        if not line.strip():
-            continue
-        try:
-            _send(proto_out, handle_line(line))
-        except (BrokenPipeError, OSError):  # the parent is gone
-            return 0
-    return 0
+    ready = {"ready": True, "pid": os.getpid(), "namespaces": namespaces}
+    return serve(proto_in, proto_out, handle_line, ready)
 
 
 if __name__ == "__main__":

@@ -166,13 +166,21 @@ def main() -> int:
             },
         )
         return 1
+    return serve(proto_in, proto_out, handle_line, {"ready": True, "pid": os.getpid()})
+
+
+def serve(
+    proto_in: Any, proto_out: BinaryIO, handle: Any, ready: dict[str, Any]
+) -> int:
+    """Announce ``ready``, then answer each request line with ``handle(line)`` until the
+    parent closes the pipe (or is gone); the worker's exit status."""
     _silence_stderr()
-    _send(proto_out, {"ready": True, "pid": os.getpid()})
+    _send(proto_out, ready)
     for line in proto_in:
         if not line.strip():
             continue
         try:
-            _send(proto_out, handle_line(line))
+            _send(proto_out, handle(line))
         except (BrokenPipeError, OSError):  # the parent is gone
             return 0
     return 0
