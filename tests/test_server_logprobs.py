@@ -85,10 +85,10 @@ def test_chat_top_logprobs_that_cannot_be_served_are_400s(fake_url, fields, frag
 
 
 def test_a_text_completion_streams_and_joins_to_the_unstreamed_text(fake_url):
-    body = {"model": "fake", "prompt": "Q:", "n": 2, "max_tokens": 20, "echo": True,
-            "stream_options": {"include_usage": True}}
+    body = {"model": "fake", "prompt": ["Q:"], "n": 2, "max_tokens": 20, "echo": True}
     whole = httpx.post(fake_url + "/completions", json=body).json()
-    r = httpx.post(fake_url + "/completions", json={**body, "stream": True})
+    r = httpx.post(fake_url + "/completions", json={
+        **body, "stream": True, "stream_options": {"include_usage": True}})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = _events(r)
     assert {e["object"] for e in events} == {"text_completion"}
@@ -180,3 +180,46 @@ def test_a_live_streamed_text_completion_is_the_unstreamed_one_with_its_logprobs
     assert len(events) > 4  # live: more than one delta per choice
     assert texts == {c["index"]: c["text"] for c in whole}
     assert logprobs == {c["index"]: c["logprobs"] for c in whole}
+
+
+def test_a_text_stream_without_start_chunks_sends_bytes_at_once(fake_url):
+    body = {"model": "self-consistency@2/fake", "prompt": "Q:", "max_tokens": 20, "stream": True}
+    with httpx.stream("POST", fake_url + "/completions", json=body) as r:
+        first = next(r.iter_lines())
+    assert first == ": started"
+
+
+def test_tokens_reported_as_strings_are_read_back_as_bytes():
+    from samplescale.server.logprobs import chat_logprobs, completion_logprobs, token_bytes
+    from samplescale.types import Sample
+
+    assert token_bytes("bytes:\\x20\\xf0\\x9f") == b" \xf0\x9f"
+    assert token_bytes("bytes: not escapes") == b"bytes: not escapes"
+    # an upstream's tokens of " \U0001f359" (3 tokens) and a stop string cut after them
+    s = Sample(text=" \U0001f359", finish_reason="stop", logprobs=(-1.0, -2.0, -3.0, -0.5),
+               token_texts=("bytes:\\x20\\xf0\\x9f", "bytes:\\x8d", "bytes:\\x99", "bytes:\\xf0"))
+    lp = completion_logprobs(s, None, False)
+    assert lp["tokens"] == list(s.token_texts[:3]) and lp["text_offset"] == [0, 1, 1]
+    content = chat_logprobs(s, None, False)["content"]
+    assert b"".join(bytes(t["bytes"]) for t in content) == s.text.encode()
+
+
+def test_a_choice_cut_to_nothing_by_a_stop_string_has_empty_logprobs():
+    from samplescale.server.logprobs import chat_logprobs, completion_logprobs
+    from samplescale.types import Sample
+
+    s = Sample(text="", finish_reason="stop", logprobs=(-1.0,), token_texts=(" Par",))
+    assert completion_logprobs(s, None, False) == {
+        "tokens": [], "token_logprobs": [], "top_logprobs": None, "text_offset": []}
+    assert chat_logprobs(s, None, False) == {"content": []}
+    assert chat_logprobs(Sample(text="", finish_reason="stop"), None, False) is None
+
+
+def test_choices_a_budget_cannot_all_pay_for_are_a_400_naming_the_budget(fake_url):
+    r = httpx.post(fake_url + "/completions", json={
+        "model": "fake", "prompt": "Q:", "n": 3, "max_tokens": 20,
+        "samplescale": {"max_total_tokens": 25}})  # one sample: prompt + 20 <= 25
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "samplescale.max_total_tokens"
+    assert "paid for 1 of the 3 choices asked for (n)" in err["message"], err["message"]

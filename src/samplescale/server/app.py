@@ -297,7 +297,7 @@ def create_app(
                     include_usage=bool(req.stream_options and req.stream_options.include_usage),
                     candidates=p.candidates, deltas=deltas, gone=gone,
                     logprobs=partial(logprobs_of, req, p, chat=chat),
-                    echo=req.prompt if not chat and req.echo else None,
+                    echo=req.prompts[0] if not chat and req.echo else None,
                 ),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},

@@ -125,6 +125,16 @@ def execute(
             "raise samplescale.max_total_tokens (up to this server's limit) or lower max_tokens",
             param="samplescale.max_total_tokens",
         )
+    failed_plain = p.strategy is None and any(s.status == "error" for s in samples)
+    if failed_plain and budgeted.exhausted:  # the n choices asked for: not all paid for
+        paid = sum(s.status == "ok" for s in samples)
+        raise APIError(
+            400,
+            f"samplescale.max_total_tokens: a budget of {p.max_total_tokens} tokens paid for "
+            f"{paid} of the {len(samples)} choices asked for (n); raise "
+            "samplescale.max_total_tokens (up to this server's limit) or lower n or max_tokens",
+            param="samplescale.max_total_tokens",
+        )
     if not chosen or any(s.status == "error" for s in chosen):
         errors = [s.error for s in samples if s.status == "error"]
         failed = len(errors)

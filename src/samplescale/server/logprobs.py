@@ -15,6 +15,7 @@ that starts inside a character has the offset of that character.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,19 @@ def token_string(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return "bytes:" + "".join(f"\\x{b:02x}" for b in raw)
+
+
+_BYTES_TOKEN = re.compile(r"bytes:((?:\\x[0-9a-fA-F]{2})+)")
+
+
+def token_bytes(token: str) -> bytes:
+    """The bytes a token string stands for: the inverse of :func:`token_string` (a
+    ``"bytes:\\xNN..."`` string, as samplescale's server and the OpenAI API write a
+    partial character, gives its bytes; any other string its UTF-8 encoding)."""
+    m = _BYTES_TOKEN.fullmatch(token)
+    if m is None:
+        return token.encode("utf-8")
+    return bytes(int(h, 16) for h in re.findall(r"[0-9a-fA-F]{2}", m.group(1)))
 
 
 def text_offsets(pieces: Sequence[bytes]) -> list[int]:
@@ -60,7 +74,10 @@ def text_token_ids(s: Sample, piece: Piece) -> tuple[list[int], int | None]:
     string (not returned, as OpenAI and vLLM do not) and a final end-of-sequence token (an
     id whose text is empty). Tokens are kept while the text they start in is inside
     ``s.text``; the end-of-sequence token is returned apart when the sample ended on it
-    right after its text.
+    right after its text. A token that straddles the start of a stop string (``" Paris"``
+    when the stop string is ``"is "`` and the text ends in ``" Par"``) starts in the text
+    and is listed: it was generated, and its log-probability counts; joined, the listed
+    tokens then give the text followed by the start of the stop string.
     """
     ids = list(s.token_ids)
     if s.finish_reason != "stop":
@@ -87,18 +104,21 @@ def _tokens(
     that drops the last entry as the generated one finds it there).
     """
     if not s.token_ids:  # token strings only: those of the text (not of a stop string)
-        texts, at = [], 0
+        out_texts: list[tuple[str, bytes | None]] = []
+        limit, at = len(s.text.encode("utf-8")), 0
         for t in s.token_texts:
-            if s.finish_reason == "stop" and at >= len(s.text):
+            if s.finish_reason == "stop" and at >= limit:
                 break
-            texts.append(t)
-            at += len(t)
-        return [(t, None) for t in texts]
+            raw = token_bytes(t)
+            out_texts.append((t, raw))
+            at += len(raw)
+        return out_texts
     ids, end = (list(s.token_ids), None) if piece is None else text_token_ids(s, piece)
     out: list[tuple[str, bytes | None]] = []
     for tok in ids:
-        raw = piece(tok) if piece is not None else None
-        out.append((f"token_id:{tok}" if token_ids or raw is None else token_string(raw), raw))
+        known = piece(tok) if piece is not None else None
+        out.append((f"token_id:{tok}" if token_ids or known is None else token_string(known),
+                    known))
     if end_name is not None and end is not None:
         out.append((f"token_id:{end}" if token_ids else end_name(end), b""))
     return out
@@ -106,13 +126,14 @@ def _tokens(
 
 def rows(
     s: Sample, piece: Piece | None, token_ids: bool, end_name: Callable[[int], str] | None = None
-) -> list[Row]:
-    """A :class:`Row` per listed token (see :func:`_tokens`); empty when the sample has no
-    log-probabilities or no token identities."""
-    tokens = _tokens(s, piece, token_ids, end_name)
+) -> list[Row] | None:
+    """A :class:`Row` per listed token (see :func:`_tokens`; empty when a stop string cut
+    the text to nothing); None when the sample has no log-probabilities or no token
+    identities."""
     listed = len(s.token_ids) if s.token_ids else len(s.token_texts)
     if not s.logprobs or len(s.logprobs) != listed:
-        return []
+        return None
+    tokens = _tokens(s, piece, token_ids, end_name)
     return [Row(text, raw, lp) for (text, raw), lp in zip(tokens, s.logprobs)]
 
 
@@ -135,7 +156,7 @@ def chat_logprobs(s: Sample, piece: Piece | None, token_ids: bool) -> dict[str, 
     probabilities; ``top_logprobs`` empty); None when the sample has none or no token
     identities."""
     listed = rows(s, piece, token_ids)
-    if not listed:
+    if listed is None:
         return None
     return {"content": [chat_entry(r, token_ids) for r in listed]}
 
@@ -149,7 +170,7 @@ def completion_logprobs(
     :func:`text_offsets`; from the token strings where the bytes are unknown).
     """
     listed = rows(s, piece, token_ids, end_name)
-    if not listed:
+    if listed is None:
         return None
     return {
         "tokens": [r.token for r in listed],

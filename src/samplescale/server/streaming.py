@@ -73,8 +73,11 @@ async def stream(
     ids = (request_id, created, model)
     getting: asyncio.Future[Any] | None = None
     try:
-        for chunk in chunks.start_chunks(kind, *ids, n_choices, echo):
+        start = chunks.start_chunks(kind, *ids, n_choices, echo)
+        for chunk in start:
             yield sse(chunk)
+        if not start:  # bytes at once, so that a client's read timeout does not fire
+            yield b": started\n\n"
         while not task.done():
             waiting: set[asyncio.Future[Any]] = {task}
             if deltas is not None:
