@@ -323,7 +323,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"{a} {s:.0%}" for a, s in sorted(result.vote_shares.items(), key=lambda kv: -kv[1])
         )
         print(f"votes:  {shares}")
-    if result.text is not None:
+    selection = [e for e in result.trace if e.get("event") == "code-selection"]
+    if selection:  # a code strategy: the answer is a program; say why it was chosen
+        print(f"why:    {selection[-1]['reason']}")
+    elif result.text is not None:
         print(f"text:   {result.text.strip()}")
     elif result.answer is None:  # nothing to select from: say why, show what was drawn
         shown = [s for s in result.samples if s.status == "ok"][:SHOWN_SAMPLES]
