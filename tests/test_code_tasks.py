@@ -439,3 +439,37 @@ def test_cli_eval_on_a_code_task_writes_programs_and_resumes(capsys, tmp_path, l
     assert "1 of 2 problems already done" in capsys.readouterr().out
     again = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert again[1]["samples"] == records[1]["samples"]
+
+
+@pytest.mark.slow
+def test_cli_eval_and_generate_run_a_code_strategy(capsys, tmp_path, llama_backend):
+    """``eval --strategy`` on a code task writes strategy records that are also a pool
+    (summary: accuracy beside pass@k) and resumes; ``generate`` says why it chose."""
+    from samplescale.cli import main
+    from samplescale.records import check_record
+
+    data = _write(tmp_path / "code.jsonl", DOUBLE_ROWS + CODE_ROWS[:1])
+    out = tmp_path / "run"
+    model = ["--model", str(llama_backend.model_path), "--max-tokens", "32", "--n", "2"]
+    argv = ["eval", "--task", "code-jsonl", "--data", str(data), "--output", str(out),
+            "--strategy", "filter-and-cluster", *model]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "filter-and-cluster" in stdout and "pass@k" in stdout
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["d/0", "t/0"]
+    for r in records:
+        assert check_record(r, "strategy") is None and check_record(r, "pool") is None
+        assert r["selection"]["rule"] == "filter-and-cluster" and r["selection"]["reason"]
+        if r["selected"] is None:
+            assert r["program"] is None and not r["correct"]
+        else:
+            assert r["correct"] == r["samples"][r["selected"]]["correct"]
+    assert [r["selection"]["examples"] for r in records] == [3, 0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategy"] == "filter-and-cluster"
+    assert [c["k"] for c in summary["pool"]["curve"]] == [1, 2]
+    assert main(argv) == 0
+    assert "2 of 2 problems already done" in capsys.readouterr().out
+    assert main(["generate", "--strategy", "mbr-exec", PROMPT, *model]) == 0
+    assert "why:" in capsys.readouterr().out

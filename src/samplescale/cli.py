@@ -317,17 +317,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
             }
         print(to_json(body, indent=2, inf_nan_mode="strings").decode())
         return 0
-    print(f"answer: {result.answer}")
+    selection = [e for e in result.trace if e.get("event") == "code-selection"]
+    if selection and result.answer is not None:  # a program: from its own first line
+        print(f"answer:\n{result.answer.rstrip()}")
+    else:
+        print(f"answer: {result.answer}")
     if result.vote_shares:
         shares = ", ".join(
             f"{a} {s:.0%}" for a, s in sorted(result.vote_shares.items(), key=lambda kv: -kv[1])
         )
         print(f"votes:  {shares}")
-    selection = [e for e in result.trace if e.get("event") == "code-selection"]
     if selection:  # a code strategy: the answer is a program; say why it was chosen
         print(f"why:    {selection[-1]['reason']}")
-    elif result.text is not None:
-        print(f"text:   {result.text.strip()}")
+    if result.text is not None:
+        if not selection:
+            print(f"text:   {result.text.strip()}")
     elif result.answer is None:  # nothing to select from: say why, show what was drawn
         shown = [s for s in result.samples if s.status == "ok"][:SHOWN_SAMPLES]
         print(
