@@ -84,7 +84,8 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
         "--strategy",
         default=None,
         help="strategy name (samplescale list shows them); generate's default is "
-        "self-consistency, eval's is the pool of pass@k / maj@k",
+        "self-consistency, eval's is the pool of pass@k / maj@k; code tasks take "
+        "best-of-n-public-tests, mbr-exec or filter-and-cluster",
     )
     p.add_argument(
         "--option",
