@@ -17,7 +17,7 @@ from _server_helpers import serve  # noqa: E402
 
 from samplescale import ScriptedBackend, ToyLM  # noqa: E402
 from samplescale.server import Limits, create_app  # noqa: E402
-from samplescale.server.responses import text_pieces  # noqa: E402
+from samplescale.server.chunks import text_pieces  # noqa: E402
 from samplescale.strategies import STRATEGIES  # noqa: E402
 
 USER = [{"role": "user", "content": "What is 3 + 4?"}]

@@ -191,7 +191,7 @@ def test_a_list_of_prompts_gives_choices_numbered_prompt_by_prompt(url):
 
 
 def test_echo_and_top_logprobs_need_a_backend_with_logits(url):
-    for fields, param in (({"echo": True}, "echo"), ({"logprobs": 2}, "logprobs")):
+    for fields, param in (({"echo": True, "logprobs": 0}, "echo"), ({"logprobs": 2}, "logprobs")):
         r = httpx.post(url + "/completions", json={"model": "fake", "prompt": "a", **fields})
         assert r.status_code == 400 and r.json()["error"]["param"] == param
         assert "needs a backend with next-token logits" in r.json()["error"]["message"]

@@ -12,9 +12,10 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   or waiting); a request beyond that gets 429 at once.
 - Every request runs with its own frozen parameters, its own strategy object and its own
   token budget wrapper; nothing is shared between requests but the backend.
-- Streaming (``stream: true``) sends the role chunk at once, then the text, a finish
-  chunk per choice, the usage and the ``samplescale`` field, and ``data: [DONE]``; SSE
-  comments keep the connection alive while nothing else is sent. A plain request on a
+- Streaming (``stream: true``, chat and text completions of one prompt;
+  :mod:`samplescale.server.streaming`) sends the start chunks at once (chat: the role),
+  then the text, a finish chunk per choice, the usage and the ``samplescale`` field, and
+  ``data: [DONE]``; SSE comments keep the connection alive while nothing else is sent. A plain request on a
   backend that streams (``capabilities.streaming``: the embedded model, the fake backends)
   is streamed live: each choice's text as it is decoded (chunks carry the choice index;
   text that could still start a stop string is held back until it is known not to). A
@@ -28,7 +29,10 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   fails ends its
   stream with an OpenAI error object instead of the finish chunks (in a live stream,
   possibly after some text). With ``logprobs``, a choice's token logprobs arrive on its
-  finish chunk (see ``responses.chat_chunks``).
+  finish chunk (see :mod:`samplescale.server.chunks`).
+- Log-probabilities: as drawn (:mod:`samplescale.server.logprobs`), or scored by the model
+  for ``echo``, legacy ``logprobs: k > 0`` and chat ``top_logprobs: k > 0``
+  (:mod:`samplescale.server.echo`; backends with logits only, plain requests only).
 - With ``api_key`` set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (401 otherwise).
 - Every response carries ``X-Request-ID`` (the client's own when it sent one); the body's
   ``id`` is always fresh and unique; log lines name both.
@@ -36,7 +40,8 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
   checked against its context before any work starts, so an over-long prompt is the same
   400 whether the request streams or not.
 - A body must arrive within ``Limits.body_timeout_s`` (408 otherwise); a client that
-  disconnects while sending it is one log line and a 499, never a traceback.
+  disconnects while sending it is one log line and a 499, never a traceback
+  (:mod:`samplescale.server.intake`).
 - Graceful shutdown is uvicorn's: it stops accepting connections and waits for the
   requests in flight (their worker threads are never abandoned).
 """
@@ -45,44 +50,32 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
-import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from samplescale.backends.base import Backend, LogitsModel, TextDelta
 from samplescale.errors import ConfigError
-from samplescale.server import echo, responses
+from samplescale.server import echo, responses, streaming
 from samplescale.server.execution import ClientGone, execute
+from samplescale.server.intake import Intake
+from samplescale.server.logprobs import chat_logprobs, completion_logprobs
 from samplescale.server.request_id import RequestIdMiddleware
 from samplescale.server.routing import DEFAULT_SAMPLES, Limits, Plan, plan
-from samplescale.server.schemas import (
-    APIError,
-    ChatCompletionRequest,
-    CompletionRequest,
-    from_validation_error,
-)
+from samplescale.server.schemas import APIError, ChatCompletionRequest, CompletionRequest
 from samplescale.server.tokenizer import add_tokenizer_routes, can_tokenize
 from samplescale.strategies import STRATEGIES
 
 log = logging.getLogger("samplescale.server")
-KEEPALIVE_S = 10.0
 DISCONNECT_POLL_S = 0.25
-
-
-def _sse(obj: dict[str, Any] | str) -> bytes:
-    data = obj.encode() if isinstance(obj, str) else responses.encode(obj)
-    return b"data: " + data + b"\n\n"
 
 
 def create_app(
@@ -154,66 +147,7 @@ def create_app(
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 
     app.add_middleware(RequestIdMiddleware)
-
-    def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), api_key):
-            raise APIError(401, "invalid or missing API key (Authorization: Bearer <key>)",
-                           code="invalid_api_key")
-
-    async def body(request: Request) -> bytes:
-        """The request body, refused with a 413 as soon as it passes ``max_body_bytes``
-        (whatever Content-Length claims)."""
-        too_large = APIError(
-            413, f"body: larger than this server's limit of {lim.max_body_bytes} bytes",
-            param="body",
-        )
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > lim.max_body_bytes:
-            raise too_large
-        chunks, size = [], 0
-        try:
-            with anyio.fail_after(lim.body_timeout_s):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > lim.max_body_bytes:
-                        raise too_large
-                    chunks.append(chunk)
-        except TimeoutError as exc:
-            raise APIError(
-                408, f"body: not received within {lim.body_timeout_s:g} s "
-                f"({size} bytes arrived)", param="body", code="body_timeout",
-            ) from exc
-        except ClientDisconnect as exc:
-            raise ClientGone(f"the client disconnected after sending {size} bytes") from exc
-        return b"".join(chunks)
-
-    async def read(request: Request, schema: type[Any]) -> Any:
-        authorize(request)
-        raw = await body(request)
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise APIError(400, f"body: malformed JSON: {exc}", param="body") from exc
-        except RecursionError as exc:
-            raise APIError(400, "body: JSON nested too deeply", param="body") from exc
-        try:  # JSON escapes can spell lone UTF-16 surrogates, which are not text
-            json.dumps(data, ensure_ascii=False).encode()
-        except UnicodeEncodeError as exc:
-            raise APIError(
-                400,
-                f"body: a string holds a lone UTF-16 surrogate "
-                f"({exc.object[exc.start:exc.end]!r}), which is not valid Unicode text",
-                param="body",
-            ) from exc
-        if not isinstance(data, dict):
-            raise APIError(400, "body: must be a JSON object", param="body")
-        try:
-            return schema.model_validate(data)
-        except ValidationError as exc:
-            raise from_validation_error(exc) from exc
+    intake = Intake(lim, api_key)
 
     async def run(
         p: Plan, on_delta: Callable[[TextDelta], None] | None, gone: threading.Event
@@ -249,77 +183,38 @@ def create_app(
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
-    async def stream(
-        task: asyncio.Task[responses.Outcome], p: Plan, rid: str, created: int, model: str,
-        include_usage: bool, logprobs: bool, deltas: asyncio.Queue[TextDelta] | None,
-        gone: threading.Event,
-    ) -> AsyncIterator[bytes]:
-        """The SSE body. ``deltas`` (live streams) receives the text as it is decoded."""
-        n_choices = 1 if p.strategy is not None else p.params.n
-        getting: asyncio.Future[Any] | None = None
-        try:
-            yield _sse(responses.role_chunk(rid, created, model, n_choices))
-            while not task.done():
-                waiting: set[asyncio.Future[Any]] = {task}
-                if deltas is not None:
-                    getting = asyncio.ensure_future(deltas.get())
-                    waiting.add(getting)
-                done, _ = await asyncio.wait(
-                    waiting, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
-                )
-                for f in waiting - {task}:
-                    if f in done:
-                        d = f.result()
-                        yield _sse(responses.delta_chunk(rid, created, model, d.index, d.text))
-                    else:
-                        f.cancel()
-                if not done:
-                    yield b": keep-alive\n\n"
-            while deltas is not None and not deltas.empty():  # sent before the run ended
-                d = deltas.get_nowait()
-                yield _sse(responses.delta_chunk(rid, created, model, d.index, d.text))
-            try:
-                outcome = task.result()
-            except APIError as exc:
-                log.info("%s stream error %d %s", rid, exc.status, exc.message)
-                yield _sse(exc.body())
-                yield _sse("[DONE]")
-                return
-            for chunk in responses.chat_chunks(
-                outcome, request_id=rid, created=created, model=model,
-                include_usage=include_usage, candidates=p.candidates, content=deltas is None,
-                logprobs=logprobs, piece=piece, token_ids=p.token_ids,
-            ):
-                yield _sse(chunk)
-            yield _sse("[DONE]")
-        finally:
-            gone.set()  # the client left (or the stream ended): stop decoding
-            if getting is not None:
-                getting.cancel()  # a read of the next delta, pending when the client left
+    def scored_field(req: Any, chat: bool) -> str | None:
+        """The field that asks for log-probabilities scored by the model, if any (``echo``
+        without ``logprobs`` only puts the prompt before the text: any backend can)."""
+        if chat:
+            return "top_logprobs" if (req.top_logprobs or 0) > 0 else None
+        if req.logprobs is None:
+            return None
+        return "echo" if req.echo else "logprobs" if req.logprobs > 0 else None
 
     async def checked_plan(req: Any, chat: bool) -> Plan:
         """Plan one request and refuse, before any work starts, what this backend cannot
         do (so a request gets one status whether it streams or not)."""
         p = plan(req, model_id, lim)
+        scored = scored_field(req, chat)
+        if chat and scored and not req.logprobs:
+            raise APIError(400, "top_logprobs: needs logprobs: true", param="top_logprobs")
         if not backend.capabilities.logits:
-            wanted = [("decoding", p.params.decoding != "independent"),
-                      ("kl_sigma", p.params.kl_sigma is not None)]
-            if not chat:
-                wanted += [("echo", req.echo), ("logprobs", (req.logprobs or 0) > 0)]
-            for field, want in wanted:
-                if want:
+            for field, value in (("decoding", p.params.decoding),
+                                 ("kl_sigma", p.params.kl_sigma),
+                                 (scored, getattr(req, scored or "", None))):
+                wanted = value not in (None, "independent")
+                if field is not None and wanted:
                     raise APIError(
-                        400, f"{field}: {getattr(req if field in ('echo', 'logprobs') else p.params, field)!r} "
-                        f"needs a backend with next-token logits (the embedded model); "
-                        f"{model_id!r} has none", param=field)
-        if not chat and (req.echo or (req.logprobs or 0) > 0):
-            field = "echo" if req.echo else "logprobs"
+                        400, f"{field}: {value!r} needs a backend with next-token logits "
+                        f"(the embedded model); {model_id!r} has none", param=field)
+        if scored is not None:
             if p.strategy is not None:
-                raise APIError(400, f"{field}: scores the drawn tokens of plain requests; "
-                               "not with a strategy", param=field)
+                raise APIError(400, f"{scored}: scores the drawn tokens of plain requests; "
+                               "not with a strategy", param=scored)
             if p.token_ids:
-                raise APIError(400, f"{field}: not with return_tokens_as_token_ids",
-                               param=field)
+                raise APIError(400, f"{scored}: not with return_tokens_as_token_ids",
+                               param=scored)
         check = getattr(backend, "check_prompt", None)
         if check is not None:
             try:
@@ -327,6 +222,24 @@ def create_app(
             except ConfigError as exc:
                 raise APIError(400, str(exc), param="messages" if chat else "prompt") from exc
         return p
+
+    async def logprobs_of(
+        req: Any, p: Plan, outcome: responses.Outcome, chat: bool
+    ) -> list[dict[str, Any] | None] | None:
+        """Each choice's ``logprobs`` object: scored by the model when asked
+        (:func:`scored_field`), else as drawn; None when not asked."""
+        if not req.wants_logprobs:
+            return None
+        if scored_field(req, chat) is not None:
+            top = req.top_logprobs if chat else req.logprobs
+            return await anyio.to_thread.run_sync(partial(
+                echo.score_choices, cast(LogitsModel, backend), p.prompt, outcome.choices,
+                top or 0, echo=not chat and req.echo, chat=chat,
+            ), limiter=threads)
+        if chat:
+            return [chat_logprobs(s, piece, p.token_ids) for s in outcome.choices]
+        end_name = getattr(backend, "token_name", None)
+        return [completion_logprobs(s, piece, p.token_ids, end_name) for s in outcome.choices]
 
     async def finish(request: Request, task: asyncio.Task[responses.Outcome],
                      gone: threading.Event, rid: str) -> responses.Outcome:
@@ -341,18 +254,18 @@ def create_app(
 
     async def complete(request: Request, schema: type[Any]) -> Any:
         rid = request.state.request_id
-        req = await read(request, schema)
+        req = await intake.read(request, schema)
         created = int(time.time())
         chat = schema is ChatCompletionRequest
-        if req.stream and not chat:
-            raise APIError(400, "stream: streaming is supported on /v1/chat/completions only",
-                           param="stream")
         if not chat and len(req.prompts) * req.n > lim.max_samples:
             raise APIError(
                 400, f"prompt: {len(req.prompts)} prompts x n={req.n} choices is beyond this "
                 f"server's limit of {lim.max_samples} choices per request (--max-samples)",
                 param="prompt",
             )
+        if req.stream and not chat and len(req.prompts) > 1:
+            raise APIError(400, "stream: streams one prompt; send a list of prompts "
+                           "unstreamed or one request per prompt", param="stream")
         subs = [req] if chat else [req.model_copy(update={"prompt": t}) for t in req.prompts]
         plans = [await checked_plan(r, chat) for r in subs]
         p = plans[0]
@@ -376,10 +289,16 @@ def create_app(
             task = start(p, gone, on_delta)
             log.info("%s plan strategy=%s n=%d budget=%d live=%s", rid,
                      getattr(p.strategy, "name", None), p.params.n, p.max_total_tokens, live)
-            include = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(
-                stream(task, p, rid, created, req.model, include, req.wants_logprobs, deltas,
-                       gone),
+                streaming.stream(
+                    task, kind="chat" if chat else "text",
+                    n_choices=1 if p.strategy is not None else p.params.n,
+                    request_id=rid, created=created, model=req.model,
+                    include_usage=bool(req.stream_options and req.stream_options.include_usage),
+                    candidates=p.candidates, deltas=deltas, gone=gone,
+                    logprobs=partial(logprobs_of, req, p, chat=chat),
+                    echo=req.prompt if not chat and req.echo else None,
+                ),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
@@ -398,27 +317,18 @@ def create_app(
                 return Response(status_code=499)  # "client closed request": nobody reads it
             left = max(0, left - outcome.budget["spent"])
             common = dict(request_id=rid, created=created, model=req.model,
-                          logprobs=req.wants_logprobs, piece=piece, token_ids=p.token_ids,
-                          candidates=p.candidates)
+                          candidates=p.candidates,
+                          logprobs=await logprobs_of(sub, p, outcome, chat))
             if chat:
                 bodies.append(responses.chat_body(outcome, **common))
-                continue
-            scored = None
-            if sub.wants_logprobs and (sub.echo or sub.logprobs > 0):  # scored by the model
-                scored = await anyio.to_thread.run_sync(
-                    echo.score_choices, cast(LogitsModel, backend), p.prompt, outcome.choices,
-                    sub.logprobs,
-                    sub.echo, limiter=threads,
-                )
-            bodies.append(responses.completion_body(
-                outcome, **common, echo_prompt=sub.prompt if sub.echo else None, scored=scored,
-                end_name=getattr(backend, "token_name", None),
-            ))
+            else:
+                bodies.append(responses.completion_body(
+                    outcome, **common, echo_prompt=sub.prompt if sub.echo else None))
         return Response(responses.encode(responses.merge_bodies(bodies, rid)),
                         media_type="application/json")
 
     if can_tokenize(backend):
-        add_tokenizer_routes(app, backend, read, authorize, threads)
+        add_tokenizer_routes(app, backend, intake.read, intake.authorize, threads)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -430,7 +340,7 @@ def create_app(
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        authorize(request)
+        intake.authorize(request)
         ids = [model_id] + [  # greedy draws one sample: no @N
             f"{s}/{model_id}" if s == "greedy" else f"{s}@{DEFAULT_SAMPLES}/{model_id}"
             for s in STRATEGIES.names()

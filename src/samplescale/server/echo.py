@@ -1,4 +1,4 @@
-"""Legacy completions ``logprobs`` with ``echo`` and top alternatives, scored by the model.
+"""Token log-probabilities scored by the model: ``echo``, prompt tokens and top alternatives.
 
 ``POST /v1/completions`` with ``echo: true`` returns the prompt before each choice's text,
 and with ``logprobs: k`` the ``k`` most likely tokens at every position. Both need the
@@ -24,29 +24,97 @@ Conventions (as OpenAI's legacy format and vLLM):
   there is added when it is not among them, as OpenAI does.
 * ``text_offset[i]`` is the character offset of token ``i`` in ``prompt + text`` (echo)
   or in ``text``.
+* token strings are those of :func:`samplescale.server.logprobs.token_string` (a partial
+  UTF-8 character as ``"bytes:\\xNN"``).
+
+Chat requests with ``top_logprobs: k`` (1-20) get the same scores in the chat format
+(:func:`chat_scored`): each generated token's log-probability and its ``k`` most likely
+alternatives (not adding the token itself, as OpenAI's chat format does not).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from samplescale.backends.base import LogitsModel
 from samplescale.sampling.functional import log_softmax
-from samplescale.server.responses import text_token_ids
+from samplescale.server.logprobs import Row, chat_entry, text_offsets, text_token_ids, token_string
 from samplescale.types import Prompt, Sample
 
 
-def _text(model: LogitsModel, token: int) -> str:
-    """A token's text; a control token (empty text) by its name (``token_name``, where the
-    backend has one, e.g. ``"<|im_end|>"``)."""
+def _row(model: LogitsModel, token: int, logprob: float) -> Row:
+    """A token as listed: its string (a control token, whose text is empty, by its name
+    ``token_name`` where the backend has one, e.g. ``"<|im_end|>"``) and the bytes it
+    stands for in the text."""
     raw = model.piece(token)
     if raw:
-        return raw.decode("utf-8", errors="replace")
+        return Row(token_string(raw), raw, logprob)
     name = getattr(model, "token_name", None)
-    return name(token) if name is not None else f"<token {token}>"
+    text = name(token) if name is not None else f"<token {token}>"
+    return Row(text, text.encode("utf-8"), logprob)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One listed position: the token there (``logprob`` None: no context before it) and
+    the ``k`` most likely tokens at that position, most likely first."""
+
+    token: Row
+    logprob: float | None
+    top: list[Row]
+
+
+def score(model: LogitsModel, prompt: Prompt, sample: Sample, top: int, echo: bool) -> list[Scored]:
+    """Score the listed tokens of one choice with one ``logits_at`` pass.
+
+    Parameters
+    ----------
+    model : LogitsModel
+        The backend that drew ``sample``.
+    prompt : Prompt
+        The request's prompt (raw text or chat messages, as the backend renders it).
+    sample : Sample
+        The choice; must carry token ids.
+    top : int
+        Alternatives per position, >= 0.
+    echo : bool
+        List the prompt's tokens before the choice's.
+
+    Returns
+    -------
+    list of Scored
+        The prompt's tokens (``echo``; a leading BOS the backend added is context, not
+        listed), then the choice's text tokens and a final end-of-sequence token.
+        Log-probabilities are natural logs of the softmax over the whole vocabulary.
+    """
+    context = model.tokenize_prompt(prompt)
+    skip, text = 0, prompt.text or ""
+    while echo and skip < len(context) and model.piece(context[skip]) == b"":
+        if text.startswith(_row(model, context[skip], 0.0).token):  # written in the prompt
+            break
+        skip += 1  # a BOS the backend added: context, not text
+    text_ids, end = text_token_ids(sample, model.piece)
+    tokens = context + text_ids + ([] if end is None else [end])
+    first = skip if echo else len(context)
+    scored = max(first, 1)  # the first position with a context before it
+    rows = np.empty((0, model.vocab_size))
+    if len(tokens) > scored:  # row r: the distribution after tokens[: scored + r]
+        raw = model.logits_at(tokens[:-1], last=len(tokens) - scored)
+        rows = log_softmax(np.asarray(raw, dtype=np.float64))
+    out = []
+    for position, tok in enumerate(tokens[first:], start=first):
+        if position == 0:  # no context at all
+            out.append(Scored(_row(model, tok, float("nan")), None, []))
+            continue
+        row = rows[position - scored]
+        best = np.argsort(-row, kind="stable")[:top]
+        out.append(Scored(_row(model, tok, float(row[tok])), float(row[tok]),
+                          [_row(model, int(t), float(row[t])) for t in best]))
+    return out
 
 
 def choice_logprobs(
@@ -54,74 +122,46 @@ def choice_logprobs(
 ) -> dict[str, Any]:
     """The legacy ``logprobs`` object of one choice (see the module docstring).
 
-    Parameters
-    ----------
-    model : LogitsModel
-        The backend that drew ``sample``.
-    prompt : Prompt
-        The request's prompt (raw text).
-    sample : Sample
-        The choice; must carry token ids.
-    top : int
-        Alternatives per position, in [0, 5] (0: ``top_logprobs`` is None).
-    echo : bool
-        List the prompt's tokens before the choice's.
-
-    Returns
-    -------
-    dict
-        ``{"tokens", "token_logprobs", "top_logprobs", "text_offset"}``, lists of one
-        length.
+    Parameters are those of :func:`score` (``top`` in [0, 5]: 0 makes ``top_logprobs``
+    None). Returns ``{"tokens", "token_logprobs", "top_logprobs", "text_offset"}``, lists
+    of one length.
     """
-    context = model.tokenize_prompt(prompt)
-    skip, text = 0, prompt.text or ""
-    while skip < len(context) and model.piece(context[skip]) == b"":
-        name = _text(model, context[skip])
-        if text.startswith(name):  # a special token written in the prompt: listed
-            break
-        skip += 1  # a BOS the backend added: context, not text
-    text_ids, end = text_token_ids(sample, model.piece)
-    tokens = context + text_ids + ([] if end is None else [end])
-    first = skip if echo else len(context)
-    listed = tokens[first:]
-    scored = max(first, 1)  # the first position with a context before it
-    rows = np.empty((0, model.vocab_size))
-    if len(tokens) > scored:  # row r: the distribution after tokens[: scored + r]
-        raw = model.logits_at(tokens[:-1], last=len(tokens) - scored)
-        rows = log_softmax(np.asarray(raw, dtype=np.float64))
-    logprobs: list[float | None] = []
+    listed = score(model, prompt, sample, top, echo)
     tops: list[dict[str, float] | None] = []
-    for position, tok in enumerate(listed, start=first):
-        if position == 0:  # no context at all
-            logprobs.append(None)
+    for s in listed:
+        if s.logprob is None:
             tops.append(None)
             continue
-        row = rows[position - scored]
-        logprobs.append(float(row[tok]))
-        tops.append(_top(model, row, tok, top) if top else None)
-    texts = [_text(model, t) for t in listed]
-    offsets, at = [], 0
-    for t in texts:
-        offsets.append(at)
-        at += len(t)
+        alternatives = {r.token: r.logprob for r in s.top}
+        alternatives.setdefault(s.token.token, s.logprob)  # the token there, as OpenAI does
+        tops.append(alternatives)
     return {
-        "tokens": texts,
-        "token_logprobs": logprobs,
+        "tokens": [s.token.token for s in listed],
+        "token_logprobs": [s.logprob for s in listed],
         "top_logprobs": tops if top else None,
-        "text_offset": offsets,
+        "text_offset": text_offsets([s.token.raw or b"" for s in listed]),
     }
 
 
-def _top(model: LogitsModel, row: np.ndarray, token: int, k: int) -> dict[str, float]:
-    """The ``k`` most likely tokens of ``row`` (and ``token``) as ``{text: logprob}``."""
-    best = np.argsort(-row, kind="stable")[:k]
-    out = {_text(model, int(t)): float(row[t]) for t in best}
-    out.setdefault(_text(model, token), float(row[token]))
-    return out
+def chat_scored(model: LogitsModel, prompt: Prompt, sample: Sample, top: int) -> dict[str, Any] | None:
+    """A chat choice's ``logprobs`` object with ``top`` (1-20) alternatives per token,
+    scored by the model; the final end-of-sequence token is not listed (OpenAI's chat
+    format). None when the choice generated no text token."""
+    listed = score(model, prompt, sample, top, echo=False)
+    _, end = text_token_ids(sample, model.piece)
+    if end is not None:
+        listed = listed[:-1]
+    if not listed:
+        return None
+    return {"content": [chat_entry(s.token, False, s.top) for s in listed]}
 
 
 def score_choices(
-    model: LogitsModel, prompt: Prompt, choices: Sequence[Sample], top: int, echo: bool
-) -> list[dict[str, Any]]:
-    """:func:`choice_logprobs` of every choice (blocking: the app runs it in a thread)."""
+    model: LogitsModel, prompt: Prompt, choices: Sequence[Sample], top: int, echo: bool,
+    chat: bool = False,
+) -> list[dict[str, Any] | None]:
+    """Each choice's ``logprobs`` object, legacy (:func:`choice_logprobs`) or chat
+    (:func:`chat_scored`); blocking: the app runs it in a thread."""
+    if chat:
+        return [chat_scored(model, prompt, s, top) for s in choices]
     return [choice_logprobs(model, prompt, s, top, echo) for s in choices]

@@ -1,4 +1,4 @@
-"""Response bodies: OpenAI chat / text completions, stream chunks and the extension field.
+"""Response bodies: OpenAI chat / text completions and the extension field.
 
 ``choices[0]`` of a strategy response is the selected sample. When the strategy selects
 none although some samples succeeded (no sample had an extractable answer), ``choices[0]``
@@ -14,8 +14,7 @@ bare ``-Infinity`` and no score is confused with a missing one (``null``).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,108 +126,19 @@ def extension(outcome: Outcome, request_id: str, candidates: bool) -> dict[str, 
     return body
 
 
-Piece = Callable[[int], bytes]
-
-
-def text_token_ids(s: Sample, piece: Callable[[int], bytes]) -> tuple[list[int], int | None]:
-    """The sample's token ids that make its text, and its end-of-sequence token (or None).
-
-    A sample that stopped may have generated tokens past its text: the tokens of a stop
-    string (not returned, as OpenAI and vLLM do not) and a final end-of-sequence token (an
-    id whose text is empty). Tokens are kept while the text they start in is inside
-    ``s.text``; the end-of-sequence token is returned apart when the sample ended on it
-    right after its text.
-    """
-    ids = list(s.token_ids)
-    if s.finish_reason != "stop":
-        return ids, None
-    limit, at, kept = len(s.text.encode("utf-8")), 0, []
-    for tok in ids:
-        if at >= limit:
-            break
-        kept.append(tok)
-        at += len(piece(tok))
-    end = ids[-1] if len(kept) == len(ids) - 1 and piece(ids[-1]) == b"" else None
-    return kept, end
-
-
-def _tokens(
-    s: Sample, piece: Piece | None, token_ids: bool, end_name: Callable[[int], str] | None = None
-) -> list[tuple[str, bytes | None]]:
-    """Each token's string and bytes: from its id (``piece``; ``"token_id:<id>"`` when
-    asked or without ``piece``), else as the backend reported it (bytes unknown).
-
-    Only the tokens of the text are listed (:func:`text_token_ids`: not those of a stop
-    string). A final end-of-sequence token is left out (chat, as OpenAI does), or listed
-    under its name ``end_name(id)`` (legacy completions, as vLLM does, so that a harness
-    that drops the last entry as the generated one finds it there).
-    """
-    if not s.token_ids:  # token strings only: those of the text (not of a stop string)
-        texts, at = [], 0
-        for t in s.token_texts:
-            if s.finish_reason == "stop" and at >= len(s.text):
-                break
-            texts.append(t)
-            at += len(t)
-        return [(t, None) for t in texts]
-    ids, end = (list(s.token_ids), None) if piece is None else text_token_ids(s, piece)
-    out: list[tuple[str, bytes | None]] = []
-    for tok in ids:
-        raw = piece(tok) if piece is not None and not token_ids else None
-        out.append((f"token_id:{tok}", None) if raw is None
-                   else (raw.decode("utf-8", errors="replace"), raw))
-    if end_name is not None and end is not None:
-        out.append((f"token_id:{end}", None) if token_ids else (end_name(end), b""))
-    return out
-
-
-def _rows(
-    s: Sample, piece: Piece | None, token_ids: bool, end_name: Callable[[int], str] | None = None
-) -> list[tuple[str, bytes | None, float]]:
-    """``(token, bytes, logprob)`` per listed token (see :func:`_tokens`); empty when the
-    sample has no log-probabilities or no token identities."""
-    tokens = _tokens(s, piece, token_ids, end_name)
-    listed = len(s.token_ids) if s.token_ids else len(s.token_texts)
-    if not s.logprobs or len(s.logprobs) != listed:
-        return []
-    return [(text, raw, lp) for (text, raw), lp in zip(tokens, s.logprobs)]
-
-
-def chat_logprobs(s: Sample, piece: Piece | None, token_ids: bool) -> dict[str, Any] | None:
-    """A chat choice's ``logprobs`` object (``Sample.logprobs``: raw model natural-log
-    probabilities); None when the sample has none or no token identities."""
-    rows = _rows(s, piece, token_ids)
-    if not rows:
-        return None
+def _body(
+    kind: str, outcome: Outcome, request_id: str, created: int, model: str, candidates: bool,
+    choices: list[dict[str, Any]],
+) -> dict[str, Any]:
+    chat = kind == "chat"
     return {
-        "content": [
-            {"token": text, "logprob": lp, "bytes": None if raw is None else list(raw),
-             "top_logprobs": []}
-            for text, raw, lp in rows
-        ]
-    }
-
-
-def completion_logprobs(
-    s: Sample, piece: Piece | None, token_ids: bool, end_name: Callable[[int], str] | None = None
-) -> dict[str, Any] | None:
-    """A text completion choice's ``logprobs`` object (legacy format, no top tokens).
-
-    ``text_offset[i]`` is the character offset of token ``i`` in the choice's text: the
-    summed length of the token strings before it (as vLLM computes it without ``echo``).
-    """
-    rows = _rows(s, piece, token_ids, end_name)
-    if not rows:
-        return None
-    offsets, at = [], 0
-    for text, _, _ in rows:
-        offsets.append(at)
-        at += len(text)
-    return {
-        "tokens": [text for text, _, _ in rows],
-        "token_logprobs": [lp for _, _, lp in rows],
-        "top_logprobs": None,
-        "text_offset": offsets,
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-{request_id}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "usage": usage_body(outcome.usage),
+        "samplescale": extension(outcome, request_id, candidates),
     }
 
 
@@ -238,30 +148,21 @@ def chat_body(
     request_id: str,
     created: int,
     model: str,
-    logprobs: bool,
-    piece: Piece | None,
-    token_ids: bool,
     candidates: bool,
+    logprobs: list[dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` object."""
+    """A ``chat.completion`` object; ``logprobs`` gives each choice's ``logprobs`` object
+    (:mod:`samplescale.server.logprobs` or :mod:`samplescale.server.echo`)."""
     choices = [
         {
             "index": i,
             "message": {"role": "assistant", "content": s.text},
-            "logprobs": chat_logprobs(s, piece, token_ids) if logprobs else None,
+            "logprobs": None if logprobs is None else logprobs[i],
             "finish_reason": s.finish_reason,
         }
         for i, s in enumerate(outcome.choices)
     ]
-    return {
-        "id": f"chatcmpl-{request_id}",
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-        "usage": usage_body(outcome.usage),
-        "samplescale": extension(outcome, request_id, candidates),
-    }
+    return _body("chat", outcome, request_id, created, model, candidates, choices)
 
 
 def completion_body(
@@ -270,42 +171,22 @@ def completion_body(
     request_id: str,
     created: int,
     model: str,
-    logprobs: bool,
-    piece: Piece | None,
-    token_ids: bool,
     candidates: bool,
+    logprobs: list[dict[str, Any] | None] | None = None,
     echo_prompt: str | None = None,
-    scored: list[dict[str, Any]] | None = None,
-    end_name: Callable[[int], str] | None = None,
 ) -> dict[str, Any]:
-    """A ``text_completion`` object.
-
-    ``echo_prompt`` is put before each choice's text (``echo: true``); ``scored`` replaces
-    each choice's ``logprobs`` with one computed by the model
-    (:func:`samplescale.server.echo.choice_logprobs`: prompt tokens, top alternatives);
-    ``end_name`` names a final end-of-sequence token in the logprobs (see ``_tokens``).
-    """
+    """A ``text_completion`` object; ``echo_prompt`` is put before each choice's text
+    (``echo: true``) and ``logprobs`` gives each choice's legacy ``logprobs`` object."""
     choices = [
         {
             "index": i,
             "text": (echo_prompt or "") + s.text,
-            "logprobs": (
-                scored[i] if scored is not None
-                else completion_logprobs(s, piece, token_ids, end_name) if logprobs else None
-            ),
+            "logprobs": None if logprobs is None else logprobs[i],
             "finish_reason": s.finish_reason,
         }
         for i, s in enumerate(outcome.choices)
     ]
-    return {
-        "id": f"cmpl-{request_id}",
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-        "usage": usage_body(outcome.usage),
-        "samplescale": extension(outcome, request_id, candidates),
-    }
+    return _body("text", outcome, request_id, created, model, candidates, choices)
 
 
 def merge_bodies(bodies: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
@@ -323,116 +204,4 @@ def merge_bodies(bodies: list[dict[str, Any]], request_id: str) -> dict[str, Any
         "choices": choices,
         "usage": usage,
         "samplescale": {"request_id": request_id, "prompts": [b["samplescale"] for b in bodies]},
-    }
-
-
-def text_pieces(text: str) -> list[str]:
-    """``text`` cut into word-sized stream deltas (each word with its trailing space);
-    joined, they give ``text`` back exactly."""
-    return [p for p in re.findall(r"\s*\S+\s*|\s+", text) if p]
-
-
-def delta_chunk(request_id: str, created: int, model: str, index: int, text: str) -> dict[str, Any]:
-    """A chunk carrying new text of choice ``index``."""
-    return {
-        "id": f"chatcmpl-{request_id}",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
-        ],
-    }
-
-
-def chat_chunks(
-    outcome: Outcome,
-    *,
-    request_id: str,
-    created: int,
-    model: str,
-    include_usage: bool,
-    candidates: bool,
-    content: bool = True,
-    logprobs: bool = False,
-    piece: Piece | None = None,
-    token_ids: bool = False,
-) -> Iterator[dict[str, Any]]:
-    """The ``chat.completion.chunk`` objects after the role chunk: each choice's text in
-    word-sized deltas (unless ``content`` is False: the text was already streamed as it
-    was decoded), a chunk with each ``finish_reason``, then the usage and the extension
-    field (on the last finish chunk, or with ``include_usage`` on an extra chunk whose
-    ``choices`` is empty, as the OpenAI API does).
-
-    With ``logprobs``, each choice's finish chunk carries all its token log-probabilities
-    (``chat_logprobs``): a client that concatenates ``logprobs.content`` over the chunks,
-    as the OpenAI clients do, gets the list of the unstreamed response. They are not spread
-    over the text deltas because a token can end inside a UTF-8 character, and the deltas
-    must join to the exact text.
-
-    Parameters
-    ----------
-    outcome : Outcome
-    request_id, created, model
-        The chunk header fields.
-    include_usage : bool
-        ``stream_options.include_usage``.
-    candidates : bool
-        List every candidate in the extension field.
-    content : bool
-        Send each choice's text (False when it was streamed live).
-    logprobs : bool
-        Put each choice's token logprobs on its finish chunk.
-    piece : callable int -> bytes, optional
-        The backend's token bytes (token strings for logprobs).
-    token_ids : bool
-        Report tokens as ``"token_id:<id>"``.
-
-    Yields
-    ------
-    dict
-        ``chat.completion.chunk`` objects.
-    """
-    head = {
-        "id": f"chatcmpl-{request_id}",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-    }
-    for i, s in enumerate(outcome.choices if content else ()):
-        for words in text_pieces(s.text):
-            yield delta_chunk(request_id, created, model, i, words)
-    tail = {
-        "usage": usage_body(outcome.usage),
-        "samplescale": extension(outcome, request_id, candidates),
-    }
-    last = len(outcome.choices) - 1
-    for i, s in enumerate(outcome.choices):
-        chunk = {
-            **head,
-            "choices": [{
-                "index": i, "delta": {},
-                "logprobs": chat_logprobs(s, piece, token_ids) if logprobs else None,
-                "finish_reason": s.finish_reason,
-            }],
-        }
-        if i == last and not include_usage:
-            chunk.update(tail)
-        yield chunk
-    if include_usage:
-        yield {**head, "choices": [], **tail}
-
-
-def role_chunk(request_id: str, created: int, model: str, n: int) -> dict[str, Any]:
-    """The first chunk: the assistant role for each choice, sent as soon as work starts."""
-    return {
-        "id": f"chatcmpl-{request_id}",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-             "finish_reason": None}
-            for i in range(n)
-        ],
     }

@@ -196,7 +196,7 @@ class ChatCompletionRequest(_Request):
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, strict=True, ge=1)
     logprobs: bool = Field(default=False, strict=True)
-    top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=0)
+    top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=20)
 
     @property
     def wants_logprobs(self) -> bool:
