@@ -157,6 +157,12 @@ def merge_correct_classes(
     return [correct_label if lab in correct_classes else lab for lab in labels], correct_label
 
 
+def record_head(problem: Problem, greedy: Record) -> Record:
+    """The fields every finished record starts with: status, the problem and its greedy part."""
+    return {"status": "ok", "id": problem.id, "question": problem.question,
+            "gold": problem.gold, "greedy": greedy}
+
+
 def pool_record(
     problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams, seed: int
 ) -> Record:
@@ -180,11 +186,7 @@ def pool_record(
         cluster(answers, _same_class), [r["correct"] for r in rows]
     )
     return {
-        "status": "ok",
-        "id": problem.id,
-        "question": problem.question,
-        "gold": problem.gold,
-        "greedy": greedy,
+        **record_head(problem, greedy),
         "n": len(rows),
         "c": sum(r["correct"] for r in rows),
         "labels": labels,
@@ -213,11 +215,7 @@ def strategy_record(
     p = params.replace(seed=problem_seed(seed, problem.id))
     r = strategy.run(backend, prompt, p)
     return {
-        "status": "ok",
-        "id": problem.id,
-        "question": problem.question,
-        "gold": problem.gold,
-        "greedy": greedy,
+        **record_head(problem, greedy),
         "strategy": strategy.name,
         "answer": r.answer,
         "correct": _grade(r.answer, problem.gold),

@@ -130,7 +130,7 @@ def code_pool_record(
     seed: int,
 ) -> Record:
     """Greedy program plus one pool of ``params.n`` programs for one problem, graded by tests."""
-    from samplescale.evaluate import problem_seed
+    from samplescale.evaluate import problem_seed, record_head
 
     params = code_params(task, params)
     greedy, greedy_row, greedy_usage = _greedy(task, problem, prompt, backend, params)
@@ -140,11 +140,7 @@ def code_pool_record(
         gen = generate(backend, prompt, params.replace(seed=problem_seed(seed, problem.id)))
         rows, usage = grade_samples(task, problem, gen.samples), gen.usage
     return {
-        "status": "ok",
-        "id": problem.id,
-        "question": problem.question,
-        "gold": problem.gold,
-        "greedy": greedy,
+        **record_head(problem, greedy),
         **_pool_fields(rows),
         "samples": rows,
         "usage": usage.model_dump(),
@@ -174,7 +170,7 @@ def code_strategy_record(
     examples and the reason in one sentence; each sample row adds ``public_passed`` (public
     examples passed) and ``behaviour_class``.
     """
-    from samplescale.evaluate import problem_seed
+    from samplescale.evaluate import problem_seed, record_head
 
     params = code_params(task, params)
     greedy, _, _ = _greedy(task, problem, prompt, backend, params)
@@ -187,11 +183,7 @@ def code_strategy_record(
         row["behaviour_class"] = cls
     chosen = None if r.selected is None else rows[r.selected]
     return {
-        "status": "ok",
-        "id": problem.id,
-        "question": problem.question,
-        "gold": problem.gold,
-        "greedy": greedy,
+        **record_head(problem, greedy),
         "strategy": strategy.name,
         "selected": r.selected,
         "answer": None if chosen is None else chosen["answer"],

@@ -319,15 +319,21 @@ def _first_program(runs: Sequence[ExampleRun], classes: list[int | None], why: s
     return Selection(index, f"{why}: the first program (sample {index})", classes)
 
 
+def _most_passed(runs: Sequence[ExampleRun]) -> tuple[int, list[int], list[int]]:
+    """(most examples passed, the programs that pass that many, all programs); (0, [], [])
+    when no sample holds a program."""
+    programs = [i for i, r in enumerate(runs) if r.program is not None]
+    best = max((runs[i].passed for i in programs), default=0)
+    return best, [i for i in programs if runs[i].passed == best], programs
+
+
 def select_best_public(runs: Sequence[ExampleRun], examples: int) -> Selection:
     """Best-of-N by public tests: the program passing the most of the ``examples`` public
     examples (ties: the earliest); see the module docstring."""
     classes = behaviour_classes(runs)
-    programs = [i for i, r in enumerate(runs) if r.program is not None]
+    best, tied, programs = _most_passed(runs)
     if not examples or not programs:
         return _first_program(runs, classes, "no public example calls the entry point")
-    best = max(runs[i].passed for i in programs)
-    tied = [i for i in programs if runs[i].passed == best]
     return Selection(
         tied[0],
         f"passes {best} of {examples} public examples, the most of {len(programs)} "
@@ -371,11 +377,9 @@ def select_filter_and_cluster(runs: Sequence[ExampleRun], examples: int) -> Sele
     """AlphaCode-style filtering then clustering: among the programs passing the most
     public examples, the first of the largest behaviour class (module docstring)."""
     classes = behaviour_classes(runs)
-    programs = [i for i, r in enumerate(runs) if r.program is not None]
+    best, kept, programs = _most_passed(runs)
     if not examples or not programs:
         return _first_program(runs, classes, "no public example calls the entry point")
-    best = max(runs[i].passed for i in programs)
-    kept = [i for i in programs if runs[i].passed == best]
     top = _largest_class(kept, classes)
     if top is None:  # none of them finished the examples
         return Selection(
