@@ -312,6 +312,13 @@ def behaviour_classes(runs: Sequence[ExampleRun]) -> list[int | None]:
     ]
 
 
+def _count(n: int, noun: str) -> str:
+    """``3 programs``, ``1 program``, ``2 behaviour classes``."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
+
+
 def _first_program(runs: Sequence[ExampleRun], classes: list[int | None], why: str) -> Selection:
     index = next((i for i, r in enumerate(runs) if r.program is not None), None)
     if index is None:
@@ -336,8 +343,8 @@ def select_best_public(runs: Sequence[ExampleRun], examples: int) -> Selection:
         return _first_program(runs, classes, "no public example calls the entry point")
     return Selection(
         tied[0],
-        f"passes {best} of {examples} public examples, the most of {len(programs)} "
-        f"programs ({len(tied)} tied; the earliest is taken)",
+        f"passes {best} of {_count(examples, 'public example')}, the most of "
+        f"{_count(len(programs), 'program')} ({len(tied)} tied; the earliest is taken)",
         classes,
     )
 
@@ -367,8 +374,9 @@ def select_by_behaviour(runs: Sequence[ExampleRun], examples: int) -> Selection:
     voters = sum(c is not None for c in classes)
     return Selection(
         winner,
-        f"its outputs on the {examples} public inputs are shared by {size} of the {voters} "
-        f"programs that ran them ({count} behaviour classes); the largest class wins",
+        f"its outputs on {_count(examples, 'public input')} are shared by {size} of the "
+        f"{_count(voters, 'program')} that ran them ({_count(count, 'behaviour class')}); "
+        "the largest class wins",
         classes,
     )
 
@@ -390,8 +398,9 @@ def select_filter_and_cluster(runs: Sequence[ExampleRun], examples: int) -> Sele
     winner, size, count = top
     return Selection(
         winner,
-        f"{len(kept)} programs pass {best} of {examples} public examples (the most); "
-        f"they form {count} behaviour classes, and the largest ({size} programs) wins",
+        f"{_count(len(kept), 'program')} pass {best} of "
+        f"{_count(examples, 'public example')} (the most); they form "
+        f"{_count(count, 'behaviour class')}, and the largest ({size}) wins",
         classes,
     )
 
