@@ -5,7 +5,8 @@ applies the rules of the code strategies (:mod:`samplescale.verifiers.code_selec
 same functions ``eval --strategy`` runs) to it: best-of-N by the public examples, MBR-exec
 (self-consistency over behaviour) and AlphaCode-style filtering then clustering. Beside
 them: the first sample, pass@1 (the unbiased estimator over the pool) and coverage (pass@N,
-the hidden tests as the oracle). Every rate over problems with a 95% Wilson interval::
+the hidden tests as the oracle); and pass@k, maj@k for every k = 1..N. Every rate is a mean
+over problems with a 95% Wilson interval (problems that could not be run count as wrong)::
 
     .venv/bin/python benchmarks/bench_code_selection.py --run DIR --data HumanEval.jsonl.gz
 """
@@ -16,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from samplescale.metrics import mean_with_interval, pass_at_k
+from samplescale.metrics import maj_at_k, mean_with_interval, pass_at_k
 from samplescale.tasks.code import humaneval
 from samplescale.verifiers.code_select import RULES
 
@@ -46,11 +47,27 @@ def main() -> None:
             chosen = rule(runs, len(tests.examples)).selected
             rows[name].append(float(chosen is not None and correct[chosen]))
         rows["coverage"].append(float(any(correct)))
+    ok = [r for r in records if r["status"] == "ok"]
+    n = min((r["n"] for r in ok), default=0)
+    curve = [
+        {
+            "k": k,
+            "pass": mean_with_interval(
+                [pass_at_k(r["n"], r["c"], k) if r["status"] == "ok" else 0.0 for r in records]
+            ),
+            "maj": mean_with_interval(
+                [maj_at_k(r["labels"], r["correct_label"], k) if r["status"] == "ok" else 0.0
+                 for r in records]
+            ),
+        }
+        for k in range(1, n + 1)
+    ]
     report = {
         "problems": len(records),
-        "samples_per_problem": max((r.get("n", 0) for r in records), default=0),
+        "samples_per_problem": n,
         "with_public_examples": with_examples,
         **{k: mean_with_interval(v) for k, v in rows.items()},
+        "curve": curve,
     }
     print(json.dumps(report, indent=2))
 
