@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -211,63 +212,205 @@ PROMPT = '''def double(x: int) -> int:
     """Double x.
     >>> double(2)
     4
-    >>> double(-1)
-    -2
     >>> print("not a call of double")
     not a call of double
+    >>> double(-1)  # a comment
+    -2
+
+    double(0) == 0
+    double(n) -> 2 * n
+    double(3) => six
     """
 '''
-RIGHT = PROMPT + "    return 2 * x\n"
-RIGHT_TOO = PROMPT + "    return x + x\n"
-WRONG = PROMPT + "    return x * x\n"  # passes double(2) only
 
 
-def test_public_examples_are_the_doctests_that_call_the_entry_point():
+@pytest.mark.parametrize(
+    "prompt, entry, expected",
+    [
+        # doctests calling the entry point (comment dropped), then one-line examples with
+        # literal arguments and value
+        (PROMPT, "double", [("double(2)", "4"), ("double(-1)", "-2"), ("double(0)", "0")]),
+        # the last doctest right before the docstring's closing quotes
+        ('def f(x):\n    """\n    >>> f(1)\n    2\n    """\n', "f", [("f(1)", "2")]),
+        ("def f(s):\n    \"\"\"Reverse.\n    f('ab') \u279e 'ba'.\n    f([1]) -> [1]\n    \"\"\"\n", "f",
+         [("f('ab')", "'ba'"), ("f([1])", "[1]")]),
+        ("def f():\n    pass\n", "f", []),
+        (PROMPT, None, []),
+        ("    >>> f(1\n    2\n", "f", []),  # not an expression
+    ],
+)
+def test_public_examples_table(prompt, entry, expected):
     from samplescale.verifiers.code_select import public_examples
 
-    assert public_examples(PROMPT, "double") == [("double(2)", "4"), ("double(-1)", "-2")]
-    assert public_examples("def f():\n    pass\n", "f") == []
+    assert public_examples(prompt, entry) == expected
 
 
-def test_best_of_n_by_public_tests_and_behaviour_vote():
-    from samplescale.strategies import BestOfN, SelfConsistency
-    from samplescale.verifiers.code_select import behaviour_extractor, public_tests_scorer
+def _runs(*rows):
+    from samplescale.verifiers.code_select import ExampleRun
 
-    texts = [WRONG[len(PROMPT) :], RIGHT[len(PROMPT) :], RIGHT_TOO[len(PROMPT) :], "no code"]
+    return [ExampleRun(*r) for r in rows]
 
-    def program_of(text):
-        return None if text == "no code" else PROMPT + text
 
-    backend = ScriptedBackend(lambda prompt, i: texts[i % 4])
+# outputs on (double(2), double(-1), double(0)) and examples passed
+SQUARE = ("x * x", ("4", "1", "0"), 2)
+TWICE = ("2 * x", ("4", "-2", "0"), 3)
+ABS = ("abs(2 * x)", ("4", "2", "0"), 2)
+CRASH = ("crash", None, 0)  # raised at import: no outputs
+NONE = (None, None, 0)
+
+
+@pytest.mark.parametrize(
+    "rows, best, mbr, cluster",
+    [
+        # one class passes everything: best-of-N and filtering take it, MBR-exec the
+        # largest class (which is wrong)
+        ([NONE, SQUARE, TWICE, TWICE, ABS, ABS, SQUARE, ABS], 2, 4, 2),
+        # no program passes everything: best-of-N takes the earliest of the tied, the
+        # clustering rules the largest class of them
+        ([SQUARE, ABS, CRASH, ABS, SQUARE, ABS], 0, 1, 1),
+        # no sample holds a program
+        ([NONE, NONE], None, None, None),
+        # programs but none finished the examples: the first program
+        ([NONE, CRASH, CRASH], 1, 1, 1),
+    ],
+)
+def test_selection_rules_table(rows, best, mbr, cluster):
+    from samplescale.verifiers.code_select import (
+        behaviour_classes,
+        select_best_public,
+        select_by_behaviour,
+        select_filter_and_cluster,
+    )
+
+    runs = _runs(*rows)
+    assert select_best_public(runs, 3).selected == best
+    assert select_by_behaviour(runs, 3).selected == mbr
+    assert select_filter_and_cluster(runs, 3).selected == cluster
+    classes = behaviour_classes(runs)
+    for i, r in enumerate(runs):  # a class is the first sample with the same outputs
+        assert classes[i] == (None if r.outputs is None else
+                              next(j for j, q in enumerate(runs) if q.outputs == r.outputs))
+    # without public examples every rule takes the first program, and says why
+    for rule in (select_best_public, select_by_behaviour, select_filter_and_cluster):
+        choice = rule(runs, 0)
+        first = next((i for i, r in enumerate(runs) if r.program is not None), None)
+        assert choice.selected == first
+        assert ("no public example" in choice.reason) or first is None
+
+
+def test_code_strategies_run_each_program_once_and_say_why():
+    from samplescale.strategies import get_strategy
     from samplescale.types import Prompt
 
-    params = SamplingParams(n=4, temperature=1.0)
-    scorer = public_tests_scorer(PROMPT, "double", program_of)
-    r = BestOfN(scorer=scorer).run(backend, Prompt.user("x"), params)
-    assert list(r.scores) == [0.5, 1.0, 1.0, 0.0] and r.selected == 1
-    extract = behaviour_extractor(PROMPT, "double", program_of)
-    sc = SelfConsistency(extract=extract, equivalent=str.__eq__)
-    v = sc.run(ScriptedBackend(lambda prompt, i: texts[i % 4]), Prompt.user("x"), params)
-    assert v.selected == 1 and v.answer == "4\n-2\n"
+    bodies = ["return x * x", "return 2 * x", "no code", "return x + x", "return abs(2 * x)"]
+    texts = [b if b == "no code" else f"{FENCE}python\ndef double(x):\n    {b}\n{FENCE}"
+             for b in bodies]
+    params = SamplingParams(n=5, temperature=1.0)
+    expect = {"best-of-n-public-tests": 1, "mbr-exec": 1, "filter-and-cluster": 1}
+    for name, selected in expect.items():
+        r = get_strategy(name).run(ScriptedBackend(texts), Prompt.user(PROMPT), params)
+        assert r.selected == selected and r.answer == "def double(x):\n    return 2 * x\n"
+        assert r.scores == (2 / 3, 1.0, None, 1.0, 2 / 3) and r.score_scale == "probability"
+        why = r.trace[-1]
+        assert why["event"] == "code-selection" and why["rule"] == name
+        assert why["examples"] == 3 and why["passed"] == [2, 3, None, 3, 2]
+        assert why["behaviour_classes"] == [0, 1, None, 1, 4]
+        assert r.usage.scorer_calls == 4  # one sandboxed run per program
+    assert "passes 3 of 3 public examples, the most of 4 programs (2 tied" in (
+        get_strategy("best-of-n-public-tests")
+        .run(ScriptedBackend(texts), Prompt.user(PROMPT), params).trace[-1]["reason"])
+    with pytest.raises(ConfigError, match="entry_point"):
+        get_strategy("mbr-exec", entry_point="not an identifier")
 
 
-def test_select_offline_measures_both_rules_against_coverage():
-    from samplescale.verifiers.code_select import select_offline
+@needs_humaneval
+@pytest.mark.slow
+def test_humaneval_public_examples_pass_on_the_canonical_solutions():
+    """113 of 164 HumanEval prompts have usable examples (314 in all); the canonical solution
+    passes every one of them except in HumanEval/47 and /116, whose prompts state a wrong
+    example (median([-10, 4, 6, 1000, 10, 20]) is 8.0, not 15.0; sort_array's examples
+    contradict its text)."""
+    task = humaneval(HUMANEVAL_FILE)
+    tests = [task.public_tests(p) for p in task.problems]
+    assert sum(bool(t.examples) for t in tests) == 113
+    assert sum(len(t.examples) for t in tests) == 314
+    programs = [p.gold for p in task.problems]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the sandbox pool runs them in parallel
+        runs = list(pool.map(lambda tp: tp[0].run_programs([tp[1]])[0], zip(tests, programs)))
+    short = {p.id for p, t, r in zip(task.problems, tests, runs) if r.passed != len(t.examples)}
+    assert short == {"HumanEval/47", "HumanEval/116"}
 
-    rows = [
-        {"program": WRONG, "correct": False},
-        {"program": None, "correct": False},
-        {"program": RIGHT, "correct": True},
-        {"program": RIGHT_TOO, "correct": True},
-    ]
-    out = select_offline({"samples": rows}, PROMPT, "double")
-    assert out == {
-        "coverage": True,
-        "first": False,
-        "best_of_n_public": True,
-        "behaviour_vote": True,
-        "examples": 2,
+
+DOUBLE_ROWS = [
+    {
+        "task_id": "d/0",
+        "prompt": PROMPT,
+        "test": "def check(candidate):\n    assert candidate(-3) == -6\n",
+        "entry_point": "double",
     }
+]
+
+
+def _double_replies(prompt, i):
+    """Reply 0 is the greedy one; the pool of four is abs(2x), 2x, abs(x+x), x*x."""
+    bodies = ["2 * x", "abs(2 * x)", "2 * x", "abs(x + x)", "x * x"]
+    return f"{FENCE}python\ndef double(x):\n    return {bodies[i % 5]}\n{FENCE}"
+
+
+def test_evaluate_runs_code_strategies_on_the_pool_a_pool_run_draws(tmp_path):
+    from samplescale.strategies import get_strategy
+
+    task = load_task("code-jsonl", path=_write(tmp_path / "d.jsonl", DOUBLE_ROWS))
+    params = SamplingParams(n=4, temperature=0.8)
+    (pool,) = evaluate(task, ScriptedBackend(_double_replies), params)
+    assert [s["correct"] for s in pool["samples"]] == [False, True, False, False]
+    picks = {}
+    for name in ("best-of-n-public-tests", "mbr-exec", "filter-and-cluster"):
+        (rec,) = evaluate(task, ScriptedBackend(_double_replies), params,
+                          strategy=get_strategy(name))
+        assert rec["strategy"] == name and rec["selection"]["rule"] == name
+        assert rec["selection"]["examples"] == 3 and rec["selection"]["reason"]
+        # the same samples as the pool run, graded by the hidden tests
+        assert [s["text"] for s in rec["samples"]] == [s["text"] for s in pool["samples"]]
+        for key in ("n", "c", "labels", "correct_label"):
+            assert rec[key] == pool[key]
+        assert [s["public_passed"] for s in rec["samples"]] == [2, 3, 2, 2]
+        assert [s["behaviour_class"] for s in rec["samples"]] == [0, 1, 0, 3]
+        assert rec["correct"] == rec["samples"][rec["selected"]]["correct"]
+        assert rec["program"] == rec["samples"][rec["selected"]]["program"]
+        picks[name] = (rec["selected"], rec["correct"])
+    # abs(2x) and abs(x+x) behave alike on the public inputs and outvote 2x
+    assert picks == {"best-of-n-public-tests": (1, True), "mbr-exec": (0, False),
+                     "filter-and-cluster": (1, True)}
+
+
+def test_code_strategies_and_code_tasks_refuse_each_other(tmp_path):
+    from samplescale.strategies import get_strategy
+
+    code = load_task("code-jsonl", path=_write(tmp_path / "d.jsonl", DOUBLE_ROWS))
+    with pytest.raises(ConfigError, match="best-of-n-public-tests, filter-and-cluster, mbr-exec"):
+        evaluate(code, ScriptedBackend(["x"]), SamplingParams(n=2),
+                 strategy=get_strategy("self-consistency"))
+    with pytest.raises(ConfigError, match="needs a code task"):
+        evaluate(load_task("arithmetic", limit=1), ScriptedBackend(["x"]), SamplingParams(n=2),
+                 strategy=get_strategy("mbr-exec"))
+
+
+MBPP_EXCERPT = Path(__file__).parent / "data" / "mbpp-1-27.jsonl"
+
+
+def test_mbpp_excerpt_every_reference_solution_passes_and_a_wrong_one_fails():
+    """The first 27 problems of the original mbpp.jsonl (CC-BY-4.0; tests/data/mbpp-1-27.LICENSE):
+    every reference ``code`` passes its ``test_list`` in the sandbox, and each problem's
+    tests reject the next problem's code."""
+    task = mbpp(MBPP_EXCERPT)
+    assert len(task.problems) == 27 and task.problems[0].id == "mbpp/1"
+    assert task.problems[0].metadata["entry_point"] == "min_cost"
+    verdicts = [task.grade(p, p.gold).status for p in task.problems]
+    assert verdicts == ["passed"] * 27
+    shifted = task.problems[1:] + task.problems[:1]
+    assert all(task.grade(p, q.gold).status in ("failed", "error")
+               for p, q in zip(task.problems[:3], shifted[:3]))
 
 
 def test_cli_eval_on_a_code_task_writes_programs_and_resumes(capsys, tmp_path, llama_backend):
@@ -298,3 +441,37 @@ def test_cli_eval_on_a_code_task_writes_programs_and_resumes(capsys, tmp_path, l
     assert "1 of 2 problems already done" in capsys.readouterr().out
     again = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert again[1]["samples"] == records[1]["samples"]
+
+
+@pytest.mark.slow
+def test_cli_eval_and_generate_run_a_code_strategy(capsys, tmp_path, llama_backend):
+    """``eval --strategy`` on a code task writes strategy records that are also a pool
+    (summary: accuracy beside pass@k) and resumes; ``generate`` says why it chose."""
+    from samplescale.cli import main
+    from samplescale.records import check_record
+
+    data = _write(tmp_path / "code.jsonl", DOUBLE_ROWS + CODE_ROWS[:1])
+    out = tmp_path / "run"
+    model = ["--model", str(llama_backend.model_path), "--max-tokens", "32", "--n", "2"]
+    argv = ["eval", "--task", "code-jsonl", "--data", str(data), "--output", str(out),
+            "--strategy", "filter-and-cluster", *model]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "filter-and-cluster" in stdout and "pass@k" in stdout
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["d/0", "t/0"]
+    for r in records:
+        assert check_record(r, "strategy") is None and check_record(r, "pool") is None
+        assert r["selection"]["rule"] == "filter-and-cluster" and r["selection"]["reason"]
+        if r["selected"] is None:
+            assert r["program"] is None and not r["correct"]
+        else:
+            assert r["correct"] == r["samples"][r["selected"]]["correct"]
+    assert [r["selection"]["examples"] for r in records] == [3, 0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategy"] == "filter-and-cluster"
+    assert [c["k"] for c in summary["pool"]["curve"]] == [1, 2]
+    assert main(argv) == 0
+    assert "2 of 2 problems already done" in capsys.readouterr().out
+    assert main(["generate", "--strategy", "mbr-exec", PROMPT, *model]) == 0
+    assert "why:" in capsys.readouterr().out

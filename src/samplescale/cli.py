@@ -84,7 +84,8 @@ def _sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_defau
         "--strategy",
         default=None,
         help="strategy name (samplescale list shows them); generate's default is "
-        "self-consistency, eval's is the pool of pass@k / maj@k",
+        "self-consistency, eval's is the pool of pass@k / maj@k; code tasks take "
+        "best-of-n-public-tests, mbr-exec or filter-and-cluster",
     )
     p.add_argument(
         "--option",
@@ -317,14 +318,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
             }
         print(to_json(body, indent=2, inf_nan_mode="strings").decode())
         return 0
-    print(f"answer: {result.answer}")
+    selection = [e for e in result.trace if e.get("event") == "code-selection"]
+    if selection and result.answer is not None:  # a program: from its own first line
+        print(f"answer:\n{result.answer.rstrip()}")
+    else:
+        print(f"answer: {result.answer}")
     if result.vote_shares:
         shares = ", ".join(
             f"{a} {s:.0%}" for a, s in sorted(result.vote_shares.items(), key=lambda kv: -kv[1])
         )
         print(f"votes:  {shares}")
+    if selection:  # a code strategy: the answer is a program; say why it was chosen
+        print(f"why:    {selection[-1]['reason']}")
     if result.text is not None:
-        print(f"text:   {result.text.strip()}")
+        if not selection:
+            print(f"text:   {result.text.strip()}")
     elif result.answer is None:  # nothing to select from: say why, show what was drawn
         shown = [s for s in result.samples if s.status == "ok"][:SHOWN_SAMPLES]
         print(

@@ -4,7 +4,8 @@ Output directory layout::
 
     run.json       the settings of the run (a rerun with other settings is refused)
     results.jsonl  one record per problem, appended and flushed as each finishes
-    summary.json   the estimates (see samplescale.summary)
+    summary.json   the estimates (see samplescale.summary); a code strategy's run also
+                   has "pool": pass@k and maj@k of the same samples by the hidden tests
     scaling.png    pass@k and maj@k vs k and vs generated tokens (pool runs)
 """
 
@@ -337,6 +338,13 @@ def _run(
         summary = summarize_strategy(records, seed=args.seed)
         if summary["strategy"] is not None:
             _print_strategy(console, summary, title)
+        ran = [r for r in records if r["status"] == "ok"]
+        if ran and all("c" in r for r in ran):  # a code strategy's records are a pool too
+            summary["pool"] = summarize_pool(records, seed=args.seed)
+            if summary["pool"]["curve"]:
+                _print_pool(
+                    console, summary["pool"], f"{title}: the same samples as a pool (hidden tests)"
+                )
     _print_errors(console, summary)
     summary["settings"] = settings
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

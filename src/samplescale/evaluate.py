@@ -36,7 +36,13 @@ from samplescale.errors import (
     check_instance,
 )
 from samplescale.rng import derived_seed
-from samplescale.strategies import Greedy, RepeatedSampling, Strategy
+from samplescale.strategies import (
+    STRATEGIES,
+    CodeSelection,
+    Greedy,
+    RepeatedSampling,
+    Strategy,
+)
 from samplescale.strategies.base import check_run_args
 from samplescale.tasks.base import Problem, Task
 from samplescale.tasks.code import CodeTask
@@ -151,6 +157,12 @@ def merge_correct_classes(
     return [correct_label if lab in correct_classes else lab for lab in labels], correct_label
 
 
+def record_head(problem: Problem, greedy: Record) -> Record:
+    """The fields every finished record starts with: status, the problem and its greedy part."""
+    return {"status": "ok", "id": problem.id, "question": problem.question,
+            "gold": problem.gold, "greedy": greedy}
+
+
 def pool_record(
     problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams, seed: int
 ) -> Record:
@@ -174,11 +186,7 @@ def pool_record(
         cluster(answers, _same_class), [r["correct"] for r in rows]
     )
     return {
-        "status": "ok",
-        "id": problem.id,
-        "question": problem.question,
-        "gold": problem.gold,
-        "greedy": greedy,
+        **record_head(problem, greedy),
         "n": len(rows),
         "c": sum(r["correct"] for r in rows),
         "labels": labels,
@@ -207,11 +215,7 @@ def strategy_record(
     p = params.replace(seed=problem_seed(seed, problem.id))
     r = strategy.run(backend, prompt, p)
     return {
-        "status": "ok",
-        "id": problem.id,
-        "question": problem.question,
-        "gold": problem.gold,
-        "greedy": greedy,
+        **record_head(problem, greedy),
         "strategy": strategy.name,
         "answer": r.answer,
         "correct": _grade(r.answer, problem.gold),
@@ -252,7 +256,8 @@ def evaluate(
         Token-level parameters and N (``params.n``) samples per problem.
     strategy : Strategy, optional
         Without one, a pool of N samples is drawn per problem (for pass@k / maj@k); with
-        one, the strategy runs once per problem.
+        one, the strategy runs once per problem. On a code task only the code strategies
+        (:class:`~samplescale.strategies.CodeSelection`) run, and they run only there.
     seed : int
         Run seed (per-problem seeds derive from it and the problem id).
     skip : container of str
@@ -274,7 +279,9 @@ def evaluate(
     Raises
     ------
     ConfigError
-        If an argument has the wrong type or ``on_error`` is not ``"record"`` or ``"stop"``.
+        If an argument has the wrong type, ``on_error`` is not ``"record"`` or ``"stop"``,
+        or the strategy does not fit the task (a code strategy off a code task, another
+        strategy on one).
     ProblemError
         With ``on_error="stop"``, for the first problem that cannot be run or graded.
     SamplescaleError, ImportError, OSError, MemoryError
@@ -299,12 +306,26 @@ def evaluate(
                           f"{type(on_start).__name__}")
     if on_error not in ("record", "stop"):
         raise ConfigError(f"on_error must be 'record' or 'stop', got {on_error!r}")
-    if isinstance(task, CodeTask) and strategy is not None:
-        raise ConfigError(
-            "code tasks are evaluated as a pool (pass@k); omit --strategy (selection by "
-            "public examples: samplescale.verifiers.code_select)"
-        )
+    _check_task_strategy(task, strategy)
     return _records(task, backend, params, strategy, seed, skip, on_start, on_error)
+
+
+def _check_task_strategy(task: Task, strategy: Strategy | None) -> None:
+    """ConfigError unless ``strategy`` can run on ``task``: code tasks take a pool or a
+    code strategy (programs have no answer to vote on), code strategies need a code task."""
+    code = [n for n in STRATEGIES.names() if issubclass(STRATEGIES.get(n), CodeSelection)]
+    if isinstance(task, CodeTask) and strategy is not None:
+        if not isinstance(strategy, CodeSelection):
+            raise ConfigError(
+                f"strategy {strategy.name!r} selects by answer equivalence, which programs "
+                f"do not have; code tasks run a pool (no strategy: pass@k) or a code "
+                f"strategy: {', '.join(code)}"
+            )
+    elif isinstance(strategy, CodeSelection):
+        raise ConfigError(
+            f"strategy {strategy.name!r} selects programs by running them; it needs a code "
+            f"task (humaneval, mbpp, code-jsonl), got {task.name!r}"
+        )
 
 
 def _records(
@@ -327,9 +348,14 @@ def _records(
         try:
             prompt = _checked_prompt(task, problem)
             if isinstance(task, CodeTask):  # graded by running tests, not answer equivalence
-                from samplescale.evaluate_code import code_pool_record
+                from samplescale.evaluate_code import code_pool_record, code_strategy_record
 
-                rec = code_pool_record(task, problem, prompt, backend, params, seed)
+                if isinstance(strategy, CodeSelection):
+                    rec = code_strategy_record(
+                        task, problem, prompt, backend, strategy, params, seed
+                    )
+                else:
+                    rec = code_pool_record(task, problem, prompt, backend, params, seed)
             elif strategy is None:
                 rec = pool_record(problem, prompt, backend, params, seed)
             else:

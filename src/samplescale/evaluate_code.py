@@ -15,7 +15,9 @@ pool too.
 maj@k for code: samples are clustered by identical program text (after stripping
 trailing whitespace of each line); every class whose program passed is merged into the
 correct class. That is "majority vote over identical programs", a weak baseline; the
-behaviour-based selection belongs to code strategies.
+behaviour-based selection belongs to the code strategies
+(:mod:`samplescale.strategies.code_selection`), whose runs give
+:func:`code_strategy_record`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
-from samplescale.strategies import Greedy
+from samplescale.strategies import CodeSelection, Greedy
+from samplescale.strategies.code_selection import EVENT
 from samplescale.tasks.base import Problem
 from samplescale.tasks.code import CHAT_STOP, COMPLETION_STOP, CodeTask
 from samplescale.types import Prompt, Sample
@@ -83,6 +86,41 @@ def grade_samples(task: CodeTask, problem: Problem, samples: tuple[Sample, ...])
     return rows
 
 
+def _greedy(
+    task: CodeTask, problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams
+) -> tuple[Record, Record, Any]:
+    """The greedy program's record part, its graded row and the greedy run's usage."""
+    g = Greedy().run(backend, prompt, params)
+    (row,) = grade_samples(task, problem, g.samples[:1])
+    part = {
+        "answer": row["answer"],
+        "correct": row["correct"],
+        "text": row["text"],
+        "program": row["program"],
+        "test_status": row["test_status"],
+        "test_detail": row["test_detail"],
+        "usage": g.usage.model_dump(),
+    }
+    return part, row, g.usage
+
+
+def _pool_fields(rows: list[Record]) -> Record:
+    """``n``, ``c``, the class labels (identical programs) and the correct class of a pool."""
+    from samplescale.evaluate import merge_correct_classes
+
+    first: dict[str, int] = {}
+    labels: list[int | None] = []
+    for i, r in enumerate(rows):
+        labels.append(None if r["answer"] is None else first.setdefault(r["answer"], i))
+    labels, correct_label = merge_correct_classes(labels, [r["correct"] for r in rows])
+    return {
+        "n": len(rows),
+        "c": sum(r["correct"] for r in rows),
+        "labels": labels,
+        "correct_label": correct_label,
+    }
+
+
 def code_pool_record(
     task: CodeTask,
     problem: Problem,
@@ -92,39 +130,69 @@ def code_pool_record(
     seed: int,
 ) -> Record:
     """Greedy program plus one pool of ``params.n`` programs for one problem, graded by tests."""
-    from samplescale.evaluate import merge_correct_classes, problem_seed
+    from samplescale.evaluate import problem_seed, record_head
 
     params = code_params(task, params)
-    g = Greedy().run(backend, prompt, params)
-    (greedy_row,) = grade_samples(task, problem, g.samples[:1])
+    greedy, greedy_row, greedy_usage = _greedy(task, problem, prompt, backend, params)
     if params.n == 1 and params.temperature == 0:  # the pool IS the greedy sample
-        rows, usage = [greedy_row], g.usage
+        rows, usage = [greedy_row], greedy_usage
     else:
         gen = generate(backend, prompt, params.replace(seed=problem_seed(seed, problem.id)))
         rows, usage = grade_samples(task, problem, gen.samples), gen.usage
-    first: dict[str, int] = {}
-    labels: list[int | None] = []
-    for i, r in enumerate(rows):
-        labels.append(None if r["answer"] is None else first.setdefault(r["answer"], i))
-    labels, correct_label = merge_correct_classes(labels, [r["correct"] for r in rows])
     return {
-        "status": "ok",
-        "id": problem.id,
-        "question": problem.question,
-        "gold": problem.gold,
-        "greedy": {
-            "answer": greedy_row["answer"],
-            "correct": greedy_row["correct"],
-            "text": greedy_row["text"],
-            "program": greedy_row["program"],
-            "test_status": greedy_row["test_status"],
-            "test_detail": greedy_row["test_detail"],
-            "usage": g.usage.model_dump(),
-        },
-        "n": len(rows),
-        "c": sum(r["correct"] for r in rows),
-        "labels": labels,
-        "correct_label": correct_label,
+        **record_head(problem, greedy),
+        **_pool_fields(rows),
         "samples": rows,
         "usage": usage.model_dump(),
+    }
+
+
+def code_strategy_record(
+    task: CodeTask,
+    problem: Problem,
+    prompt: Prompt,
+    backend: Backend,
+    strategy: CodeSelection,
+    params: SamplingParams,
+    seed: int,
+) -> Record:
+    """Greedy program plus one run of a code strategy, every sample graded by the hidden tests.
+
+    The strategy draws the same N samples as a pool run with the same seed (one call with
+    the problem's seed), selects one by the public examples only
+    (:meth:`CodeTask.public_tests`), and the hidden tests then grade every sample. The
+    record is a strategy record (``strategy``, ``answer``: the selected program,
+    normalised; ``correct``: its verdict) that also holds the pool fields (``n``, ``c``,
+    ``labels``, ``correct_label``), so pass@k, maj@k and the coverage (pass@N, the hidden
+    tests as the oracle) come from the same samples. It also has ``selected`` (the sample
+    index, None when no sample holds a program), the selected ``program`` with its
+    ``test_status`` and ``test_detail``, and ``selection``: the rule, the number of public
+    examples and the reason in one sentence; each sample row adds ``public_passed`` (public
+    examples passed) and ``behaviour_class``.
+    """
+    from samplescale.evaluate import problem_seed, record_head
+
+    params = code_params(task, params)
+    greedy, _, _ = _greedy(task, problem, prompt, backend, params)
+    bound = strategy.for_problem(task.public_tests(problem))
+    r = bound.run(backend, prompt, params.replace(seed=problem_seed(seed, problem.id)))
+    rows = grade_samples(task, problem, r.samples)
+    why = next(e for e in reversed(r.trace) if e.get("event") == EVENT)
+    for row, passed, cls in zip(rows, why["passed"], why["behaviour_classes"]):
+        row["public_passed"] = passed
+        row["behaviour_class"] = cls
+    chosen = None if r.selected is None else rows[r.selected]
+    return {
+        **record_head(problem, greedy),
+        "strategy": strategy.name,
+        "selected": r.selected,
+        "answer": None if chosen is None else chosen["answer"],
+        "correct": bool(chosen is not None and chosen["correct"]),
+        "program": None if chosen is None else chosen["program"],
+        "test_status": None if chosen is None else chosen["test_status"],
+        "test_detail": None if chosen is None else chosen["test_detail"],
+        "selection": {k: why[k] for k in ("rule", "examples", "reason")},
+        **_pool_fields(rows),
+        "samples": rows,
+        "usage": r.usage.model_dump(),
     }

@@ -20,6 +20,12 @@ from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.beam_search import BeamSearch
 from samplescale.strategies.best_first import BestFirst
 from samplescale.strategies.best_of_n import BestOfN
+from samplescale.strategies.code_selection import (
+    BestOfNPublicTests,
+    CodeSelection,
+    FilterAndCluster,
+    MBRExec,
+)
 from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
@@ -37,6 +43,10 @@ __all__ = [
     "BeamSearch",
     "BestFirst",
     "BestOfN",
+    "BestOfNPublicTests",
+    "CodeSelection",
+    "FilterAndCluster",
+    "MBRExec",
     "FirstStepSelection",
     "Greedy",
     "ParticleFiltering",
@@ -50,9 +60,12 @@ __all__ = [
     "beam_search",
     "best_first",
     "best_of_n",
+    "best_of_n_public_tests",
+    "filter_and_cluster",
     "first_step_selection",
     "get_strategy",
     "greedy",
+    "mbr_exec",
     "mcts",
     "particle_filtering",
     "particle_gibbs",
@@ -91,6 +104,9 @@ def _runner(cls: type[Strategy]):
 greedy = _runner(Greedy)
 repeated_sampling = _runner(RepeatedSampling)
 best_of_n = _runner(BestOfN)
+best_of_n_public_tests = _runner(BestOfNPublicTests)
+mbr_exec = _runner(MBRExec)
+filter_and_cluster = _runner(FilterAndCluster)
 self_consistency = _runner(SelfConsistency)
 weighted_vote = _runner(WeightedVote)
 beam_search = _runner(BeamSearch)

@@ -25,6 +25,7 @@ Prompting (``mode``):
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,7 @@ from samplescale.tasks._records import Record, read_records
 from samplescale.tasks.base import Problem, Task
 from samplescale.types import Prompt
 from samplescale.verifiers.code import CodeResult, build_program, check_timeout, run_tests
+from samplescale.verifiers.code_select import PublicTests, public_examples
 
 Mode = Literal["chat", "completion"]
 
@@ -88,6 +90,18 @@ class CodeTask(Task):
             text,
             self.mode,
             entry_point=problem.metadata.get("entry_point"),
+        )
+
+    def public_tests(self, problem: Problem) -> PublicTests:
+        """The public examples of ``problem`` for the code strategies: the doctest examples
+        of its code prompt that call the entry point (HumanEval's docstrings; none for
+        MBPP, whose prompt shows the hidden tests themselves), with :meth:`program` as the
+        reply -> program mapping and the task's ``timeout``."""
+        entry = problem.metadata.get("entry_point")
+        return PublicTests(
+            tuple(public_examples(problem.metadata["code_prompt"], entry)),
+            functools.partial(self.program, problem),
+            self.timeout,
         )
 
     def grade(self, problem: Problem, program: str | None) -> CodeResult:

@@ -1,176 +1,413 @@
-"""Selecting among N programs by their behaviour on the prompt's PUBLIC examples.
+"""Selecting one of N programs by their behaviour on the prompt's PUBLIC examples.
 
-Two ways to choose one program out of N without the hidden tests:
+The hidden tests are never used here. A problem's public examples are the doctest-style
+examples of its prompt (``>>> f(2)`` followed by ``4``) whose call names the entry point
+(:func:`public_examples`). Every program is run ONCE in the sandbox on all of them
+(:meth:`PublicTests.run_programs`), which gives two signals (:class:`ExampleRun`):
 
-* **best-of-N by public tests**: score each program by the fraction of the doctest-style
-  examples in its prompt (``>>> f(2)`` / ``4``) that it passes (:func:`public_tests_scorer`,
-  a :class:`~samplescale.verifiers.scorers.Scorer` for
-  :class:`~samplescale.strategies.BestOfN`); the filtering step of AlphaCode (Li et al.,
-  2022, "Competition-Level Code Generation with AlphaCode") and CodeT's execution signal
-  (Chen et al., 2022).
-* **self-consistency by behaviour**: run every program on the examples' inputs and cluster
-  programs whose outputs agree (:func:`behaviour_extractor`, an ``extract`` for
-  :class:`~samplescale.strategies.SelfConsistency`); the majority class wins. This is
-  AlphaCode's clustering, here on the public inputs only.
+* how many examples it passes (its value ``==`` the expected one);
+* its **behaviour**: its outputs on the examples' inputs, one line per call (the value's
+  ``repr``, or ``raised <ExceptionType>``), whether or not they are the expected ones.
 
-The hidden tests are never used here; :func:`select_offline` applies both rules to graded
-pool records (where the hidden-test verdicts are known) to measure them against coverage
-(pass@N with the hidden tests as the oracle).
+Three selection rules use them (the strategies of
+:mod:`samplescale.strategies.code_selection` apply them to N samples):
 
-Only examples in doctest form (``>>> call`` followed by the expected output) whose call
-names the entry point are used; an expected output that is not a Python expression is
-skipped. HumanEval has such examples for most problems; a problem without any gives every
-program the same score / no behaviour, and the rules fall back to the first sample.
+* :func:`select_best_public` -- best-of-N by public tests: the program that passes the most
+  examples (ties: the earliest). AlphaCode's filtering step (Li et al., 2022,
+  "Competition-Level Code Generation with AlphaCode", section 4.5), used as a score.
+* :func:`select_by_behaviour` -- self-consistency over behaviour: programs with identical
+  outputs on the public inputs form a class; the first program of the largest class wins.
+  This is MBR-exec with the 0/1 execution-match loss (Shi et al., 2022, "Natural Language
+  to Code Translation with Execution"): the program that agrees with the most others. It
+  uses the inputs only, never the expected outputs.
+* :func:`select_filter_and_cluster` -- AlphaCode's filtering then clustering: keep the
+  programs that pass the most examples, cluster them by behaviour, take the largest
+  class. AlphaCode clusters on NEW inputs from a trained test-input generator; here the
+  inputs are the public ones, so programs that pass every example share one behaviour
+  and the clustering only separates programs that pass some but not all of them. It
+  differs from best-of-N only then.
+
+A prompt without usable examples gives every program the same score and no behaviour:
+every rule then takes the first sample that holds a program, and says so.
+
+What this does not protect against: the program runs in the sandbox, but its outputs are
+read from its own process, so a hostile program can fake its public-example results (for
+example by replacing ``repr`` or printing a forged result line). That can only get it
+selected; whether it is correct is decided by the hidden tests in a separate run.
 """
 
 from __future__ import annotations
 
 import ast
 import doctest
+import json
+import re
+import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import NamedTuple
 
-from samplescale.types import Sample
-from samplescale.verifiers.code import run_tests
-from samplescale.verifiers.scorers import Scorer
+from samplescale.errors import ConfigError
+from samplescale.verifiers._workers import CODE_SANDBOX
+from samplescale.verifiers.code import check_timeout, extract_code, run_tests
 
 Example = tuple[str, str]
 """One public example: the call's source and the expected value's source."""
 
+#: Longest ``repr`` of an output kept as it is; longer ones are cut and keep a digest of
+#: the whole ``repr`` (so two different long outputs stay different classes).
+MAX_OUTPUT_CHARS = 200
 
-def public_examples(code_prompt: str, entry_point: str) -> list[Example]:
-    """The doctest examples of ``code_prompt`` that call ``entry_point``, as
-    ``(call, expected)`` source pairs (expected outputs that do not parse are skipped)."""
-    examples = []
+
+def public_examples(code_prompt: str, entry_point: str | None) -> list[Example]:
+    """The examples of ``code_prompt`` that call ``entry_point``, as ``(call, expected)``
+    source pairs: its doctest examples (``>>> f(2)`` then ``4``), then one-line examples
+    ``f(2) == 4``, ``f(2) => 4``, ``f(2) -> 4`` or with an arrow character, whose
+    arguments and value are literals, not already found. Examples whose call or expected
+    output is not a Python expression are skipped, and so is every example when
+    ``entry_point`` is None."""
+    if not entry_point:
+        return []
     try:
         parsed = doctest.DocTestParser().get_examples(code_prompt)
     except ValueError:  # malformed doctest (inconsistent indentation)
         return []
+    calls = re.compile(rf"\b{re.escape(entry_point)}\s*\(")
+    examples = []
     for ex in parsed:
-        call, want = ex.source.strip(), ex.want.strip()
-        if entry_point not in call or not want:
+        call, want = ex.source.strip(), _before_docstring_end(ex.want)
+        if not calls.search(call) or not want:
             continue
-        try:
-            ast.parse(call, mode="eval")
-            ast.parse(want, mode="eval")
-        except SyntaxError:
+        try:  # unparsed again: comments dropped (``f(x)  # note`` would break the harness)
+            call, want = (ast.unparse(ast.parse(x, mode="eval")) for x in (call, want))
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
             continue
         examples.append((call, want))
+    return examples + [e for e in _arrow_examples(code_prompt, entry_point) if e not in examples]
+
+
+_ARROWS = ("==", "=>", "->", "\u279e", "\u2192")  # ==, =>, ->, heavy and plain right arrows
+
+
+def _arrow_examples(code_prompt: str, entry_point: str) -> list[Example]:
+    """One-line examples ``f(x) == y`` / ``f(x) => y`` / ``f(x) -> y`` / ``f(x) \u279e y``
+    (HumanEval's other example styles) whose arguments and expected value are literals."""
+    pattern = re.compile(
+        rf"^\s*(?:>>>\s*)?({re.escape(entry_point)}\s*\(.*\))\s*"
+        rf"(?:{'|'.join(map(re.escape, _ARROWS))})\s*(.+?)\s*$"
+    )
+    examples = []
+    for line in code_prompt.splitlines():
+        m = pattern.match(line)
+        if m is None:
+            continue
+        call, want = m.group(1), m.group(2).rstrip(".,;")
+        if _literal_call(call) and _literal(want):
+            examples.append((ast.unparse(ast.parse(call, mode="eval")), want))
     return examples
 
 
-def _example_test(call: str, want: str) -> str:
-    return f"assert ({call}) == ({want}), {call!r}\n"
+def _literal(source: str | ast.expr) -> bool:
+    try:
+        ast.literal_eval(source)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
-def public_tests_scorer(
-    code_prompt: str,
-    entry_point: str,
-    program_of: Callable[[str], str | None],
-    timeout: float = 10.0,
-) -> Scorer:
-    """A Scorer on the probability scale: the fraction of public examples a sample passes.
-
-    Parameters
-    ----------
-    code_prompt : str
-        The problem's code prompt (its docstring holds the examples).
-    entry_point : str
-        The function the examples call.
-    program_of : callable str -> str or None
-        The program a sample's text gives (e.g. ``CodeTask.program`` bound to a problem).
-    timeout : float
-        Seconds per sandboxed run (one run per example).
-
-    Returns
-    -------
-    Scorer
-        Score in [0, 1]; 0 for a sample without code; 1 for every sample when the prompt
-        has no usable example.
-    """
-    examples = public_examples(code_prompt, entry_point)
-
-    def score(sample: Sample, answer: str | None) -> float:
-        program = program_of(sample.text)
-        if program is None:
-            return 0.0
-        if not examples:
-            return 1.0
-        passed = sum(
-            run_tests(program, _example_test(c, w), None, timeout).passed for c, w in examples
-        )
-        return passed / len(examples)
-
-    return Scorer(name="public-tests", scale="probability", fn=score)
-
-
-def behaviour(
-    program: str | None, examples: Sequence[Example], timeout: float = 10.0
-) -> str | None:
-    """The program's outputs on the examples' inputs as one string (its behaviour class).
-
-    Each call's ``repr`` (or the exception's type name) is one line; None if the program
-    is None, there are no examples, or the run did not finish.
-    """
-    if program is None or not examples:
-        return None
-    lines = "".join(
-        f"try:\n    print(repr({call}))\nexcept Exception as _e:\n    print('raised', type(_e).__name__)\n"
-        for call, _ in examples
+def _literal_call(source: str) -> bool:
+    """True if ``source`` is one call whose arguments are all literals (``f([1, 2], k=3)``,
+    not ``f(n)``: prompts state definitions like ``fib(n) -> fib(n-1) + ...`` this way)."""
+    try:
+        node = ast.parse(source, mode="eval").body
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return isinstance(node, ast.Call) and all(
+        _literal(a) for a in [*node.args, *(k.value for k in node.keywords)]
     )
-    r = run_tests(program, lines, None, timeout)
-    return r.stdout if r.status == "passed" else None
 
 
-def behaviour_extractor(
-    code_prompt: str,
-    entry_point: str,
-    program_of: Callable[[str], str | None],
-    timeout: float = 10.0,
-) -> Callable[[str], str | None]:
-    """An ``extract`` for self-consistency: a sample's text -> its behaviour class."""
-    examples = public_examples(code_prompt, entry_point)
-    return lambda text: behaviour(program_of(text), examples, timeout)
+def _before_docstring_end(want: str) -> str:
+    """An expected output up to the line that closes the docstring (doctest reads the
+    output up to a blank line, so a docstring's closing quotes right after the last
+    example's output would otherwise be part of it)."""
+    lines = []
+    for line in want.splitlines():
+        if line.strip().startswith(('"""', "'''")):
+            break
+        lines.append(line)
+    return "\n".join(lines).strip()
 
 
-def select_offline(
-    record: dict[str, Any], code_prompt: str, entry_point: str, timeout: float = 10.0
-) -> dict[str, Any]:
-    """Apply both selection rules to one graded pool record (from a code ``eval`` run).
+def called_function(text: str) -> str | None:
+    """The name of the function called by the first doctest example of ``text`` (the
+    entry point of a prompt that shows ``>>> f(...)`` examples), or None."""
+    try:
+        parsed = doctest.DocTestParser().get_examples(text)
+    except ValueError:
+        return None
+    for ex in parsed:
+        try:
+            node = ast.parse(ex.source.strip(), mode="eval").body
+        except SyntaxError:
+            continue
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            return node.func.id
+    return None
 
-    Returns ``{"coverage": bool, "first": bool, "best_of_n_public": bool,
-    "behaviour_vote": bool, "examples": int}``: whether the hidden tests pass for any
-    sample (pass@N), the first sample, the best-of-N pick by public tests (ties to the
-    earliest) and the first sample of the largest behaviour class (samples that did not
-    finish the examples do not vote; no votes: the first sample).
+
+class ExampleRun(NamedTuple):
+    """One program run on the public examples.
+
+    Attributes
+    ----------
+    program : str or None
+        The program (None: the sample holds no code; it is never selected).
+    outputs : tuple of str or None
+        One line per example: the value's ``repr`` (cut at :data:`MAX_OUTPUT_CHARS`, with
+        a SHA-256 digest of the rest) or ``raised <ExceptionType>``; None when there is no
+        program, no example, or the run did not finish (the program raised at import,
+        timed out, exited).
+    passed : int
+        Examples whose value ``==`` the expected value (0 when ``outputs`` is None).
     """
-    rows = record["samples"]
-    examples = public_examples(code_prompt, entry_point)
-    correct = [bool(r["correct"]) for r in rows]
-    scores = []
-    for r in rows:
-        if r["program"] is None:
-            scores.append(-1.0)
-        elif not examples:
-            scores.append(1.0)
-        else:
-            runs = [
-                run_tests(r["program"], _example_test(c, w), None, timeout) for c, w in examples
-            ]
-            scores.append(sum(x.passed for x in runs) / len(examples))
-    best = max(range(len(rows)), key=lambda i: (scores[i], -i)) if rows else 0
-    classes = [behaviour(r["program"], examples, timeout) for r in rows]
-    counts = Counter(c for c in classes if c is not None)
-    if counts:
-        top = max(counts.values())
-        vote = next(i for i, c in enumerate(classes) if c is not None and counts[c] == top)
-    else:
-        vote = 0
-    return {
-        "coverage": any(correct),
-        "first": bool(correct and correct[0]),
-        "best_of_n_public": bool(correct and correct[best]),
-        "behaviour_vote": bool(correct and correct[vote]),
-        "examples": len(examples),
-    }
+
+    program: str | None
+    outputs: tuple[str, ...] | None
+    passed: int
+
+    @property
+    def behaviour(self) -> str | None:
+        """The outputs as one string (the behaviour class key), or None."""
+        return None if not self.outputs else "\n".join(self.outputs)
+
+
+def _harness(examples: Sequence[Example], marker: str) -> str:
+    """Test code that evaluates every example call and prints one marked JSON line."""
+    lines = [
+        "import hashlib as _h, json as _j",
+        "_o = []",
+        "def _key(_v):",
+        "    _r = repr(_v)",
+        f"    if len(_r) <= {MAX_OUTPUT_CHARS}:",
+        "        return _r",
+        f"    return _r[:{MAX_OUTPUT_CHARS}] + '...sha256:' + _h.sha256(_r.encode()).hexdigest()",
+    ]
+    for call, want in examples:
+        lines += [
+            "try:",
+            f"    _v = ({call})",
+            "except Exception as _e:",
+            "    _o.append(['raised ' + type(_e).__name__, False])",
+            "else:",
+            "    try:",
+            f"        _ok = bool(_v == ({want}))",
+            "    except Exception:",
+            "        _ok = False",
+            "    _o.append([_key(_v), _ok])",
+        ]
+    lines.append(f"print({marker!r} + _j.dumps(_o))")
+    return "\n".join(lines) + "\n"
+
+
+def run_examples(program: str | None, examples: Sequence[Example], timeout: float) -> ExampleRun:
+    """Run ``program`` once on every example (one sandboxed process); see :class:`ExampleRun`."""
+    if program is None or not examples:
+        return ExampleRun(program, None, 0)
+    marker = f"@@examples-{secrets.token_hex(8)}@@"
+    result = run_tests(program, _harness(examples, marker), None, timeout)
+    line = next((x for x in reversed(result.stdout.splitlines()) if x.startswith(marker)), None)
+    if result.status != "passed" or line is None:
+        return ExampleRun(program, None, 0)
+    try:
+        pairs = json.loads(line[len(marker) :])
+        outputs = tuple(str(o) for o, _ in pairs)
+        passed = sum(bool(ok) for _, ok in pairs)
+    except (ValueError, TypeError):  # a line cut by the output cap
+        return ExampleRun(program, None, 0)
+    if len(outputs) != len(examples):
+        return ExampleRun(program, None, 0)
+    return ExampleRun(program, outputs, passed)
+
+
+@dataclass(frozen=True)
+class PublicTests:
+    """A problem's public examples and how a model reply becomes the program to run.
+
+    Attributes
+    ----------
+    examples : tuple of (str, str)
+        ``(call, expected)`` sources (:func:`public_examples`).
+    program_of : callable str -> str or None
+        The program a reply gives (e.g. :meth:`samplescale.tasks.code.CodeTask.program`
+        bound to the problem); None when the reply holds no code.
+    timeout : float
+        Wall-clock seconds per sandboxed run, in (0, 3600].
+
+    Raises
+    ------
+    ConfigError
+        If ``program_of`` is not callable or ``timeout`` is out of range.
+    """
+
+    examples: tuple[Example, ...]
+    program_of: Callable[[str], str | None]
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not callable(self.program_of):
+            raise ConfigError(
+                f"program_of must be a callable str -> str or None, got "
+                f"{type(self.program_of).__name__}"
+            )
+        object.__setattr__(self, "timeout", check_timeout(self.timeout))
+        object.__setattr__(self, "examples", tuple(tuple(e) for e in self.examples))
+
+    @classmethod
+    def from_prompt(
+        cls, text: str, entry_point: str | None = None, timeout: float = 10.0
+    ) -> PublicTests:
+        """The public tests of a free-form prompt: its doctest examples that call
+        ``entry_point`` (default: the function its first example calls); a reply's program
+        is its code block that defines the entry point (:func:`extract_code`; a reply that
+        is only a function body has no signature to continue and gives no program)."""
+        entry = entry_point or called_function(text)
+
+        def program_of(reply: str) -> str | None:
+            code = extract_code(reply, entry)
+            return None if code is None or code.startswith("    ") else code
+
+        return cls(tuple(public_examples(text, entry)), program_of, timeout)
+
+    def run_programs(self, programs: Sequence[str | None]) -> list[ExampleRun]:
+        """Run every program on the examples, in parallel through the sandbox pool."""
+        with ThreadPoolExecutor(max_workers=CODE_SANDBOX.size) as pool:
+            return list(
+                pool.map(lambda p: run_examples(p, self.examples, self.timeout), programs)
+            )
+
+    def run(self, replies: Sequence[str | None]) -> list[ExampleRun]:
+        """:meth:`run_programs` on the programs of ``replies`` (None: a failed sample)."""
+        return self.run_programs([None if r is None else self.program_of(r) for r in replies])
+
+
+class Selection(NamedTuple):
+    """A rule's choice: the ``selected`` sample's index (None: no sample holds a program),
+    the reason in one sentence, and each sample's behaviour class (the index of the first
+    sample with the same outputs; None without outputs)."""
+
+    selected: int | None
+    reason: str
+    classes: list[int | None]
+
+
+def behaviour_classes(runs: Sequence[ExampleRun]) -> list[int | None]:
+    """Each run's behaviour class: the index of the first run with identical outputs."""
+    first: dict[str, int] = {}
+    return [
+        None if r.behaviour is None else first.setdefault(r.behaviour, i)
+        for i, r in enumerate(runs)
+    ]
+
+
+def _count(n: int, noun: str) -> str:
+    """``3 programs``, ``1 program``, ``2 behaviour classes``."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
+
+
+def _first_program(runs: Sequence[ExampleRun], classes: list[int | None], why: str) -> Selection:
+    index = next((i for i, r in enumerate(runs) if r.program is not None), None)
+    if index is None:
+        return Selection(None, "no sample holds a program", classes)
+    return Selection(index, f"{why}: the first program (sample {index})", classes)
+
+
+def _most_passed(runs: Sequence[ExampleRun]) -> tuple[int, list[int], list[int]]:
+    """(most examples passed, the programs that pass that many, all programs); (0, [], [])
+    when no sample holds a program."""
+    programs = [i for i, r in enumerate(runs) if r.program is not None]
+    best = max((runs[i].passed for i in programs), default=0)
+    return best, [i for i in programs if runs[i].passed == best], programs
+
+
+def select_best_public(runs: Sequence[ExampleRun], examples: int) -> Selection:
+    """Best-of-N by public tests: the program passing the most of the ``examples`` public
+    examples (ties: the earliest); see the module docstring."""
+    classes = behaviour_classes(runs)
+    best, tied, programs = _most_passed(runs)
+    if not examples or not programs:
+        return _first_program(runs, classes, "no public example calls the entry point")
+    return Selection(
+        tied[0],
+        f"passes {best} of {_count(examples, 'public example')}, the most of "
+        f"{_count(len(programs), 'program')} ({len(tied)} tied; the earliest is taken)",
+        classes,
+    )
+
+
+def _largest_class(
+    candidates: list[int], classes: list[int | None]
+) -> tuple[int, int, int] | None:
+    """(first sample of the largest class among ``candidates``, its size, classes)."""
+    counts = Counter(classes[i] for i in candidates if classes[i] is not None)
+    if not counts:
+        return None
+    size = max(counts.values())
+    winner = next(i for i in candidates if classes[i] is not None and counts[classes[i]] == size)
+    return winner, size, len(counts)
+
+
+def select_by_behaviour(runs: Sequence[ExampleRun], examples: int) -> Selection:
+    """Self-consistency over behaviour (MBR-exec): the first program of the largest class
+    of identical outputs on the public inputs (ties: the class seen first)."""
+    classes = behaviour_classes(runs)
+    top = _largest_class(list(range(len(runs))), classes)
+    if not examples or top is None:
+        why = "no public example calls the entry point" if not examples else (
+            "no program finished the public inputs")
+        return _first_program(runs, classes, why)
+    winner, size, count = top
+    voters = sum(c is not None for c in classes)
+    return Selection(
+        winner,
+        f"its outputs on {_count(examples, 'public input')} are shared by {size} of the "
+        f"{_count(voters, 'program')} that ran them ({_count(count, 'behaviour class')}); "
+        "the largest class wins",
+        classes,
+    )
+
+
+def select_filter_and_cluster(runs: Sequence[ExampleRun], examples: int) -> Selection:
+    """AlphaCode-style filtering then clustering: among the programs passing the most
+    public examples, the first of the largest behaviour class (module docstring)."""
+    classes = behaviour_classes(runs)
+    best, kept, programs = _most_passed(runs)
+    if not examples or not programs:
+        return _first_program(runs, classes, "no public example calls the entry point")
+    top = _largest_class(kept, classes)
+    if top is None:  # none of them finished the examples
+        return Selection(
+            kept[0],
+            f"no program finished the public inputs: the first program (sample {kept[0]})",
+            classes,
+        )
+    winner, size, count = top
+    return Selection(
+        winner,
+        f"{_count(len(kept), 'program')} pass {best} of "
+        f"{_count(examples, 'public example')} (the most); they form "
+        f"{_count(count, 'behaviour class')}, and the largest ({size}) wins",
+        classes,
+    )
+
+
+RULES: dict[str, Callable[[Sequence[ExampleRun], int], Selection]] = {
+    "best-of-n-public-tests": select_best_public,
+    "mbr-exec": select_by_behaviour,
+    "filter-and-cluster": select_filter_and_cluster,
+}
+"""The selection rules by the registry name of the strategy that applies them."""
