@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from samplescale.metrics import bootstrap_interval, maj_at_k, mean_with_interval, pass_at_k
+from samplescale.analysis.intervals import bootstrap_interval, mean_with_interval
+from samplescale.metrics import maj_at_k, pass_at_k
 
 Record = dict[str, Any]
 
