@@ -45,9 +45,11 @@ def test_power_law_recovers_exact_parameters() -> None:
     assert float(fit.predict([4])[0]) == pytest.approx(0.498250, abs=1e-6)
 
 
-def test_power_law_drops_points_at_zero_and_one_and_refuses_too_few() -> None:
+def test_power_law_fits_on_the_rate_scale_and_refuses_too_few() -> None:
+    # points at coverage 1 enter the final fit (not the start): the curve ends near 1
     fit = fit_coverage([1, 2, 4, 8], [0.2, 0.4, 1.0, 1.0])
-    assert fit.x == [1.0, 2.0]
+    assert fit.x == [1.0, 2.0, 4.0, 8.0]
+    assert float(fit.predict([8])[0]) > 0.95
     with pytest.raises(ConfigError, match="2 or more"):
         fit_coverage([1, 2, 4], [0.5, 1.0, 1.0])
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
@@ -132,3 +134,38 @@ def test_empirical_saturation_reads_the_first_cheap_step() -> None:
     assert empirical_saturation([1, 2, 4, 8], [0.3, 0.5, 0.6, 0.62], 0.01) == 4
     assert empirical_saturation([1, 2, 4, 8], [0.3, 0.5, 0.6, 0.62], 0.1) == 2
     assert empirical_saturation([1, 2], [0.3, 0.5], 0.01) is None
+
+
+def full_pool_record(i: int, n: int, c: int) -> dict:
+    """A pool record as evaluate writes it (usage, greedy, samples), c of n correct."""
+    usage = {"prompt_tokens": 20, "completion_tokens": 10 * n, "model_calls": 1,
+             "scorer_calls": 0, "wall_time_s": 1.0}
+    samples = [{"text": "", "answer": "1" if j < c else "2", "correct": j < c, "tokens": 10,
+                "finish_reason": "stop", "status": "ok"} for j in range(n)]
+    return {**pool_record(i, n, c), "question": "q", "gold": "1", "problem_digest": "d",
+            "samples": samples, "usage": usage,
+            "greedy": {"answer": "1", "correct": c > n // 2, "text": "", "usage": usage}}
+
+
+def test_summary_json_carries_the_fits_and_the_clustered_interval() -> None:
+    from samplescale.summary import INTERVALS, summarize_pool
+
+    rng = np.random.default_rng(5)
+    counts = rng.binomial(8, rng.beta(0.5, 1.0, 40))
+    recs = [full_pool_record(i, 8, int(c)) for i, c in enumerate(counts)]
+    s = summarize_pool(recs, seed=0)
+    assert s["intervals"] is INTERVALS
+    ks = list(range(1, 9))
+    direct = fit_coverage(ks, pass_matrix(recs, ks).mean(axis=0))
+    fit = s["fits"]["coverage_power_law"]
+    assert (fit["a"], fit["b"]) == pytest.approx((direct.params["a"], direct.params["b"]))
+    assert [e["k"] for e in fit["extrapolation"]] == [16, 80]
+    assert fit["a_interval"][0] <= fit["a"] <= fit["a_interval"][1]
+    sat = s["fits"]["saturation"]["pass"]
+    assert sat["budget"] >= 1 and 0 < sat["f_max"] <= 1
+    for c in s["curve"]:
+        for key in ("pass", "maj"):
+            assert c[key]["clustered_lo"] <= c[key]["mean"] <= c[key]["clustered_hi"]
+    # every problem solved at every k: no power law can be fitted, and the summary says so
+    solved = summarize_pool([full_pool_record(i, 4, 4) for i in range(3)])
+    assert "error" in solved["fits"]["coverage_power_law"]

@@ -6,8 +6,9 @@ number of samples and is modelled by an exponentiated power law::
 
     coverage(k) = exp(a * k**b),   a < 0, b < 0
 
-(coverage rises towards 1 as ``k`` grows). :func:`fit_coverage` fits it by ordinary
-least squares on the linearised form ``log(-log coverage) = log(-a) + b log k``;
+(coverage rises towards 1 as ``k`` grows). :func:`fit_coverage` fits it by least
+squares on the coverage scale, started from the ordinary least squares fit of the
+linearised form ``log(-log coverage) = log(-a) + b log k``;
 :func:`fit_log_linear` fits ``rate = intercept + slope * log10(tokens)``. Both come with
 :func:`bootstrap_fit`, which resamples problems (rows of a per-problem matrix such as
 :func:`samplescale.analysis.pools.pass_matrix`) to give percentile intervals for the
@@ -19,11 +20,13 @@ measured point (``benchmarks/RESULTS.md`` (k)). No I/O.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import optimize
 
 from samplescale.errors import ConfigError, check_confidence, check_int
 
@@ -97,9 +100,11 @@ def _points(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 def fit_coverage(ks: ArrayLike, coverage: ArrayLike) -> Fit:
     """Fit ``coverage(k) = exp(a * k**b)`` (Brown et al. 2024) to a measured curve.
 
-    Ordinary least squares of ``log(-log y)`` on ``log k``: slope ``b``, intercept
-    ``log(-a)``. Points with coverage exactly 0 or 1 have no finite transform and are
-    left out (the fit needs 2 or more of the others).
+    Least squares on the coverage scale (:func:`scipy.optimize.curve_fit`, ``a <= 0``,
+    ``b <= 0``), started from the ordinary least squares of ``log(-log y)`` on ``log k``
+    (slope ``b``, intercept ``log(-a)``). The linearised fit alone weights points near
+    coverage 1 far too much (``log(-log y)`` diverges there); the start uses only points
+    with coverage strictly inside (0, 1) (2 or more are needed), the final fit all.
 
     Parameters
     ----------
@@ -121,12 +126,20 @@ def fit_coverage(ks: ArrayLike, coverage: ArrayLike) -> Fit:
     """
     xs, ys = _points(ks, coverage)
     keep = (ys > 0) & (ys < 1)
-    xs, ys = xs[keep], ys[keep]
-    if np.unique(xs).size < 2:
+    if np.unique(xs[keep]).size < 2:
         raise ConfigError("fit_coverage needs coverage strictly inside (0, 1) at 2 or more "
                           "distinct k (all solved or none solved cannot be fitted)")
-    slope, intercept = np.polyfit(np.log(xs), np.log(-np.log(ys)), 1)
-    a, b = -math.exp(float(intercept)), float(slope)
+    slope, intercept = np.polyfit(np.log(xs[keep]), np.log(-np.log(ys[keep])), 1)
+    start = (-math.exp(float(intercept)), min(float(slope), 0.0))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            (a, b), _ = optimize.curve_fit(
+                coverage_power_law, xs, ys, p0=start, bounds=([-np.inf, -np.inf], [0.0, 0.0])
+            )
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"the power-law fit did not converge: {exc}") from exc
+    a, b = float(a), float(b)
     rmse = float(np.sqrt(np.mean((coverage_power_law(xs, a, b) - ys) ** 2)))
     return Fit("power_law", {"a": a, "b": b}, xs.tolist(), ys.tolist(), rmse)
 
