@@ -45,3 +45,45 @@ def scaling_figure(summary: dict[str, Any], title: str = "") -> Figure:
     fig.suptitle(title or f"{summary['problems']} problems, N = {summary['n']}")
     fig.tight_layout()
     return fig
+
+
+def compare_figure(points: list[Any], front: list[Any], axis: str, label: str) -> Figure:
+    """Accuracy against compute: each run's maj@k or strategy points joined in cost order,
+    its greedy point as a square (error bars: 95% clustered intervals), and the Pareto
+    front as a dashed step line.
+
+    Parameters
+    ----------
+    points, front : list of samplescale.comparison.Point
+        All points, and those on the Pareto front (:func:`samplescale.comparison.pareto_front`).
+    axis : str
+        The cost axis (a key of :data:`samplescale.comparison.AXES`).
+    label : str
+        The x axis label.
+    """
+    fig, ax = plt.subplots(figsize=(8, 5))
+    runs = sorted({p.run for p in points})
+    for run in runs:
+        mine = sorted((p for p in points if p.run == run and p.x(axis) is not None),
+                      key=lambda p: p.x(axis))
+        color = None
+        for greedy, marker, suffix in ((False, "o", ""), (True, "s", " greedy")):
+            part = [p for p in mine if (p.method == "greedy") == greedy]
+            if not part:
+                continue
+            err = [[p.accuracy - p.lo for p in part], [p.hi - p.accuracy for p in part]]
+            bars = ax.errorbar([p.x(axis) for p in part], [p.accuracy for p in part], yerr=err,
+                               marker=marker, capsize=3, label=run + suffix, color=color,
+                               linestyle="none" if greedy else "-")
+            color = bars.lines[0].get_color()
+    if front:
+        ax.step([p.x(axis) for p in front], [p.accuracy for p in front], where="post",
+                color="black", linestyle="--", linewidth=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("accuracy (maj@k, greedy, strategy)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig
