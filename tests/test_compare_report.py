@@ -102,3 +102,103 @@ def test_compare_refuses_a_directory_without_results(tmp_path: Path, capsys) -> 
     (tmp_path / "empty").mkdir()
     assert main(["compare", str(tmp_path / "empty")]) == 2
     assert "holds no results.jsonl" in capsys.readouterr().err
+
+
+HOSTILE = '<script>document.title="pwned"</script><img src=x onerror="alert(1)">'
+
+
+def _report(tmp_path: Path, runs: tuple[Path, Path]) -> Path:
+    pool, strat = runs
+    # a hostile question and answer: the report must show them as text
+    recs = [json.loads(line) for line in (pool / "results.jsonl").read_text().splitlines()]
+    recs[3]["question"] = HOSTILE
+    recs[3]["samples"][7]["answer"] = HOSTILE  # a wrong sample: a class of its own
+    recs[3]["labels"][7] = 2
+    (pool / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = tmp_path / "report.html"
+    assert main(["report", str(pool), str(strat), "-o", str(out)]) == 0
+    return out
+
+
+class _Page(__import__("html.parser").parser.HTMLParser):
+    """What a person sees: visible problem rows, the shown count, scripts, images, title."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict] = []
+        self.scripts = 0
+        self.images: list[str] = []
+        self.title = ""
+        self.shown: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and a.get("class") == "problem":
+            self.rows.append({"hidden": "hidden" in a, "text": ""})
+            self._in = "row"
+        elif tag == "script":
+            self.scripts += 1
+        elif tag == "img":
+            self.images.append(a.get("src", ""))
+        elif tag == "title":
+            self._in = "title"
+        elif tag == "span" and a.get("class") == "shown":
+            self._in = "shown"
+
+    def handle_endtag(self, tag):
+        if tag in ("tr", "title", "span"):
+            self._in = None
+
+    def handle_data(self, data):
+        if self._in == "row":
+            self.rows[-1]["text"] += data
+        elif self._in == "title":
+            self.title += data
+        elif self._in == "shown":
+            self.shown.append(data)
+
+
+@pytest.mark.slow
+def test_report_is_self_contained_and_escaped(runs, tmp_path: Path) -> None:
+    """The static file, read with a real HTML parser."""
+    page = _Page()
+    page.feed(_report(tmp_path, runs).read_text())
+    assert page.scripts == 1  # only the search box's filter
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert len(page.rows) == 20  # 10 problems in each of the two runs
+    assert any(HOSTILE in r["text"] for r in page.rows)  # shown as text, not markup
+    assert page.title == "samplescale report: pool, bon"
+
+
+CHROMIUM = next((b for b in ("chromium", "chromium-browser", "google-chrome")
+                 if __import__("shutil").which(b)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None and not __import__("os").environ.get("CI"),
+                    reason="no chromium here (scripts/setup.sh --dev installs it as root)")
+def test_report_in_a_headless_browser(runs, tmp_path: Path) -> None:
+    """Chromium loads the report with ?q=p3: the search script hides every problem row but
+    p3's (in both runs), the count reads 1, the hostile text did not run (the title is
+    unchanged) and a screenshot renders."""
+    import subprocess
+
+    assert CHROMIUM is not None, "CI must have chromium (scripts/setup.sh --dev)"
+    out = _report(tmp_path, runs)
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--dump-dom", f"{out.as_uri()}?q=p3"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    page = _Page()
+    page.feed(dom)
+    visible = [r["text"] for r in page.rows if not r["hidden"]]
+    assert len(page.rows) == 20 and len(visible) == 2
+    assert all(t.startswith("p3") for t in visible)
+    assert page.shown == ["1", "1"]
+    assert page.title == "samplescale report: pool, bon"
+    assert HOSTILE in visible[0]
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, "--window-size=1200,3000", f"--screenshot={shot}", out.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 50_000

@@ -47,13 +47,14 @@ def add_compare_parser(sub: Any) -> None:
                    help="write compare.png and compare.json there")
 
 
-def _prices(args: argparse.Namespace, runs: list[Run]) -> list[dict[str, float | None]]:
+def prices_per_run(args: argparse.Namespace, count: int) -> list[dict[str, float | None]]:
+    """The cost arguments of each of ``count`` runs (``--params`` once or once per run)."""
     params = args.params or [None]
-    if len(params) not in (1, len(runs)):
-        raise ConfigError(f"--params must be given once or once per run ({len(runs)}), "
+    if len(params) not in (1, count):
+        raise ConfigError(f"--params must be given once or once per run ({count}), "
                           f"got {len(params)} values")
     if len(params) == 1:
-        params = params * len(runs)
+        params = params * count
     return [{"params": p, "price_prompt": args.price_prompt,
              "price_completion": args.price_completion} for p in params]
 
@@ -63,7 +64,7 @@ def compare_runs(
 ) -> tuple[list[Run], list[Point], list[Point], list[tuple[str, str, Any]]]:
     """Load the runs and compute their points, Pareto front and paired tests."""
     runs = load_runs(args.runs)
-    prices = _prices(args, runs)
+    prices = prices_per_run(args, len(runs))
     points = [p for run, pr in zip(runs, prices)
               for p in run_points(run.name, run.records, run.kind, **pr)]
     if args.axis != "tokens" and all(p.x(args.axis) is None for p in points):

@@ -87,3 +87,53 @@ def compare_figure(points: list[Any], front: list[Any], axis: str, label: str) -
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def data_uri(fig: Figure, dpi: int = 100) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI (for self-contained HTML); the
+    figure is closed."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def fit_figure(
+    ks: list[int], measured: list[float], fit: Any, extrapolation: list[dict[str, float]]
+) -> Figure:
+    """Measured pass@k against k with the fitted exp(a k^b) curve continued to the
+    furthest extrapolation, whose 95% bootstrap intervals are drawn as error bars.
+
+    Parameters
+    ----------
+    ks, measured : list
+        The measured curve (mean pass@k over problems at each k).
+    fit : samplescale.analysis.scaling.Fit
+        The power-law fit.
+    extrapolation : list of dict
+        ``{"k", "value", "lo", "hi"}`` per extrapolated k.
+    """
+    import numpy as np
+
+    top = max([*ks, *(e["k"] for e in extrapolation)])
+    grid = np.geomspace(1, top, 200)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ks, measured, "o", label="measured pass@k")
+    ax.plot(grid, fit.predict(grid), "-", label=f"exp(a k^b): a={fit.params['a']:.2f}, "
+            f"b={fit.params['b']:.2f}")
+    if extrapolation:
+        ax.errorbar([e["k"] for e in extrapolation], [e["value"] for e in extrapolation],
+                    yerr=[[e["value"] - e["lo"] for e in extrapolation],
+                          [e["hi"] - e["value"] for e in extrapolation]],
+                    fmt="s", capsize=4, label="extrapolated (95% bootstrap)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples)")
+    ax.set_ylabel("coverage (pass@k)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig
