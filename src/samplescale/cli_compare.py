@@ -7,15 +7,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from samplescale.analysis.compute import AXES
 from samplescale.cli_runs import Run, load_runs
-from samplescale.comparison import AXES, Point, pairwise, pareto_front, run_points
 from samplescale.errors import ConfigError
+
+if TYPE_CHECKING:
+    from samplescale.comparison import Point
 
 
 def add_cost_args(p: argparse.ArgumentParser) -> None:
@@ -63,6 +65,10 @@ def compare_runs(
     args: argparse.Namespace,
 ) -> tuple[list[Run], list[Point], list[Point], list[tuple[str, str, Any]]]:
     """Load the runs and compute their points, Pareto front and paired tests."""
+    import numpy as np
+
+    from samplescale.comparison import pairwise, pareto_front, run_points
+
     runs = load_runs(args.runs)
     prices = prices_per_run(args, len(runs))
     points = [p for run, pr in zip(runs, prices)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from samplescale.analysis.compute import Cost, cost_per_problem
+from samplescale.analysis.compute import AXES, Cost, cost_per_problem
 from samplescale.analysis.paired import PairedResult, compare_paired
 from samplescale.analysis.pools import correct_vector, maj_matrix, pool_size
 from samplescale.analysis.small_sample import clustered_interval
@@ -36,13 +36,6 @@ __all__ = ["AXES", "Point", "headline", "pairwise", "pareto_front", "run_points"
 
 Record = dict[str, Any]
 Kind = Literal["pool", "strategy"]
-AXES = {
-    "tokens": "generated tokens per problem",
-    "total_tokens": "prompt + generated tokens per problem",
-    "flops": "FLOPs per problem (2 x parameters x tokens)",
-    "dollars": "dollars per problem",
-    "time": "wall seconds per problem",
-}
 
 
 @dataclass(frozen=True)

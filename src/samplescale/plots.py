@@ -57,7 +57,7 @@ def compare_figure(points: list[Any], front: list[Any], axis: str, label: str) -
     points, front : list of samplescale.comparison.Point
         All points, and those on the Pareto front (:func:`samplescale.comparison.pareto_front`).
     axis : str
-        The cost axis (a key of :data:`samplescale.comparison.AXES`).
+        The cost axis (a key of :data:`samplescale.analysis.compute.AXES`).
     label : str
         The x axis label.
     """

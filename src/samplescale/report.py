@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from samplescale.analysis.compute import AXES
 from samplescale.analysis.pools import maj_matrix, pass_matrix, pool_size
 from samplescale.analysis.scaling import Fit
 from samplescale.analysis.verifier import (
@@ -31,7 +32,7 @@ from samplescale.analysis.verifier import (
     optimal_n,
     verifier_rates,
 )
-from samplescale.comparison import AXES, pairwise, pareto_front, run_points
+from samplescale.comparison import pairwise, pareto_front, run_points
 from samplescale.summary import summarize_pool, summarize_strategy
 
 __all__ = ["render_report"]
@@ -145,7 +146,7 @@ def render_report(
     seed : int
         Seed of the bootstraps and posterior draws.
     axis : str
-        Compute axis of the comparison (a key of :data:`samplescale.comparison.AXES`).
+        Compute axis of the comparison (a key of :data:`samplescale.analysis.compute.AXES`).
     prices : sequence of dict, optional
         Per run, ``params`` / ``price_prompt`` / ``price_completion`` for the costs.
 

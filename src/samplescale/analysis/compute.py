@@ -19,7 +19,15 @@ from typing import Any
 
 from samplescale.errors import ConfigError
 
-__all__ = ["Cost", "cost_per_problem"]
+__all__ = ["AXES", "Cost", "cost_per_problem"]
+
+AXES = {  # the cost axes a comparison can use, and their labels
+    "tokens": "generated tokens per problem",
+    "total_tokens": "prompt + generated tokens per problem",
+    "flops": "FLOPs per problem (2 x parameters x tokens)",
+    "dollars": "dollars per problem",
+    "time": "wall seconds per problem",
+}
 
 FIELDS = ("prompt_tokens", "completion_tokens", "model_calls", "scorer_calls", "wall_time_s")
 
