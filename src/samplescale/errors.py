@@ -102,14 +102,25 @@ def check_answers(answers: object, name: str = "answers") -> list[str | None]:
     return items  # type: ignore[return-value]
 
 
-def check_int(value: object, name: str) -> int:
+def check_int(value: object, name: str, minimum: int | None = None) -> int:
     """``value`` as a Python int, else :class:`ConfigError` naming ``name`` (a bool or a
-    float such as ``2.0`` is refused)."""
+    float such as ``2.0`` is refused); with ``minimum``, also refused below it."""
     import numbers
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_rng(rng: object) -> None:
+    """:class:`ConfigError` unless ``rng`` is a ``numpy.random.Generator`` (randomness is
+    an argument, DESIGN.md)."""
+    import numpy as np
+
+    if not isinstance(rng, np.random.Generator):
+        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
 
 
 def check_confidence(confidence: object, name: str = "confidence") -> float:

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from samplescale.errors import ConfigError, check_confidence, check_int
+from samplescale.errors import ConfigError, check_confidence, check_int, check_rng
 
 __all__ = [
     "as_values",
@@ -237,11 +237,8 @@ def bootstrap_interval(
     """
     arr = as_values(values)
     conf = check_confidence(confidence)
-    n_resamples = check_int(n_resamples, "n_resamples")
-    if n_resamples < 1:
-        raise ConfigError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not isinstance(rng, np.random.Generator):
-        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    n_resamples = check_int(n_resamples, "n_resamples", minimum=1)
+    check_rng(rng)
     if np.all(arr == arr[0]):
         v = float(arr[0])
         return v, v

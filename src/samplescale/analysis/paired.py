@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from samplescale.analysis.intervals import bootstrap_interval
-from samplescale.errors import ConfigError, check_confidence
+from samplescale.errors import ConfigError, check_confidence, check_rng
 
 __all__ = ["PairedResult", "compare_paired", "mcnemar_exact"]
 
@@ -151,8 +151,7 @@ def compare_paired(
     conf = check_confidence(confidence)
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 100:
         raise ConfigError(f"draws must be an integer >= 100, got {draws!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_rng(rng)
     tail = (1.0 - conf) / 2.0
     diff = float(y.mean() - x.mean())
     binary = bool(np.all((x == 0) | (x == 1)) and np.all((y == 0) | (y == 1)))

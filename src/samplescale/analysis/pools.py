@@ -49,6 +49,15 @@ def _ks(records: Sequence[Record], ks: Sequence[int]) -> list[int]:
     return out
 
 
+def _matrix(records: Sequence[Record], ks: Sequence[int], metric: Any) -> np.ndarray:
+    kk = _ks(records, ks)
+    out = np.zeros((len(records), len(kk)))
+    for i, r in enumerate(records):
+        if _ok(r):
+            out[i] = [metric(r, k) for k in kk]
+    return out
+
+
 def pass_matrix(records: Sequence[Record], ks: Sequence[int]) -> np.ndarray:
     """Unbiased pass@k (Chen et al. 2021) of each problem at each k.
 
@@ -65,12 +74,7 @@ def pass_matrix(records: Sequence[Record], ks: Sequence[int]) -> np.ndarray:
         Row ``i`` is problem ``i`` (records' order), column ``j`` is ``ks[j]``; values in
         ``[0, 1]``, 0 for an error record.
     """
-    kk = _ks(records, ks)
-    out = np.zeros((len(records), len(kk)))
-    for i, r in enumerate(records):
-        if _ok(r):
-            out[i] = [pass_at_k(r["n"], r["c"], k) for k in kk]
-    return out
+    return _matrix(records, ks, lambda r, k: pass_at_k(r["n"], r["c"], k))
 
 
 def maj_matrix(records: Sequence[Record], ks: Sequence[int]) -> np.ndarray:
@@ -78,12 +82,7 @@ def maj_matrix(records: Sequence[Record], ks: Sequence[int]) -> np.ndarray:
 
     Same shapes and conventions as :func:`pass_matrix`.
     """
-    kk = _ks(records, ks)
-    out = np.zeros((len(records), len(kk)))
-    for i, r in enumerate(records):
-        if _ok(r):
-            out[i] = [maj_at_k(r["labels"], r["correct_label"], k) for k in kk]
-    return out
+    return _matrix(records, ks, lambda r, k: maj_at_k(r["labels"], r["correct_label"], k))
 
 
 def correct_vector(records: Sequence[Record], *, greedy: bool = False) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize
 
+from samplescale.analysis.scaling import check_curve
 from samplescale.errors import ConfigError
 
 __all__ = ["TTSPMFit", "empirical_saturation", "fit_ttspm", "saturation_budget", "ttspm"]
@@ -79,15 +80,9 @@ def fit_ttspm(ks: ArrayLike, values: ArrayLike) -> TTSPMFit:
         If the shapes differ, a value is not finite or out of range, fewer than 2
         distinct k are given, or the least-squares fit does not converge.
     """
-    xs = np.asarray(ks, dtype=np.float64)
-    ys = np.asarray(values, dtype=np.float64)
-    if xs.ndim != 1 or xs.shape != ys.shape:
-        raise ConfigError(f"ks and values must be 1-D of one length, got {xs.shape} and "
-                          f"{ys.shape}")
-    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
-        raise ConfigError("ks and values must be finite")
-    if np.any(xs < 1) or np.any((ys < 0) | (ys > 1)):
-        raise ConfigError("ks must be >= 1 and values in [0, 1]")
+    xs, ys = check_curve(ks, values)
+    if np.any(xs < 1):
+        raise ConfigError("ks must be >= 1")
     if np.unique(xs).size < 2:
         raise ConfigError("fit_ttspm needs 2 or more distinct k")
     top = float(ys.max())

@@ -28,12 +28,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize
 
-from samplescale.errors import ConfigError, check_confidence, check_int
+from samplescale.errors import ConfigError, check_confidence, check_int, check_rng
 
 __all__ = [
     "BootstrapFit",
     "Fit",
     "bootstrap_fit",
+    "check_curve",
     "coverage_power_law",
     "fit_coverage",
     "fit_log_linear",
@@ -82,7 +83,9 @@ def coverage_power_law(k: ArrayLike, a: float, b: float) -> np.ndarray:
     return np.exp(a * np.power(np.asarray(k, dtype=np.float64), b))
 
 
-def _points(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def check_curve(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """A measured curve as float64 arrays: 1-D of one length, finite, ``x > 0`` (k or
+    tokens) and ``y`` rates in ``[0, 1]``; else :class:`ConfigError`."""
     xs = np.asarray(x, dtype=np.float64)
     ys = np.asarray(y, dtype=np.float64)
     if xs.ndim != 1 or xs.shape != ys.shape:
@@ -124,7 +127,7 @@ def fit_coverage(ks: ArrayLike, coverage: ArrayLike) -> Fit:
         If the shapes differ, values are not finite, ``k <= 0``, a coverage is outside
         ``[0, 1]``, or fewer than 2 distinct k have a coverage strictly inside (0, 1).
     """
-    xs, ys = _points(ks, coverage)
+    xs, ys = check_curve(ks, coverage)
     keep = (ys > 0) & (ys < 1)
     if np.unique(xs[keep]).size < 2:
         raise ConfigError("fit_coverage needs coverage strictly inside (0, 1) at 2 or more "
@@ -169,7 +172,7 @@ def fit_log_linear(tokens: ArrayLike, rate: ArrayLike) -> Fit:
         If the shapes differ, values are not finite, tokens ``<= 0``, a rate is outside
         ``[0, 1]``, or fewer than 2 distinct token counts are given.
     """
-    xs, ys = _points(tokens, rate)
+    xs, ys = check_curve(tokens, rate)
     if np.unique(xs).size < 2:
         raise ConfigError("fit_log_linear needs 2 or more distinct token counts")
     slope, intercept = np.polyfit(np.log10(xs), ys, 1)
@@ -247,11 +250,8 @@ def bootstrap_fit(
         raise ConfigError(f"per_problem must have shape (P, K) with P >= 1 and K = len(x) = "
                           f"{xs.size}, got {mat.shape}")
     conf = check_confidence(confidence)
-    reps = check_int(n_resamples, "n_resamples")
-    if reps < 1:
-        raise ConfigError(f"n_resamples must be >= 1, got {reps}")
-    if not isinstance(rng, np.random.Generator):
-        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    reps = check_int(n_resamples, "n_resamples", minimum=1)
+    check_rng(rng)
     targets = np.asarray(list(predict_at), dtype=np.float64)
     if targets.size and (not np.all(np.isfinite(targets)) or np.any(targets <= 0)):
         raise ConfigError(f"predict_at must be finite values > 0, got {list(predict_at)}")

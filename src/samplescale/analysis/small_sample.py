@@ -228,7 +228,7 @@ def clustered_interval(
     P = 20, 50, 100 in every scenario tried, including one with rare hard problems where
     the CLT interval covered 0.60-0.85; it is conservative (wider than needed) when
     several samples per problem average out noise. Without the cap it is narrower and
-    near nominal (0.94-0.96) when problem difficulty is spread out, but under-covers
+    near nominal (0.93-0.96) when problem difficulty is spread out, but under-covers
     like the CLT interval (0.70 at P = 20) when a few rare hard problems drive the
     variance, because a small benchmark often contains none of them.
 
