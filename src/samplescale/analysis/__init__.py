@@ -13,5 +13,7 @@ One concept per module:
 * :mod:`~samplescale.analysis.paired`: paired comparison of two runs on shared problems;
 * :mod:`~samplescale.analysis.verifier`: verifier TPR / FPR, the best-of-N ceiling and the
   utility-optimal N (Stroebl et al. 2024);
-* :mod:`~samplescale.analysis.compute`: tokens, calls, time, FLOPs and dollars.
+* :mod:`~samplescale.analysis.compute`: tokens, calls, time, FLOPs and dollars;
+* :mod:`~samplescale.analysis.judge`: posterior ranks from LLM-judge scores, with the
+  identifiability warning for three or more levels.
 """
