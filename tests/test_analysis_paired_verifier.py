@@ -121,6 +121,8 @@ def test_cost_per_problem_flops_and_dollars() -> None:
     assert c.dollars == pytest.approx((75 * 0.1 + 200 * 0.4) / 1e6)
     half = c.scaled(0.5)
     assert half.completion_tokens == 100.0 and half.prompt_tokens == 75.0
+    assert half.model_calls == 1.0  # one batched call draws any part of the pool
+    assert c.scaled(1 / 16).scorer_calls == pytest.approx(2 / 16)
     assert half.flops == pytest.approx(2 * 135e6 * 175)
     assert half.dollars == pytest.approx((75 * 0.1 + 100 * 0.4) / 1e6)
     assert cost_per_problem(recs).flops is None

@@ -57,8 +57,10 @@ class Cost:
 
     def scaled(self, fraction: float) -> Cost:
         """The cost of drawing ``fraction`` (k / n) of each pool: completion tokens,
-        calls, seconds and the completions' FLOPs and dollars scale; the prompt, shared
-        by the pool and counted once, does not.
+        scorer calls, seconds and the completions' FLOPs and dollars scale; the prompt,
+        shared by the pool and counted once, does not; model calls scale but stay at
+        least one when the pool needed any (a pool drawn in one batched call is still
+        one call for k samples).
 
         Raises
         ------
@@ -74,7 +76,8 @@ class Cost:
             flops = per_token * (self.prompt_tokens + fraction * self.completion_tokens)
         return Cost(
             self.problems, self.prompt_tokens, fraction * self.completion_tokens,
-            fraction * self.model_calls, fraction * self.scorer_calls,
+            max(fraction * self.model_calls, min(self.model_calls, 1.0)),
+            fraction * self.scorer_calls,
             fraction * self.wall_time_s, flops, self.prompt_dollars,
             None if self.completion_dollars is None else fraction * self.completion_dollars,
         )
