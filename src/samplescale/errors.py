@@ -100,3 +100,37 @@ def check_answers(answers: object, name: str = "answers") -> list[str | None]:
         if a is not None and not isinstance(a, str):
             raise ConfigError(f"{name}[{i}] must be a str or None, got {type(a).__name__} {a!r:.40}")
     return items  # type: ignore[return-value]
+
+
+def check_int(value: object, name: str, minimum: int | None = None) -> int:
+    """``value`` as a Python int, else :class:`ConfigError` naming ``name`` (a bool or a
+    float such as ``2.0`` is refused); with ``minimum``, also refused below it."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_rng(rng: object) -> None:
+    """:class:`ConfigError` unless ``rng`` is a ``numpy.random.Generator`` (randomness is
+    an argument, DESIGN.md)."""
+    import numpy as np
+
+    if not isinstance(rng, np.random.Generator):
+        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def check_confidence(confidence: object, name: str = "confidence") -> float:
+    """A confidence (or credible) level as a float strictly inside ``(0, 1)``, else
+    :class:`ConfigError` naming ``name`` and the range."""
+    import numbers
+
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
+        raise ConfigError(f"{name} must be a number in (0, 1), got {confidence!r}")
+    conf = float(confidence)
+    if not 0.0 < conf < 1.0:  # also rejects nan
+        raise ConfigError(f"{name} must be in (0, 1), got {confidence!r}")
+    return conf

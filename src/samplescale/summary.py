@@ -5,9 +5,17 @@ Estimators (all from ONE pool of N samples per problem):
 * pass@k: the unbiased estimator of Chen et al. (2021) per problem, averaged over problems.
 * maj@k: the exact expectation, over uniformly random k-subsets of the pool, that the
   majority vote of the subset is correct (:func:`samplescale.metrics.maj_at_k`).
-* intervals: 95% Wilson score interval on the mean over problems (treating the sum of
-  per-problem values as successes, conservative for fractional values), and a 95%
-  percentile bootstrap over problems in ``summary.json``.
+* intervals (every rate has all three; ``INTERVALS`` names them): ``lo``/``hi``, the
+  95% Wilson score interval on the mean over problems (treating the sum of per-problem
+  values as successes, conservative for fractional values), the one the eval prints;
+  ``boot_lo``/``boot_hi``, a 95% percentile bootstrap over problems; and
+  ``clustered_lo``/``clustered_hi``, the 95% problem-clustered Jeffreys interval of
+  :func:`samplescale.analysis.small_sample.clustered_interval` (near or above nominal
+  coverage at 20-100 problems, where the bootstrap and CLT intervals are too narrow).
+* fits (pool runs, ``summary["fits"]``): coverage(k) = exp(a k^b) fitted to pass@k at
+  every k = 1..N with a 1000-resample bootstrap over problems and pass@k extrapolated to
+  2N and 10N (Brown et al. 2024); pass@k and maj@k log-linear in generated tokens; the
+  TTSPM saturation budget for a marginal gain of 0.01 per sample (Wang et al. 2025).
 * tokens at k: mean generated tokens per problem to draw k samples (k times the mean
   tokens per sample). Time at k: the pool's wall time scaled by k / N (the N samples are
   decoded together, so this is the cost share of k samples, not the latency of a
@@ -27,9 +35,23 @@ from typing import Any
 
 import numpy as np
 
-from samplescale.metrics import bootstrap_interval, maj_at_k, mean_with_interval, pass_at_k
+from samplescale.analysis.intervals import bootstrap_interval, mean_with_interval
+from samplescale.analysis.pools import pass_matrix
+from samplescale.analysis.saturation import fit_ttspm, saturation_budget
+from samplescale.analysis.scaling import bootstrap_fit, fit_coverage, fit_log_linear
+from samplescale.analysis.small_sample import clustered_interval
+from samplescale.errors import ConfigError
+from samplescale.metrics import maj_at_k, pass_at_k
 
 Record = dict[str, Any]
+
+INTERVALS = {
+    "lo/hi": "95% Wilson score interval over problems (conservative for pass@k, maj@k)",
+    "boot_lo/boot_hi": "95% percentile bootstrap over problems (too narrow below ~100)",
+    "clustered_lo/clustered_hi": "95% problem-clustered Jeffreys interval (Korn-Graubard "
+    "effective sample size, capped at the number of problems)",
+}
+SATURATION_EPSILON = 0.01  # marginal gain per extra sample that no longer pays
 
 
 def k_values(n: int) -> list[int]:
@@ -45,7 +67,8 @@ def k_values(n: int) -> list[int]:
 def _interval(values: Sequence[float], rng: np.random.Generator) -> dict[str, float]:
     out = mean_with_interval(values)
     lo, hi = bootstrap_interval(values, rng=rng)
-    return {**out, "boot_lo": lo, "boot_hi": hi}
+    clo, chi = clustered_interval(values) if len(values) > 1 else (0.0, 1.0)
+    return {**out, "boot_lo": lo, "boot_hi": hi, "clustered_lo": clo, "clustered_hi": chi}
 
 
 def _ran(records: Sequence[Record]) -> list[Record]:
@@ -92,10 +115,11 @@ def summarize_pool(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
     -------
     dict
         ``{"problems", "n", "greedy": {...}, "curve": [{"k", "pass": {...}, "maj": {...},
-        "tokens", "time_s"}, ...], "usage": {...}, "problem_errors": [{"id", "reason"}],
-        "sample_errors"}``; every rate has ``mean``, ``lo``, ``hi`` (Wilson) and
-        ``boot_lo``, ``boot_hi``. With no problem that ran, ``n`` is None and the curve
-        is empty.
+        "tokens", "time_s"}, ...], "fits": {...}, "intervals": INTERVALS, "usage": {...},
+        "problem_errors": [{"id", "reason"}], "sample_errors"}``; every rate has
+        ``mean`` and the intervals named in ``INTERVALS``. With no problem that ran, ``n``
+        is None, the curve is empty and ``fits`` is ``{}``; a fit that cannot be made
+        (e.g. every problem solved at every k) is ``{"error": reason}``.
     """
     rng = np.random.default_rng(seed)
     ran = _ran(records)
@@ -106,8 +130,56 @@ def summarize_pool(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
         "n": n,
         "greedy": _greedy_summary(records, rng),
         "curve": curve,
+        "fits": {} if n is None else fits(records, n, curve, rng),
+        "intervals": INTERVALS,
         "usage": _total_usage(ran),
         **_errors(records),
+    }
+
+
+def _fit_or_error(make: Any) -> dict[str, Any]:
+    try:
+        return dict(make())
+    except ConfigError as exc:
+        return {"error": str(exc)}
+
+
+def fits(
+    records: Sequence[Record], n: int, curve: Sequence[dict[str, Any]], rng: np.random.Generator
+) -> dict[str, Any]:
+    """Scaling fits of a pool run (module docstring): ``{"coverage_power_law",
+    "log_linear_tokens", "saturation"}``, each a dict or ``{"error": reason}``."""
+    ks = list(range(1, n + 1))
+
+    def power_law() -> dict[str, Any]:
+        boot = bootstrap_fit(pass_matrix(records, ks), ks, fit_coverage, rng=rng,
+                             predict_at=[2 * n, 10 * n])
+        return {
+            "a": boot.fit.params["a"], "b": boot.fit.params["b"],
+            "a_interval": boot.params_interval["a"], "b_interval": boot.params_interval["b"],
+            "rmse": boot.fit.rmse, "fitted_k": [1, n], "bootstrap_failed": boot.failed,
+            "extrapolation": [{"k": int(k), **v} for k, v in boot.predictions.items()],
+        }
+
+    tokens = [c["tokens"] for c in curve]
+
+    def log_linear(key: str) -> dict[str, Any]:
+        f = fit_log_linear(tokens, [c[key]["mean"] for c in curve])
+        return {**f.params, "rmse": f.rmse}
+
+    def saturation(key: str) -> dict[str, Any]:
+        f = fit_ttspm([c["k"] for c in curve], [c[key]["mean"] for c in curve])
+        return {"f_max": f.f_max, "p": f.p, "rmse": f.rmse, "epsilon": SATURATION_EPSILON,
+                "budget": saturation_budget(f, SATURATION_EPSILON)}
+
+    return {
+        "coverage_power_law": _fit_or_error(power_law),
+        "log_linear_tokens": {
+            key: _fit_or_error(lambda key=key: log_linear(key)) for key in ("pass", "maj")
+        },
+        "saturation": {
+            key: _fit_or_error(lambda key=key: saturation(key)) for key in ("pass", "maj")
+        },
     }
 
 
@@ -151,6 +223,7 @@ def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, An
         "tokens": _mean([r["usage"]["completion_tokens"] for r in ran]),
         "time_s": _mean([r["usage"]["wall_time_s"] for r in ran]),
         "greedy": _greedy_summary(records, rng),
+        "intervals": INTERVALS,
         "usage": _total_usage(ran),
         **_errors(records),
     }
