@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from samplescale.server.responses import Outcome, extension, usage_body
+from samplescale.server.responses import Outcome, extension, header, usage_body
 
 Kind = Literal["chat", "text"]
 
@@ -31,13 +31,7 @@ def text_pieces(text: str) -> list[str]:
 
 
 def _head(kind: Kind, request_id: str, created: int, model: str) -> dict[str, Any]:
-    chat = kind == "chat"
-    return {
-        "id": f"{'chatcmpl' if chat else 'cmpl'}-{request_id}",
-        "object": "chat.completion.chunk" if chat else "text_completion",
-        "created": created,
-        "model": model,
-    }
+    return header(kind, request_id, created, model, chunk=True)
 
 
 def _choice(kind: Kind, index: int, text: str | None, logprobs: Any = None,

@@ -126,16 +126,21 @@ def extension(outcome: Outcome, request_id: str, candidates: bool) -> dict[str, 
     return body
 
 
+def header(kind: str, request_id: str, created: int, model: str, chunk: bool = False) -> dict[str, Any]:
+    """The ``id``, ``object``, ``created`` and ``model`` fields of a chat (``kind`` "chat")
+    or text completion body, or of a stream chunk (``chunk``)."""
+    chat = kind == "chat"
+    obj = "text_completion" if not chat else "chat.completion.chunk" if chunk else "chat.completion"
+    return {"id": f"{'chatcmpl' if chat else 'cmpl'}-{request_id}", "object": obj,
+            "created": created, "model": model}
+
+
 def _body(
     kind: str, outcome: Outcome, request_id: str, created: int, model: str, candidates: bool,
     choices: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    chat = kind == "chat"
     return {
-        "id": f"{'chatcmpl' if chat else 'cmpl'}-{request_id}",
-        "object": "chat.completion" if chat else "text_completion",
-        "created": created,
-        "model": model,
+        **header(kind, request_id, created, model),
         "choices": choices,
         "usage": usage_body(outcome.usage),
         "samplescale": extension(outcome, request_id, candidates),
