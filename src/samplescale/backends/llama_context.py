@@ -114,3 +114,7 @@ class DecodeContext:
     def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
         """Let sequence ``dst`` share the cells of ``src``'s positions ``[p0, p1)``."""
         self._ll.llama_memory_seq_cp(self._ctx.memory, src, dst, p0, p1)
+
+    def seq_pos_max(self, seq: int) -> int:
+        """The largest position sequence ``seq`` holds (-1 when it holds none)."""
+        return int(self._ll.llama_memory_seq_pos_max(self._ctx.memory, seq))

