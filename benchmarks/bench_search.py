@@ -238,6 +238,7 @@ def record(problem, method, budget, result: Result, scorer_calls, params, start)
         "correct": bool(is_equivalent(result.answer, problem.gold)),
         "generated_tokens": tokens,
         "prompt_tokens": result.usage.prompt_tokens,
+        "cached_prompt_tokens": result.usage.cached_prompt_tokens,
         "model_calls": result.usage.model_calls,
         "scorer_calls": scorer_calls,
         "stop_reason": end.get("stop_reason"),
@@ -282,7 +283,11 @@ def stale_answers(records: list[dict]) -> int:
     for r in records:
         for c in r.get("candidates", ()):
             ok = c["status"] == "ok"
-            got = sample_answer(Sample(text=c["text"], finish_reason=c["finish_reason"])) if ok else None
+            got = (
+                sample_answer(Sample(text=c["text"], finish_reason=c["finish_reason"]))
+                if ok
+                else None
+            )
             stale += got != c["answer"]
     return stale
 
@@ -321,7 +326,13 @@ def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
                     "coverage": sum(map(covered, rs)) / len(rs),
                     "mean_scorer_calls": sum(r["scorer_calls"] or 0 for r in rs) / len(rs),
                     "mean_wall_s": sum(r["wall_s"] for r in rs) / len(rs),
+                    **cost_per_token(rs),
                 }
+            )
+        sc = next((r for r in rows[-len(methods) :] if r["method"] == "self-consistency"), None)
+        for r in rows[-len(methods) :]:
+            r["wall_per_token_vs_sc"] = (
+                r["s_per_generated_token"] / sc["s_per_generated_token"] if sc else None
             )
         for search in (m for m in methods if m in SEARCH):
             for sampling in (m for m in methods if m not in SEARCH):
@@ -361,6 +372,12 @@ def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
             f"{ci:>14}{r['coverage']:>7.2f}{r['mean_generated_tokens']:>8.0f}"
             f"{r['mean_scorer_calls']:>8.1f}"
             f"{r['mean_wall_s']:>10.0f}"
+            f"  prompt computed/token {r['computed_prompt_per_generated_token']:.2f}"
+            + (
+                f"  s/token vs SC {r['wall_per_token_vs_sc']:.2f}x"
+                if r["wall_per_token_vs_sc"]
+                else ""
+            )
         )
     print("paired (same problems): only-search / only-sampling solved, exact McNemar p")
     for q in pairs:
@@ -372,12 +389,40 @@ def summarize(records: list[dict], out: Path, methods: list[str]) -> list[dict]:
     return rows
 
 
+def cost_per_token(rs: list[dict]) -> dict:
+    """Seconds per generated token and prompt tokens computed (not served from the KV
+    cache) per generated token, over the records ``rs`` (records of runs before
+    ``cached_prompt_tokens`` was recorded count every prompt token as computed)."""
+    tokens = max(1, sum(r["generated_tokens"] for r in rs))
+    computed = sum(r["prompt_tokens"] - r.get("cached_prompt_tokens", 0) for r in rs)
+    return {
+        "s_per_generated_token": sum(r["wall_s"] for r in rs) / tokens,
+        "computed_prompt_per_generated_token": computed / tokens,
+        "cached_prompt_share": sum(r.get("cached_prompt_tokens", 0) for r in rs)
+        / max(1, sum(r["prompt_tokens"] for r in rs)),
+    }
+
+
+class WithoutPrefixCache:
+    """A backend with its prefix sessions hidden (``--no-prefix-cache``): every call of a
+    strategy run re-prefills its whole prompt, as before issue 15."""
+
+    def __init__(self, backend: LlamaCppBackend) -> None:
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("prefix_session", "cached_logits_at"):
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
+
 def markdown(rows: list[dict], pairs: list[dict]) -> str:
     """The two tables of RESULTS.md (e): per method and budget, and the paired tests."""
     t = [
         "| budget (generated tokens) | method | problems | accuracy | 95% Wilson CI | coverage "
-        "| mean generated tokens | scorer calls | s / problem |",
-        "|---:|---|---:|---:|---|---:|---:|---:|---:|",
+        "| mean generated tokens | scorer calls | s / problem | prompt tokens computed per "
+        "generated token | s per generated token vs self-consistency |",
+        "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         t.append(
@@ -385,7 +430,9 @@ def markdown(rows: list[dict], pairs: list[dict]) -> str:
             f"{r['correct']}/{r['problems']}"
             f" = {r['accuracy']:.2f} | {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f} | "
             f"{r['coverage']:.2f} | {r['mean_generated_tokens']:.0f} | "
-            f"{r['mean_scorer_calls']:.1f} | {r['mean_wall_s']:.0f} |"
+            f"{r['mean_scorer_calls']:.1f} | {r['mean_wall_s']:.0f} | "
+            f"{r['computed_prompt_per_generated_token']:.2f} | "
+            + (f"{r['wall_per_token_vs_sc']:.2f}x |" if r["wall_per_token_vs_sc"] else "- |")
         )
     t += [
         "",
@@ -469,6 +516,17 @@ def main() -> None:
     ap.add_argument("--sample-tokens", type=int, default=512)
     ap.add_argument("--pool-batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--n-seq-max",
+        type=int,
+        default=16,
+        help="llama.cpp sequences (cached partial solutions and scorer prompts share them)",
+    )
+    ap.add_argument(
+        "--no-prefix-cache",
+        action="store_true",
+        help="re-prefill every prompt of a search (the behaviour before issue 15)",
+    )
     ap.add_argument("--step-tokens", type=int, default=128)
     ap.add_argument("--max-steps", type=int, default=8)
     ap.add_argument("--min-sample-tokens", type=int, default=64)
@@ -494,9 +552,10 @@ def main() -> None:
     pools = {r["id"]: r for r in load_done(out / "pools.jsonl")}
     for pool in pools.values():
         pool["samples"] = [Sample.model_validate(s) for s in pool["samples"]]
-    backend = LlamaCppBackend(
-        args.model or fetch(), n_ctx=8192, n_seq_max=8, n_threads=args.threads
+    llama = LlamaCppBackend(
+        args.model or fetch(), n_ctx=8192, n_seq_max=args.n_seq_max, n_threads=args.threads
     )
+    backend: Any = WithoutPrefixCache(llama) if args.no_prefix_cache else llama
     task = gsm8k(args.data, limit=args.limit)
     search = [m for m in args.methods if m in SEARCH]
     pooled = [m for m in args.methods if m not in SEARCH]

@@ -211,7 +211,12 @@ def test_the_server_streams_an_upstream_live():
             rest = [json.loads(x[6:]) for x in lines if x.startswith("data: {")]
     got += "".join(c["delta"].get("content") or "" for ch in rest for c in ch["choices"])
     assert got == "Seven is 2."
-    assert rest[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    assert rest[-1]["usage"] == {
+        "prompt_tokens": 4,
+        "completion_tokens": 3,
+        "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 def test_collect_gives_the_generation_of_a_stream(own_server):

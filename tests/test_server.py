@@ -493,7 +493,12 @@ def test_cli_serve_over_an_upstream_finishes_in_flight_work_on_sigterm():
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["choices"][0]["message"]["content"] == "The answer is 7."
-    assert body["usage"] == {"prompt_tokens": 6, "completion_tokens": 10, "total_tokens": 16}
+    assert body["usage"] == {
+        "prompt_tokens": 6,
+        "completion_tokens": 10,
+        "total_tokens": 16,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert body["samplescale"]["usage"]["model_calls"] == 2  # upstream ignores n: 2 requests
 
 

@@ -185,7 +185,12 @@ class Usage(BaseModel):
     ----------
     prompt_tokens : int
         Prompt tokens evaluated by the model (a prompt shared by ``n`` parallel samples in
-        one call is counted once, as the OpenAI API does).
+        one call is counted once, as the OpenAI API does), whether computed or served from
+        a cache.
+    cached_prompt_tokens : int
+        Of ``prompt_tokens``, those served from the backend's prefix cache (KV cells kept
+        from an earlier call of the same session) instead of being computed; at most
+        ``prompt_tokens`` (OpenAI's ``prompt_tokens_details.cached_tokens``).
     completion_tokens : int
         Generated tokens over all samples.
     model_calls : int
@@ -199,10 +204,20 @@ class Usage(BaseModel):
 
     model_config = RECORD
     prompt_tokens: int = Field(default=0, ge=0)
+    cached_prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
     model_calls: int = Field(default=0, ge=0)
     scorer_calls: int = Field(default=0, ge=0)
     wall_time_s: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _cached_within_prompt(self) -> Usage:
+        if self.cached_prompt_tokens > self.prompt_tokens:
+            raise ValueError(
+                f"cached_prompt_tokens ({self.cached_prompt_tokens}) must be in "
+                f"[0, prompt_tokens={self.prompt_tokens}]"
+            )
+        return self
 
     @property
     def total_tokens(self) -> int:
@@ -212,6 +227,7 @@ class Usage(BaseModel):
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             model_calls=self.model_calls + other.model_calls,
             scorer_calls=self.scorer_calls + other.scorer_calls,

@@ -38,8 +38,9 @@ class Capabilities(BaseModel):
         ``Prompt.prefix`` (continuing a partial reply, as step-level search does) works
         with chat prompts.
     prefix_caching : bool
-        A prompt prefix computed by one call is reused by later calls (across requests),
-        beyond the ``n`` samples of one call sharing their prompt.
+        A prompt prefix computed by one call is reused by later calls, beyond the ``n``
+        samples of one call sharing their prompt: across requests (a server's automatic
+        prefix cache), or inside a :func:`prefix_session` (:class:`PrefixCaching`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -181,6 +182,50 @@ def replay(gen: Generation) -> Iterator[StreamEvent]:
         if s.text:
             yield TextDelta(index=i, text=s.text)
     yield gen
+
+
+@runtime_checkable
+class PrefixCaching(Protocol):
+    """A backend that keeps computed prefixes in its KV cache between calls of a session.
+
+    Step-level search and SMC call the backend once per step with the prompt plus a
+    partial solution, and score each partial solution with a prompt that shares most of
+    the previous one. Inside ``prefix_session()`` such a backend keeps every call's
+    sequences (prompt and samples) cached and serves the longest token prefix a later call
+    shares with them from the cache, decoding only the rest; resampling or branching a
+    partial solution copies its cached sequence. Sequences are freed when the cache needs
+    room (least recently used first) and all of them when the session ends.
+    ``Usage.cached_prompt_tokens`` reports what was served from the cache.
+
+    Implementations: ``LlamaCppBackend``. A backend without it recomputes every prompt
+    (:func:`prefix_session` does nothing there).
+    """
+
+    def prefix_session(self) -> contextlib.AbstractContextManager[None]:
+        """Keep prefixes cached until the block ends; the same calls in a session give
+        the same results on a fresh backend and after other calls."""
+        ...
+
+    def cached_logits_at(self, tokens: Sequence[int], last: int = 1) -> tuple[np.ndarray, int]:
+        """``LogitsModel.logits_at`` and the number of ``tokens`` served from the cache."""
+        ...
+
+
+def prefix_session(backend: object) -> contextlib.AbstractContextManager[None]:
+    """``backend.prefix_session()`` for a :class:`PrefixCaching` backend, else a block that
+    does nothing (every call recomputes its prompt)."""
+    session = getattr(backend, "prefix_session", None)
+    return session() if callable(session) else contextlib.nullcontext()
+
+
+def scored_logits(model: LogitsModel, tokens: Sequence[int]) -> tuple[np.ndarray, int]:
+    """Next-token logits after ``tokens``, shape (vocab_size,), and how many of ``tokens``
+    a :class:`PrefixCaching` model served from its cache (0 for other models)."""
+    cached = getattr(model, "cached_logits_at", None)
+    if callable(cached):
+        logits, hits = cached(tokens)
+        return logits[0], int(hits)
+    return model.logits_at(tokens)[0], 0
 
 
 @runtime_checkable

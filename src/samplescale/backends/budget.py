@@ -200,6 +200,17 @@ class TokenBudgetBackend:
             If the call's cost does not fit in what is left of ``max_total_tokens``
             (nothing is scored; token-by-token decoders cannot return partial samples).
         """
+        return self.cached_logits_at(tokens, last)[0]
+
+    def cached_logits_at(self, tokens: Sequence[int], last: int = 1) -> tuple[np.ndarray, int]:
+        """:meth:`logits_at`, charged the same, and the number of ``tokens`` the wrapped
+        model served from its prefix cache (0 when it has none).
+
+        Raises
+        ------
+        BudgetSpent
+            As :meth:`logits_at`.
+        """
         with self._lock:
             node, new = self._scored, 0
             for t in tokens:
@@ -216,12 +227,16 @@ class TokenBudgetBackend:
                     "Token-by-token decoders (decoding='priority', kl_sigma) cannot return "
                     "partial samples: raise max_total_tokens or lower n / max_tokens"
                 )
-            logits = self.backend.logits_at(tokens, last)  # type: ignore[attr-defined]
+            inner = getattr(self.backend, "cached_logits_at", None)
+            if callable(inner):
+                logits, cached = inner(tokens, last)
+            else:
+                logits, cached = self.backend.logits_at(tokens, last), 0  # type: ignore[attr-defined]
             self.spent += cost
             node = self._scored
             for t in tokens:
                 node = node.setdefault(int(t), {})
-            return logits
+            return logits, cached
 
     def _charge(self, usage: Usage) -> None:
         self.spent += usage.total_tokens

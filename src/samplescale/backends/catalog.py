@@ -38,7 +38,10 @@ class BackendInfo(NamedTuple):
 _LOCAL = Capabilities(logits=True, seeds=True, parallel_n=True, chat=True, streaming=True)
 
 BACKENDS: dict[str, BackendInfo] = {
-    "llamacpp": BackendInfo(_LOCAL, "llama", "a GGUF file run in-process by llama.cpp (default)"),
+    "llamacpp": BackendInfo(
+        _LOCAL.model_copy(update={"prefix_caching": True}),
+        "llama", "a GGUF file run in-process by llama.cpp (default)",
+    ),
     "openai": BackendInfo(
         Capabilities(
             logits=False, seeds=True, parallel_n=True, chat=True, streaming=True, prefix=False

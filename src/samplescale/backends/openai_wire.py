@@ -58,9 +58,13 @@ def parse_reply(
         raise UpstreamError(
             f"{base_url}: reply lacks 'choices' or 'usage' (got keys {sorted(data)})"
         )
+    details = usage.get("prompt_tokens_details")
     try:
         u = Usage(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_prompt_tokens=int(
+                (details.get("cached_tokens") if isinstance(details, dict) else 0) or 0
+            ),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             model_calls=1,
         )

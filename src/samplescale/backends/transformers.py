@@ -14,6 +14,12 @@ package): the weights are dequantized to float32, so the logits are close to, no
 to, llama.cpp's on the same file (llama.cpp multiplies quantized weights with 8-bit
 activations). Nothing is downloaded: loading is ``local_files_only``.
 
+Prefix caching between calls (:class:`~samplescale.backends.base.PrefixCaching`, what
+step-level search uses on llama.cpp) is not implemented here yet: every call prefills its
+whole prompt, and :func:`~samplescale.backends.base.prefix_session` does nothing. The seam:
+a ``prefix_session`` that keeps each call's ``DynamicCache`` (cropped with ``crop``, copied
+per branch) keyed by token prefix, and a ``cached_logits_at``.
+
 Install with ``scripts/setup.sh --transformers`` (the ``transformers`` extra: torch,
 transformers, gguf, accelerate; the script pins torch's CPU build).
 """

@@ -65,12 +65,14 @@ class Outcome:
     budget: dict[str, Any]
 
 
-def usage_body(usage: Usage) -> dict[str, int]:
-    """The OpenAI ``usage`` object."""
+def usage_body(usage: Usage) -> dict[str, Any]:
+    """The OpenAI ``usage`` object (``prompt_tokens_details.cached_tokens``: prompt tokens
+    served from the KV cache, ``Usage.cached_prompt_tokens``)."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
     }
 
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from samplescale.backends.base import Backend
+from samplescale.backends.base import Backend, prefix_session
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError, check_instance
@@ -198,6 +198,12 @@ class Strategy(ABC):
         Result
             ``usage.wall_time_s`` is the wall time of the whole run (sampling and selection).
 
+        Notes
+        -----
+        The run is one :func:`~samplescale.backends.base.prefix_session` of the backend:
+        on a backend with prefix caching, prompts and partial solutions stay in its KV
+        cache between steps (``usage.cached_prompt_tokens``), and are freed at the end.
+
         Raises
         ------
         ConfigError
@@ -207,8 +213,9 @@ class Strategy(ABC):
         check_run_args(backend, prompt, params, rng)
         p = Prompt.user(prompt) if isinstance(prompt, str) else prompt
         state = self.init(p, params or SamplingParams())
-        while not self.done(state):
-            state, _ = self.step(rng, state, backend)
+        with prefix_session(backend):  # partial solutions stay in the KV cache between steps
+            while not self.done(state):
+                state, _ = self.step(rng, state, backend)
         result = self.finalize(state)
         usage = result.usage.model_copy(update={"wall_time_s": time.perf_counter() - start})
         return result.model_copy(update={"usage": usage})

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from samplescale.backends.base import Backend, LogitsModel
+from samplescale.backends.base import Backend, LogitsModel, scored_logits
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.sampling.functional import log_softmax
@@ -117,9 +117,10 @@ class LabelTokenScorer(ProcessScorer):
 
     def _from_logits(self, model: LogitsModel, judge: Prompt) -> tuple[float, Usage]:
         base = model.tokenize_prompt(judge)
-        logp = log_softmax(np.asarray(model.logits_at(base), dtype=np.float64))[0]
+        logits, cached = scored_logits(model, base)
+        logp = log_softmax(np.asarray(logits, dtype=np.float64))[0]
         pos = float(logp[self._label_id(model, judge, base, self.positive)])
-        usage = Usage(prompt_tokens=len(base), model_calls=1)
+        usage = Usage(prompt_tokens=len(base), cached_prompt_tokens=cached, model_calls=1)
         if self.negative is None:
             return math.exp(pos), usage
         neg = float(logp[self._label_id(model, judge, base, self.negative)])
