@@ -51,6 +51,8 @@ def grammar_text(constraint: Constraint) -> str:
             schema = json.loads(constraint.source)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"constraint json_schema: the schema is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ConfigError("constraint json_schema: the schema is nested too deeply") from None
         if not isinstance(schema, (dict, bool)):
             raise ConfigError(
                 f"constraint json_schema: a schema is a JSON object or boolean, got {type(schema).__name__}"
@@ -79,8 +81,12 @@ def compile_matcher(constraint: Constraint, tokenizer: Any) -> Any:
     matcher = llg.LLMatcher(tokenizer, grammar, log_level=0, limits=limits)
     if matcher.is_error():
         raise ConfigError(f"constraint {constraint.kind}: {_first_line(matcher.get_error())}")
-    if not any(matcher.compute_bitmask()):
-        raise ConfigError(f"constraint {constraint.kind}: no text satisfies it (its language is empty)")
+    probe = matcher.deep_copy()
+    if not any(probe.compute_bitmask()) or probe.is_error():
+        raise ConfigError(
+            f"constraint {constraint.kind}: no text satisfies it over this model's vocabulary "
+            "(no token can start it)"
+        )
     return matcher
 
 

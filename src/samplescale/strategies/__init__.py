@@ -20,6 +20,7 @@ from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.beam_search import BeamSearch
 from samplescale.strategies.best_first import BestFirst
 from samplescale.strategies.best_of_n import BestOfN
+from samplescale.strategies.constrained_smc import ConstrainedSMC
 from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
@@ -37,6 +38,7 @@ __all__ = [
     "BeamSearch",
     "BestFirst",
     "BestOfN",
+    "ConstrainedSMC",
     "FirstStepSelection",
     "Greedy",
     "ParticleFiltering",
@@ -50,6 +52,7 @@ __all__ = [
     "beam_search",
     "best_first",
     "best_of_n",
+    "constrained_smc",
     "first_step_selection",
     "get_strategy",
     "greedy",
@@ -100,3 +103,4 @@ mcts = _runner(MCTS)
 ab_mcts = _runner(ABMCTS)
 particle_filtering = _runner(ParticleFiltering)
 particle_gibbs = _runner(ParticleGibbs)
+constrained_smc = _runner(ConstrainedSMC)
