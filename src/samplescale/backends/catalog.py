@@ -41,7 +41,8 @@ BACKENDS: dict[str, BackendInfo] = {
     "llamacpp": BackendInfo(_LOCAL, "llama", "a GGUF file run in-process by llama.cpp (default)"),
     "openai": BackendInfo(
         Capabilities(
-            logits=False, seeds=True, parallel_n=True, chat=True, streaming=True, prefix=False
+            logits=False, seeds=True, parallel_n=True, chat=True, streaming=True, prefix=False,
+            constraints=True,
         ),
         "(none)",
         "an OpenAI-compatible server (vLLM, SGLang, llama.cpp, samplescale serve) over HTTP",
@@ -68,6 +69,7 @@ FEATURE_NAMES = {
     "prefix": "continuing a partial chat reply (Prompt.prefix)",
     "logprobs": "per-token log-probabilities",
     "streaming": "streaming",
+    "constraints": "constrained generation (a grammar or JSON-schema mask)",
 }
 
 

@@ -61,6 +61,22 @@ def grammar_text(constraint: Constraint) -> str:
     return str(llg.LLMatcher.grammar_from_json_schema(schema, overrides=options))
 
 
+def check_constraint(constraint: Constraint) -> None:
+    """Check ``constraint`` without a vocabulary (syntax, schema keywords, satisfiability
+    that the schema alone decides, resource limits): the check a server makes before it
+    queues a request.
+
+    Raises
+    ------
+    ConfigError
+        Naming the constraint's kind and llguidance's reason.
+    """
+    llg = llguidance()
+    message = llg.LLMatcher.validate_grammar(grammar_text(constraint), None, limits=_limits())
+    if message and not message.startswith("WARNING"):
+        raise ConfigError(f"constraint {constraint.kind}: {_first_line(message)}")
+
+
 def compile_matcher(constraint: Constraint, tokenizer: Any) -> Any:
     """A fresh llguidance ``LLMatcher`` of ``constraint`` over ``tokenizer``'s vocabulary;
     copy it (``deep_copy``) for each sequence.
