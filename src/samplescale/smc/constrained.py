@@ -23,7 +23,6 @@ Semantic Control of Large Language Models via Sequential Monte Carlo" (ICLR).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,10 +31,8 @@ from samplescale.backends.base import LogitsModel
 from samplescale.config import SamplingParams
 from samplescale.constraints.matcher import PrefixMatchers
 from samplescale.errors import ConfigError
-from samplescale.rng import make_rng
-from samplescale.smc import engine
-from samplescale.smc.token import TokenProposal, TokenState, to_sample
-from samplescale.types import Prompt, Result, Usage
+from samplescale.smc.token import TokenState, run_token_smc
+from samplescale.types import Prompt, Result
 
 
 def constrained_smc(
@@ -86,34 +83,12 @@ def constrained_smc(
     """
     if params.constraint is None:
         raise ConfigError("constrained SMC needs params.constraint (a JSON schema, regex or grammar)")
-    start = time.perf_counter()
-    gen = make_rng(params.seed if params.seed is not None else rng)
-    prompt_ids = model.tokenize_prompt(prompt)
     matchers = PrefixMatchers(params.constraint, model.piece, model.is_end, model.vocab_size)
-    proposal = TokenProposal(model, prompt_ids, params, matchers)
 
     def satisfied(states: Sequence[TokenState]) -> list[float]:  # Phi: ended on an end token
         return [-np.inf if s.finish_reason == "length" else 0.0 for s in states]
 
-    system, infos = engine.run(
-        TokenState(), n_particles, proposal, satisfied, gen,
-        resampling=resampling, ess_threshold=ess_threshold, max_steps=params.max_tokens,
-    )
-    samples = tuple(to_sample(model, s, params.max_tokens) for s in system.states)
-    alive = any(system.alive)
-    weights = tuple(float(w) for w in system.weights()) if alive else ()
-    usage = Usage(
-        prompt_tokens=len(prompt_ids),
-        completion_tokens=proposal.tokens,
-        model_calls=proposal.calls,
-        wall_time_s=time.perf_counter() - start,
-    )
-    return Result(
-        strategy="constrained-smc",
-        samples=samples,
-        weights=weights,
-        selected=int(np.argmax(weights)) if alive else None,
-        trace=tuple(infos),
-        usage=usage,
-        log_evidence=system.log_evidence,
+    return run_token_smc(
+        model, prompt, params, n_particles, satisfied, rng=rng, resampling=resampling,
+        ess_threshold=ess_threshold, matchers=matchers, strategy="constrained-smc",
     )

@@ -243,15 +243,37 @@ def token_smc(
         For invalid parameters (see :func:`check_proposal_params` and
         :func:`samplescale.smc.engine.step`).
     """
+    return run_token_smc(
+        model, prompt, params, n_particles, token_potential(potential), rng=rng,
+        resampling=resampling, ess_threshold=ess_threshold,
+    )
+
+
+def run_token_smc(
+    model: LogitsModel,
+    prompt: Prompt,
+    params: SamplingParams,
+    n_particles: int,
+    potential: engine.Potential[TokenState],
+    *,
+    rng: np.random.Generator | int | None,
+    resampling: str,
+    ess_threshold: float,
+    matchers: PrefixMatchers | None = None,
+    strategy: str = "token-smc",
+) -> Result:
+    """The run behind :func:`token_smc` and constrained SMC: a batch ``potential`` over
+    token states, optional constraint ``matchers`` for the proposal, and the Result's
+    ``strategy`` name (arguments and Result as in :func:`token_smc`)."""
     start = time.perf_counter()
     gen = make_rng(params.seed if params.seed is not None else rng)
     prompt_ids = model.tokenize_prompt(prompt)
-    proposal = TokenProposal(model, prompt_ids, params)
+    proposal = TokenProposal(model, prompt_ids, params, matchers)
     system, infos = engine.run(
         TokenState(),
         n_particles,
         proposal,
-        token_potential(potential),
+        potential,
         gen,
         resampling=resampling,
         ess_threshold=ess_threshold,
@@ -267,7 +289,7 @@ def token_smc(
         wall_time_s=time.perf_counter() - start,
     )
     return Result(
-        strategy="token-smc",
+        strategy=strategy,
         samples=samples,
         weights=weights,
         selected=int(np.argmax(weights)) if alive else None,
