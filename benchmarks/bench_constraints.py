@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -68,6 +69,7 @@ class Timed:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cpu_seconds = 0.0  # CPU time of the calling thread (robust to a busy machine)
         self._orig = (M.RowMatchers.allowed, M.RowMatchers.advance)
 
     def __enter__(self) -> Timed:
@@ -75,11 +77,12 @@ class Timed:
 
         def timed(f: Any) -> Any:
             def g(*a: Any, **k: Any) -> Any:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.thread_time()
                 try:
                     return f(*a, **k)
                 finally:
                     self.seconds += time.perf_counter() - t
+                    self.cpu_seconds += time.thread_time() - c
             return g
 
         M.RowMatchers.allowed, M.RowMatchers.advance = timed(allowed), timed(advance)  # type: ignore[method-assign]
@@ -110,9 +113,9 @@ def cost(backend: LlamaCppBackend, n: int, max_tokens: int) -> dict[str, Any]:
         params = free.replace(constraint=constraint)
         backend.generate(prompt, params.replace(n=1, max_tokens=2))  # the vocabulary, cached
         with Timed() as timer:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             g = backend.generate(prompt, params)
-            wall = time.perf_counter() - t
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
         tokens = sum(s.num_tokens for s in g.samples)
         steps = max(s.num_tokens for s in g.samples)
         out[name] = {
@@ -123,6 +126,10 @@ def cost(backend: LlamaCppBackend, n: int, max_tokens: int) -> dict[str, Any]:
             "wall_s": wall,
             "mask_s": timer.seconds,
             "mask_share": timer.seconds / wall,
+            "cpu_s": cpu,
+            "mask_cpu_s": timer.cpu_seconds,
+            "mask_share_cpu": timer.cpu_seconds / cpu,
+            "load_average_1min": os.getloadavg()[0],
             "mask_ms_per_step": 1e3 * timer.seconds / steps,
             "ms_per_step": 1e3 * wall / steps,
             "constrained_tokens_per_s": tokens / wall,
@@ -207,10 +214,10 @@ def bias(backend: LlamaCppBackend, particles: int, runs: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--max-tokens", type=int, default=96)
-    ap.add_argument("--particles", type=int, default=32)
-    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--n", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--particles", type=int, default=16)
+    ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--parts", nargs="+", default=["cost", "bias"])
     args = ap.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -219,6 +226,10 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
 
+    if "bias" in args.parts and "bias | SmolLM2-135M" not in results:
+        backend = LlamaCppBackend(n_ctx=4096)
+        results["bias | SmolLM2-135M"] = bias(backend, args.particles, args.runs)
+        save()
     models = {"SmolLM2-135M": None, "Qwen2.5-Coder-0.5B": QWEN}
     for mname, path in models.items():
         key = f"cost | {mname}"
@@ -226,10 +237,6 @@ def main() -> None:
             backend = LlamaCppBackend(path, n_ctx=4096, n_seq_max=max(4, args.n))
             results[key] = cost(backend, args.n, args.max_tokens)
             save()
-    if "bias" in args.parts and "bias | SmolLM2-135M" not in results:
-        backend = LlamaCppBackend(n_ctx=4096)
-        results["bias | SmolLM2-135M"] = bias(backend, args.particles, args.runs)
-        save()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ the OpenAI HTTP backend passing the schema to an upstream (this server)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -104,3 +105,19 @@ def test_the_openai_backend_passes_the_schema_upstream(url):
     with pytest.raises(ConfigError, match="use a chat prompt"):
         backend.request_body(Prompt(text="q"), SamplingParams(constraint=c))
     backend.close()
+
+
+def test_the_constraint_extension_field_takes_a_regex_on_text_completions(url):
+    regex = r"(Yes|No)\."
+    r = httpx.post(url + "/completions", timeout=120, json={
+        "model": "smol", "prompt": "Is water wet? Answer:", "n": 2, "seed": 1, "max_tokens": 8,
+        "constraint": {"kind": "regex", "source": regex}})
+    assert r.status_code == 200, r.text
+    assert all(re.fullmatch(regex, c["text"]) for c in r.json()["choices"])
+    both = httpx.post(url + "/chat/completions", timeout=30, json={
+        "model": "smol", "messages": ASK, "response_format": {"type": "json_object"},
+        "constraint": {"kind": "regex", "source": "a"}})
+    assert both.status_code == 400 and both.json()["error"]["param"] == "constraint"
+    bad = httpx.post(url + "/completions", timeout=30, json={
+        "model": "smol", "prompt": "q", "constraint": {"kind": "regex", "source": "(a"}})
+    assert bad.status_code == 400 and "invalid regex" in bad.json()["error"]["message"]

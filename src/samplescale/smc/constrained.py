@@ -57,12 +57,8 @@ def constrained_smc(
         no truncation make the proposal exactly the masked model); ``max_tokens`` bounds
         the length; ``params.seed`` (when set) seeds the run; ``params.n`` is not used.
     n_particles : int >= 1
-    rng : Generator or int, optional
-        Randomness when ``params.seed`` is None.
-    resampling : str
-        multinomial, residual, stratified or systematic.
-    ess_threshold : float in [0, 1]
-        Resample when ``ESS <= ess_threshold * N``.
+    rng, resampling, ess_threshold
+        As in :func:`samplescale.smc.token.token_smc`.
 
     Returns
     -------
