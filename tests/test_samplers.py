@@ -149,7 +149,10 @@ def test_pipeline_order_is_the_documented_one():
         epsilon=0.001,
         eta=0.002,
     )
-    manual = P.apply_penalties(x, hist, 1.3, 0.2, 0.1)
+    allowed = rng.random(x.shape) < 0.8  # a constraint's mask, applied first
+    allowed[:, 0] = True
+    manual = np.where(allowed, x, -np.inf)
+    manual = P.apply_penalties(manual, hist, 1.3, 0.2, 0.1)
     manual = F.top_k(manual, 30)
     manual = T.top_n_sigma(manual, 2.0)
     manual = T.typical_p(manual, 0.95)
@@ -158,8 +161,9 @@ def test_pipeline_order_is_the_documented_one():
     manual = T.epsilon_cutoff(manual, 0.001)
     manual = T.eta_cutoff(manual, 0.002)
     manual = F.temperature(manual, 0.7)
-    np.testing.assert_array_equal(pipeline.process(x, params, hist), manual)
+    np.testing.assert_array_equal(pipeline.process(x, params, hist, 0, allowed), manual)
     assert pipeline.ORDER == (
+        "constraint",
         "penalties",
         "top_k",
         "top_n_sigma",

@@ -10,7 +10,7 @@ import pytest
 
 from samplescale.aggregate import argmax, cluster, vote
 from samplescale.backends.fake import ScriptedBackend, ToyLM
-from samplescale.config import SamplingParams
+from samplescale.config import Constraint, SamplingParams
 from samplescale.errors import ConfigError, UnknownNameError
 from samplescale.strategies import (
     STRATEGIES,
@@ -163,6 +163,8 @@ def _configured(name: str):
     """The strategy with defaults, plus a deterministic process scorer where it takes one
     (the fake backends cannot serve the default P(True) scorer)."""
     cls = STRATEGIES.get(name)
+    if name == "constrained-smc":  # the toy LM's strings "1", "22", "333"
+        return get_strategy(name, constraint=Constraint(kind="regex", source="1|22|333"))
     fields = {f.name for f in dataclasses.fields(cls)}
     if name in SAMPLING_STRATEGIES or "scorer" not in fields:
         return get_strategy(name)
@@ -193,6 +195,10 @@ def test_contract_every_strategy_every_fake_backend(name, backend_kind):
         return ScriptedBackend(["The answer is 2", "so 3", RuntimeError("boom"), "The answer is 2"])
 
     params = SamplingParams(n=4, seed=5, max_tokens=6)
+    if name == "constrained-smc" and backend_kind == "scripted":  # it needs logits
+        with pytest.raises(ConfigError, match="constrained-smc needs a backend with logits"):
+            _configured(name).run(make(), Prompt(text="q"), params)
+        return
     r = _configured(name).run(make(), Prompt(text="q"), params)
     assert isinstance(r, Result) and r.strategy == name
     assert len(r.samples) >= 1 and len(r.answers) == len(r.samples)

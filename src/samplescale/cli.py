@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import operator
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,15 @@ from pydantic_core import to_json
 
 from samplescale.cli_backend import add_backend_args, check_run, make_backend
 from samplescale.cli_compare import add_compare_parser, cmd_compare
+from samplescale.cli_constraint import add_constraint_args, with_constraint
 from samplescale.cli_model import n_threads
 from samplescale.cli_report import add_report_parser, cmd_report
 from samplescale.cli_serve import add_serve_parser, cmd_serve
 from samplescale.config import SamplingParams, valid_range
 from samplescale.errors import ConfigError, SamplescaleError
+from samplescale.strategies.voting import SelfConsistency
 from samplescale.types import Prompt
+from samplescale.verifiers.structured import constrained_answer
 
 DEFAULT_TEMPERATURE = 0.8
 SHOWN_SAMPLES = 8  # samples generate prints when no answer was found
@@ -177,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="text file with a source document the answer should be grounded in",
     )
     _sampling_args(gen, ("-n", "--n"), 8)
+    add_constraint_args(gen)
     gen.add_argument(
         "--json",
         action="store_true",
@@ -295,12 +300,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
 
-    strategy = _strategy(
-        "self-consistency" if args.strategy is None else args.strategy, args.option
-    )
+    params = with_constraint(_params(args), args)  # validated before the model loads
+    if params.constraint is not None and args.strategy is None and not args.option:
+        # constrained text has no math answer to read: vote on the (parsed) text itself
+        strategy = SelfConsistency(
+            extract=constrained_answer(params.constraint), equivalent=operator.eq
+        )
+    else:
+        strategy = _strategy(
+            "self-consistency" if args.strategy is None else args.strategy, args.option
+        )
     if not args.prompt.strip():
         raise ConfigError("prompt must not be empty")
-    params = _params(args)  # validated before the model loads
     n_threads(args)
     try:
         grounding = args.grounding.read_text(encoding="utf-8") if args.grounding else None

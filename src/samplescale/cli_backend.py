@@ -158,6 +158,10 @@ def check_run(args: argparse.Namespace, params: SamplingParams, strategy: Any) -
         require(name, caps, "logits", "kl_sigma (KL-guided temperature)")
     if getattr(args, "draft_model", None) is not None:
         require(name, caps, "logits", "--draft-model (speculative sampling)")
+    if params.constraint is not None:
+        require(name, caps, "constraints", f"a constraint ({params.constraint.kind})")
+    if getattr(strategy, "name", None) == "constrained-smc":
+        require(name, caps, "logits", "strategy 'constrained-smc'")
     if isinstance(strategy, (TreeSearch, ParticleFiltering)):
         label = f"strategy {strategy.name!r}"
         if getattr(strategy, "scorer", None) in (None, "p-true"):

@@ -33,6 +33,43 @@ MAX_TOP_K = 2**31 - 1  # more than any vocabulary; the bound only refuses nonsen
 MAX_SEED = 2**63 - 1  # a signed 64-bit integer, as every engine's seed field
 
 
+class Constraint(BaseModel):
+    """What the generated text must match (constrained generation).
+
+    The backend allows at each step only the tokens that keep the text a prefix of a string
+    in the constraint's language (a token mask, :mod:`samplescale.constraints`), and only
+    end-of-generation tokens once the text is complete and nothing more can follow.
+
+    Attributes
+    ----------
+    kind : {"json_schema", "json_object", "regex", "grammar"}
+        ``json_schema``: a JSON value valid under the JSON Schema in ``source``;
+        ``json_object``: any JSON object (``source`` empty); ``regex``: a string fully
+        matching the regular expression ``source`` (Rust ``regex`` syntax, as Python's
+        for common patterns); ``grammar``: a string of the Lark grammar ``source``
+        (llguidance's Lark dialect; rule ``start``; also ``%json`` and regex terminals).
+    source : str
+        The schema (JSON text), pattern or grammar; at most 1,000,000 characters.
+    strict : bool
+        For ``json_schema``: True (OpenAI's ``strict``) makes a schema keyword that cannot
+        be enforced an error, so every complete output validates; False ignores such
+        keywords (the output then follows the rest of the schema only).
+    """
+
+    model_config = FROZEN
+
+    kind: Literal["json_schema", "json_object", "regex", "grammar"]
+    source: str = Field(default="", max_length=1_000_000)
+    strict: bool = True
+
+    @model_validator(mode="after")
+    def _source_given(self) -> Constraint:
+        if (self.kind == "json_object") != (self.source == ""):
+            want = "empty" if self.kind == "json_object" else "non-empty"
+            raise ValueError(f"constraint source must be {want} for kind {self.kind!r}")
+        return self
+
+
 class SamplingParams(BaseModel):
     """How each token of each sample is drawn, and how many samples.
 
@@ -102,6 +139,12 @@ class SamplingParams(BaseModel):
         streams spawned from it, so they are i.i.d. and the same seed gives the same n-tuple.
     n : int
         Number of samples to draw for the prompt. Valid: [1, 100_000].
+    constraint : Constraint or None
+        Constrained generation: every sample is a prefix of a string the constraint
+        accepts (a whole one unless ``max_tokens`` or a stop string cut it). The mask is
+        applied first, before the penalties and truncations
+        (:mod:`samplescale.sampling.pipeline`). Needs a backend whose capabilities say
+        ``constraints``. ``None``: unconstrained.
     """
 
     model_config = FROZEN
@@ -131,6 +174,7 @@ class SamplingParams(BaseModel):
     stop: tuple[str, ...] = ()
     seed: int | None = Field(strict=True, default=None, ge=0, le=MAX_SEED)
     n: int = Field(strict=True, default=1, ge=1, le=100_000)
+    constraint: Constraint | None = None
 
     @field_validator("stop")
     @classmethod
@@ -147,6 +191,9 @@ class SamplingParams(BaseModel):
             raise ValueError(
                 f"kl_sigma works with decoding='independent', got decoding={self.decoding!r}"
             )
+        if self.constraint is not None and (self.kl_sigma is not None or self.decoding == "priority"):
+            what = "kl_sigma" if self.kl_sigma is not None else "decoding='priority'"
+            raise ValueError(f"constraint does not work with {what} (its decoder has no mask)")
         return self
 
     def replace(self, **changes: Any) -> SamplingParams:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from samplescale.config import SamplingParams
 from samplescale.errors import BackendError
@@ -41,6 +41,11 @@ class Capabilities(BaseModel):
         A prompt prefix computed by one call is reused by later calls, beyond the ``n``
         samples of one call sharing their prompt: across requests (a server's automatic
         prefix cache), or inside a :func:`prefix_session` (:class:`PrefixCaching`).
+    constraints : bool
+        ``SamplingParams.constraint`` is honoured (constrained generation). Defaults to
+        ``logits``: every backend that samples with the pipeline masks through it
+        (:func:`samplescale.backends.decoding.decode_rows`); a backend without logits says
+        so itself (e.g. one that passes the constraint to an upstream server).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,6 +57,14 @@ class Capabilities(BaseModel):
     logprobs: bool = True
     prefix: bool = True
     prefix_caching: bool = False
+    constraints: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _constraints_with_logits(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "constraints" not in data:
+            return {**data, "constraints": bool(data.get("logits", False))}
+        return data
 
 
 @runtime_checkable

@@ -44,7 +44,8 @@ BACKENDS: dict[str, BackendInfo] = {
     ),
     "openai": BackendInfo(
         Capabilities(
-            logits=False, seeds=True, parallel_n=True, chat=True, streaming=True, prefix=False
+            logits=False, seeds=True, parallel_n=True, chat=True, streaming=True, prefix=False,
+            constraints=True,
         ),
         "(none)",
         "an OpenAI-compatible server (vLLM, SGLang, llama.cpp, samplescale serve) over HTTP",
@@ -71,6 +72,7 @@ FEATURE_NAMES = {
     "prefix": "continuing a partial chat reply (Prompt.prefix)",
     "logprobs": "per-token log-probabilities",
     "streaming": "streaming",
+    "constraints": "constrained generation (a grammar or JSON-schema mask)",
 }
 
 

@@ -7,8 +7,9 @@ from collections.abc import Callable, Generator, Sequence
 
 import numpy as np
 
-from samplescale.backends.base import TextDelta
+from samplescale.backends.base import Capabilities, TextDelta
 from samplescale.config import SamplingParams
+from samplescale.constraints.matcher import RowMatchers
 from samplescale.errors import ConfigError
 from samplescale.sampling import pipeline
 from samplescale.sampling.arithmetic import ArithmeticCodes
@@ -143,6 +144,21 @@ def check_decoding(params: SamplingParams) -> None:
         )
 
 
+def check_constraint(params: SamplingParams, capabilities: Capabilities, backend: str) -> None:
+    """Raise if ``params.constraint`` is set and the backend cannot honour it.
+
+    Raises
+    ------
+    ConfigError
+        Naming the backend, when ``capabilities.constraints`` is False.
+    """
+    if params.constraint is not None and not capabilities.constraints:
+        raise ConfigError(
+            f"the {backend} backend cannot constrain generation (constraint "
+            f"{params.constraint.kind!r}); use a backend with logits (llama.cpp, transformers)"
+        )
+
+
 def decode_rows(
     first_logits: np.ndarray,
     params: SamplingParams,
@@ -155,6 +171,10 @@ def decode_rows(
 ) -> Generator[TextDelta, None, list[Sample]]:
     """The decode loop of a backend with logits: samples ``rows`` decoded together, one
     token of every unfinished sample per step, drawn by :func:`samplescale.sampling.pipeline.sample`.
+
+    With ``params.constraint`` each row has its own matcher
+    (:class:`samplescale.constraints.matcher.RowMatchers`) whose allowed tokens mask the
+    draw; a row whose text is complete may draw only end-of-generation tokens, so it ends.
 
     Parameters
     ----------
@@ -183,8 +203,18 @@ def decode_rows(
     -------
     list of Sample
         The samples of ``rows``, in order.
+
+    Raises
+    ------
+    ConfigError
+        If ``params.constraint`` is invalid or impossible.
+    MissingDependencyError
+        With a constraint, when llguidance (extra ``constraints``) is missing.
     """
     m = len(rows)
+    matchers = None
+    if params.constraint is not None:
+        matchers = RowMatchers(params.constraint, piece, is_end, first_logits.shape[-1], m)
     seqs = [SequenceBuilder(piece, is_end, params.stop, params.max_tokens) for _ in range(m)]
     logits = np.broadcast_to(first_logits, (m, first_logits.shape[-1]))
     active = list(range(m))
@@ -198,10 +228,13 @@ def decode_rows(
             history=[seqs[i].token_ids for i in active],
             position=k,
             codes=None if codes is None else codes.take(picked),
+            allowed=None if matchers is None else matchers.allowed(active),
         )
         if codes is not None:
             assert draw.next_codes is not None  # drawn with codes
             codes.advance(picked, draw.next_codes, draw.sampling_logprobs)
+        if matchers is not None:
+            matchers.advance(active, draw.token_ids.tolist())
         still = []
         for j, i in enumerate(active):
             if not seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j]):

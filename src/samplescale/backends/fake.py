@@ -16,8 +16,14 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
-from samplescale.backends.decoding import SequenceBuilder, check_decoding
+from samplescale.backends.decoding import (
+    SequenceBuilder,
+    check_constraint,
+    check_decoding,
+    decode_rows,
+)
 from samplescale.config import SamplingParams
+from samplescale.constraints.matcher import PrefixMatchers
 from samplescale.errors import ConfigError
 from samplescale.rng import sample_generators
 from samplescale.sampling import functional as F
@@ -111,8 +117,15 @@ class ScriptedBackend:
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
     ) -> Iterator[StreamEvent]:
         """Draw ``params.n`` scripted samples, yielding their text as it is decoded
-        (:class:`~samplescale.backends.base.StreamingBackend`)."""
+        (:class:`~samplescale.backends.base.StreamingBackend`).
+
+        Raises
+        ------
+        ConfigError
+            If ``params.constraint`` is set (scripted replies cannot be constrained).
+        """
         start = time.perf_counter()
+        check_constraint(params, self.capabilities, self.name)
         with self._lock:
             first = self._count
             self._count += params.n
@@ -280,30 +293,18 @@ class ToyLM:
         start: float,
     ) -> Iterator[StreamEvent]:
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
-        seqs = [
-            SequenceBuilder(self.piece, self.is_end, params.stop, params.max_tokens)
-            for _ in range(params.n)
-        ]
-        position = 0
-        while active := [i for i, s in enumerate(seqs) if not s.done]:
-            logits = np.stack([self.next_token_logits(context + seqs[i].token_ids) for i in active])
-            draw = pipeline.sample(
-                logits,
-                params,
-                [gens[i] for i in active],
-                history=[seqs[i].token_ids for i in active],
-                position=position,
-                codes=None if codes is None else codes.take(active),
+        first = self.next_token_logits(context)
+
+        def step(active: list[int], tokens: list[int], k: int) -> np.ndarray:
+            return self._logits[tokens]  # a bigram model: the last token is the state
+
+        samples = tuple(
+            (
+                yield from decode_rows(
+                    first, params, gens, range(params.n), codes, self.piece, self.is_end, step
+                )
             )
-            if codes is not None:
-                assert draw.next_codes is not None  # drawn with codes
-                codes.advance(active, draw.next_codes, draw.sampling_logprobs)
-            for j, i in enumerate(active):
-                seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j])
-                if delta := seqs[i].take_delta():
-                    yield TextDelta(index=i, text=delta)
-            position += 1
-        samples = tuple(s.to_sample() for s in seqs)
+        )
         usage = Usage(
             prompt_tokens=len(prompt_text(prompt)),
             completion_tokens=sum(s.num_tokens for s in samples),
@@ -318,8 +319,10 @@ class ToyLM:
         Enumerates all sequences up to ``params.max_tokens`` tokens (ending in ``<eos>`` or
         at the length limit) under the processed next-token distribution of ``params`` at
         each step (with that sequence's history for the penalties and its position for
-        FIRE). Stop strings are not applied; ``decoding`` does not matter (arithmetic and
-        independent sampling have the same per-sample law).
+        FIRE), masked by ``params.constraint`` when given (the law of masked sampling, not
+        the model conditioned on the constraint). Stop strings are not applied;
+        ``decoding`` does not matter (arithmetic and independent sampling have the same
+        per-sample law).
 
         Returns
         -------
@@ -327,13 +330,18 @@ class ToyLM:
             Token-id tuple -> probability; the values sum to 1.
         """
         out: dict[tuple[int, ...], float] = {}
+        prefixes = None
+        if params.constraint is not None:
+            prefixes = PrefixMatchers(params.constraint, self.piece, self.is_end, self.vocab_size)
 
         def visit(seq: tuple[int, ...], p: float) -> None:
             logits = self._logits[seq[-1] if seq else 0]
-            probs = F.softmax(pipeline.process(logits, params, [list(seq)], len(seq)))[0]
+            allowed = None if prefixes is None else prefixes.allowed([seq])
+            processed = pipeline.process(logits, params, [list(seq)], len(seq), allowed)
+            probs = F.softmax(processed)[0]
             for tok in np.flatnonzero(probs > 0):
                 q = p * float(probs[tok])
-                nxt = (*seq, int(tok))
+                nxt = (*seq, int(tok)) if prefixes is None else prefixes.extend(seq, int(tok))
                 if tok == self.EOS or len(nxt) == params.max_tokens:
                     out[nxt] = out.get(nxt, 0.0) + q
                 else:

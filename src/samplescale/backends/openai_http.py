@@ -53,6 +53,7 @@ from samplescale.backends.openai_wire import (
     LogprobsField,
     UpstreamError,
     parse_reply,
+    response_format,
 )
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
@@ -216,7 +217,7 @@ class OpenAIHTTPBackend:
         self._native_n = n_mode != "split"
         self.capabilities = Capabilities(
             logits=False, seeds=True, parallel_n=self._native_n, chat=True, streaming=stream,
-            logprobs=logprobs, prefix=False,
+            logprobs=logprobs, prefix=False, constraints=True,
         )
 
     def close(self) -> None:
@@ -246,11 +247,14 @@ class OpenAIHTTPBackend:
             API cannot express.
         """
         defaults = SamplingParams()
+        fmt = None if params.constraint is None else response_format(params.constraint)
         body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_tokens}
         for name in _ALWAYS:
             body[name] = getattr(params, name)
         sendable = set(_ALWAYS) | OPENAI_MAPPED_FIELDS | set(_OPENAI_OPTIONAL) | set(self.extra_fields)
         for name in SamplingParams.model_fields:
+            if name == "constraint":  # sent as response_format (chat only), below
+                continue
             value = getattr(params, name)
             changed = value != getattr(defaults, name)
             if name not in sendable:
@@ -271,10 +275,17 @@ class OpenAIHTTPBackend:
                     "use a text prompt (Prompt(text=...)) with this backend"
                 )
             body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            if fmt is not None:
+                body["response_format"] = fmt
             if self.logprobs:
                 # top_logprobs: llama-cpp-python's server reports none without it
                 body["logprobs"], body["top_logprobs"] = True, 0
         else:
+            if fmt is not None:
+                raise ConfigError(
+                    "a constraint goes to an OpenAI-compatible server as response_format, "
+                    "a chat-completions field: use a chat prompt (messages)"
+                )
             body["prompt"] = (prompt.text or "") + prompt.prefix
             if self.logprobs:
                 body["logprobs"] = 0

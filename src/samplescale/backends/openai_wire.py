@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal
 
 import httpx
 
-from samplescale.errors import BackendError
+from samplescale.config import Constraint
+from samplescale.errors import BackendError, ConfigError
 from samplescale.types import FinishReason, Sample, Usage
 
 LOGPROB_TOLERANCE = 1e-6  # float noise above 0 that servers report for certain tokens
@@ -166,3 +168,28 @@ def _ids(tokens: list[str]) -> list[int] | None:
             return None
         ids.append(int(tail))
     return ids
+
+
+def response_format(constraint: Constraint) -> dict[str, Any]:
+    """OpenAI's ``response_format`` for a JSON constraint (chat completions).
+
+    Servers that take it: OpenAI (``strict`` honoured), vLLM and SGLang (guided decoding),
+    llama.cpp's ``llama-server``, and ``samplescale serve``; tested here against
+    ``samplescale serve``.
+
+    Raises
+    ------
+    ConfigError
+        For regex and grammar constraints (no OpenAI field carries them).
+    """
+    if constraint.kind == "json_object":
+        return {"type": "json_object"}
+    if constraint.kind == "json_schema":
+        schema = json.loads(constraint.source)
+        return {"type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema, "strict": constraint.strict}}
+    raise ConfigError(
+        f"a {constraint.kind} constraint cannot be sent over the OpenAI API (only JSON "
+        "schemas and JSON objects, as response_format); use a backend with logits "
+        "(llama.cpp, transformers)"
+    )

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from samplescale.backends.base import Capabilities
-from samplescale.backends.decoding import check_decoding
+from samplescale.backends.decoding import check_constraint, check_decoding
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, MissingDependencyError
 from samplescale.types import Generation, Prompt, Sample, Usage
@@ -197,6 +197,7 @@ class VLLMBackend:
         """
         start = time.perf_counter()
         check_decoding(params)
+        check_constraint(params, self.capabilities, self.name)
         kwargs = vllm_sampling_kwargs(params)
         if kwargs["seed"] is None and rng is not None:
             kwargs["seed"] = int(rng.integers(0, 2**31 - 1))

@@ -3,6 +3,7 @@
 Order (the same on every backend that exposes logits)::
 
     raw logits
+      -> constraint   (the allowed-token mask of a grammar or JSON schema, when given)
       -> penalties    (repetition, then presence / frequency; on the sample's generated tokens)
       -> top_k        (on the temperature-1 logits)
       -> top_n_sigma  (on the logits left by top-k)
@@ -13,6 +14,13 @@ Order (the same on every backend that exposes logits)::
       -> eta          (likewise, with the entropy of that distribution)
       -> temperature  (last; FIRE's hot temperature for the first tokens, then the regular one)
       -> draw         (inverse CDF with one uniform number per row, or an arithmetic code)
+
+The constraint's mask comes first, so every truncation works on the distribution
+renormalised over the allowed tokens and never leaves a row empty (truncations keep at
+least the argmax). Log-probabilities of a draw: ``Draw.logprobs`` are BEFORE the mask
+(the raw model), ``Draw.sampling_logprobs`` AFTER it (the processed distribution the
+token was drawn from); at temperature 1 without truncation their difference is the log
+of the probability mass the mask kept (constrained SMC's incremental weight).
 
 Temperature last is llama.cpp's convention (and the one the min-p paper argues for): the
 truncation sets do not depend on the temperature. On logits ``[3, 2, 1]`` with
@@ -48,6 +56,7 @@ from samplescale.sampling.rows import Rows, divide
 from samplescale.sampling.workspace import Workspace, borrow
 
 ORDER = (
+    "constraint",
     "penalties",
     "top_k",
     "top_n_sigma",
@@ -118,6 +127,22 @@ def _penalized(
     return penalize(x, counts, rep, pres, freq, out), counts
 
 
+def _allowed_rows(rows: Rows, allowed: np.ndarray | None) -> Rows:
+    """``rows`` restricted to the ``allowed`` tokens (shape (batch, vocab), bool), checked:
+    each row must keep a token of positive probability."""
+    if allowed is None:
+        return rows
+    if allowed.shape != rows.x.shape:
+        raise ConfigError(f"allowed must have shape {rows.x.shape}, got {allowed.shape}")
+    kept = rows.restrict(allowed)
+    empty = np.flatnonzero(~np.isfinite(kept.m[:, 0]))
+    if empty.size:
+        raise ConfigError(
+            f"the constraint allows no token of positive probability in row(s) {empty[:5].tolist()}"
+        )
+    return kept
+
+
 def _truncated(rows: Rows, masks: list[Callable[[Rows], np.ndarray]]) -> Rows:
     for mask in masks:
         rows = rows.restrict(mask(rows))
@@ -129,6 +154,7 @@ def process(
     params: SamplingParams,
     history: History | None = None,
     position: int = 0,
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply the transforms of ``params`` in the documented order.
 
@@ -140,6 +166,8 @@ def process(
         Each row's generated token ids so far (for the penalties); None: nothing generated.
     position : int
         0-based index of the token being drawn (for FIRE's temperature schedule).
+    allowed : ndarray, shape (batch, vocab), bool, optional
+        A constraint's allowed tokens (:mod:`samplescale.constraints`); None: all.
 
     Returns
     -------
@@ -149,10 +177,11 @@ def process(
     Raises
     ------
     ConfigError
-        If logits are malformed or ``history`` does not match them.
+        If logits are malformed, ``history`` or ``allowed`` does not match them, or a row
+        allows no token of positive probability.
     """
     x, _ = _penalized(F.as_logits(logits), params, history)
-    kept = _truncated(Rows(x), _masks(params)).dense(x.shape[1])
+    kept = _truncated(_allowed_rows(Rows(x), allowed), _masks(params)).dense(x.shape[1])
     return F.temperature(kept, params.temperature_at(position))
 
 
@@ -212,6 +241,7 @@ def sample(
     history: History | None = None,
     position: int = 0,
     codes: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
 ) -> Draw:
     """Process ``logits`` and draw one token per row.
 
@@ -231,6 +261,8 @@ def sample(
     codes : ndarray, shape (batch,), float64, optional
         Arithmetic-sampling code points in [0, 1) used instead of fresh uniforms (Vilnis et
         al., 2023); the rescaled codes come back in ``Draw.next_codes``.
+    allowed : ndarray, shape (batch, vocab), bool, optional
+        A constraint's allowed tokens, applied first (see the module docstring); None: all.
 
     Returns
     -------
@@ -240,13 +272,14 @@ def sample(
     ------
     ConfigError
         If logits are malformed (NaN, a row with no finite value), ``codes`` are outside
-        [0, 1), or ``rng`` is missing for a stochastic draw.
+        [0, 1), ``rng`` is missing for a stochastic draw, or a row of ``allowed`` keeps no
+        token of positive probability.
     """
     x, top = F.checked_logits(logits)
     t = params.temperature_at(position)
     if t == 0.0:
         with borrow() as ws:
-            return _greedy(x, top, params, history, position, codes, ws)
+            return _greedy(x, top, params, history, position, codes, ws, allowed)
     b = x.shape[0]
     if codes is not None:
         u = np.asarray(codes, dtype=np.float64)
@@ -257,7 +290,7 @@ def sample(
     else:
         u = _rows(rng, b)
     with borrow() as ws:
-        return _draw(x, top, params, history, t, u, codes is not None, ws)
+        return _draw(x, top, params, history, t, u, codes is not None, ws, allowed)
 
 
 def _greedy(
@@ -268,10 +301,12 @@ def _greedy(
     position: int,
     codes: np.ndarray | None,
     ws: Workspace,
+    allowed: np.ndarray | None,
 ) -> Draw:
     rows = np.arange(x.shape[0])
     # penalties see the raw logits (the repetition penalty depends on their sign)
-    y = process(x, params, history, position) if params.penalized else x
+    changed = params.penalized or allowed is not None
+    y = process(x, params, history, position, allowed) if changed else x
     ids = y.argmax(axis=-1)
     raw_lse = np.log(Rows(x, top, ws=ws).total[:, 0])
     return Draw(
@@ -291,12 +326,13 @@ def _draw(
     u: np.ndarray,
     coded: bool,
     ws: Workspace,
+    allowed: np.ndarray | None,
 ) -> Draw:
     """One inverse-CDF draw per row at temperature ``t > 0`` with uniforms (or codes) ``u``."""
     rows = np.arange(x.shape[0])
     pen, counts = _penalized(x, params, history, ws)
     start = Rows(x, top, ws=ws) if counts is None else Rows(pen, ws=ws)
-    kept = _truncated(start, _masks(params))
+    kept = _truncated(_allowed_rows(start, allowed), _masks(params))
     w = kept.tempered(t)  # exp(y), y = what process() returns
     cols, total, before = _inverse_cdf(w, u)
     y = divide(kept.x[rows, cols] - kept.m[:, 0], t)  # y at the drawn cells

@@ -199,6 +199,10 @@ def create_app(
         scored = scored_field(req, chat)
         if chat and scored and not req.logprobs:
             raise APIError(400, "top_logprobs: needs logprobs: true", param="top_logprobs")
+        if p.params.constraint is not None and not backend.capabilities.constraints:
+            what = "response_format" if getattr(req, "response_format", None) else "constraint"
+            raise APIError(400, f"{what}: {model_id!r} cannot constrain generation (its backend "
+                           "has no token mask and passes none upstream)", param=what)
         if not backend.capabilities.logits:
             for field, value in (("decoding", p.params.decoding),
                                  ("kl_sigma", p.params.kl_sigma),

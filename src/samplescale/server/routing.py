@@ -24,7 +24,9 @@ from pydantic import ValidationError
 
 from samplescale.backends.openai_http import OPENAI_MAPPED_FIELDS as _MAPPED
 from samplescale.config import SamplingParams
+from samplescale.constraints.compiler import check_constraint
 from samplescale.errors import ConfigError, SamplescaleError
+from samplescale.server import structured
 from samplescale.server.conformance import check_neutral_fields
 from samplescale.server.schemas import (
     APIError,
@@ -295,6 +297,20 @@ def plan(
         params = SamplingParams.model_validate(fields)
     except ValidationError as exc:
         raise from_validation_error(exc) from exc
+    fmt = getattr(req, "response_format", None)
+    constraint = None if fmt is None else structured.constraint_of(fmt)
+    if constraint is not None:
+        if params.constraint is not None:
+            raise APIError(400, "constraint: give response_format or constraint, not both",
+                           param="constraint")
+        params = params.replace(constraint=constraint)
+    elif params.constraint is not None:
+        try:
+            check_constraint(params.constraint)
+        except SamplescaleError as exc:
+            raise APIError(400, f"constraint: {exc}", param="constraint") from exc
+    if strategy is not None and params.constraint is not None:
+        strategy = structured.for_constraint(strategy, params.constraint)
     ext = req.samplescale
     budget = limits.max_request_tokens
     if params.max_tokens > budget:

@@ -129,6 +129,26 @@ class ChatMessageIn(BaseModel):
         return "".join(p.text for p in self.content)
 
 
+class JSONSchemaFormat(NullIsDefault):
+    """``response_format.json_schema``: OpenAI's structured-output schema record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = Field(default=None, strict=True)
+
+
+class ResponseFormat(NullIsDefault):
+    """``response_format`` of a chat completion: ``text`` (no constraint), ``json_object``
+    (any JSON object) or ``json_schema`` (a JSON value valid under ``json_schema.schema``;
+    :mod:`samplescale.server.structured`)."""
+
+    model_config = STRICT
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
 class StreamOptions(NullIsDefault):
     """``stream_options``: ``include_usage`` adds a last chunk with empty ``choices``."""
 
@@ -194,6 +214,7 @@ class ChatCompletionRequest(_Request):
     """Body of ``POST /v1/chat/completions``."""
 
     messages: list[ChatMessageIn] = Field(min_length=1)
+    response_format: ResponseFormat | None = None
     max_completion_tokens: int | None = Field(default=None, strict=True, ge=1)
     logprobs: bool = Field(default=False, strict=True)
     top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=20)

@@ -29,6 +29,7 @@ import numpy as np
 from samplescale.backends.base import LogitsModel
 from samplescale.backends.decoding import SequenceBuilder
 from samplescale.config import SamplingParams
+from samplescale.constraints.matcher import PrefixMatchers
 from samplescale.errors import ConfigError
 from samplescale.rng import make_rng
 from samplescale.sampling import pipeline
@@ -106,6 +107,10 @@ class TokenProposal:
         The prompt's token ids (``model.tokenize_prompt(prompt)``).
     params : SamplingParams
         The proposal's token-level transforms and ``max_tokens``.
+    matchers : PrefixMatchers, optional
+        A constraint's matchers: tokens are drawn from the masked distribution (the mask
+        first, :mod:`samplescale.sampling.pipeline`), so ``log p - log q`` of a token
+        includes the log of the mass the mask kept.
 
     Attributes
     ----------
@@ -120,8 +125,15 @@ class TokenProposal:
         See :func:`check_proposal_params`.
     """
 
-    def __init__(self, model: LogitsModel, prompt_ids: Sequence[int], params: SamplingParams):
+    def __init__(
+        self,
+        model: LogitsModel,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        matchers: PrefixMatchers | None = None,
+    ):
         check_proposal_params(params)
+        self.matchers = matchers
         self.model = model
         self.prompt_ids = [int(t) for t in prompt_ids]
         self.params = params
@@ -140,8 +152,14 @@ class TokenProposal:
         logits = np.stack(
             [self.model.logits_at(self.prompt_ids + list(s.tokens), 1)[0] for s in states]
         )
+        m = self.matchers
         draw = pipeline.sample(
-            logits, self.params, rng, history=[s.tokens for s in states], position=position
+            logits,
+            self.params,
+            rng,
+            history=[s.tokens for s in states],
+            position=position,
+            allowed=None if m is None else m.allowed([s.tokens for s in states]),
         )
         self.calls += len(states)
         self.tokens += len(states)
@@ -156,7 +174,11 @@ class TokenProposal:
                 sampling_logprobs=(*s.sampling_logprobs, float(lq)),
                 finish_reason="stop" if end else ("length" if full else None),
             )
+            if m is not None:
+                m.extend(s.tokens, tok)
             out.append(Extension(new, float(lp), float(lq), new.done))
+        if m is not None:  # particles not extended here are complete: no matcher needed
+            m.prune([e.state.tokens for e in out if not e.state.done])
         return out
 
 
@@ -221,15 +243,37 @@ def token_smc(
         For invalid parameters (see :func:`check_proposal_params` and
         :func:`samplescale.smc.engine.step`).
     """
+    return run_token_smc(
+        model, prompt, params, n_particles, token_potential(potential), rng=rng,
+        resampling=resampling, ess_threshold=ess_threshold,
+    )
+
+
+def run_token_smc(
+    model: LogitsModel,
+    prompt: Prompt,
+    params: SamplingParams,
+    n_particles: int,
+    potential: engine.Potential[TokenState],
+    *,
+    rng: np.random.Generator | int | None,
+    resampling: str,
+    ess_threshold: float,
+    matchers: PrefixMatchers | None = None,
+    strategy: str = "token-smc",
+) -> Result:
+    """The run behind :func:`token_smc` and constrained SMC: a batch ``potential`` over
+    token states, optional constraint ``matchers`` for the proposal, and the Result's
+    ``strategy`` name (arguments and Result as in :func:`token_smc`)."""
     start = time.perf_counter()
     gen = make_rng(params.seed if params.seed is not None else rng)
     prompt_ids = model.tokenize_prompt(prompt)
-    proposal = TokenProposal(model, prompt_ids, params)
+    proposal = TokenProposal(model, prompt_ids, params, matchers)
     system, infos = engine.run(
         TokenState(),
         n_particles,
         proposal,
-        token_potential(potential),
+        potential,
         gen,
         resampling=resampling,
         ess_threshold=ess_threshold,
@@ -245,7 +289,7 @@ def token_smc(
         wall_time_s=time.perf_counter() - start,
     )
     return Result(
-        strategy="token-smc",
+        strategy=strategy,
         samples=samples,
         weights=weights,
         selected=int(np.argmax(weights)) if alive else None,

@@ -26,6 +26,7 @@ from samplescale.strategies.code_selection import (
     FilterAndCluster,
     MBRExec,
 )
+from samplescale.strategies.constrained_smc import ConstrainedSMC
 from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
@@ -47,6 +48,7 @@ __all__ = [
     "CodeSelection",
     "FilterAndCluster",
     "MBRExec",
+    "ConstrainedSMC",
     "FirstStepSelection",
     "Greedy",
     "ParticleFiltering",
@@ -62,6 +64,7 @@ __all__ = [
     "best_of_n",
     "best_of_n_public_tests",
     "filter_and_cluster",
+    "constrained_smc",
     "first_step_selection",
     "get_strategy",
     "greedy",
@@ -116,3 +119,4 @@ mcts = _runner(MCTS)
 ab_mcts = _runner(ABMCTS)
 particle_filtering = _runner(ParticleFiltering)
 particle_gibbs = _runner(ParticleGibbs)
+constrained_smc = _runner(ConstrainedSMC)
