@@ -187,6 +187,9 @@ def test_a_list_of_prompts_gives_choices_numbered_prompt_by_prompt(url):
     per = [p["usage"] for p in body["samplescale"]["prompts"]]
     assert len(per) == 3
     assert body["usage"]["completion_tokens"] == sum(u["completion_tokens"] for u in per) == 6 * 16
+    cached = body["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert cached == sum(u["prompt_tokens_details"]["cached_tokens"] for u in per)
+    assert body["usage"]["total_tokens"] == sum(u["total_tokens"] for u in per)
     one = httpx.post(url + "/completions", json={"model": "fake", "prompt": ["a"]}).json()
     assert "prompts" not in one["samplescale"]  # one prompt: the plain body
 

@@ -196,6 +196,14 @@ def completion_body(
     return _body("text", outcome, request_id, created, model, candidates, choices)
 
 
+def _summed(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Usage objects summed key by key, nested objects (``prompt_tokens_details``) too."""
+    return {
+        k: _summed([u[k] for u in usages]) if isinstance(v, dict) else sum(u[k] for u in usages)
+        for k, v in usages[0].items()
+    }
+
+
 def merge_bodies(bodies: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
     """One response for a list of prompts: the bodies' choices in prompt order, numbered
     ``i * n + j`` (prompt ``i``'s ``j``-th choice, as OpenAI numbers them), usage summed;
@@ -205,10 +213,9 @@ def merge_bodies(bodies: list[dict[str, Any]], request_id: str) -> dict[str, Any
     choices = [c for b in bodies for c in b["choices"]]
     for i, c in enumerate(choices):
         c["index"] = i
-    usage = {k: sum(b["usage"][k] for b in bodies) for k in bodies[0]["usage"]}
     return {
         **bodies[0],
         "choices": choices,
-        "usage": usage,
+        "usage": _summed([b["usage"] for b in bodies]),
         "samplescale": {"request_id": request_id, "prompts": [b["samplescale"] for b in bodies]},
     }
