@@ -16,6 +16,7 @@ import numpy as np
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.strategies.ab_mcts import ABMCTS
+from samplescale.strategies.adaptive import ESC, AdaptiveConsistency, SemanticEntropy
 from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.beam_search import BeamSearch
 from samplescale.strategies.best_first import BestFirst
@@ -26,6 +27,7 @@ from samplescale.strategies.code_selection import (
     FilterAndCluster,
     MBRExec,
 )
+from samplescale.strategies.confidence_stop import ConfidenceStop
 from samplescale.strategies.constrained_smc import ConstrainedSMC
 from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.greedy import Greedy
@@ -39,8 +41,12 @@ from samplescale.types import Prompt, Result
 
 __all__ = [
     "ABMCTS",
+    "ESC",
     "MCTS",
     "STRATEGIES",
+    "AdaptiveConsistency",
+    "ConfidenceStop",
+    "SemanticEntropy",
     "BeamSearch",
     "BestFirst",
     "BestOfN",
@@ -59,6 +65,10 @@ __all__ = [
     "Strategy",
     "WeightedVote",
     "ab_mcts",
+    "adaptive_consistency",
+    "confidence_stop",
+    "esc",
+    "semantic_entropy",
     "beam_search",
     "best_first",
     "best_of_n",
@@ -120,3 +130,7 @@ ab_mcts = _runner(ABMCTS)
 particle_filtering = _runner(ParticleFiltering)
 particle_gibbs = _runner(ParticleGibbs)
 constrained_smc = _runner(ConstrainedSMC)
+esc = _runner(ESC)
+adaptive_consistency = _runner(AdaptiveConsistency)
+semantic_entropy = _runner(SemanticEntropy)
+confidence_stop = _runner(ConfidenceStop)

@@ -104,6 +104,9 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str]
+    #: ``Capabilities`` fields the strategy needs of its backend (e.g. ``("logprobs",)``);
+    #: :meth:`run` and the CLI / server refuse a backend without them before sampling.
+    requires: ClassVar[tuple[str, ...]] = ()
     extract: Extractor = extract_answer
     equivalent: Callable[[str, str], bool] = answers_equivalent
 
@@ -127,7 +130,14 @@ class Strategy(ABC):
         self, rng: np.random.Generator | None, state: State, backend: Backend
     ) -> tuple[State, dict[str, Any]]:
         """Draw the remaining samples in one backend call (parallel sequences where supported)."""
-        need = state.params.n - len(state.samples)
+        return self.draw(rng, state, backend, state.params.n - len(state.samples))
+
+    def draw(
+        self, rng: np.random.Generator | None, state: State, backend: Backend, need: int
+    ) -> tuple[State, dict[str, Any]]:
+        """``state`` with ``need`` more samples drawn in one backend call, and the step's
+        trace record (``step``, ``samples``, ``errors``, ``completion_tokens``,
+        ``wall_time_s``), which is appended to the trace."""
         gen = generate(backend, state.prompt, state.params.replace(n=need), rng)
         info = {
             "step": len(state.trace),
@@ -170,6 +180,14 @@ class Strategy(ABC):
             **fields,
         )
 
+    def check_backend(self, backend: Backend) -> None:
+        """Raise ConfigError if ``backend`` lacks a capability in :attr:`requires`."""
+        from samplescale.backends.catalog import require
+
+        for feature in self.requires:
+            require(getattr(backend, "name", type(backend).__name__), backend.capabilities,
+                    feature, f"strategy {self.name!r}")
+
     @abstractmethod
     def finalize(self, state: State) -> Result:
         """Select from the drawn samples and build the Result."""
@@ -211,6 +229,7 @@ class Strategy(ABC):
         """
         start = time.perf_counter()
         check_run_args(backend, prompt, params, rng)
+        self.check_backend(backend)
         p = Prompt.user(prompt) if isinstance(prompt, str) else prompt
         state = self.init(p, params or SamplingParams())
         with prefix_session(backend):  # partial solutions stay in the KV cache between steps
