@@ -168,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         "verifier failure): record it as an error, counted as wrong, and go on "
         "(default), or stop the run",
     )
+    ev.add_argument(
+        "--price-stopping",
+        action="store_true",
+        help="pool runs: price the adaptive stopping rules (esc, adaptive-consistency, "
+        "semantic-entropy, confidence-stop) on the pool: expected accuracy and samples / "
+        "tokens used over random orderings of it (summary.json 'stopping')",
+    )
     _sampling_args(ev, ("--n", "-n"), 16)
 
     gen = sub.add_parser(
@@ -411,6 +418,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     n_threads(args)
     strategy = _strategy(args.strategy, args.option)
+    if strategy is not None and args.price_stopping:
+        raise ConfigError("--price-stopping prices stopping rules on a pool of samples: "
+                          "run it without --strategy")
     check_run(args, params, strategy)
     return run_eval(args, params, _backend, strategy)
 

@@ -160,6 +160,8 @@ def check_run(args: argparse.Namespace, params: SamplingParams, strategy: Any) -
         require(name, caps, "logits", "--draft-model (speculative sampling)")
     if params.constraint is not None:
         require(name, caps, "constraints", f"a constraint ({params.constraint.kind})")
+    for feature in getattr(strategy, "requires", ()):
+        require(name, caps, feature, f"strategy {strategy.name!r}")
     if getattr(strategy, "name", None) == "constrained-smc":
         require(name, caps, "logits", "strategy 'constrained-smc'")
     if isinstance(strategy, (TreeSearch, ParticleFiltering)):

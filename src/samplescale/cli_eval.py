@@ -226,6 +226,27 @@ def _print_strategy(console: Console, s: dict[str, Any], title: str) -> None:
     console.print(t)
 
 
+def _print_stopping(console: Console, s: dict[str, Any], title: str) -> None:
+    t = Table(
+        title=f"{title}: stopping rules priced on the pool (budget {s['budget']})",
+        caption="expected over random orderings of each pool; exact, or Monte Carlo with "
+        "its standard error (se); 95% Wilson interval over problems",
+    )
+    for col in ("rule", "accuracy", "95% Wilson", "samples", "tokens", "method"):
+        t.add_column(col, justify="right")
+    for r in s["rules"]:
+        params = ", ".join(f"{k}={v}" for k, v in r.items() if k in _RULE_PARAMS)
+        se = f" (se {r['accuracy_mc_se']:.3f})" if r["method"] != "exact" else ""
+        t.add_row(f"{r['rule']} {params}", f"{r['accuracy']['mean']:.3f}{se}",
+                  _ci(r["accuracy"]), f"{r['samples']:.2f}", f"{r['tokens']:.0f}", r["method"])
+    console.print(t)
+    for sk in s["skipped"]:
+        console.print(f"not priced: {sk['rule']}: {sk['reason']}", markup=False)
+
+
+_RULE_PARAMS = ("window", "threshold", "round", "keep", "consensus", "warmup")
+
+
 def _print_errors(console: Console, summary: dict[str, Any]) -> None:
     errors = summary["problem_errors"]
     if not errors:
@@ -344,6 +365,11 @@ def _run(
             figure = scaling_figure(summary, title)
             figure.savefig(out / "scaling.png", dpi=120)
             plt.close(figure)
+        if getattr(args, "price_stopping", False):
+            from samplescale.analysis.stopping_price import price_records
+
+            summary["stopping"] = price_records(records, seed=args.seed)
+            _print_stopping(console, summary["stopping"], title)
     else:
         summary = summarize_strategy(records, seed=args.seed)
         if summary["strategy"] is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import zlib
 from collections.abc import Callable, Container, Iterator
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from samplescale.errors import (
     check_instance,
 )
 from samplescale.rng import derived_seed
+from samplescale.stopping import GROUP_WINDOW, lowest_group_confidence
 from samplescale.strategies import (
     STRATEGIES,
     CodeSelection,
@@ -46,7 +48,7 @@ from samplescale.strategies import (
 from samplescale.strategies.base import check_run_args
 from samplescale.tasks.base import Problem, Task
 from samplescale.tasks.code import CodeTask
-from samplescale.types import Prompt, Result
+from samplescale.types import Prompt, Result, Sample
 from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.math import answers_equivalent, is_equivalent
 
@@ -119,6 +121,15 @@ def _checked_prompt(task: Task, problem: Problem) -> Prompt:
     return prompt
 
 
+def _confidence(s: Sample) -> float | None:
+    """DeepConf's lowest group confidence at :data:`~samplescale.stopping.GROUP_WINDOW`
+    tokens (None without log-probabilities), for pricing ``confidence-stop`` on a pool."""
+    if s.status != "ok" or not s.logprobs:
+        return None
+    c = lowest_group_confidence(s.logprobs, GROUP_WINDOW)
+    return c if math.isfinite(c) else None
+
+
 def _sample_rows(result: Result, gold: str) -> list[dict[str, Any]]:
     rows = []
     for s, a in zip(result.samples, result.answers):
@@ -131,6 +142,7 @@ def _sample_rows(result: Result, gold: str) -> list[dict[str, Any]]:
                 "finish_reason": s.finish_reason,
                 "status": s.status,
                 "mean_logprob": s.mean_logprob if s.status == "ok" and s.logprobs else None,
+                "lowest_group_confidence": _confidence(s),
             }
         )
     return rows

@@ -38,6 +38,7 @@ from scipy import integrate, stats
 from samplescale.errors import ConfigError, check_int
 
 __all__ = [
+    "GROUP_WINDOW",
     "answer_entropy",
     "check_fraction",
     "check_positive",
@@ -49,6 +50,10 @@ __all__ = [
     "vote_counts",
     "window_unanimous",
 ]
+
+#: Default DeepConf group size in tokens (``confidence-stop``'s ``window``; evaluation pool
+#: records store each sample's lowest group confidence at this window).
+GROUP_WINDOW = 16
 
 
 def check_fraction(value: object, name: str, *, closed_high: bool = False) -> float:

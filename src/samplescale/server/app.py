@@ -203,6 +203,11 @@ def create_app(
             what = "response_format" if getattr(req, "response_format", None) else "constraint"
             raise APIError(400, f"{what}: {model_id!r} cannot constrain generation (its backend "
                            "has no token mask and passes none upstream)", param=what)
+        for feature in getattr(p.strategy, "requires", ()):
+            if not getattr(backend.capabilities, feature):
+                raise APIError(400, f"model: strategy {p.strategy.name!r} needs {feature} "  # type: ignore[union-attr]
+                               f"(Capabilities.{feature}); {model_id!r} has none",
+                               param="model")
         if not backend.capabilities.logits:
             for field, value in (("decoding", p.params.decoding),
                                  ("kl_sigma", p.params.kl_sigma),

@@ -26,6 +26,7 @@ import numpy as np
 from samplescale.aggregate import vote
 from samplescale.errors import BackendError, check_int
 from samplescale.stopping import (
+    GROUP_WINDOW,
     check_fraction,
     check_round,
     confidence_threshold,
@@ -90,7 +91,7 @@ class ConfidenceStop(AdaptiveStrategy):
     requires = ("logprobs",)
     warmup: int = 4
     keep: float = 0.9
-    window: int = 16
+    window: int = GROUP_WINDOW
     consensus: float = 0.95
     round: int = 1
 

@@ -1,0 +1,387 @@
+"""Pricing adaptive stopping rules from one pool of samples, without drawing new ones.
+
+A pool record holds ``N`` samples of a problem (answer-class ``labels``, the
+``correct_label``, tokens, and where the backend reported log-probabilities each sample's
+``lowest_group_confidence``). Running an adaptive strategy (:mod:`samplescale.strategies.adaptive`,
+:mod:`samplescale.strategies.confidence_stop`) on the pool in a uniformly random order,
+sampling without replacement up to a budget ``B <= N``, gives its accuracy and the samples
+and tokens it uses; this module computes their expectations over all ``N!`` orderings.
+
+* ``esc``, ``adaptive-consistency``, ``semantic-entropy``: **exact**. Their decisions
+  depend only on the class counts drawn so far (ESC also on whether the current window is
+  still unanimous), so a dynamic programme over (counts drawn, window state) with the
+  hypergeometric transition probabilities ``r_c / R`` gives the expectations exactly;
+  expected tokens follow from the expected draws per class, since the samples of a class
+  are exchangeable. Pools with more than :data:`MAX_STATES` count states fall back to
+  Monte Carlo.
+* ``confidence-stop``: **Monte Carlo** over ``draws`` random orderings (every sample has
+  its own confidence, so there are no small sufficient statistics), with the standard
+  error of each mean reported.
+
+Ties of an unweighted vote count ``1/t`` when the correct class is one of ``t`` tied
+classes (a uniformly random tie-break, as :func:`samplescale.metrics.maj_at_k`; the
+strategies themselves break ties by the class seen first). The weighted vote of
+``confidence-stop`` breaks ties by the class seen first, as the strategy does. No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from samplescale.analysis.intervals import mean_with_interval
+from samplescale.errors import ConfigError, check_int, check_rng
+from samplescale.stopping import GROUP_WINDOW, confidence_threshold, consensus_share
+from samplescale.strategies.adaptive import (
+    ESC,
+    AdaptiveConsistency,
+    AdaptiveStrategy,
+    SemanticEntropy,
+)
+from samplescale.strategies.confidence_stop import ConfidenceStop
+
+__all__ = ["MAX_STATES", "Price", "default_rules", "describe", "price_records", "price_rule",
+           "simulate"]
+
+#: Largest number of count states ``prod_c (n_c + 1)`` priced exactly.
+MAX_STATES = 200_000
+
+
+@dataclass(frozen=True)
+class Price:
+    """Expected accuracy, samples and tokens of a stopping rule on one pool.
+
+    Attributes
+    ----------
+    accuracy : float
+        Expected probability of a correct answer, in ``[0, 1]``.
+    samples : float
+        Expected number of samples drawn, in ``[1, B]``.
+    tokens : float
+        Expected number of generated tokens of the samples drawn.
+    method : {"exact", "monte-carlo"}
+    accuracy_se, samples_se, tokens_se : float
+        Monte Carlo standard errors of the three means (0 when exact).
+    """
+
+    accuracy: float
+    samples: float
+    tokens: float
+    method: str
+    accuracy_se: float = 0.0
+    samples_se: float = 0.0
+    tokens_se: float = 0.0
+
+
+def _vote_accuracy(counts: Sequence[int], correct: int | None) -> float:
+    top = max(counts, default=0)
+    if correct is None or top == 0 or counts[correct] != top:
+        return 0.0
+    return 1.0 / sum(c == top for c in counts)
+
+
+def _boundaries(strategy: AdaptiveStrategy, budget: int) -> set[int]:
+    out, m = set(), 0
+    while m < budget:
+        m += min(strategy.round_size(m), budget - m)
+        out.add(m)
+    return out
+
+
+def simulate(
+    strategy: AdaptiveStrategy,
+    labels: Sequence[Hashable | None],
+    correct_label: Hashable | None,
+    tokens: Sequence[int] | None = None,
+    confidences: Sequence[float] | None = None,
+    budget: int | None = None,
+) -> tuple[float, int, int]:
+    """Run ``strategy``'s stopping rule on the pool in the given order.
+
+    Returns
+    -------
+    (float, int, int)
+        Accuracy of the final vote (``1/t`` for a tie of ``t`` classes holding the
+        correct one, unweighted rules), samples drawn, tokens of the samples drawn.
+    """
+    budget = len(labels) if budget is None else budget
+    toks = list(tokens) if tokens is not None else [0] * len(labels)
+    if isinstance(strategy, ConfidenceStop):
+        return _simulate_confidence(strategy, labels, correct_label, toks, confidences, budget)
+    m = 0
+    while True:
+        size = min(strategy.round_size(m), budget - m)
+        m += size
+        drawn = list(labels[:m])
+        if m >= budget or strategy.rule(drawn, size, None)["stop"]:  # type: ignore[arg-type]
+            break
+    classes = sorted({x for x in labels if x is not None}, key=str)
+    counts = [drawn.count(c) for c in classes]
+    correct = classes.index(correct_label) if correct_label in classes else None
+    return _vote_accuracy(counts, correct), m, int(sum(toks[:m]))
+
+
+def _simulate_confidence(
+    strategy: ConfidenceStop,
+    labels: Sequence[Hashable | None],
+    correct_label: Hashable | None,
+    toks: list[int],
+    confidences: Sequence[float] | None,
+    budget: int,
+) -> tuple[float, int, int]:
+    if confidences is None or len(confidences) != len(labels):
+        raise ConfigError("confidence-stop needs one confidence per sample (the pool records' "
+                          "lowest_group_confidence)")
+    thr = confidence_threshold(confidences[: strategy.warmup], strategy.keep)
+    weights = [math.exp(c) if math.isfinite(c) and c >= thr else 0.0 for c in confidences]
+    m = 0
+    while True:
+        m += min(strategy.round_size(m), budget - m)
+        leader, share = consensus_share(labels[:m], weights[:m])
+        if m >= budget or share >= strategy.consensus:
+            break
+    good = leader is not None and leader == correct_label
+    return float(good), m, int(sum(toks[:m]))
+
+
+def _exact(
+    strategy: AdaptiveStrategy, labels: Sequence[Hashable | None], correct_label: Hashable | None,
+    tokens: Sequence[int], budget: int,
+) -> Price:
+    classes = sorted({x for x in labels if x is not None}, key=str)
+    index = {c: i for i, c in enumerate(classes)}
+    none = len(classes)  # the unanswered samples' slot
+    slots = [index[x] if x is not None else none for x in labels]
+    pool = tuple(slots.count(i) for i in range(none + 1))
+    correct = index.get(correct_label) if correct_label is not None else None
+    stops = _boundaries(strategy, budget)
+    esc = isinstance(strategy, ESC)
+    memo: dict[tuple[tuple[int, ...], int], tuple[float, tuple[float, ...]]] = {}
+
+    def stop_here(drawn: tuple[int, ...], win: int, m: int) -> bool:
+        if m >= budget:
+            return True
+        if esc:  # the window is unanimous iff it is complete and win is still its class
+            return win >= 0 and win != none and m % strategy.window == 0  # type: ignore[attr-defined]
+        fake = [i for i in range(none) for _ in range(drawn[i])] + [None] * drawn[none]
+        size = min(strategy.round_size(0), budget)
+        return bool(strategy.rule(fake, size, None)["stop"])  # type: ignore[arg-type]
+
+    def go(drawn: tuple[int, ...], win: int) -> tuple[float, tuple[float, ...]]:
+        key = (drawn, win)
+        if key in memo:
+            return memo[key]
+        m = sum(drawn)
+        if m in stops and stop_here(drawn, win, m):
+            out = (_vote_accuracy(drawn[:none], correct), tuple(float(d) for d in drawn))
+            memo[key] = out
+            return out
+        rest = sum(pool) - m
+        acc, used = 0.0, [0.0] * len(pool)
+        for i, c in enumerate(pool):
+            r = c - drawn[i]
+            if r == 0:
+                continue
+            nxt = drawn[:i] + (drawn[i] + 1,) + drawn[i + 1:]
+            if esc:
+                w = strategy.window  # type: ignore[attr-defined]
+                nwin = i if m % w == 0 else (win if win == i else -1)
+            else:
+                nwin = -1
+            a, u = go(nxt, nwin)
+            acc += r / rest * a
+            used = [x + r / rest * y for x, y in zip(used, u)]
+        memo[key] = (acc, tuple(used))
+        return memo[key]
+
+    acc, used = go(tuple(0 for _ in pool), -1)
+    per_slot = [0.0] * len(pool)
+    for s, t in zip(slots, tokens):
+        per_slot[s] += t
+    toks = sum(u / c * tt for u, c, tt in zip(used, pool, per_slot) if c)
+    return Price(acc, float(sum(used)), float(toks), "exact")
+
+
+def _states(labels: Sequence[Hashable | None]) -> int:
+    counts: dict[Hashable | None, int] = {}
+    for x in labels:
+        counts[x] = counts.get(x, 0) + 1
+    return math.prod(c + 1 for c in counts.values())
+
+
+def price_rule(
+    strategy: AdaptiveStrategy,
+    labels: Sequence[Hashable | None],
+    correct_label: Hashable | None,
+    tokens: Sequence[int] | None = None,
+    confidences: Sequence[float] | None = None,
+    budget: int | None = None,
+    rng: np.random.Generator | None = None,
+    draws: int = 2000,
+) -> Price:
+    """Expected accuracy, samples and tokens of ``strategy`` over random orderings of a pool.
+
+    Parameters
+    ----------
+    strategy : AdaptiveStrategy
+        An ``esc``, ``adaptive-consistency``, ``semantic-entropy`` or ``confidence-stop``
+        instance (its parameters are the rule's).
+    labels : sequence of hashable or None, length N
+        Answer class of each sample (None: no answer).
+    correct_label : hashable or None
+        The correct class (None: no sample is correct; accuracy 0).
+    tokens : sequence of int, length N, optional
+        Generated tokens of each sample (default 0 each).
+    confidences : sequence of float, length N, optional
+        Each sample's lowest group confidence (``confidence-stop`` only; its ``window``
+        must be the one they were computed with).
+    budget : int, optional
+        Maximum samples ``B`` in ``[1, N]`` (default ``N``).
+    rng : numpy.random.Generator, optional
+        Randomness of the Monte Carlo orderings (needed for ``confidence-stop`` and for
+        pools beyond :data:`MAX_STATES`).
+    draws : int, default 2000
+        Monte Carlo orderings, ``>= 2``.
+
+    Returns
+    -------
+    Price
+
+    Raises
+    ------
+    ConfigError
+        If the lengths disagree, ``budget`` is outside ``[1, N]``, a parameter of the
+        strategy does not fit ``budget``, or Monte Carlo is needed without ``rng``.
+    """
+    if not isinstance(strategy, AdaptiveStrategy):
+        raise ConfigError(f"strategy must be an adaptive strategy, got {type(strategy).__name__}")
+    n = len(labels)
+    budget = n if budget is None else check_int(budget, "budget")
+    if not 1 <= budget <= n:
+        raise ConfigError(f"budget must be in [1, N] = [1, {n}] (the pool size), got {budget}")
+    toks = [0] * n if tokens is None else [check_int(t, "tokens", minimum=0) for t in tokens]
+    if len(toks) != n:
+        raise ConfigError(f"tokens has {len(toks)} values for {n} samples")
+    strategy.check_budget(budget)
+    if not isinstance(strategy, ConfidenceStop) and _states(labels) <= MAX_STATES:
+        return _exact(strategy, labels, correct_label, toks, budget)
+    if rng is None:
+        raise ConfigError("rng (a numpy.random.Generator) is needed to price this rule by "
+                          "Monte Carlo")
+    check_rng(rng)
+    draws = check_int(draws, "draws", minimum=2)
+    conf = None if confidences is None else np.asarray(confidences, dtype=np.float64)
+    out = np.empty((draws, 3))
+    lab = list(labels)
+    for d in range(draws):
+        order = rng.permutation(n)
+        out[d] = simulate(
+            strategy, [lab[i] for i in order], correct_label, [toks[i] for i in order],
+            None if conf is None else [float(conf[i]) for i in order], budget,
+        )
+    mean = out.mean(axis=0)
+    se = out.std(axis=0, ddof=1) / math.sqrt(draws)
+    return Price(float(mean[0]), float(mean[1]), float(mean[2]), "monte-carlo",
+                 float(se[0]), float(se[1]), float(se[2]))
+
+
+def describe(strategy: AdaptiveStrategy) -> dict[str, Any]:
+    """The rule's name and parameters (the strategy's non-default-callable fields)."""
+    import dataclasses
+
+    params = {f.name: getattr(strategy, f.name) for f in dataclasses.fields(strategy)
+              if f.name not in ("extract", "equivalent")}
+    return {"rule": strategy.name, **params}
+
+
+def default_rules() -> list[AdaptiveStrategy]:
+    """The rules ``samplescale eval --price-stopping`` prices: ESC windows 2, 4, 8;
+    Adaptive-Consistency thresholds 0.8, 0.9, 0.95, 0.99; semantic entropy (rounds of 4)
+    at 0, 0.4 and 0.7 nats; confidence-stop (warm-up 4, consensus 0.95) keeping 90 % and
+    10 % of the warm-up traces."""
+    return [
+        *(ESC(window=w) for w in (2, 4, 8)),
+        *(AdaptiveConsistency(threshold=t) for t in (0.8, 0.9, 0.95, 0.99)),
+        *(SemanticEntropy(threshold=t) for t in (0.0, 0.4, 0.7)),
+        *(ConfidenceStop(keep=k) for k in (0.9, 0.1)),
+    ]
+
+
+def price_records(
+    records: Sequence[dict[str, Any]],
+    rules: Sequence[AdaptiveStrategy] | None = None,
+    seed: int = 0,
+    draws: int = 1000,
+) -> dict[str, Any]:
+    """Price stopping rules on the pool records of one evaluation run.
+
+    The budget is the smallest pool (``B = min n``). Accuracy is the mean over ALL
+    problems of each problem's expected accuracy (0 for an error record) with a 95 %
+    Wilson interval over problems (:func:`~samplescale.analysis.intervals.mean_with_interval`);
+    samples and tokens are means over the problems that ran. ``*_mc_se`` is the Monte Carlo
+    standard error of a mean (0 when every problem was priced exactly).
+
+    Returns
+    -------
+    dict
+        ``{"budget", "problems", "rules": [...], "skipped": [{"rule", "reason"}]}``; each
+        rule: its parameters, ``method``, ``accuracy`` (``mean``, ``lo``, ``hi``),
+        ``accuracy_mc_se``, ``samples``, ``samples_mc_se``, ``tokens``, ``tokens_mc_se``.
+
+    Raises
+    ------
+    ConfigError
+        If no record is a pool record that ran.
+    """
+    ran = [r for r in records if r.get("status") == "ok" and "labels" in r]
+    if not ran:
+        raise ConfigError("records must hold at least one pool record with status 'ok'")
+    budget = min(int(r["n"]) for r in ran)
+    rng = np.random.default_rng(seed)
+    out: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for rule in default_rules() if rules is None else rules:
+        info = describe(rule)
+        try:
+            rule.check_budget(budget)
+            if isinstance(rule, ConfidenceStop) and rule.window != GROUP_WINDOW:
+                raise ConfigError(f"pool records hold confidences at window {GROUP_WINDOW} "
+                                  f"only, not {rule.window}")
+            prices = [_price_record(rule, r, budget, rng, draws) for r in ran]
+        except ConfigError as exc:
+            skipped.append({**info, "reason": str(exc)})
+            continue
+        acc = [p.accuracy for p in prices] + [0.0] * (len(records) - len(ran))
+        methods = sorted({p.method for p in prices})
+        out.append({
+            **info,
+            "method": methods[0] if len(methods) == 1 else "mixed",
+            "accuracy": mean_with_interval(acc),
+            "accuracy_mc_se": math.sqrt(sum(p.accuracy_se**2 for p in prices)) / len(acc),
+            "samples": float(np.mean([p.samples for p in prices])),
+            "samples_mc_se": math.sqrt(sum(p.samples_se**2 for p in prices)) / len(prices),
+            "tokens": float(np.mean([p.tokens for p in prices])),
+            "tokens_mc_se": math.sqrt(sum(p.tokens_se**2 for p in prices)) / len(prices),
+        })
+    return {"budget": budget, "problems": len(records), "rules": out, "skipped": skipped}
+
+
+def _price_record(
+    rule: AdaptiveStrategy, r: dict[str, Any], budget: int, rng: np.random.Generator,
+    draws: int,
+) -> Price:
+    conf = None
+    if isinstance(rule, ConfidenceStop):
+        rows = r["samples"]
+        if any(s["status"] == "ok" and s.get("lowest_group_confidence") is None for s in rows):
+            raise ConfigError("the pool records have no lowest_group_confidence (a backend "
+                              "without log-probabilities, or a run made before they were "
+                              "recorded)")
+        conf = [s["lowest_group_confidence"] if s["status"] == "ok" else -math.inf
+                for s in rows]
+    return price_rule(rule, r["labels"], r["correct_label"], [s["tokens"] for s in r["samples"]],
+                      conf, budget, rng=rng, draws=draws)
