@@ -129,12 +129,13 @@ class ESC(AdaptiveStrategy):
 
     Attributes
     ----------
-    window : int, default 5
-        Window size ``w`` in samples, in ``[1, N]``.
+    window : int, default 4
+        Window size ``w`` in samples, in ``[1, N]`` (the paper mostly uses 5 with N = 40;
+        4 divides the usual power-of-two budgets).
     """
 
     name = "esc"
-    window: int = 5
+    window: int = 4
 
     def round_size(self, drawn: int) -> int:
         return self.window
