@@ -142,12 +142,18 @@ def test_registry_names_aliases_and_unknown():
         "best-of-n",
         "self-consistency",
         "weighted-vote",
+        "esc",
+        "adaptive-consistency",
+        "semantic-entropy",
+        "confidence-stop",
     }
     assert isinstance(get_strategy("self_consistency"), SelfConsistency)
     assert isinstance(get_strategy("Best_Of_N"), BestOfN)
     with pytest.raises(UnknownNameError) as exc:
         get_strategy("beam")
-    assert "valid: ab-mcts, beam-search, best-first, best-of-n, " in str(exc.value)
+    assert "valid: ab-mcts, adaptive-consistency, beam-search, best-first, best-of-n, " in str(
+        exc.value
+    )
 
 
 SAMPLING_STRATEGIES = {

@@ -162,6 +162,9 @@ def check_run(args: argparse.Namespace, params: SamplingParams, strategy: Any) -
         require(name, caps, "constraints", f"a constraint ({params.constraint.kind})")
     for feature in getattr(strategy, "requires", ()):
         require(name, caps, feature, f"strategy {strategy.name!r}")
+    check_budget = getattr(strategy, "check_budget", None)  # adaptive strategies: fits N?
+    if check_budget is not None:
+        check_budget(params.n)
     if getattr(strategy, "name", None) == "constrained-smc":
         require(name, caps, "logits", "strategy 'constrained-smc'")
     if isinstance(strategy, (TreeSearch, ParticleFiltering)):

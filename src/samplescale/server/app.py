@@ -203,6 +203,14 @@ def create_app(
             what = "response_format" if getattr(req, "response_format", None) else "constraint"
             raise APIError(400, f"{what}: {model_id!r} cannot constrain generation (its backend "
                            "has no token mask and passes none upstream)", param=what)
+        check_budget = getattr(p.strategy, "check_budget", None)
+        if check_budget is not None:
+            try:
+                check_budget(p.params.n)
+            except ConfigError as exc:
+                raise APIError(400, f"samplescale.options: invalid for {p.strategy.name!r} "  # type: ignore[union-attr]
+                               f"with {p.params.n} samples: {exc}",
+                               param="samplescale.options") from exc
         for feature in getattr(p.strategy, "requires", ()):
             if not getattr(backend.capabilities, feature):
                 raise APIError(400, f"model: strategy {p.strategy.name!r} needs {feature} "  # type: ignore[union-attr]
