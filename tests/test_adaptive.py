@@ -184,16 +184,16 @@ def model(llama_backend):
 
 @pytest.mark.slow
 def test_cli_generate_and_eval_with_adaptive_strategies_and_pricing(capsys, tmp_path, model):
-    code = main(["generate", "What is 2 + 3?", "-n", "8", "--max-tokens", "24", "--seed", "1",
+    code = main(["generate", "What is 2 + 3?", "-n", "4", "--max-tokens", "16", "--seed", "1",
                  "--strategy", "adaptive-consistency", "--option", "round=2", "--json",
                  "--model", model])
     body = json.loads(capsys.readouterr().out)
     assert code == 0 and body["strategy"] == "adaptive-consistency"
-    assert 2 <= len(body["samples"]) <= 8 and body["trace"][-1]["decision"] in ("stop", "budget")
+    assert 2 <= len(body["samples"]) <= 4 and body["trace"][-1]["decision"] in ("stop", "budget")
     assert body["usage"]["completion_tokens"] == sum(
         len(s["token_ids"]) for s in body["samples"])
     out = tmp_path / "pool"
-    code = main(["eval", "--limit", "2", "--n", "4", "--max-tokens", "24", "--price-stopping",
+    code = main(["eval", "--limit", "1", "--n", "4", "--max-tokens", "16", "--price-stopping",
                  "--output", str(out), "--model", model])
     stdout = capsys.readouterr().out
     assert code == 0 and "stopping rules priced on the pool (budget 4)" in stdout

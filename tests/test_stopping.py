@@ -85,6 +85,8 @@ POOLS = [
     ([0, 1, 2, 3, None, 1], 2),
     ([1, 1, 1, 0, 2], 0),
     ([0, 0, 0, 0], 0),
+    ([0, 0, 1, 1, 2, 2], 0),  # exchangeable wrong classes of the correct class's size
+    ([3, 1, 2, None, 0, 4], 2),
 ]
 RULES = [
     ESC(window=2), ESC(window=3), AdaptiveConsistency(threshold=0.7),
@@ -131,6 +133,15 @@ def test_monte_carlo_price_of_confidence_stop_is_within_four_standard_errors():
     assert abs(price.accuracy - acc) < 4 * price.accuracy_se
     assert abs(price.samples - used) < 4 * price.samples_se
     assert abs(price.tokens - toks) < 4 * price.tokens_se
+
+
+def test_a_pool_of_distinct_answers_is_priced_exactly_and_fast():
+    labels = list(range(40))  # 40 singleton classes: 41 count states, not 2^40
+    price = price_rule(AdaptiveConsistency(threshold=0.9), labels, 7, [1] * 40)
+    # never settles (a leader with one vote among K >= 2 classes is unsure): all 40 drawn,
+    # and the correct one wins a 40-way tie with probability 1/40
+    assert price.samples == pytest.approx(40) and price.accuracy == pytest.approx(1 / 40)
+    assert price.tokens == pytest.approx(40)
 
 
 def test_unanimous_pool_stops_at_the_first_check():

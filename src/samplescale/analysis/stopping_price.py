@@ -11,9 +11,10 @@ and tokens it uses; this module computes their expectations over all ``N!`` orde
   depend only on the class counts drawn so far (ESC also on whether the current window is
   still unanimous), so a dynamic programme over (counts drawn, window state) with the
   hypergeometric transition probabilities ``r_c / R`` gives the expectations exactly;
-  expected tokens follow from the expected draws per class, since the samples of a class
-  are exchangeable. Pools with more than :data:`MAX_STATES` count states fall back to
-  Monte Carlo.
+  wrong classes with the same pool count are exchangeable, so the programme keeps the
+  multiset of their drawn counts (a pool of 16 different answers has 17 states, not
+  2^16). Expected tokens follow from the expected draws per exchangeable slot. Pools with
+  more than :data:`MAX_STATES` count states fall back to Monte Carlo.
 * ``confidence-stop``: **Monte Carlo** over ``draws`` random orderings (every sample has
   its own confidence, so there are no small sufficient statistics), with the standard
   error of each mean reported.
@@ -148,69 +149,108 @@ def _simulate_confidence(
     return float(good), m, int(sum(toks[:m]))
 
 
+_MIXED = -1  # ESC window states: mixed, or the correct class, or (group, drawn count)
+_CORRECT = -2
+Window = int | tuple[int, int] | None
+
+
 def _exact(
     strategy: AdaptiveStrategy, labels: Sequence[Hashable | None], correct_label: Hashable | None,
     tokens: Sequence[int], budget: int,
 ) -> Price:
-    classes = sorted({x for x in labels if x is not None}, key=str)
-    index = {c: i for i, c in enumerate(classes)}
-    none = len(classes)  # the unanswered samples' slot
-    slots = [index[x] if x is not None else none for x in labels]
-    pool = tuple(slots.count(i) for i in range(none + 1))
-    correct = index.get(correct_label) if correct_label is not None else None
+    """The dynamic programme of the module docstring. Wrong classes with the same pool
+    count are exchangeable under every rule here, so a state keeps, per such group, the
+    sorted drawn counts of its classes (plus the correct class's and the unanswered
+    samples' drawn counts, and ESC's window state)."""
+    pool: dict[Hashable, int] = {}
+    for x in labels:
+        if x is not None:
+            pool[x] = pool.get(x, 0) + 1
+    c0 = pool.pop(correct_label, 0) if correct_label is not None else 0
+    u0 = sum(x is None for x in labels)
+    sizes = sorted(set(pool.values()))
+    n_classes = [sum(v == c for v in pool.values()) for c in sizes]
+    total = len(labels)
     stops = _boundaries(strategy, budget)
-    esc = isinstance(strategy, ESC)
-    memo: dict[tuple[tuple[int, ...], int], tuple[float, tuple[float, ...]]] = {}
+    w = strategy.window if isinstance(strategy, ESC) else 0
+    memo: dict[tuple[Any, ...], tuple[float, tuple[float, ...]]] = {}
 
-    def stop_here(drawn: tuple[int, ...], win: int, m: int) -> bool:
+    def stop_here(dc: int, du: int, groups: tuple[tuple[int, ...], ...], win: Window,
+                  m: int) -> bool:
         if m >= budget:
             return True
-        if esc:  # the window is unanimous iff it is complete and win is still its class
-            return win >= 0 and win != none and m % strategy.window == 0  # type: ignore[attr-defined]
-        fake = [i for i in range(none) for _ in range(drawn[i])] + [None] * drawn[none]
-        size = min(strategy.round_size(0), budget)
-        return bool(strategy.rule(fake, size, None)["stop"])  # type: ignore[arg-type]
+        if w:  # the window just completed is unanimous iff its state is one class
+            return m % w == 0 and win is not None and win != _MIXED
+        votes = [dc] + [d for g in groups for d in g]
+        return strategy.settled([v for v in votes if v > 0], du)[0]
 
-    def go(drawn: tuple[int, ...], win: int) -> tuple[float, tuple[float, ...]]:
-        key = (drawn, win)
+    def go(dc: int, du: int, groups: tuple[tuple[int, ...], ...],
+           win: Window) -> tuple[float, tuple[float, ...]]:
+        key = (dc, du, groups, win)
         if key in memo:
             return memo[key]
-        m = sum(drawn)
-        if m in stops and stop_here(drawn, win, m):
-            out = (_vote_accuracy(drawn[:none], correct), tuple(float(d) for d in drawn))
-            memo[key] = out
-            return out
-        rest = sum(pool) - m
-        acc, used = 0.0, [0.0] * len(pool)
-        for i, c in enumerate(pool):
-            r = c - drawn[i]
-            if r == 0:
-                continue
-            nxt = drawn[:i] + (drawn[i] + 1,) + drawn[i + 1:]
-            if esc:
-                w = strategy.window  # type: ignore[attr-defined]
-                nwin = i if m % w == 0 else (win if win == i else -1)
-            else:
-                nwin = -1
-            a, u = go(nxt, nwin)
-            acc += r / rest * a
-            used = [x + r / rest * y for x, y in zip(used, u)]
+        m = dc + du + sum(sum(g) for g in groups)
+        if m in stops and stop_here(dc, du, groups, win, m):
+            votes = [dc] + [d for g in groups for d in g]
+            acc = _vote_accuracy(votes, 0 if c0 else None)
+            memo[key] = (acc, (float(dc), float(du), *(float(sum(g)) for g in groups)))
+            return memo[key]
+        rest = total - m
+        start = w > 0 and m % w == 0
+        moves: list[tuple[float, int, int, tuple[tuple[int, ...], ...], Window]] = []
+        if c0 > dc:
+            nwin: Window = _CORRECT if w and (start or win == _CORRECT) else _MIXED
+            moves.append(((c0 - dc) / rest, dc + 1, du, groups, nwin))
+        if u0 > du:
+            moves.append(((u0 - du) / rest, dc, du + 1, groups, _MIXED))
+        for gi, g in enumerate(groups):
+            for d in sorted(set(g)):
+                left = sizes[gi] - d
+                if left == 0:
+                    continue
+                k = g.count(d)
+                i = g.index(d)
+                ng = tuple(sorted(g[:i] + (d + 1,) + g[i + 1:]))
+                ngroups = groups[:gi] + (ng,) + groups[gi + 1:]
+                if w and start:
+                    moves.append((k * left / rest, dc, du, ngroups, (gi, d + 1)))
+                elif w and win == (gi, d):  # the window's own class, or another one
+                    moves.append((left / rest, dc, du, ngroups, (gi, d + 1)))
+                    if k > 1:
+                        moves.append(((k - 1) * left / rest, dc, du, ngroups, _MIXED))
+                else:
+                    moves.append((k * left / rest, dc, du, ngroups, _MIXED))
+        acc, used = 0.0, [0.0] * (2 + len(groups))
+        for p, ndc, ndu, ngroups, nwin in moves:
+            a, u = go(ndc, ndu, ngroups, nwin)
+            acc += p * a
+            used = [x + p * y for x, y in zip(used, u)]
         memo[key] = (acc, tuple(used))
         return memo[key]
 
-    acc, used = go(tuple(0 for _ in pool), -1)
-    per_slot = [0.0] * len(pool)
-    for s, t in zip(slots, tokens):
-        per_slot[s] += t
-    toks = sum(u / c * tt for u, c, tt in zip(used, pool, per_slot) if c)
+    acc, used = go(0, 0, tuple((0,) * n for n in n_classes), None)
+    # samples of one slot are exchangeable: each is drawn with probability E[drawn] / size
+    slot_tokens = [0.0] * (2 + len(sizes))
+    slot_size = [c0, u0] + [c * n for c, n in zip(sizes, n_classes)]
+    for x, t in zip(labels, tokens):
+        slot = 1 if x is None else 0 if x == correct_label else 2 + sizes.index(pool[x])
+        slot_tokens[slot] += t
+    toks = sum(u / n * t for u, n, t in zip(used, slot_size, slot_tokens) if n)
     return Price(acc, float(sum(used)), float(toks), "exact")
 
 
-def _states(labels: Sequence[Hashable | None]) -> int:
-    counts: dict[Hashable | None, int] = {}
+def _states(labels: Sequence[Hashable | None], correct_label: Hashable | None) -> int:
+    """Count states of :func:`_exact`: per group of ``n`` wrong classes of pool count
+    ``c``, the multisets of drawn counts, ``C(n + c, c)``."""
+    pool: dict[Hashable, int] = {}
     for x in labels:
-        counts[x] = counts.get(x, 0) + 1
-    return math.prod(c + 1 for c in counts.values())
+        if x is not None:
+            pool[x] = pool.get(x, 0) + 1
+    c0 = pool.pop(correct_label, 0) if correct_label is not None else 0
+    out = (c0 + 1) * (sum(x is None for x in labels) + 1)
+    for c in set(pool.values()):
+        out *= math.comb(sum(v == c for v in pool.values()) + c, c)
+    return out
 
 
 def price_rule(
@@ -267,7 +307,7 @@ def price_rule(
     if len(toks) != n:
         raise ConfigError(f"tokens has {len(toks)} values for {n} samples")
     strategy.check_budget(budget)
-    if not isinstance(strategy, ConfidenceStop) and _states(labels) <= MAX_STATES:
+    if not isinstance(strategy, ConfidenceStop) and _states(labels, correct_label) <= MAX_STATES:
         return _exact(strategy, labels, correct_label, toks, budget)
     if rng is None:
         raise ConfigError("rng (a numpy.random.Generator) is needed to price this rule by "

@@ -65,6 +65,11 @@ class AdaptiveStrategy(Strategy):
     def check_budget(self, budget: int) -> None:
         """Raise ConfigError naming the field if a parameter does not fit budget N."""
 
+    def settled(self, counts: Sequence[int], unanswered: int) -> tuple[bool, float]:
+        """For rules that depend only on the vote: (stop?, statistic) given the vote
+        ``counts`` of the classes seen (positive) and the ``unanswered`` samples."""
+        raise NotImplementedError(f"{self.name} does not decide from vote counts alone")
+
     def rule(self, labels: Labels, last_round: int, state: State) -> dict[str, Any]:
         """The stopping decision after a round: ``{"stop": bool, <statistics>}``.
 
@@ -188,10 +193,14 @@ class AdaptiveConsistency(AdaptiveStrategy):
     def check_budget(self, budget: int) -> None:
         check_round(self.round, "round", budget)
 
-    def rule(self, labels: Labels, last_round: int, state: State) -> dict[str, Any]:
-        counts, _ = vote_counts(labels)
+    def settled(self, counts: Sequence[int], unanswered: int) -> tuple[bool, float]:
+        """(stop?, leader probability) for the vote ``counts`` of the classes seen."""
         p = leader_probability(counts, self.prior)
-        return {"stop": p >= self.threshold, "leader_probability": p}
+        return p >= self.threshold, p
+
+    def rule(self, labels: Labels, last_round: int, state: State) -> dict[str, Any]:
+        stop, p = self.settled(*vote_counts(labels))
+        return {"stop": stop, "leader_probability": p}
 
 
 @STRATEGIES.register("semantic-entropy")
@@ -229,7 +238,11 @@ class SemanticEntropy(AdaptiveStrategy):
     def check_budget(self, budget: int) -> None:
         check_round(self.round, "round", budget, minimum=2)
 
-    def rule(self, labels: Labels, last_round: int, state: State) -> dict[str, Any]:
-        counts, unanswered = vote_counts(labels)
+    def settled(self, counts: Sequence[int], unanswered: int) -> tuple[bool, float]:
+        """(stop?, entropy) for the vote ``counts`` and ``unanswered`` samples."""
         h = answer_entropy(counts, unanswered)
-        return {"stop": h <= self.threshold, "entropy": h}
+        return h <= self.threshold, h
+
+    def rule(self, labels: Labels, last_round: int, state: State) -> dict[str, Any]:
+        stop, h = self.settled(*vote_counts(labels))
+        return {"stop": stop, "entropy": h}
