@@ -36,13 +36,16 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=2000, help="Monte Carlo orderings per problem")
     ap.add_argument("--output", type=Path, default=Path("benchmarks/out/adaptive-arith2"))
     ap.add_argument("--eval-args", default="", help="extra arguments for samplescale eval")
+    ap.add_argument("--price-only", action="store_true",
+                    help="price the records drawn so far; draw nothing")
     args = ap.parse_args()
     cmd = [
         sys.executable, "-m", "samplescale.cli", "eval", "--task", args.task,
         "--level", str(args.level), "--limit", str(args.limit), "--n", str(args.n),
         "--seed", str(args.seed), "--output", str(args.output), *args.eval_args.split(),
     ]
-    subprocess.run(cmd, check=True)  # resumes a finished or partial run
+    if not args.price_only:
+        subprocess.run(cmd, check=True)  # resumes a finished or partial run
     records = [json.loads(x) for x in (args.output / "results.jsonl").read_text().splitlines()]
     priced = price_records(records, seed=args.seed, draws=args.draws)
     ks = [k for k in (1, 4, 8, 16) if k <= priced["budget"]]
