@@ -23,7 +23,16 @@ import numpy as np
 
 from samplescale.analysis.intervals import mean_with_interval
 from samplescale.analysis.pools import maj_matrix
-from samplescale.analysis.stopping_price import price_records
+from samplescale.analysis.stopping_price import default_rules, price_records
+from samplescale.strategies import AdaptiveConsistency, ConfidenceStop, SemanticEntropy
+
+# beyond the defaults: looser rules, to trace the accuracy / samples trade-off
+EXTRA_RULES = [
+    AdaptiveConsistency(threshold=0.6), AdaptiveConsistency(threshold=0.7),
+    SemanticEntropy(threshold=1.0), SemanticEntropy(threshold=1.4),
+    ConfidenceStop(keep=0.9, consensus=0.6), ConfidenceStop(keep=0.9, consensus=0.8),
+    ConfidenceStop(keep=0.5, consensus=0.6),
+]
 
 
 def main() -> int:
@@ -47,7 +56,8 @@ def main() -> int:
     if not args.price_only:
         subprocess.run(cmd, check=True)  # resumes a finished or partial run
     records = [json.loads(x) for x in (args.output / "results.jsonl").read_text().splitlines()]
-    priced = price_records(records, seed=args.seed, draws=args.draws)
+    priced = price_records(records, default_rules() + EXTRA_RULES, seed=args.seed,
+                           draws=args.draws)
     ks = [k for k in (1, 4, 8, 16) if k <= priced["budget"]]
     maj = maj_matrix(records, ks)
     ran = [r for r in records if r["status"] == "ok"]
@@ -55,8 +65,9 @@ def main() -> int:
     rows = [(f"self-consistency@{k}", mean_with_interval(maj[:, j]), float(k), k * tok, "exact")
             for j, k in enumerate(ks)]
     for r in priced["rules"]:
-        params = ", ".join(f"{k}={r[k]}" for k in ("window", "threshold", "round", "keep")
-                           if k in r)
+        keys = ("keep", "consensus") if r["rule"] == "confidence-stop" else (
+            "window", "threshold", "round")
+        params = ", ".join(f"{k}={r[k]}" for k in keys if k in r)
         se = f" (se {r['accuracy_mc_se']:.3f})" if r["method"] != "exact" else ""
         rows.append((f"{r['rule']} {params}{se}", r["accuracy"], r["samples"], r["tokens"],
                      r["method"]))
