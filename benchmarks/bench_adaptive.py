@@ -68,7 +68,7 @@ def main() -> int:
         keys = ("keep", "consensus") if r["rule"] == "confidence-stop" else (
             "window", "threshold", "round")
         params = ", ".join(f"{k}={r[k]}" for k in keys if k in r)
-        se = f" (se {r['accuracy_mc_se']:.3f})" if r["method"] != "exact" else ""
+        se = f" (se {r['accuracy_mc_se']:.4f})" if r["method"] != "exact" else ""
         rows.append((f"{r['rule']} {params}{se}", r["accuracy"], r["samples"], r["tokens"],
                      r["method"]))
     print(f"\n{args.task} level {args.level}: {len(records)} problems, pool N={priced['budget']}")
@@ -88,15 +88,17 @@ def main() -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 5))
     for name, acc, samples, _, _ in rows:
-        style = "ks" if name.startswith("self-consistency") else "o"
+        style = "ks" if name.startswith("self-consistency") else {
+            "esc": "^", "adaptive-consistency": "o", "semantic-entropy": "D",
+            "confidence-stop": "v"}[name.split()[0]]
         ax.errorbar(samples, acc["mean"], yerr=[[acc["mean"] - acc["lo"]],
                     [acc["hi"] - acc["mean"]]], fmt=style, capsize=3, label=name)
     ax.set_xlabel("mean samples used")
     ax.set_ylabel("accuracy (95% Wilson)")
     ax.set_title(f"{args.task} level {args.level}: stopping rules priced on one pool")
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(args.output / "stopping.png", dpi=120)
     print(f"wrote {out} and {args.output / 'stopping.png'}")

@@ -229,22 +229,26 @@ def _print_strategy(console: Console, s: dict[str, Any], title: str) -> None:
 def _print_stopping(console: Console, s: dict[str, Any], title: str) -> None:
     t = Table(
         title=f"{title}: stopping rules priced on the pool (budget {s['budget']})",
-        caption="expected over random orderings of each pool; exact, or Monte Carlo with "
-        "its standard error (se); 95% Wilson interval over problems",
+        caption="expected over random orderings of each pool: exact, or Monte Carlo with "
+        "its standard error (MC se); 95% Wilson interval over problems; samples and tokens "
+        "per problem",
     )
-    for col in ("rule", "accuracy", "95% Wilson", "samples", "tokens", "method"):
-        t.add_column(col, justify="right")
+    t.add_column("rule")
+    for col in ("accuracy", "95% Wilson", "MC se", "samples", "tokens"):
+        t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     for r in s["rules"]:
-        params = ", ".join(f"{k}={v}" for k, v in r.items() if k in _RULE_PARAMS)
-        se = f" (se {r['accuracy_mc_se']:.3f})" if r["method"] != "exact" else ""
-        t.add_row(f"{r['rule']} {params}", f"{r['accuracy']['mean']:.3f}{se}",
-                  _ci(r["accuracy"]), f"{r['samples']:.2f}", f"{r['tokens']:.0f}", r["method"])
+        params = " ".join(f"{k}={r[k]}" for k in _RULE_PARAMS.get(r["rule"], ()))
+        se = f"{r['accuracy_mc_se']:.4f}" if r["method"] != "exact" else "exact"
+        t.add_row(f"{r['rule']} {params}", f"{r['accuracy']['mean']:.3f}", _ci(r["accuracy"]),
+                  se, f"{r['samples']:.2f}", f"{r['tokens']:.0f}")
     console.print(t)
     for sk in s["skipped"]:
         console.print(f"not priced: {sk['rule']}: {sk['reason']}", markup=False)
 
 
-_RULE_PARAMS = ("window", "threshold", "round", "keep", "consensus", "warmup")
+# the parameters the default rules vary (summary.json has them all)
+_RULE_PARAMS = {"esc": ("window",), "adaptive-consistency": ("threshold",),
+                "semantic-entropy": ("threshold",), "confidence-stop": ("keep", "consensus")}
 
 
 def _print_errors(console: Console, summary: dict[str, Any]) -> None:
