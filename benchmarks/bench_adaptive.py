@@ -50,7 +50,8 @@ def main() -> int:
     args = ap.parse_args()
     cmd = [
         sys.executable, "-m", "samplescale.cli", "eval", "--task", args.task,
-        "--level", str(args.level), "--limit", str(args.limit), "--n", str(args.n),
+        *(["--level", str(args.level)] if args.task == "arithmetic" else []),
+        "--limit", str(args.limit), "--n", str(args.n),
         "--seed", str(args.seed), "--output", str(args.output), *args.eval_args.split(),
     ]
     if not args.price_only:
@@ -71,7 +72,8 @@ def main() -> int:
         se = f" (se {r['accuracy_mc_se']:.4f})" if r["method"] != "exact" else ""
         rows.append((f"{r['rule']} {params}{se}", r["accuracy"], r["samples"], r["tokens"],
                      r["method"]))
-    print(f"\n{args.task} level {args.level}: {len(records)} problems, pool N={priced['budget']}")
+    what = f"{args.task} level {args.level}" if args.task == "arithmetic" else args.task
+    print(f"\n{what}: {len(records)} problems, pool N={priced['budget']}")
     print("| rule | accuracy | 95% Wilson | mean samples | mean tokens | method |")
     print("|---|---|---|---|---|---|")
     for name, acc, samples, tokens, method in rows:
@@ -97,7 +99,7 @@ def main() -> int:
                     [acc["hi"] - acc["mean"]]], fmt=style, capsize=3, label=name)
     ax.set_xlabel("mean samples used")
     ax.set_ylabel("accuracy (95% Wilson)")
-    ax.set_title(f"{args.task} level {args.level}: stopping rules priced on one pool")
+    ax.set_title(f"{what}: stopping rules priced on one pool")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(args.output / "stopping.png", dpi=120)
