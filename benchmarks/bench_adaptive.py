@@ -2,7 +2,7 @@
 
 Draws (or resumes) one pool of N samples per problem with ``samplescale eval`` (arithmetic
 level 2, the embedded SmolLM2 model by default), then prices every rule of
-:func:`samplescale.analysis.stopping_price.default_rules` on it (expected accuracy with a
+:func:`samplescale.analysis.stopping_records.default_rules` on it (expected accuracy with a
 95 % Wilson interval over problems, expected samples and tokens; exact, or Monte Carlo
 with its standard error) and prints a markdown table with maj@k (self-consistency) at
 k = 4, 8, 16 from the same pool, and a plot of accuracy against mean samples.
@@ -23,7 +23,7 @@ import numpy as np
 
 from samplescale.analysis.intervals import mean_with_interval
 from samplescale.analysis.pools import maj_matrix
-from samplescale.analysis.stopping_price import default_rules, price_records
+from samplescale.analysis.stopping_records import default_rules, price_records
 from samplescale.strategies import AdaptiveConsistency, ConfidenceStop, SemanticEntropy
 
 # beyond the defaults: looser rules, to trace the accuracy / samples trade-off

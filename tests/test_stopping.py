@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from samplescale.analysis.stopping_price import price_records, price_rule, simulate
+from samplescale.analysis.stopping_price import price_rule, simulate
+from samplescale.analysis.stopping_records import price_records
 from samplescale.errors import ConfigError
 from samplescale.stopping import (
     answer_entropy,

@@ -370,7 +370,7 @@ def _run(
             figure.savefig(out / "scaling.png", dpi=120)
             plt.close(figure)
         if getattr(args, "price_stopping", False):
-            from samplescale.analysis.stopping_price import price_records
+            from samplescale.analysis.stopping_records import price_records
 
             summary["stopping"] = price_records(records, seed=args.seed)
             _print_stopping(console, summary["stopping"], title)
