@@ -192,6 +192,10 @@ def test_cli_generate_and_eval_with_adaptive_strategies_and_pricing(capsys, tmp_
     assert 2 <= len(body["samples"]) <= 4 and body["trace"][-1]["decision"] in ("stop", "budget")
     assert body["usage"]["completion_tokens"] == sum(
         len(s["token_ids"]) for s in body["samples"])
+    code = main(["generate", "What is 2 + 2?", "-n", "4", "--max-tokens", "16", "--seed", "3",
+                 "--strategy", "esc", "--option", "window=2", "--model", model])
+    stdout = capsys.readouterr().out
+    assert code == 0 and "of at most 4 samples" in stdout and "stopping: the " in stdout
     out = tmp_path / "pool"
     code = main(["eval", "--limit", "1", "--n", "4", "--max-tokens", "16", "--price-stopping",
                  "--output", str(out), "--model", model])

@@ -377,6 +377,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     if u.scorer_calls:
         print(f"scorer: {u.scorer_calls} calls")
+    last = result.trace[-1] if result.trace else {}
+    if last.get("event") == "stopping":  # adaptive strategies: why sampling ended
+        why = "the rule stopped" if last["decision"] == "stop" else "the budget was spent"
+        print(f"stopping: {why} after {last['drawn']} of at most {args.n} samples "
+              f"({len(result.trace)} rounds; --json shows each decision)")
     if stats is not None and stats.acceptance_rate is not None:
         print(
             f"speculative: acceptance rate {stats.acceptance_rate:.3f}, "
