@@ -19,6 +19,7 @@ from pydantic_core import to_json
 from samplescale.cli_backend import add_backend_args, check_run, make_backend
 from samplescale.cli_compare import add_compare_parser, cmd_compare
 from samplescale.cli_constraint import add_constraint_args, with_constraint
+from samplescale.cli_executor import add_executor_args, make_executor
 from samplescale.cli_model import n_threads
 from samplescale.cli_report import add_report_parser, cmd_report
 from samplescale.cli_serve import add_serve_parser, cmd_serve
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "verifier failure): record it as an error, counted as wrong, and go on "
         "(default), or stop the run",
     )
+    add_executor_args(ev)
     _sampling_args(ev, ("--n", "-n"), 16)
 
     gen = sub.add_parser(
@@ -409,10 +411,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "--kl-sigma / --sampler kl:SIGMA needs a grounding document (generate "
             "--grounding FILE); eval has none"
         )
+    executor = make_executor(args)  # sets a Ray worker's default --threads
     n_threads(args)
     strategy = _strategy(args.strategy, args.option)
     check_run(args, params, strategy)
-    return run_eval(args, params, _backend, strategy)
+    return run_eval(args, params, _backend, strategy, executor)
 
 
 def main(argv: list[str] | None = None) -> int:

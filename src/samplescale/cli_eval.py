@@ -12,6 +12,7 @@ Output directory layout::
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from samplescale.cli_results import append_record, exclusive, load_results
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, DataError
 from samplescale.evaluate import evaluate, problem_digest
+from samplescale.executors import Executor, LocalExecutor
 from samplescale.registry import canonical
 from samplescale.summary import summarize_pool, summarize_strategy
 from samplescale.tasks import load_task
@@ -245,8 +247,12 @@ def run_eval(
     params: SamplingParams,
     make_backend: Callable[[argparse.Namespace], Any],
     strategy: Any,
+    executor: Executor | None = None,
 ) -> int:
-    """Run (or resume) an evaluation and write its files; returns the exit status."""
+    """Run (or resume) an evaluation and write its files; returns the exit status.
+
+    ``make_backend`` must be picklable (a module-level function) for the Ray executor,
+    whose workers each build the backend with ``make_backend(args)``."""
     console = Console(soft_wrap=True)
     name = canonical(args.task)
     limit = effective_limit(name, args.limit)
@@ -281,8 +287,14 @@ def run_eval(
             "pool" if strategy is None else "strategy",
             notify=lambda msg: console.print(msg, markup=False),
         )
-        backend = make_backend(args)
-        return _run(console, task, out, records, backend, params, strategy, args, settings)
+        if executor is None or executor.name == "local":
+            backend = make_backend(args)  # loads here: a bad model fails before the bar
+        else:  # each worker builds its own
+            backend = functools.partial(make_backend, args)
+        return _run(
+            console, task, out, records, backend, params, strategy, args, settings,
+            executor or LocalExecutor(),
+        )
 
 
 def _run(
@@ -295,6 +307,7 @@ def _run(
     strategy: Any,
     args: argparse.Namespace,
     settings: dict[str, Any],
+    executor: Executor,
 ) -> int:
     results_file = out / "results.jsonl"
     done = {r["id"] for r in records}
@@ -317,7 +330,7 @@ def _run(
         )
         for rec in evaluate(
             task, backend, params, strategy=strategy, seed=args.seed, skip=done,
-            on_error=args.on_error,
+            on_error=args.on_error, executor=executor,
         ):
             try:
                 append_record(fh, rec)
@@ -332,6 +345,8 @@ def _run(
 
     if not records:
         raise ConfigError("the task has no problems to evaluate")
+    order = {p.id: i for i, p in enumerate(task.problems)}  # Ray: records in finishing order
+    records.sort(key=lambda r: order.get(r["id"], len(order)))
     title = f"{task.name}: {len(records)} problems, N={params.n}, T={params.temperature}"
     if strategy is None:
         summary = summarize_pool(records, seed=args.seed)
