@@ -9,6 +9,11 @@
 # then the per-problem samples of every run compared with the local run's (all fields but
 # wall times) and the wall times printed side by side. Each Ray run starts its own local
 # Ray instance (its start-up is in the wall time). Resumable: a finished run is kept.
+# The 1-minute load average at the end of each run is printed beside its wall time (the
+# machine is shared: with a load above the core count the workers wait for CPU), and the
+# problem-seconds: the sum over problems of the time spent sampling them (greedy and the
+# strategy), so problem-s / wall is the number of problems in progress on average (the
+# concurrency the workers reached; below 1 for one process: loading, start-up, grading).
 #   benchmarks/bench_ray.sh [OUT_DIR]        (LIMIT=20 N=8 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +28,8 @@ job() { local name=$1; shift
   if [ -f "$out/$name/summary.json" ]; then echo "$name: done before, kept"; return; fi
   local t0; t0=$(date +%s.%N)
   .venv/bin/samplescale "${common[@]}" "$@" --output "$out/$name" > "$out/$name.txt" 2>&1
-  echo "$name $(echo "$(date +%s.%N) - $t0" | bc)" >> "$out/times.txt"; }
+  echo "$name $(echo "$(date +%s.%N) - $t0" | bc)" >> "$out/times.txt"
+  echo "$name $(cut -d' ' -f1 /proc/loadavg)" >> "$out/load.txt"; }
 
 job local
 job ray-w1 --executor ray --workers 1
@@ -75,6 +81,7 @@ else:
 PY
   wait "$driver"
   echo "ray-w2-killed $(echo "$(date +%s.%N) - $t0" | bc)" >> "$out/times.txt"
+  echo "ray-w2-killed $(cut -d' ' -f1 /proc/loadavg)" >> "$out/load.txt"
 fi
 
 "$py" - "$out" <<'PY'
@@ -89,15 +96,20 @@ def load(name):
     lines = (out / name / "results.jsonl").read_text().splitlines()
     recs = [json.loads(x) for x in lines]
     ids = [r["id"] for r in recs]
-    return {r["id"]: strip(r) for r in recs}, ids
-base, _ = load("local")
+    busy = sum(r["usage"]["wall_time_s"] + r["greedy"]["usage"]["wall_time_s"] for r in recs)
+    return {r["id"]: strip(r) for r in recs}, ids, busy
+base, _, _ = load("local")
 times = dict(line.split() for line in (out / "times.txt").read_text().splitlines())
+loads = dict(line.split() for line in (out / "load.txt").read_text().splitlines()) \
+    if (out / "load.txt").exists() else {}
 print(f"{'run':<15}{'problems':>9}{'duplicates':>11}{'same samples as local':>23}"
-      f"{'accuracy':>10}{'wall (s)':>10}")
+      f"{'accuracy':>10}{'wall (s)':>10}{'problem-s':>11}{'problem-s/wall':>16}"
+      f"{'load 1-min':>12}")
 for name in ("local", "ray-w1", "ray-w2", "ray-w2-killed"):
-    recs, ids = load(name)
+    recs, ids, busy = load(name)
     same = sum(recs.get(i) == r for i, r in base.items())
     acc = json.loads((out / name / "summary.json").read_text())["accuracy"]["mean"]
     print(f"{name:<15}{len(recs):>9}{len(ids) - len(set(ids)):>11}{f'{same}/{len(base)}':>23}"
-          f"{acc:>10.3f}{float(times[name]):>10.1f}")
+          f"{acc:>10.3f}{float(times[name]):>10.1f}{busy:>11.1f}"
+          f"{busy / float(times[name]):>16.2f}{loads.get(name, '?'):>12}")
 PY

@@ -29,6 +29,8 @@ from samplescale.executors.base import (
 )
 from samplescale.tasks.base import Problem
 
+#: Seconds one wait for a finished problem blocks (the driver handles signals between waits).
+WAIT_S = 0.25
 RAY_HINT = "install the 'ray' extra: pip install 'samplescale[ray]' (or scripts/setup.sh --ray)"
 
 
@@ -193,7 +195,10 @@ class RayExecutor:
                     inflight[worker.run.remote(nxt)] = (worker, nxt)
                 if not inflight:
                     return
-                (ref,), _ = ray.wait(list(inflight), num_returns=1)
+                done, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_S)
+                if not done:  # back in Python often, so Ctrl-C (SIGINT) stops the run
+                    continue
+                ref = done[0]
                 actor, problem = inflight.pop(ref)
                 try:
                     record = ray.get(ref)
