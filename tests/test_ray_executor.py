@@ -148,6 +148,14 @@ def test_bad_arguments_are_refused(monkeypatch, capsys):
                           (["--executor", "ray", "--workers", "0"], "--workers must be")):
         assert main(["eval", "--limit", "1", *argv]) != 0
         assert message in capsys.readouterr().err
+    def refuse(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
+
+    with monkeypatch.context() as m:
+        m.setattr(ray, "is_initialized", lambda: False)
+        m.setattr(ray, "init", refuse)
+        with pytest.raises(ConfigError, match=r"could not join the Ray cluster at h:1 .*RAY_AUTH_MODE=token"):
+            list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor(address="h:1")))
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"samplescale\[ray\]"):
         list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor()))

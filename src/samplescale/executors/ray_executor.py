@@ -143,6 +143,9 @@ class RayExecutor:
             If Ray is not installed.
         BackendError
             If one problem's workers died ``max_attempts`` times.
+        ConfigError
+            If the Ray cluster at ``address`` cannot be joined (the message names the token
+            that Ray's token authentication needs).
         Exception
             An error raised by the runner or the spec in a worker, as it was raised there.
         """
@@ -166,7 +169,15 @@ class RayExecutor:
         if not problems:
             return
         if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False)
+            try:
+                ray.init(address=self.address, include_dashboard=False)
+            except ConnectionError as exc:
+                raise ConfigError(
+                    f"could not join the Ray cluster at {self.address} ({exc}): is it running "
+                    "(ray start --head), and does this shell send its token (Ray >= 2.52 with "
+                    "token authentication: RAY_AUTH_MODE=token and the cluster's token in "
+                    "~/.ray/auth_token or RAY_AUTH_TOKEN)?"
+                ) from exc
         actor_cls = ray.remote(Worker).options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0
         )
