@@ -113,3 +113,31 @@ def test_repeated_sampling_in_eval_reports_coverage_with_gold_oracle():
         True,
         True,
     ]
+
+
+def test_a_backend_spec_is_built_once_when_the_first_problem_starts():
+    from samplescale.backends.fake import ToyLM
+    from samplescale.errors import ConfigError
+    from samplescale.executors import LocalExecutor
+
+    built = []
+
+    def spec():
+        built.append(1)
+        return ToyLM()
+
+    params = SamplingParams(n=3, max_tokens=6)
+    records = evaluate(TASK, spec, params, seed=2, executor=LocalExecutor())
+    assert built == []  # nothing runs before iteration
+
+    def drop(r):  # wall times differ between runs
+        return {**{k: v for k, v in r.items() if k != "usage"},
+                "greedy": {k: v for k, v in r["greedy"].items() if k != "usage"}}
+
+    assert [drop(r) for r in records] == [drop(r) for r in evaluate(TASK, ToyLM(), params, seed=2)]
+    assert built == [1]
+    assert list(evaluate(TASK, spec, params, skip={"a", "b"})) == [] and built == [1]
+    with pytest.raises(ConfigError, match="the backend spec's result must be"):
+        list(evaluate(TASK, lambda: "not a backend", params))
+    with pytest.raises(ConfigError, match="backend must be"):
+        evaluate(TASK, 42, params)
