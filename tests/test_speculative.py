@@ -13,13 +13,12 @@ from scipy.stats import chisquare
 
 from samplescale.backends.fake import ToyLM
 from samplescale.config import SamplingParams
-from samplescale.decoders.speculative import (
-    MAX_SELECTION_WORK,
-    SpeculativeBackend,
+from samplescale.decoders.acceptance import (
     accept_or_resample,
     selection_cost,
     selection_distribution,
 )
+from samplescale.decoders.speculative import MAX_SELECTION_WORK, SpeculativeBackend
 from samplescale.errors import ConfigError
 from samplescale.sampling import functional as F
 from samplescale.sampling import pipeline

@@ -12,6 +12,7 @@ Output directory layout::
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from samplescale.cli_results import append_record, exclusive, load_results
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, DataError
 from samplescale.evaluate import evaluate, problem_digest
+from samplescale.executors import Executor, LocalExecutor
 from samplescale.registry import canonical
 from samplescale.summary import summarize_pool, summarize_strategy
 from samplescale.tasks import load_task
@@ -226,31 +228,6 @@ def _print_strategy(console: Console, s: dict[str, Any], title: str) -> None:
     console.print(t)
 
 
-def _print_stopping(console: Console, s: dict[str, Any], title: str) -> None:
-    t = Table(
-        title=f"{title}: stopping rules priced on the pool (budget {s['budget']})",
-        caption="expected over random orderings of each pool: exact, or Monte Carlo with "
-        "its standard error (MC se); 95% Wilson interval over problems; samples and tokens "
-        "per problem",
-    )
-    t.add_column("rule")
-    for col in ("accuracy", "95% Wilson", "MC se", "samples", "tokens"):
-        t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
-    for r in s["rules"]:
-        params = " ".join(f"{k}={r[k]}" for k in _RULE_PARAMS.get(r["rule"], ()))
-        se = f"{r['accuracy_mc_se']:.4f}" if r["method"] != "exact" else "exact"
-        t.add_row(f"{r['rule']} {params}", f"{r['accuracy']['mean']:.3f}", _ci(r["accuracy"]),
-                  se, f"{r['samples']:.2f}", f"{r['tokens']:.0f}")
-    console.print(t)
-    for sk in s["skipped"]:
-        console.print(f"not priced: {sk['rule']}: {sk['reason']}", markup=False)
-
-
-# the parameters the default rules vary (summary.json has them all)
-_RULE_PARAMS = {"esc": ("window",), "adaptive-consistency": ("threshold",),
-                "semantic-entropy": ("threshold",), "confidence-stop": ("keep", "consensus")}
-
-
 def _print_errors(console: Console, summary: dict[str, Any]) -> None:
     errors = summary["problem_errors"]
     if not errors:
@@ -270,8 +247,12 @@ def run_eval(
     params: SamplingParams,
     make_backend: Callable[[argparse.Namespace], Any],
     strategy: Any,
+    executor: Executor | None = None,
 ) -> int:
-    """Run (or resume) an evaluation and write its files; returns the exit status."""
+    """Run (or resume) an evaluation and write its files; returns the exit status.
+
+    ``make_backend`` must be picklable (a module-level function) for the Ray executor,
+    whose workers each build the backend with ``make_backend(args)``."""
     console = Console(soft_wrap=True)
     name = canonical(args.task)
     limit = effective_limit(name, args.limit)
@@ -306,8 +287,14 @@ def run_eval(
             "pool" if strategy is None else "strategy",
             notify=lambda msg: console.print(msg, markup=False),
         )
-        backend = make_backend(args)
-        return _run(console, task, out, records, backend, params, strategy, args, settings)
+        if executor is None or executor.name == "local":
+            backend = make_backend(args)  # loads here: a bad model fails before the bar
+        else:  # each worker builds its own
+            backend = functools.partial(make_backend, args)
+        return _run(
+            console, task, out, records, backend, params, strategy, args, settings,
+            executor or LocalExecutor(),
+        )
 
 
 def _run(
@@ -320,6 +307,7 @@ def _run(
     strategy: Any,
     args: argparse.Namespace,
     settings: dict[str, Any],
+    executor: Executor,
 ) -> int:
     results_file = out / "results.jsonl"
     done = {r["id"] for r in records}
@@ -342,7 +330,7 @@ def _run(
         )
         for rec in evaluate(
             task, backend, params, strategy=strategy, seed=args.seed, skip=done,
-            on_error=args.on_error,
+            on_error=args.on_error, executor=executor,
         ):
             try:
                 append_record(fh, rec)
@@ -357,6 +345,8 @@ def _run(
 
     if not records:
         raise ConfigError("the task has no problems to evaluate")
+    order = {p.id: i for i, p in enumerate(task.problems)}  # Ray: records in finishing order
+    records.sort(key=lambda r: order.get(r["id"], len(order)))
     title = f"{task.name}: {len(records)} problems, N={params.n}, T={params.temperature}"
     if strategy is None:
         summary = summarize_pool(records, seed=args.seed)
@@ -371,9 +361,10 @@ def _run(
             plt.close(figure)
         if getattr(args, "price_stopping", False):
             from samplescale.analysis.stopping_records import price_records
+            from samplescale.cli_stopping import print_stopping
 
             summary["stopping"] = price_records(records, seed=args.seed)
-            _print_stopping(console, summary["stopping"], title)
+            print_stopping(console, summary["stopping"], title)
     else:
         summary = summarize_strategy(records, seed=args.seed)
         if summary["strategy"] is not None:

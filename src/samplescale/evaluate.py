@@ -36,6 +36,8 @@ from samplescale.errors import (
     VerifierError,
     check_instance,
 )
+from samplescale.executors import Executor, LocalExecutor
+from samplescale.executors.base import BackendSpec, check_backend_arg
 from samplescale.rng import derived_seed
 from samplescale.stopping import GROUP_WINDOW, lowest_group_confidence
 from samplescale.strategies import (
@@ -45,7 +47,6 @@ from samplescale.strategies import (
     RepeatedSampling,
     Strategy,
 )
-from samplescale.strategies.base import check_run_args
 from samplescale.tasks.base import Problem, Task
 from samplescale.tasks.code import CodeTask
 from samplescale.types import Prompt, Result, Sample
@@ -249,7 +250,7 @@ def error_record(problem_id: str, digest: str, exc: BaseException) -> Record:
 
 def evaluate(
     task: Task,
-    backend: Backend,
+    backend: Backend | BackendSpec,
     params: SamplingParams,
     *,
     strategy: Strategy | None = None,
@@ -257,13 +258,17 @@ def evaluate(
     skip: Container[str] = (),
     on_start: Callable[[Problem], None] | None = None,
     on_error: Literal["record", "stop"] = "record",
+    executor: Executor | None = None,
 ) -> Iterator[Record]:
     """Evaluate ``task`` problem by problem, giving a record as each finishes.
 
     Parameters
     ----------
     task : Task
-    backend : Backend
+    backend : Backend or BackendSpec
+        A backend, or a backend spec: a picklable zero-argument callable that builds one
+        (e.g. ``functools.partial(LlamaCppBackend, path)``), which the Ray executor needs
+        (each worker builds its own backend from it).
     params : SamplingParams
         Token-level parameters and N (``params.n``) samples per problem.
     strategy : Strategy, optional
@@ -280,11 +285,17 @@ def evaluate(
         What a problem that cannot be run or graded (a ProblemError) gives: an error
         record, the evaluation going on (default), or the error, raised with the problem's
         id and source.
+    executor : Executor, optional
+        Where the problems run: :class:`~samplescale.executors.LocalExecutor` (default:
+        here, in order) or :class:`~samplescale.executors.RayExecutor` (Ray actors; records
+        come in the order problems finish). Per-problem seeds make the records the same
+        with either, on a deterministic backend.
 
     Returns
     -------
     iterator of dict
-        One JSON-serialisable record per problem, in task order, made as it is iterated
+        One JSON-serialisable record per problem, in task order (in finishing order with
+        the Ray executor), made as it is iterated
         (schemas in :mod:`samplescale.records`); every record has ``status``, ``id`` and
         ``problem_digest`` (:func:`problem_digest`). The arguments are checked at the call.
 
@@ -301,7 +312,7 @@ def evaluate(
         fail every problem alike, so it is never recorded as a problem's error.
     """
     check_instance("task", task, Task, "a Task (samplescale.tasks.load_task)")
-    check_run_args(backend, "", params, None)
+    check_backend_arg(backend)
     check_instance("params", params, SamplingParams, "a SamplingParams")
     if strategy is not None:
         check_instance("strategy", strategy, Strategy, "a Strategy or None")
@@ -318,8 +329,13 @@ def evaluate(
                           f"{type(on_start).__name__}")
     if on_error not in ("record", "stop"):
         raise ConfigError(f"on_error must be 'record' or 'stop', got {on_error!r}")
+    if executor is None:
+        executor = LocalExecutor()
+    check_instance("executor", executor, Executor, "an Executor (LocalExecutor, RayExecutor)")
     _check_task_strategy(task, strategy)
-    return _records(task, backend, params, strategy, seed, skip, on_start, on_error)
+    runner = ProblemRun(task, params, strategy, seed, on_error)
+    todo = [p for p in task.problems if p.id not in skip]
+    return executor.run(runner, backend, todo, on_start)
 
 
 def _check_task_strategy(task: Task, strategy: Strategy | None) -> None:
@@ -340,22 +356,20 @@ def _check_task_strategy(task: Task, strategy: Strategy | None) -> None:
         )
 
 
-def _records(
-    task: Task,
-    backend: Backend,
-    params: SamplingParams,
-    strategy: Strategy | None,
-    seed: int,
-    skip: Container[str],
-    on_start: Callable[[Problem], None] | None,
-    on_error: str,
-) -> Iterator[Record]:
-    """The records of :func:`evaluate` (its arguments checked), one per problem."""
-    for problem in task.problems:
-        if problem.id in skip:
-            continue
-        if on_start is not None:
-            on_start(problem)
+@dataclasses.dataclass(frozen=True)
+class ProblemRun:
+    """Everything :func:`evaluate` does for one problem, given a backend (picklable: the
+    Ray executor sends it to its workers). ``ProblemRun(...)(backend, problem)`` is the
+    problem's record, with its ``problem_digest``."""
+
+    task: Task
+    params: SamplingParams
+    strategy: Strategy | None
+    seed: int
+    on_error: str
+
+    def __call__(self, backend: Backend, problem: Problem) -> Record:
+        task, strategy, params, seed = self.task, self.strategy, self.params, self.seed
         digest = problem_digest(task, problem)
         try:
             prompt = _checked_prompt(task, problem)
@@ -373,8 +387,8 @@ def _records(
             else:
                 rec = strategy_record(problem, prompt, backend, strategy, params, seed)
         except ProblemError as exc:
-            if on_error == "stop":
+            if self.on_error == "stop":
                 where = f" ({problem.source})" if problem.source else ""
                 raise type(exc)(f"problem {problem.id}{where}: {exc}") from exc
             rec = error_record(problem.id, digest, exc)
-        yield {**rec, "problem_digest": digest}
+        return {**rec, "problem_digest": digest}

@@ -71,6 +71,13 @@ def _interval(values: Sequence[float], rng: np.random.Generator) -> dict[str, fl
     return {**out, "boot_lo": lo, "boot_hi": hi, "clustered_lo": clo, "clustered_hi": chi}
 
 
+def by_id(records: Sequence[Record]) -> list[Record]:
+    """``records`` sorted by problem id: the bootstraps resample problems in this order, so
+    a summary does not depend on the order records were written in (a Ray run writes them
+    as problems finish)."""
+    return sorted(records, key=lambda r: str(r["id"]))
+
+
 def _ran(records: Sequence[Record]) -> list[Record]:
     return [r for r in records if r["status"] == "ok"]
 
@@ -122,6 +129,7 @@ def summarize_pool(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
         (e.g. every problem solved at every k) is ``{"error": reason}``.
     """
     rng = np.random.default_rng(seed)
+    given, records = records, by_id(records)
     ran = _ran(records)
     n = min((r["n"] for r in ran), default=None)
     curve = [] if n is None else _curve(records, n, rng)
@@ -133,7 +141,7 @@ def summarize_pool(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
         "fits": {} if n is None else fits(records, n, curve, rng),
         "intervals": INTERVALS,
         "usage": _total_usage(ran),
-        **_errors(records),
+        **_errors(given),
     }
 
 
@@ -214,6 +222,7 @@ def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, An
     Error records count as wrong (module docstring); ``strategy`` is None when no problem ran.
     """
     rng = np.random.default_rng(seed)
+    given, records = records, by_id(records)
     ran = _ran(records)
     acc = [float(r["status"] == "ok" and r["correct"]) for r in records]
     return {
@@ -225,7 +234,7 @@ def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, An
         "greedy": _greedy_summary(records, rng),
         "intervals": INTERVALS,
         "usage": _total_usage(ran),
-        **_errors(records),
+        **_errors(given),
     }
 
 

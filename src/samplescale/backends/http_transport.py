@@ -228,3 +228,16 @@ class RetryingTransport:
             return data
 
         return await self.send(path, body, read)
+
+
+async def all_or_none(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """The results of ``coros`` run concurrently; when one raises, the others are
+    cancelled (their requests closed) before the error propagates."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

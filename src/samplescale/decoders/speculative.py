@@ -23,8 +23,9 @@ from the draft model. At each position the drafts that still agree with the acce
 prefix (``m' <= m`` of them, i.i.d. from ``q`` given that prefix) propose their tokens;
 importance resampling picks one with probability proportional to ``w = p / q`` (uniformly
 if all weights are 0), and single-draft verification runs against the exact law ``q~`` of
-the picked token (:func:`selection_distribution`), so the output is again exactly ``p``,
-and ``q~`` is closer to ``p`` than ``q`` is (a higher acceptance rate). Computing ``q~``
+the picked token (:func:`samplescale.decoders.acceptance.selection_distribution`), so the
+output is again exactly ``p``, and ``q~`` is closer to ``p`` than ``q`` is (a higher
+acceptance rate). Computing ``q~``
 enumerates the multisets of ``m' - 1`` draft tokens over the draft support of ``s``
 tokens: ``s * C(s + m' - 2, m' - 1)`` operations, at most :data:`MAX_SELECTION_WORK`
 (checked before generating, with ``s = top_k``, or the vocabulary when top-k is off;
@@ -34,18 +35,22 @@ accepted prefix follows (one call each, at most ``m`` per block).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from itertools import combinations_with_replacement
 
 import numpy as np
 
 from samplescale.backends.base import Capabilities, LogitsModel
 from samplescale.backends.decoding import SequenceBuilder
 from samplescale.config import SamplingParams
+from samplescale.decoders.acceptance import (
+    accept_or_resample,
+    draw,
+    selection_cost,
+    selection_distribution,
+)
 from samplescale.errors import ConfigError
 from samplescale.rng import sample_generators
 from samplescale.sampling import functional as F
@@ -56,7 +61,6 @@ MAX_SELECTION_WORK = 4_000_000
 MAX_K = 32
 MAX_DRAFTS = 16
 TOKENIZER_PROBES = 256
-_PLAIN = SamplingParams(temperature=1.0)
 
 
 @dataclass(frozen=True)
@@ -98,97 +102,6 @@ class SpeculativeStats:
         return SpeculativeStats(
             **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
         )
-
-
-def _draw(weights: np.ndarray, rng: np.random.Generator) -> int:
-    """One index drawn with probability proportional to ``weights`` (>= 0, not all 0)."""
-    with np.errstate(divide="ignore"):
-        logits = np.log(np.asarray(weights, dtype=np.float64))[None, :]
-    return int(pipeline.sample(logits, _PLAIN, rng).token_ids[0])
-
-
-def accept_or_resample(
-    p: np.ndarray, q: np.ndarray, token: int, rng: np.random.Generator
-) -> tuple[int, bool]:
-    """One verification step: keep ``token ~ q`` with probability ``min(1, p/q)``, else draw
-    from ``norm(max(p - q, 0))``; the returned token is distributed as ``p``.
-
-    Parameters
-    ----------
-    p, q : ndarray, shape (V,), float64
-        Target and proposal probabilities (each sums to 1); ``q[token] > 0``.
-    token : int
-        The proposed token.
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    (int, bool)
-        The output token and whether the proposal was accepted. When the residual is all
-        zero (``p == q`` up to rounding, so rejection had probability ~0) the token is
-        drawn from ``p``: never 0/0.
-    """
-    if rng.random() * q[token] < p[token]:
-        return token, True
-    residual = np.maximum(p - q, 0.0)
-    return _draw(residual if residual.sum() > 0 else p, rng), False
-
-
-def _sum_law(w: np.ndarray, q: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Atoms and probabilities of ``S = w(Y_1) + ... + w(Y_r)``, ``Y_l`` i.i.d. ``q``, by
-    enumerating multisets (multinomial coefficient ``r! / prod(counts!)``)."""
-    idx = np.array(list(combinations_with_replacement(range(len(q)), r)), dtype=np.intp)
-    idx = idx.reshape(-1, r)
-    factorials = np.ones(len(idx))
-    run = np.ones(len(idx))
-    for j in range(1, r):
-        run = np.where(idx[:, j] == idx[:, j - 1], run + 1, 1.0)
-        factorials *= run
-    prob = math.factorial(r) / factorials * q[idx].prod(axis=1)
-    return w[idx].sum(axis=1), prob
-
-
-def selection_distribution(p: np.ndarray, q: np.ndarray, m: int) -> np.ndarray:
-    """Exact law of the token picked by importance resampling among ``m`` i.i.d. draws.
-
-    Draw ``Y_1..Y_m ~ q`` i.i.d. and pick ``Y_j`` with probability ``w(Y_j) / sum_l w(Y_l)``,
-    ``w = p / q`` (uniformly when all weights are 0). With ``S`` the sum of ``m - 1``
-    i.i.d. weights ``w(Y)``, ``Z = {y : p(y) = 0}``::
-
-        q~(y) = m * p(y) * E[1 / (w(y) + S)]    for p(y) > 0
-        q~(y) = q(y) * q(Z)^(m-1)               for y in Z
-
-    and ``q~ = q`` for ``m = 1``. Cost: ``s * C(s + m - 2, m - 1)`` for a support of ``s``
-    tokens.
-
-    Parameters
-    ----------
-    p, q : ndarray, shape (V,), float64
-        Target and draft probabilities.
-    m : int
-        Number of draws, >= 1.
-
-    Returns
-    -------
-    ndarray, shape (V,), float64
-        Probabilities summing to 1, zero outside the support of ``q``.
-    """
-    if m == 1:
-        return q.copy()
-    sup = np.flatnonzero(q > 0)
-    qs, ps = q[sup], p[sup]
-    w = ps / qs
-    atoms, prob = _sum_law(w, qs, m - 1)
-    out = np.zeros_like(q)
-    pos = w > 0
-    out[sup[pos]] = m * ps[pos] * (prob[None, :] / (w[pos, None] + atoms[None, :])).sum(axis=1)
-    out[sup[~pos]] = qs[~pos] * qs[~pos].sum() ** (m - 1)
-    return out
-
-
-def selection_cost(support: int, drafts: int) -> int:
-    """Operations of :func:`selection_distribution`: ``s * C(s + m - 2, m - 1)``."""
-    return support * math.comb(support + drafts - 2, drafts - 1)
 
 
 def _check_tokenizers(target: LogitsModel, draft: LogitsModel) -> None:
@@ -374,7 +287,7 @@ class SpeculativeBackend:
                 logits = self.draft.logits_at([*ctx, *hist, *toks], 1)
                 c["draft_calls"] += 1
                 qcache[key] = np.exp(self._processed(logits, params, hist + toks))
-            t = _draw(qcache[key], gen)
+            t = draw(qcache[key], gen)
             toks.append(t)
             if self.draft.is_end(t):
                 break
@@ -407,7 +320,7 @@ class SpeculativeBackend:
             raw = F.log_softmax(row)[0]
             alive = [j for j in match if len(drafts[j]) > i]
             if not alive:  # every proposal accepted: one more token from the target
-                t = _draw(p, gen)
+                t = draw(p, gen)
                 seq.push(t, float(raw[t]), float(logp[t]))
                 return
             q = qcache[tuple(acc)]
@@ -416,7 +329,7 @@ class SpeculativeBackend:
                 pick, qt = cands[0], q
             else:
                 w = p[cands] / q[cands]
-                pick = cands[_draw(w if w.sum() > 0 else np.ones(len(w)), gen)]
+                pick = cands[draw(w if w.sum() > 0 else np.ones(len(w)), gen)]
                 qt = selection_distribution(p, q, len(alive))
             t, ok = accept_or_resample(p, qt, pick, gen)
             c["verified"] += 1

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from samplescale.backends.openai_http import OPENAI_MAPPED_FIELDS as _MAPPED
+from samplescale.backends.openai_request import OPENAI_MAPPED_FIELDS as _MAPPED
 from samplescale.config import SamplingParams
 from samplescale.constraints.compiler import check_constraint
 from samplescale.errors import ConfigError, SamplescaleError

@@ -31,7 +31,8 @@ from samplescale.smc.stepwise import StepProposal, StepState, check_step_params,
 from samplescale.steps import DEFAULT_DELIMITER, check_delimiter
 from samplescale.strategies.base import Strategy
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.strategies.tree import ScorerSpec, check_scorer, positive_int, resolve_scorer
+from samplescale.strategies.step_scorer import ScorerSpec, check_scorer, resolve_scorer
+from samplescale.strategies.tree import positive_int
 from samplescale.types import Prompt, Result, Usage
 from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.process import (

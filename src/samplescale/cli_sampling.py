@@ -1,0 +1,197 @@
+"""The sampling and strategy flags ``eval`` and ``generate`` share, and what they build:
+``SamplingParams``, the backend, and the strategy with its ``--option`` values."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from samplescale.cli_backend import add_backend_args, make_backend
+from samplescale.config import SamplingParams
+from samplescale.errors import ConfigError, SamplescaleError
+
+DEFAULT_TEMPERATURE = 0.8
+
+EXTRA_SAMPLER_FLAGS = (
+    ("--typical-p", float, "locally typical sampling mass in [0, 1]; 1 = off"),
+    ("--epsilon", float, "epsilon sampling threshold in [0, 1); 0 = off"),
+    ("--eta", float, "eta sampling parameter in [0, 1); 0 = off"),
+    ("--top-n-sigma", float, "top-n-sigma: keep logits >= max - n*std; off by default"),
+    ("--repetition-penalty", float, "CTRL repetition penalty in (0, 100]; 1 = off"),
+    ("--presence-penalty", float, "presence penalty in [-2, 2]; 0 = off"),
+    ("--frequency-penalty", float, "frequency penalty in [-2, 2]; 0 = off"),
+    ("--fire-temperature", float, "FIRE: temperature of the first --fire-tokens tokens"),
+    ("--fire-tokens", int, "FIRE: length of the hot prefix in tokens (default 1)"),
+    ("--kl-sigma", float, "KL-guided temperature: nats of KL that halve it (needs --grounding)"),
+)
+
+
+def add_sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_default: int) -> None:
+    """Add the sampler, budget, backend, strategy and speculative flags to ``p``."""
+    p.add_argument(
+        *n_flags,
+        dest="n",
+        type=int,
+        default=n_default,
+        help=f"samples per problem/prompt (default {n_default})",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=DEFAULT_TEMPERATURE,
+        help="0 = greedy (default %(default)s)",
+    )
+    p.add_argument("--top-k", type=int, default=0, help="0 or -1 = off (default 0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in [0, 1]; 1 = off")
+    p.add_argument("--min-p", type=float, default=0.0, help="min-p in [0, 1]; 0 = off")
+    for flag, kind, what in EXTRA_SAMPLER_FLAGS:
+        p.add_argument(flag, type=kind, default=None, help=what)
+    p.add_argument(
+        "--decoding",
+        choices=("independent", "arithmetic", "priority"),
+        default=None,
+        help="how the n samples relate (default independent)",
+    )
+    p.add_argument(
+        "--sampler",
+        action="append",
+        default=[],
+        metavar="NAME[:VALUE]",
+        help="sampler by name, repeatable, e.g. top-n-sigma:1.0, fire:1.5:4, arithmetic "
+        "(samplescale list shows them); applied after the other flags",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=256,
+        help="generated tokens per sample (default %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    add_backend_args(p)
+    p.add_argument(
+        "--strategy",
+        default=None,
+        help="strategy name (samplescale list shows them); generate's default is "
+        "self-consistency, eval's is the pool of pass@k / maj@k; code tasks take "
+        "best-of-n-public-tests, mbr-exec or filter-and-cluster",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="strategy option, repeatable (JSON value or text), e.g. beam_width=4, "
+        "token_budget=2000, how=min",
+    )
+    p.add_argument(
+        "--draft-model",
+        type=Path,
+        default=None,
+        help="GGUF draft model for speculative sampling (same tokenizer as --model; "
+        "the output is distributed exactly as the target's)",
+    )
+    p.add_argument(
+        "--draft-k", type=int, default=4, help="draft tokens per target call, 1-32 (default 4)"
+    )
+    p.add_argument(
+        "--drafts",
+        type=int,
+        default=1,
+        help="draft tokens per position for multi-draft selection, 1-16 (default 1)",
+    )
+
+
+def sampling_params(args: argparse.Namespace) -> SamplingParams:
+    """``SamplingParams`` from the sampling flags (``--sampler`` names applied last).
+
+    Raises
+    ------
+    ConfigError
+        If ``--draft-k`` / ``--drafts`` are given without ``--draft-model`` or out of range.
+    pydantic.ValidationError
+        If a sampler value is outside its valid range.
+    """
+    from samplescale.sampling.spec import with_samplers
+
+    extra = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, _, _ in EXTRA_SAMPLER_FLAGS
+    }
+    if args.decoding is not None:
+        extra["decoding"] = args.decoding
+    extra = {k: v for k, v in extra.items() if v is not None}
+    params = SamplingParams(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        max_tokens=args.max_tokens,
+        n=args.n,
+        seed=args.seed,
+        **extra,
+    )
+    if args.draft_model is None and (args.draft_k != 4 or args.drafts != 1):
+        raise ConfigError("--draft-k and --drafts need --draft-model PATH")
+    from samplescale.decoders.speculative import MAX_DRAFTS, MAX_K
+
+    for flag, value, hi in (("--draft-k", args.draft_k, MAX_K), ("--drafts", args.drafts, MAX_DRAFTS)):
+        if not 1 <= value <= hi:
+            raise ConfigError(f"{flag} must be in [1, {hi}], got {value}")
+    return with_samplers(params, args.sampler, given=set(extra))
+
+
+def backend_from_args(args: argparse.Namespace) -> Any:
+    """The selected backend (``--backend``; llama.cpp's KV cache sized so N samples decode
+    in one round); with ``--draft-model``, speculative sampling over it."""
+    return make_backend(args, sampling_params(args), n_seq_max=min(args.n, 16))
+
+
+def strategy_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as strategy options (VALUE parsed as JSON, else kept as text).
+
+    Raises
+    ------
+    ConfigError
+        If an item has no ``=``, an empty key, or a key given twice.
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        raw_key, sep, value = item.partition("=")
+        key = raw_key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--option must look like KEY=VALUE, got {item!r}")
+        if key in options:
+            raise ConfigError(f"--option {key} is given twice; give each option once")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def build_strategy(name: str | None, items: list[str] | None = None) -> Any:
+    """The named strategy built with ``--option`` values (a clear error for unknown ones)."""
+    import dataclasses
+
+    from samplescale.strategies import STRATEGIES, get_strategy
+
+    options = strategy_options(items or [])
+    if name is None:
+        if options:
+            raise ConfigError("--option needs --strategy")
+        return None
+    cls = STRATEGIES.get(name)
+    valid = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"strategy {name!r} has no option {unknown[0]!r}; valid: {', '.join(valid)}"
+        )
+    try:
+        return get_strategy(name, **options)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SamplescaleError):
+            raise
+        raise ConfigError(f"strategy {name!r}: {exc}") from exc
