@@ -80,7 +80,8 @@ def main() -> int:
         print(f"| {name} | {acc['mean']:.3f} | {acc['lo']:.2f}-{acc['hi']:.2f} | "
               f"{samples:.2f} | {tokens:.0f} | {method} |")
     for sk in priced["skipped"]:
-        print(f"not priced: {sk['rule']}: {sk['reason']}")
+        params = " ".join(f"{k}={v}" for k, v in sk.items() if k not in ("rule", "reason"))
+        print(f"not priced: {sk['rule']} {params}: {sk['reason']}")
     out = args.output / "stopping.json"
     out.write_text(json.dumps({"priced": priced, "sc": [
         {"k": k, "accuracy": mean_with_interval(maj[:, j])} for j, k in enumerate(ks)]},

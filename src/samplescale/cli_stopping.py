@@ -29,7 +29,8 @@ def print_stopping(console: Console, s: dict[str, Any], title: str) -> None:
                   se, f"{r['samples']:.2f}", f"{r['tokens']:.0f}")
     console.print(t)
     for sk in s["skipped"]:
-        console.print(f"not priced: {sk['rule']}: {sk['reason']}", markup=False)
+        params = " ".join(f"{k}={sk[k]}" for k in _RULE_PARAMS.get(sk["rule"], ()) if k in sk)
+        console.print(f"not priced: {sk['rule']} {params}: {sk['reason']}", markup=False)
 
 
 # the parameters the default rules vary (summary.json has them all)
