@@ -143,20 +143,21 @@ class StepBatcher:
     def _lead(self) -> None:
         """Run one step over the pending rows (called holding the condition, released
         while the model runs)."""
+        self._running = True  # from now on the others wait for this step
         deadline = time.monotonic() + self.wait_s
         while len(self._pending) < self._members and self._rows_pending() < self.max_rows:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             self._cv.wait(left)
-        batch, n = [], 0
+        batch: list[_Job] = []
+        n = 0
         for job in self._pending:
             if batch and n + len(job.keys) > self.max_rows:
                 break
             batch.append(job)
             n += len(job.keys)
         del self._pending[: len(batch)]
-        self._running = True
         self._cv.release()
         try:
             keys = [k for job in batch for k in job.keys]

@@ -137,6 +137,21 @@ class SequencePool:
         if not self.open_scopes:
             self.clear()
 
+    def retire_scope(self, scope: int) -> None:
+        """Close ``scope`` but keep its entries' cells until room is needed (they are then
+        freed, least recently used first, like any unpinned entry; never matched again);
+        empty the cache when no scope is left open.
+
+        Why: llama.cpp places later tokens of running sequences in the cells a freed
+        sequence leaves, and a sequence whose cells are so out of position order gets
+        different logits (measured up to 1.2 on SmolLM2, with f32 K/V too; see
+        :mod:`samplescale.backends.llama_sched`). Freeing late keeps concurrent requests
+        bit-identical to running alone while the cache has room.
+        """
+        self.open_scopes.discard(scope)
+        if not self.open_scopes:
+            self.clear()
+
     # ------------------------------------------------------------------ entries
     def clear(self) -> None:
         """Free every sequence (an empty KV cache)."""

@@ -33,7 +33,7 @@ from samplescale.backends.llama_context import DecodeContext
 from samplescale.backends.llama_kv import Entry, SequencePool
 
 #: Seconds a step's leader waits for the other running requests' rows.
-BATCH_WAIT_S = 0.005
+BATCH_WAIT_S = 0.02
 
 
 class LiveSequences:
@@ -133,7 +133,7 @@ class LiveSequences:
                 entry, logits, cached = self.pool.prefix(sc, tokens, last)
             except BaseException:
                 if own:
-                    self.pool.close_scope(sc)
+                    self.pool.retire_scope(sc)
                 self.release(1, cells)
                 raise
         return sc, entry, logits, cached
@@ -143,7 +143,7 @@ class LiveSequences:
         with self.lock:
             entry.pins -= 1
             if scope is not None:
-                self.pool.close_scope(scope)
+                self.pool.retire_scope(scope)
             self.release(1, cells)
 
     def forks(self, head: Entry, rows: int, per_row: int) -> tuple[list[Entry], bool]:
