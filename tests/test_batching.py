@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from _server_helpers import in_threads
 
 from samplescale.backends.batching import StepBatcher
 from samplescale.config import SamplingParams
@@ -134,17 +135,7 @@ def _requests() -> list[tuple[Prompt, SamplingParams]]:
 
 
 def _concurrently(backend, reqs):
-    out: list = [None] * len(reqs)
-
-    def run(i: int) -> None:
-        out[i] = backend.generate(*reqs[i])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(reqs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    return out
+    return in_threads(lambda r: backend.generate(*r), reqs, 120)
 
 
 @pytest.mark.llama
@@ -213,3 +204,36 @@ def test_live_sequences_stay_within_the_cap():
         for s in g.samples:
             assert s.status == "ok" and (len(s.token_ids) == 6 or s.finish_reason == "stop")
     assert live.held == (0, 0) and live.pool.live_sequences == 0
+
+
+@pytest.mark.llama
+def test_a_sequences_logits_do_not_depend_on_its_batch_neighbours(llama_backend):
+    """What the identity above rests on, at the llama.cpp level: a sequence stepped alone
+    and stepped in the same batches as 10 others (their cells interleaved with its own,
+    in position order) gets bit-identical logits."""
+    tok = llama_backend.tokenize_text
+    ours = tok("The capital of France is")
+    follow = tok(" Paris, the country's main cultural hub.")
+    others = [tok(f"Story {j}: once upon a time there was a king.")[: 8 + j] for j in range(10)]
+    live = llama_backend._live
+    with live.lock:
+        cx = live.pool.cx
+        try:
+            runs = []
+            for k in (0, 10):
+                live.pool.clear()
+                cx.extend(0, ours, 0)
+                for j in range(k):
+                    cx.extend(j + 1, others[j], 0)
+                got = []
+                for i, t in enumerate(follow):
+                    rows = [(t, len(ours) + i, 0, True)] + [
+                        (others[j][-1], len(others[j]) + i, j + 1, True) for j in range(k)
+                    ]
+                    cx.decode(rows)
+                    got.append(cx.logits(len(rows))[0])
+                runs.append(np.array(got))
+        finally:
+            live.pool.clear()
+    assert runs[0].shape == (len(follow), llama_backend.vocab_size)
+    assert np.array_equal(runs[0], runs[1])

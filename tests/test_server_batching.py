@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from _server_helpers import serve  # noqa: E402
+from _server_helpers import in_threads, serve  # noqa: E402
 
 from samplescale.server import create_app  # noqa: E402
 
@@ -24,17 +24,8 @@ def _chat(model: str, q: str, seed: int, max_tokens: int = 8) -> dict:
 
 
 def _post_all(url: str, bodies: list[dict]) -> list[httpx.Response]:
-    out: list = [None] * len(bodies)
-
-    def post(i: int) -> None:
-        out[i] = httpx.post(url + "/chat/completions", json=bodies[i], timeout=300)
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    return out
+    return in_threads(lambda b: httpx.post(url + "/chat/completions", json=b, timeout=300),
+                      bodies)
 
 
 def _answer(r: httpx.Response) -> tuple[str, ...]:

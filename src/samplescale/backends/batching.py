@@ -130,11 +130,16 @@ class StepBatcher:
         with self._cv:
             self._pending.append(job)
             self._cv.notify_all()
-            while not job.done:
-                if self._running:
-                    self._cv.wait()
-                    continue
-                self._lead()
+            try:
+                while not job.done:
+                    if self._running:
+                        self._cv.wait()
+                        continue
+                    self._lead()
+            except BaseException:  # interrupted while waiting: its rows must not run later
+                if job in self._pending:
+                    self._pending.remove(job)
+                raise
         if job.error is not None:
             raise job.error
         assert job.result is not None

@@ -15,6 +15,28 @@ owner of the KV cache), the lock that guards it, and a
   batches by the batcher (continuous batching); the lock is held only while a step runs,
   never while a caller samples or a stream yields.
 
+Reproducibility (measured on SmolLM2-135M Q4_1, llama-cpp-python 0.3.36, CPU, flash
+attention on, as llama.cpp picks by default):
+
+- the rows of one llama.cpp batch step are computed independently: a sequence's logits are
+  bit-identical whatever other sequences share its steps or its cache (1 to 3 others, any
+  row position, 17 steps: max |difference| 0), as long as its own cells lie in position
+  order in the cache;
+- when a sequence is freed while another decodes, llama.cpp places the survivor's later
+  tokens in the freed cells, before its earlier ones, and its logits change (up to 1.17 over
+  12 steps; the same with f32 K and V caches, so it is not f16 rounding). So a finished
+  request's cells are freed late (:meth:`SequencePool.retire_scope`): when room is needed
+  or the cache empties;
+- hence a seeded request gives the same tokens, text and log-probabilities alone or beside
+  others as long as no sequence is evicted while it decodes (tests/test_batching.py: 4
+  concurrent requests, 7 sequences of 16; tests/test_server_batching.py: 6 requests, plain
+  and self-consistency); when concurrent requests fill the cache (the cap reached, requests
+  waiting for room) evictions happen and the requests running then may differ from a lone
+  run in their later tokens (tested: all complete, within the cap);
+- not explained yet: 8 threads x 2 chat requests each (32 tokens, 32 sequences, no cell
+  freed during the run) had one request of the 16 differ from its lone run in each of 4
+  runs, always a first request of a thread (the 8 that start together).
+
 With ``batching=False`` whole calls run one at a time (a call holds a second lock from its
 first step to its last), which is the server's behaviour before continuous batching.
 """

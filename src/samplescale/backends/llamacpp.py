@@ -229,7 +229,8 @@ class LlamaCppBackend:
         Reproducibility: a session opened while no other one is open starts from an empty
         cache, so the same calls give the same results on a fresh backend and after any
         other calls. Sessions of other threads running at the same time share the cache's
-        cells (not its entries), which can change logits in their last digits.
+        cells (not its entries); that changes logits only where cells are freed under a
+        running sequence (:mod:`samplescale.backends.llama_sched`).
         """
         if getattr(self._local, "scope", None) is not None:
             yield
