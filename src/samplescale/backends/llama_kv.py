@@ -129,16 +129,8 @@ class SequencePool:
         self.open_scopes.add(self._scopes)
         return self._scopes
 
-    def close_scope(self, scope: int) -> None:
-        """Free the scope's entries; empty the cache when no scope is left open."""
-        self.open_scopes.discard(scope)
-        for e in [e for e in self._entries.values() if e.scope == scope]:
-            self.free(e)
-        if not self.open_scopes:
-            self.clear()
-
     def retire_scope(self, scope: int) -> None:
-        """Close ``scope`` but keep its entries' cells until room is needed (they are then
+        """Close ``scope``, keeping its entries' cells until room is needed (they are then
         freed, least recently used first, like any unpinned entry; never matched again);
         empty the cache when no scope is left open.
 

@@ -224,7 +224,8 @@ class LlamaCppBackend:
         budget is ``n_seq_max`` sequences and ``n_ctx`` cells; when a call needs more, the
         least recently used cached sequences are freed first (a call that still does not
         fit decodes its samples in several rounds, as outside a session). Every sequence
-        of the session is freed when the block ends. Nested blocks share the outer one.
+        of the session is released when the block ends (its cells are freed when room is
+        needed or no call is left). Nested blocks share the outer one.
 
         Reproducibility: a session opened while no other one is open starts from an empty
         cache, so the same calls give the same results on a fresh backend and after any
@@ -242,8 +243,8 @@ class LlamaCppBackend:
             yield
         finally:
             self._local.scope = None
-            with self._lock:
-                self._pool.close_scope(scope)
+            with self._lock:  # freed late: see SequencePool.retire_scope
+                self._pool.retire_scope(scope)
 
     def cache_usage(self) -> tuple[int, int]:
         """``(sequences, cells)`` of the KV cache in use now."""
