@@ -181,9 +181,9 @@ class LiveSequences:
             else:
                 n = self.spare(rows, per_row)
                 seqs, last = ([], False) if n else ([head], False)
+            self.pool.make_room(n, (n + len(seqs)) * per_row)  # raises before holding
             self._seqs += n
             self._cells += n * per_row
-            self.pool.make_room(n, (n + len(seqs)) * per_row)
             return seqs + [self.pool.fork(head) for _ in range(n)], last
 
     def end_round(self, head: Entry, seqs: list[Entry], per_row: int, cut: int | None) -> None:
