@@ -77,3 +77,18 @@ def percentile(values, q: float) -> float:
     ordered = sorted(values)
     rank = max(1, -(-int(q * len(ordered) * 1000) // 1000))  # ceil(q * n), at least 1
     return ordered[min(len(ordered), rank) - 1]
+
+
+def in_threads(fn, args: list, timeout_s: float = 300.0) -> list:
+    """``[fn(a) for a in args]``, each call in its own thread, all started at once."""
+    out: list = [None] * len(args)
+
+    def call(i: int) -> None:
+        out[i] = fn(args[i])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(args))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+    return out

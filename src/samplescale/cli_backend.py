@@ -301,6 +301,7 @@ def _build(
             n_seq_max=n_seq_max,
             max_tokens=max_tokens,
             n_threads=n_threads(args),
+            batching=getattr(args, "batching", True),  # serve --no-batching
         )
     if name == "transformers":
         from samplescale.backends.transformers import TransformersBackend

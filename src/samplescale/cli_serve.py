@@ -77,7 +77,12 @@ def add_serve_parser(subparsers: Any) -> None:
     p.add_argument("--n-ctx", type=int, default=8192,
                    help="embedded model: KV cells (default %(default)s)")
     p.add_argument("--n-seq-max", type=int, default=16,
-                   help="embedded model: sequences decoded in one batch (default %(default)s)")
+                   help="embedded model: the cap on live sequences, decoded together in each "
+                   "batch step across concurrent requests (default %(default)s)")
+    p.add_argument("--no-batching", dest="batching", action="store_false",
+                   help="embedded model: decode one request at a time instead of batching "
+                   "concurrent requests' steps together (continuous batching is on by default; "
+                   "raise --max-concurrency to let more requests run at once)")
     add_threads_arg(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 

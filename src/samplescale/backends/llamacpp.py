@@ -24,8 +24,9 @@ import numpy as np
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
 from samplescale.backends.decoding import check_decoding, check_token_ids, decode_rows
 from samplescale.backends.llama_context import DecodeContext
-from samplescale.backends.llama_kv import Entry, SequencePool
+from samplescale.backends.llama_kv import Entry
 from samplescale.backends.llama_model import GGUFModel, available_cores, default_model_path
+from samplescale.backends.llama_sched import LiveSequences
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, ModelNotFoundError, PromptError
 from samplescale.rng import sample_generators
@@ -58,6 +59,11 @@ class LlamaCppBackend:
     max_tokens : int, optional
         Largest ``max_tokens`` the caller will request; checked against the model's trained
         context right after the model loads, before the KV cache is allocated.
+    batching : bool
+        Continuous batching (:mod:`samplescale.backends.llama_sched`): calls from
+        concurrent threads are decoded in shared llama.cpp batch steps, up to
+        ``n_seq_max`` live sequences in all (a call that does not fit beside the running
+        ones waits for room). False: calls run one at a time.
 
     Raises
     ------
@@ -80,6 +86,7 @@ class LlamaCppBackend:
         n_seq_max: int = 16,
         n_threads: int | None = None,
         max_tokens: int | None = None,
+        batching: bool = True,
     ) -> None:
         for name, value, lo, hi in (
             ("n_seq_max", n_seq_max, 1, 256),
@@ -131,8 +138,8 @@ class LlamaCppBackend:
         self.n_batch = self._cx.n_batch
         self.vocab_size = gguf.vocab_size
         self.n_ctx_train = trained
-        self._lock = threading.Lock()
-        self._pool = SequencePool(self._cx)  # the one owner of sequence ids and cells
+        self._live = LiveSequences(self._cx, batching)  # the one owner of the KV cache
+        self._lock, self._pool = self._live.lock, self._live.pool
         self._local = threading.local()  # the prefix session of the calling thread
 
     # ----------------------------------------------------------------- prompt handling
@@ -217,12 +224,14 @@ class LlamaCppBackend:
         budget is ``n_seq_max`` sequences and ``n_ctx`` cells; when a call needs more, the
         least recently used cached sequences are freed first (a call that still does not
         fit decodes its samples in several rounds, as outside a session). Every sequence
-        of the session is freed when the block ends. Nested blocks share the outer one.
+        of the session is released when the block ends (its cells are freed when room is
+        needed or no call is left). Nested blocks share the outer one.
 
         Reproducibility: a session opened while no other one is open starts from an empty
         cache, so the same calls give the same results on a fresh backend and after any
         other calls. Sessions of other threads running at the same time share the cache's
-        cells (not its entries), which can change logits in their last digits.
+        cells (not its entries); that changes logits only where cells are freed under a
+        running sequence (:mod:`samplescale.backends.llama_sched`).
         """
         if getattr(self._local, "scope", None) is not None:
             yield
@@ -234,8 +243,8 @@ class LlamaCppBackend:
             yield
         finally:
             self._local.scope = None
-            with self._lock:
-                self._pool.close_scope(scope)
+            with self._lock:  # freed late: see SequencePool.retire_scope
+                self._pool.retire_scope(scope)
 
     def cache_usage(self) -> tuple[int, int]:
         """``(sequences, cells)`` of the KV cache in use now."""
@@ -262,8 +271,10 @@ class LlamaCppBackend:
         """:meth:`generate`, yielding each sample's text as its tokens are decoded
         (:class:`~samplescale.backends.base.StreamingBackend`; the same decode loop).
 
-        Arguments are checked at the call (same errors as :meth:`generate`); the model's
-        lock is held from the first ``next`` until the iterator is exhausted or closed.
+        Arguments are checked at the call (same errors as :meth:`generate`). The call's
+        sequences and cells are held from the first ``next`` until the iterator is
+        exhausted or closed (waiting for room first when concurrent calls fill the cache);
+        no lock is held while it yields.
         """
         start = time.perf_counter()
         tokens = self.check_prompt(prompt, params.max_tokens)
@@ -277,24 +288,20 @@ class LlamaCppBackend:
     ) -> Iterator[StreamEvent]:
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples: list[Sample] = []
-        with self._lock:
-            pool = self._pool
+        live, cells = self._live, len(tokens) + params.max_tokens
+        with live.call():
             session: int | None = getattr(self._local, "scope", None)
             # outside a session: a scope of its own, freed at the end
-            scope = pool.open_scope() if session is None else session
+            scope, head, logits, cached = live.prefix(session, tokens, cells)
             try:
-                head, logits, cached = pool.prefix(scope, tokens)
-                try:
+                with live.batcher.member():
                     while len(samples) < params.n:
                         rows = list(range(len(samples), params.n))
                         samples.extend(
                             (yield from self._round(head, logits[0], params, gens, rows, codes))
                         )
-                finally:
-                    head.pins -= 1
             finally:
-                if session is None:
-                    pool.close_scope(scope)
+                live.done(head, cells, scope if session is None else None)
         usage = Usage(
             prompt_tokens=len(tokens),
             cached_prompt_tokens=cached,
@@ -316,27 +323,16 @@ class LlamaCppBackend:
         """Decode as many of samples ``rows`` as fit, one batch per step, each in its own
         sequence continuing the prompt held by ``head``; yield their new text; return the
         samples. The last round decodes its first row in ``head`` itself."""
-        pool, n_prompt, per_row = self._pool, len(head.tokens), params.max_tokens
-        left = len(rows)
-        if pool.room(left - 1, per_row, reserve=per_row) >= left - 1:
-            forks, seqs = left - 1, [head]  # the last round
-        else:
-            forks, seqs = pool.room(left, per_row), []
-            if forks == 0:  # no sequence beside the prompt's: decode one row in it, then cut
-                seqs = [head]
-        rows = rows[: forks + len(seqs)]
-        pool.make_room(forks, len(rows) * per_row)
-        seqs += [pool.fork(head) for _ in range(forks)]
+        live, n_prompt, per_row = self._live, len(head.tokens), params.max_tokens
+        seqs, last = live.forks(head, len(rows), per_row)
+        rows = rows[: len(seqs)]
         try:
             out = yield from decode_rows(
                 first_logits, params, gens, rows, codes, self.piece, self.is_end,
-                lambda active, toks, k: pool.step([seqs[i] for i in active], toks),
+                lambda active, toks, k: live.step([seqs[i] for i in active], toks),
             )
         finally:
-            for e in seqs[1:] if seqs[0] is head else seqs:
-                e.pins -= 1
-        if seqs[0] is head and len(rows) < left:
-            pool.truncate(head, n_prompt)
+            live.end_round(head, seqs, per_row, None if last or seqs[0] is not head else n_prompt)
         return out
 
     def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
@@ -397,8 +393,10 @@ class LlamaCppBackend:
                 f"{len(toks)} tokens exceed the context (n_ctx={self.n_ctx}, "
                 f"trained {self.n_ctx_train})"
             )
-        with self._lock:
-            scope = getattr(self._local, "scope", None)
-            entry, logits, cached = self._pool.prefix(0 if scope is None else scope, toks, last)
-            entry.pins -= 1
+        scope = getattr(self._local, "scope", None)
+        with self._live.call():
+            _, entry, logits, cached = self._live.prefix(
+                0 if scope is None else scope, toks, len(toks), last
+            )
+            self._live.done(entry, len(toks))
         return logits, cached

@@ -7,7 +7,7 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
 
 - Each request is validated (400 with an OpenAI error object naming the field), planned
   (:mod:`samplescale.server.routing`) and run in a worker thread, so that blocking
-  backends (llama.cpp holds a lock while it decodes) never block the event loop; at most
+  backends (llama.cpp decodes concurrent requests in shared batch steps) never block the event loop; at most
   ``max_concurrency`` requests run at once and at most ``max_queue`` are admitted (running
   or waiting); a request beyond that gets 429 at once.
 - Every request runs with its own frozen parameters, its own strategy object and its own

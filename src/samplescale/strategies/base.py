@@ -220,7 +220,8 @@ class Strategy(ABC):
         -----
         The run is one :func:`~samplescale.backends.base.prefix_session` of the backend:
         on a backend with prefix caching, prompts and partial solutions stay in its KV
-        cache between steps (``usage.cached_prompt_tokens``), and are freed at the end.
+        cache between steps (``usage.cached_prompt_tokens``), and are released at the end
+        (llama.cpp frees their cells when the cache needs room or empties).
 
         Raises
         ------
