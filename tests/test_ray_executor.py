@@ -134,7 +134,7 @@ def test_errors_come_back_as_raised_in_the_worker():
                       executor=RayExecutor(workers=2)))
 
 
-def test_bad_arguments_are_refused(monkeypatch, capsys):
+def test_bad_arguments_are_refused(monkeypatch, capsys, tmp_path):
     with pytest.raises(ConfigError, match="pass a backend spec"):
         list(evaluate(TASK, ToyLM(), PARAMS, executor=RayExecutor(workers=2)))
     for kwargs, field in ((dict(workers=0), "workers"), (dict(num_cpus=0), "num_cpus"),
@@ -163,6 +163,23 @@ def test_bad_arguments_are_refused(monkeypatch, capsys):
         addr = f"127.0.0.1:{server.getsockname()[1]}"  # listening: ray.init is reached
         with pytest.raises(ConfigError, match=rf"could not join the Ray cluster at {addr} \(Failed to connect.*RAY_AUTH_MODE=token"):
             list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor(address=addr)))
+    # --threads with Ray is checked against the cluster's nodes (2 CPUs here), not this machine
+    assert main(["eval", "--limit", "1", "--executor", "ray", "--threads", "3",
+                 "--output", str(tmp_path / "t3")]) != 0
+    assert "one ray worker reserves 3 CPUs (num_cpus: --threads in the CLI) but no node" \
+        in capsys.readouterr().err
+    seen = []
+
+    def capture(**kwargs):
+        seen.append(kwargs["address"])
+        raise ConnectionError("stop here")
+
+    with monkeypatch.context() as m:  # no address: a fresh local instance, never a running cluster
+        m.setattr(ray, "is_initialized", lambda: False)
+        m.setattr(ray, "init", capture)
+        with pytest.raises(ConfigError):
+            list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor()))
+        assert seen == ["local"]
     if importlib.util.find_spec("grpc") is None:  # Ray Client is not in the ray extra
         with pytest.raises(ConfigError, match=r'address ray://h:10001: .*pip install "ray\[client\]"'):
             RayExecutor(address="ray://h:10001")
