@@ -231,8 +231,12 @@ class RayExecutor:
         BackendError
             If one problem's workers died ``max_attempts`` times.
         ConfigError
-            If the Ray cluster at ``address`` cannot be joined (the message names the token
-            that Ray's token authentication needs).
+            If the Ray cluster at ``address`` cannot be joined: nothing accepts a TCP
+            connection there within :data:`CONNECT_TIMEOUT_S` seconds, or ``ray.init``
+            fails (the message names the token that Ray's token authentication needs).
+        ConfigError
+            If ``workers`` actors of ``num_cpus`` CPUs (and ``num_gpus`` GPUs) do not fit
+            the cluster's alive nodes, or not one fits on any node (see :meth:`worker_count`).
         Exception
             An error raised by the runner or the spec in a worker, as it was raised there.
         """
