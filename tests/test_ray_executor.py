@@ -5,10 +5,12 @@ once, errors raised as in the worker, and ``eval --executor ray`` end to end."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -132,12 +134,13 @@ def test_errors_come_back_as_raised_in_the_worker():
                       executor=RayExecutor(workers=2)))
 
 
-def test_bad_arguments_are_refused(monkeypatch, capsys):
+def test_bad_arguments_are_refused(monkeypatch, capsys, tmp_path):
     with pytest.raises(ConfigError, match="pass a backend spec"):
         list(evaluate(TASK, ToyLM(), PARAMS, executor=RayExecutor(workers=2)))
     for kwargs, field in ((dict(workers=0), "workers"), (dict(num_cpus=0), "num_cpus"),
                           (dict(num_gpus=-1), "num_gpus"), (dict(max_attempts=0), "max_attempts"),
-                          (dict(address=""), "address")):
+                          (dict(address=""), "address"), (dict(address="localhost"), "address"),
+                          (dict(address="h:99999"), "address")):
         with pytest.raises(ConfigError, match=field):
             RayExecutor(**kwargs)
     with pytest.raises(ConfigError, match="executor must be"):
@@ -145,20 +148,86 @@ def test_bad_arguments_are_refused(monkeypatch, capsys):
     for argv, message in ((["--workers", "2"], "--workers is for --executor ray"),
                           (["--address", "auto"], "--address is for --executor ray"),
                           (["--executor", "ray", "--record", "x.jsonl"], "--record writes one file"),
-                          (["--executor", "ray", "--workers", "0"], "--workers must be")):
+                          (["--executor", "ray", "--workers", "0"], "--workers must be"),
+                          (["--executor", "ray", "--threads", "0"], "--threads must be"),
+                          (["--executor", "ray", "--address", ""], "--address must be 'auto', HOST:PORT"),
+                          (["--executor", "ray", "--address", "localhost"], "got 'localhost'")):
         assert main(["eval", "--limit", "1", *argv]) != 0
         assert message in capsys.readouterr().err
     def refuse(**kwargs):
         raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
 
-    with monkeypatch.context() as m:
+    with monkeypatch.context() as m, socket.create_server(("127.0.0.1", 0)) as server:
         m.setattr(ray, "is_initialized", lambda: False)
         m.setattr(ray, "init", refuse)
-        with pytest.raises(ConfigError, match=r"could not join the Ray cluster at h:1 .*RAY_AUTH_MODE=token"):
-            list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor(address="h:1")))
+        addr = f"127.0.0.1:{server.getsockname()[1]}"  # listening: ray.init is reached
+        with pytest.raises(ConfigError, match=rf"could not join the Ray cluster at {addr} \(Failed to connect.*RAY_AUTH_MODE=token"):
+            list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor(address=addr)))
+    # --threads with Ray is checked against the cluster's nodes (2 CPUs here), not this machine
+    assert main(["eval", "--limit", "1", "--executor", "ray", "--threads", "3",
+                 "--output", str(tmp_path / "t3")]) != 0
+    assert "one ray worker reserves 3 CPUs (num_cpus: --threads in the CLI) but no node" \
+        in capsys.readouterr().err
+    seen = []
+
+    def capture(**kwargs):
+        seen.append(kwargs["address"])
+        raise ConnectionError("stop here")
+
+    with monkeypatch.context() as m:  # no address: a fresh local instance, never a running cluster
+        m.setattr(ray, "is_initialized", lambda: False)
+        m.setattr(ray, "init", capture)
+        with pytest.raises(ConfigError):
+            list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor()))
+        assert seen == ["local"]
+    if importlib.util.find_spec("grpc") is None:  # Ray Client is not in the ray extra
+        with pytest.raises(ConfigError, match=r'address ray://h:10001: .*pip install "ray\[client\]"'):
+            RayExecutor(address="ray://h:10001")
+    with monkeypatch.context() as m:  # nothing listens: refused at once, before ray.init
+        m.setattr(ray, "is_initialized", lambda: False)
+        m.setattr(ray, "init", refuse)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # bound, not listening
+            t = time.monotonic()
+            with pytest.raises(ConfigError, match=f"could not join the Ray cluster at 127.0.0.1:{port}: nothing answers"):
+                list(evaluate(TASK, functools.partial(ToyLM), PARAMS,
+                              executor=RayExecutor(address=f"127.0.0.1:{port}")))
+            assert time.monotonic() - t < 5
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"samplescale\[ray\]"):
         list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor()))
+
+
+@ray.remote(num_cpus=1)
+class Hog:
+    """An actor that holds one CPU of the cluster (another job's worker)."""
+
+    def ping(self):
+        return 1
+
+
+def test_workers_that_do_not_fit_are_refused_and_a_run_never_waits_for_unplaced_ones():
+    # the cluster has 2 CPUs: 3 workers of 1 CPU, or 1 worker of 3, would wait forever
+    for kwargs, message in (
+        (dict(workers=3), r"workers=3 \(--workers\) x 1 CPUs each .* \(2 CPUs on 1 node\(s\): "
+                          r"room for 2\); lower --workers or --threads"),
+        (dict(num_cpus=3), r"reserves 3 CPUs \(num_cpus: --threads in the CLI\) but no node"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            list(evaluate(TASK, functools.partial(ToyLM), PARAMS, executor=RayExecutor(**kwargs)))
+    # another job holds a CPU: the second worker stays unplaced; the run still ends when
+    # its problems are done, on the one worker placed
+    hog = Hog.remote()
+    try:
+        assert ray.get(hog.ping.remote(), timeout=30) == 1
+        t = time.monotonic()
+        recs = list(evaluate(TASK, functools.partial(ToyLM), PARAMS, seed=3,
+                             executor=RayExecutor(workers=2)))
+        assert by_id(recs) == by_id(evaluate(TASK, ToyLM(), PARAMS, seed=3))
+        assert time.monotonic() - t < 30
+    finally:
+        ray.kill(hog)
 
 
 @pytest.mark.slow

@@ -125,6 +125,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("tasks:     ", ", ".join(TASKS.names()))
     print("scorers:   ", ", ".join(SCORERS.names()), "(outcome: best-of-n, weighted-vote)")
     print("process:   ", ", ".join(PROCESS_SCORERS.names()), "(step scores: search, SMC)")
+    print("executors: ", "local, ray (eval --executor; ray needs the 'ray' extra)")
     print("samplers (--sampler NAME[:VALUE]; applied in the pipeline's one order):")
     for name in SAMPLERS.names():
         print(f"  {name:<20} {SAMPLERS.get(name).help}")
@@ -141,7 +142,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "--grounding FILE); eval has none"
         )
     executor = make_executor(args)  # sets a Ray worker's default --threads
-    n_threads(args)
+    if executor.name == "local":  # Ray: checked against the nodes' CPUs, in each worker
+        n_threads(args)
     strategy = build_strategy(args.strategy, args.option)
     if strategy is not None and args.price_stopping:
         raise ConfigError("--price-stopping prices stopping rules on a pool of samples: "

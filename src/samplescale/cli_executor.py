@@ -4,8 +4,9 @@ With ``--executor ray`` every worker is a Ray actor that builds the backend from
 command's options (never a live model sent over the wire), reserving ``--threads`` CPUs
 (default 1: llama.cpp's and torch's threads per worker) or, for ``--backend vllm``, one
 GPU. ``--address`` joins a running cluster (``ray start --head`` on the first machine);
-without it a local Ray instance is started. The run's settings (run.json) do not include
-the executor, so a run started with one resumes with the other.
+without it a fresh local Ray instance is started (a running ``ray start`` cluster is not
+joined). The run's settings (run.json) do not include the executor, but they do include
+the thread count, which differs between the executors' defaults (see the README).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 from samplescale.cli_backend import backend_name
 from samplescale.errors import ConfigError
 from samplescale.executors import Executor, LocalExecutor, RayExecutor
+from samplescale.executors.ray_executor import check_address
 
 LOCAL_THREAD_BACKENDS = ("llamacpp", "transformers")
 
@@ -31,8 +33,9 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--address",
         default=None,
-        help="ray: the cluster to join (e.g. auto, HOST:6379, ray://HOST:10001; default: "
-        "start a local Ray instance)",
+        help="ray: the cluster to join: HOST:PORT of the head (ray start --head --port "
+        "PORT), or auto for the cluster ray start runs on this machine (ray://HOST:10001 "
+        "needs pip install \"ray[client]\"); default: start a fresh local Ray instance",
     )
     p.add_argument(
         "--workers",
@@ -52,7 +55,7 @@ def make_executor(args: argparse.Namespace) -> Executor:
     ------
     ConfigError
         If ``--address`` or ``--workers`` is given without ``--executor ray``, ``--workers``
-        is below 1, or ``--record`` is combined with ``--executor ray`` (one file cannot
+        or ``--threads`` is below 1, ``--address`` is malformed, or ``--record`` is combined with ``--executor ray`` (one file cannot
         take the calls of many processes).
     """
     if args.executor != "ray":
@@ -62,6 +65,9 @@ def make_executor(args: argparse.Namespace) -> Executor:
         return LocalExecutor()
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be an integer >= 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
+    check_address(args.address, "--address")
     if args.record is not None:
         raise ConfigError(
             "--record writes one file from one process; run it with --executor local "

@@ -13,8 +13,9 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads of the embedded model (default: all cores; on a busy machine "
-        "fewer threads than cores is often much faster)",
+        help="CPU threads of the embedded model (default: all cores; with eval --executor "
+        "ray: 1 per worker, which Ray reserves as CPUs; on a busy machine fewer threads "
+        "than cores is often much faster)",
     )
 
 

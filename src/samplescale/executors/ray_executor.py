@@ -12,7 +12,11 @@ Ray is an extra: ``pip install 'samplescale[ray]'`` (``scripts/setup.sh --ray``)
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
+import re
+import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +36,56 @@ from samplescale.tasks.base import Problem
 #: Seconds one wait for a finished problem blocks (the driver handles signals between waits).
 WAIT_S = 0.25
 RAY_HINT = "install the 'ray' extra: pip install 'samplescale[ray]' (or scripts/setup.sh --ray)"
+#: Seconds the TCP check of ``address`` waits before ``ray.init`` (which retries for minutes).
+CONNECT_TIMEOUT_S = 10.0
+ADDRESS_FORMS = "'auto', HOST:PORT (the head's GCS port, e.g. 10.0.0.1:6379) or ray://HOST:PORT"
+_HOST_PORT = re.compile(r"^(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[^:/\s]+):(\d{1,5})$")
+
+
+def check_address(address: object, flag: str = "address") -> None:
+    """Refuse a Ray address that is not one of :data:`ADDRESS_FORMS` (``None`` passes).
+
+    Raises
+    ------
+    ConfigError
+        If ``address`` is empty or malformed (the message names ``flag``), or is a
+        ``ray://`` (Ray Client) address while Ray Client's packages (``ray[client]``,
+        not part of samplescale's ``ray`` extra) are not installed.
+    """
+    if address is None or address == "auto":
+        return
+    m = _HOST_PORT.match(address) if isinstance(address, str) else None
+    if m is None or not isinstance(address, str) or not 1 <= int(m.group(2)) <= 65535:
+        raise ConfigError(f"{flag} must be {ADDRESS_FORMS}, got {address!r}")
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        raise ConfigError(
+            f"{flag} {address}: a ray:// address uses Ray Client, which needs "
+            "pip install \"ray[client]\" (not in samplescale's ray extra); or run samplescale "
+            "on a machine of the cluster with the head's HOST:6379"
+        )
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) where nothing accepts a TCP
+    connection within ``timeout`` seconds (``ray.init`` would retry for many minutes).
+
+    Raises
+    ------
+    ConfigError
+        If the connection is refused, times out or the host is unknown.
+    """
+    m = _HOST_PORT.match(address)
+    if m is None:  # "auto": Ray finds the address itself
+        return
+    host = m.group(1).strip("[]")
+    try:
+        socket.create_connection((host, int(m.group(2))), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"could not join the Ray cluster at {address}: nothing answers there "
+            f"({exc.strerror or exc}); is it running (ray start --head --port PORT), and is "
+            "the port open from this machine?"
+        ) from exc
 
 
 def import_ray() -> Any:
@@ -80,10 +134,14 @@ class RayExecutor:
         than there are problems.
     address : str or None
         Ray cluster to join when Ray is not initialized yet (``"auto"``, ``"HOST:6379"``,
-        ``"ray://HOST:10001"``); None starts a local Ray instance. When this process has
+        or ``"ray://HOST:10001"`` with ``ray[client]`` installed); None starts a fresh
+        local Ray instance (``ray.init(address="local")``: a cluster that ``ray start``
+        runs on this machine, or ``RAY_ADDRESS``, is not joined). When this process has
         already called ``ray.init``, that cluster is used.
     num_cpus : float
         CPUs Ray reserves for each actor (> 0); set it to the backend's thread count.
+        Workers must fit the cluster: each on one node, so ``workers`` times ``num_cpus``
+        is checked against the nodes' CPUs (a ConfigError at the start of :meth:`run`).
     num_gpus : float
         GPUs Ray reserves for each actor (>= 0); 1 for a vLLM backend per GPU.
     max_attempts : int
@@ -113,17 +171,46 @@ class RayExecutor:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) \
                 or self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
-        if self.address is not None and (not isinstance(self.address, str) or not self.address):
-            raise ConfigError(f"address must be a Ray address (e.g. 'auto', 'HOST:6379') or "
-                              f"None, got {self.address!r}")
+        check_address(self.address)
+
+    def capacity(self, ray: Any) -> int:
+        """How many actors the connected cluster's alive nodes hold at once (each actor on
+        one node, reserving ``num_cpus`` CPUs and ``num_gpus`` GPUs there)."""
+        fit = 0
+        for node in ray.nodes():
+            if node.get("Alive"):
+                res = node.get("Resources", {})
+                n = math.floor(res.get("CPU", 0) / self.num_cpus + 1e-9)
+                if self.num_gpus:
+                    n = min(n, math.floor(res.get("GPU", 0) / self.num_gpus + 1e-9))
+                fit += n
+        return fit
 
     def worker_count(self, ray: Any, problems: int) -> int:
-        """Actors to start for ``problems`` problems on the connected cluster."""
-        if self.workers is not None:
-            return max(1, min(self.workers, problems))
+        """Actors to start for ``problems`` problems on the connected cluster.
+
+        Raises
+        ------
+        ConfigError
+            If not one actor fits on any node, or ``workers`` actors do not fit the
+            cluster (they would wait for CPUs forever).
+        """
+        fit = self.capacity(ray)
         res = ray.cluster_resources()
-        fit = res.get("GPU", 0) / self.num_gpus if self.num_gpus else res.get("CPU", 1) / self.num_cpus
-        return max(1, min(int(fit), problems))
+        need = f"{self.num_cpus:g} CPUs" + (f" and {self.num_gpus:g} GPUs" if self.num_gpus else "")
+        have = (f"{res.get('CPU', 0):g} CPUs" + (f", {res.get('GPU', 0):g} GPUs" if self.num_gpus
+                else "") + f" on {sum(1 for n in ray.nodes() if n.get('Alive'))} node(s)")
+        if fit < 1:
+            raise ConfigError(
+                f"one ray worker reserves {need} (num_cpus: --threads in the CLI) but no node "
+                f"of the Ray cluster has that many ({have}); lower --threads"
+            )
+        if self.workers is not None and self.workers > fit:
+            raise ConfigError(
+                f"workers={self.workers} (--workers) x {need} each (num_cpus: --threads) do not "
+                f"fit the Ray cluster ({have}: room for {fit}); lower --workers or --threads"
+            )
+        return max(1, min(self.workers or fit, problems))
 
     def run(
         self,
@@ -144,8 +231,12 @@ class RayExecutor:
         BackendError
             If one problem's workers died ``max_attempts`` times.
         ConfigError
-            If the Ray cluster at ``address`` cannot be joined (the message names the token
-            that Ray's token authentication needs).
+            If the Ray cluster at ``address`` cannot be joined: nothing accepts a TCP
+            connection there within :data:`CONNECT_TIMEOUT_S` seconds, or ``ray.init``
+            fails (the message names the token that Ray's token authentication needs).
+        ConfigError
+            If ``workers`` actors of ``num_cpus`` CPUs (and ``num_gpus`` GPUs) do not fit
+            the cluster's alive nodes, or not one fits on any node (see :meth:`worker_count`).
         Exception
             An error raised by the runner or the spec in a worker, as it was raised there.
         """
@@ -169,11 +260,14 @@ class RayExecutor:
         if not problems:
             return
         if not ray.is_initialized():
+            if self.address is not None:
+                check_reachable(self.address)
             try:
-                ray.init(address=self.address, include_dashboard=False)
-            except ConnectionError as exc:
+                ray.init(address=self.address or "local", include_dashboard=False)
+            except (ConnectionError, RuntimeError) as exc:
                 raise ConfigError(
-                    f"could not join the Ray cluster at {self.address} ({exc}): is it running "
+                    f"could not join the Ray cluster at {self.address} "
+                    f"({(str(exc) or type(exc).__name__).splitlines()[0]}): is it running "
                     "(ray start --head), and does this shell send its token (Ray >= 2.52 with "
                     "token authentication: RAY_AUTH_MODE=token and the cluster's token in "
                     "~/.ray/auth_token or RAY_AUTH_TOKEN)?"
@@ -204,8 +298,8 @@ class RayExecutor:
                     if on_start is not None:
                         on_start(nxt)
                     inflight[worker.run.remote(nxt)] = (worker, nxt)
-                if not inflight:
-                    return
+                if not pending and all(p is None for _, p in inflight.values()):
+                    return  # every problem done: never wait for workers still loading
                 done, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_S)
                 if not done:  # back in Python often, so Ctrl-C (SIGINT) stops the run
                     continue
