@@ -207,6 +207,12 @@ def cross_body(i: int) -> dict:
                 temperature=0.0, seed=i)
 
 
+def foreign_words(i: int, text: str) -> set[str]:
+    """Words of other clients (``WORDS``) in ``text``, the reply to client ``i``."""
+    mine = WORDS[i % len(WORDS)]
+    return {w for w in WORDS if w != mine and re.search(rf"\b{w}\b", text.lower())}
+
+
 async def cross(args) -> dict:
     n = args.clients
     res: dict = {"scenario": "cross", "clients": n, "max_concurrency": args.max_concurrency,
@@ -217,7 +223,7 @@ async def cross(args) -> dict:
         limits = httpx.Limits(max_connections=n + 8)
         async with httpx.AsyncClient(timeout=args.timeout, limits=limits) as http:
             lone = {}
-            for i in range(min(n, len(WORDS))):
+            for i in range(min(n, args.lone)):  # lone answers of the first few
                 r = await http.post(url + "/v1/chat/completions", json=cross_body(i))
                 lone[i] = r.json()["choices"][0]["message"]["content"]
 
@@ -235,22 +241,29 @@ async def cross(args) -> dict:
             rs = await asyncio.gather(*(one(i) for i in range(n)))
             res["wall_s"] = round(time.perf_counter() - t0, 2)
             res["idle_after_s"] = round(await idle_after(url, http), 2)
+            ok = [r for r in rs if r[1] == 200]
+            texts = {r[0]: r[3]["choices"][0]["message"]["content"] for r in ok if r[3]}
+            missing = [i for i, t in texts.items() if WORDS[i % len(WORDS)] not in t.lower()]
+            suspect = [i for i, t in texts.items() if foreign_words(i, t)]
+            for i in suspect + missing:  # compare with this request alone
+                if i not in lone:
+                    r = await http.post(url + "/v1/chat/completions", json=cross_body(i))
+                    lone[i] = r.json()["choices"][0]["message"]["content"]
     statuses = Counter(r[1] for r in rs)
     res["statuses"] = {str(k): v for k, v in statuses.items()}
-    ok = [r for r in rs if r[1] == 200]
-    crossed, same, ids = 0, 0, set()
-    for i, _, _, body, hdr in ok:
-        assert body is not None
-        text = body["choices"][0]["message"]["content"].lower()
-        mine = WORDS[i % len(WORDS)]
-        others = {w for w in WORDS if w != mine and re.search(rf"\b{w}\b", text)}
-        if others or (mine not in text and mine not in lone.get(i, "").lower()):
-            crossed += 1
-        same += body["choices"][0]["message"]["content"] == lone.get(i)
-        ids.add(body["id"])
-        assert hdr == f"attack-{i % 3}", hdr
+    # crossed: a word of another client that the same request alone does not say
+    crossed = [{"i": i, "batched": texts[i], "alone": lone[i]} for i in suspect
+               if foreign_words(i, texts[i]) - foreign_words(i, lone[i])]
+    res["foreign_word_also_alone"] = [
+        {"i": i, "text": texts[i]} for i in suspect if i not in {c["i"] for c in crossed}]
     res["crossed"] = crossed
-    res["same_as_alone"] = f"{same}/{len(ok)}"
+    res["own_word_missing"] = [  # fine when the request alone says the same
+        {"i": i, "batched": texts[i], "alone": lone[i]} for i in missing]
+    same = sum(texts[i] == lone[i] for i in texts if i in lone)
+    ids = {r[3]["id"] for r in ok if r[3]}
+    for i, _, _, _, hdr in ok:
+        assert hdr == f"attack-{i % 3}", hdr  # the client's own X-Request-ID came back
+    res["same_as_alone"] = f"{same}/{sum(i in lone for i in texts)}"
     res["unique_ids"] = len(ids) == len(ok)
     refused = [r for r in rs if r[1] in (429, 503)]
     res["refusals_clean"] = all(r[3] and "error" in r[3] for r in refused)
@@ -308,6 +321,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="storm rounds")
     ap.add_argument("--burst", type=int, default=8, help="requests in the follow-up burst")
     ap.add_argument("--timeout", type=float, default=300, help="client timeout (cross), s")
+    ap.add_argument("--lone", type=int, default=12, help="cross: lone runs recorded first")
     ap.add_argument("--long", type=int, default=3)
     ap.add_argument("--short", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
