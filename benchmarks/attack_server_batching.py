@@ -216,7 +216,7 @@ def foreign_words(i: int, text: str) -> set[str]:
 async def cross(args) -> dict:
     n = args.clients
     res: dict = {"scenario": "cross", "clients": n, "max_concurrency": args.max_concurrency,
-                 "max_queue": args.max_queue}
+                 "max_queue": args.max_queue, "stream": args.stream}
     with server("cross", "--max-concurrency", str(args.max_concurrency),
                 "--max-queue", str(args.max_queue),
                 "--n-seq-max", str(args.n_seq_max)) as (url, logp):
@@ -229,13 +229,33 @@ async def cross(args) -> dict:
 
             async def one(i: int) -> tuple[int, int, float, dict | None, str]:
                 t = time.perf_counter()
+                hdr = {"X-Request-ID": f"attack-{i % 3}"}
                 try:
-                    r = await http.post(url + "/v1/chat/completions", json=cross_body(i),
-                                        headers={"X-Request-ID": f"attack-{i % 3}"})
+                    if not args.stream:
+                        r = await http.post(url + "/v1/chat/completions", json=cross_body(i),
+                                            headers=hdr)
+                        return (i, r.status_code, time.perf_counter() - t, r.json(),
+                                r.headers.get("x-request-id", ""))
+                    body = {**cross_body(i), "stream": True}
+                    async with http.stream("POST", url + "/v1/chat/completions", json=body,
+                                           headers=hdr) as r:
+                        if r.status_code != 200:
+                            await r.aread()
+                            return (i, r.status_code, time.perf_counter() - t, r.json(),
+                                    r.headers.get("x-request-id", ""))
+                        text, ids = "", set()
+                        async for line in r.aiter_lines():
+                            if line.startswith("data: {"):
+                                chunk = json.loads(line[6:])
+                                ids.add(chunk["id"])
+                                for c in chunk["choices"]:
+                                    text += c["delta"].get("content") or ""
+                        assert len(ids) == 1, ids  # one id for every chunk of a stream
+                        return (i, 200, time.perf_counter() - t,
+                                {"id": ids.pop(), "choices": [{"message": {"content": text}}]},
+                                r.headers.get("x-request-id", ""))
                 except httpx.TimeoutException:
                     return i, -1, time.perf_counter() - t, None, ""
-                return (i, r.status_code, time.perf_counter() - t, r.json(),
-                        r.headers.get("x-request-id", ""))
 
             t0 = time.perf_counter()
             rs = await asyncio.gather(*(one(i) for i in range(n)))
@@ -321,6 +341,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="storm rounds")
     ap.add_argument("--burst", type=int, default=8, help="requests in the follow-up burst")
     ap.add_argument("--timeout", type=float, default=300, help="client timeout (cross), s")
+    ap.add_argument("--stream", action="store_true", help="cross: streamed requests")
     ap.add_argument("--lone", type=int, default=12, help="cross: lone runs recorded first")
     ap.add_argument("--long", type=int, default=3)
     ap.add_argument("--short", type=int, default=16)
