@@ -80,3 +80,43 @@ def test_a_client_that_leaves_stops_at_the_next_token_while_others_decode(
     assert _answer(got[0]) == want
     assert "the client disconnected; stopping the run" in caplog.text
     assert llama_backend._live.held == (0, 0)
+
+
+@pytest.mark.parametrize("batching", [True, False], ids=["batching", "no-batching"])
+def test_requests_whose_clients_left_while_waiting_never_decode_their_prompts(
+    llama_backend, monkeypatch, batching,
+):
+    """Disconnect storm (issue 16, found by benchmarks/attack_server_batching.py): requests
+    waiting for room in the cache (batching) or for their turn (``--no-batching``) whose
+    clients leave are dropped while they wait. Before, each decoded its prompt once room
+    came, only to stop at its first token: one queued prompt after another, 12 s of work
+    for nobody after a storm of 48 clients."""
+    live = llama_backend._live
+    monkeypatch.setattr(live, "batching", batching)
+    decoded: list[int] = []
+    prefix = live.pool.prefix
+    monkeypatch.setattr(live.pool, "prefix",
+                        lambda *a, **k: decoded.append(1) or prefix(*a, **k))
+    per_seq = live.pool.max_cells // live.pool.max_sequences - 8
+    hog = {"model": "smollm2", "prompt": "1, 2, 3,", "max_tokens": per_seq, "temperature": 1.0,
+           "n": live.pool.max_sequences}  # every sequence and cell: the others wait for room
+    app = create_app(llama_backend, "smollm2", max_concurrency=8)
+
+    def leave_after(body: dict, timeout_s: float) -> None:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + ("/completions" if "prompt" in body else "/chat/completions"),
+                       json=body, timeout=timeout_s)
+
+    with serve(app) as url:
+        hog_thread = threading.Thread(target=leave_after, args=(hog, 2.5))
+        hog_thread.start()
+        time.sleep(0.5)
+        in_threads(lambda i: leave_after(_chat("smollm2", f"Say {i}.", i, 200), 1.0), list(range(5)))
+        hog_thread.join(30)
+        left = time.monotonic()
+        while httpx.get(url.removesuffix("/v1") + "/health").json()["admitted"]:
+            assert time.monotonic() - left < 10, "abandoned requests still running"
+            time.sleep(0.05)
+        assert decoded == [1]  # the hog's prompt only
+        assert _answer(_post_all(url, [_chat("smollm2", "Say hi.", seed=1)])[0])
+    assert live.held == (0, 0)

@@ -39,6 +39,12 @@ attention on, as llama.cpp picks by default):
 
 With ``batching=False`` whole calls run one at a time (a call holds a second lock from its
 first step to its last), which is the server's behaviour before continuous batching.
+
+Abandoned calls: a thread may install an abort check (:meth:`LiveSequences.aborting`, the
+server's "the client left"); a call of that thread that waits for room or for its turn
+calls it every :data:`ABORT_POLL_S` seconds and before its prompt is decoded, so a call whose
+client left never decodes its prompt only to stop at its first token (a disconnect storm
+once kept the server busy for 12 s doing just that, one queued prompt after another).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -56,6 +62,8 @@ from samplescale.backends.llama_kv import Entry, SequencePool
 
 #: Seconds a step's leader waits for the other running requests' rows.
 BATCH_WAIT_S = 0.02
+#: Seconds between two abort checks of a call waiting for room or for its turn.
+ABORT_POLL_S = 0.05
 
 
 class LiveSequences:
@@ -87,6 +95,24 @@ class LiveSequences:
         self._seqs = 0  # sequences held by running calls
         self._cells = 0  # cells held by running calls
         self._serial = threading.Lock()  # batching off: one call at a time
+        self._abort = threading.local()  # the calling thread's abort check, if any
+
+    @contextlib.contextmanager
+    def aborting(self, check: Callable[[], None]) -> Iterator[None]:
+        """Within the block, the calling thread's calls run ``check()`` (which raises to
+        abort, e.g. the server's ``ClientGone``) while they wait for room or for their turn,
+        and before their prompt is decoded. Nested blocks: the innermost check applies."""
+        outer = getattr(self._abort, "check", None)
+        self._abort.check = check
+        try:
+            yield
+        finally:
+            self._abort.check = outer
+
+    def _check_abort(self) -> None:
+        check = getattr(self._abort, "check", None)
+        if check is not None:
+            check()
 
     # ------------------------------------------------------------------ room
     @property
@@ -101,9 +127,11 @@ class LiveSequences:
         request fits alone whenever it fits the context (checked before)."""
         ticket = object()
         self._queue.append(ticket)
+        poll = ABORT_POLL_S if getattr(self._abort, "check", None) is not None else None
         try:
             while self._queue[0] is not ticket or not self._fits(seqs, cells):
-                self._room.wait()
+                self._room.wait(poll)
+                self._check_abort()  # raises: the ticket leaves the queue, nothing held
         finally:
             self._queue.remove(ticket)
             self._room.notify_all()
@@ -132,12 +160,17 @@ class LiveSequences:
     # ------------------------------------------------------------------ calls
     @contextlib.contextmanager
     def call(self) -> Iterator[None]:
-        """One model call: with batching off, calls run one at a time."""
+        """One model call: with batching off, calls run one at a time (a waiting call runs
+        its thread's abort check every :data:`ABORT_POLL_S` seconds)."""
         if self.batching:
             yield
             return
-        with self._serial:
+        while not self._serial.acquire(timeout=ABORT_POLL_S):
+            self._check_abort()
+        try:
             yield
+        finally:
+            self._serial.release()
 
     def prefix(
         self, scope: int | None, tokens: Sequence[int], cells: int, last: int = 1
@@ -146,9 +179,16 @@ class LiveSequences:
         ``scope`` is None, and decode ``tokens`` (:meth:`SequencePool.prefix`).
 
         Returns ``(scope, entry, logits, cached)``; the caller ends with :meth:`done`.
+        Raises what the thread's abort check raises (:meth:`aborting`), holding nothing.
         """
+        self._check_abort()
         with self.lock:
             self.hold(1, cells)
+            try:
+                self._check_abort()  # it may have waited long: no prompt decoded for nobody
+            except BaseException:
+                self.release(1, cells)
+                raise
             own = scope is None
             sc = self.pool.open_scope() if scope is None else scope
             try:

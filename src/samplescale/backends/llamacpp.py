@@ -16,7 +16,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +245,13 @@ class LlamaCppBackend:
             self._local.scope = None
             with self._lock:  # freed late: see SequencePool.retire_scope
                 self._pool.retire_scope(scope)
+
+    def abort_when(self, check: Callable[[], None]) -> contextlib.AbstractContextManager[None]:
+        """Within the block, this thread's calls run ``check()`` (it raises to abort them)
+        while they wait for room in the cache or for their turn, and before their prompt is
+        decoded (:meth:`LiveSequences.aborting`); decoding itself is stopped by the caller
+        between tokens."""
+        return self._live.aborting(check)
 
     def cache_usage(self) -> tuple[int, int]:
         """``(sequences, cells)`` of the KV cache in use now."""

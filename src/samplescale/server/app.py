@@ -264,8 +264,8 @@ def create_app(
         model call (ClientGone)."""
         while not task.done():
             await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-            if not task.done() and await request.is_disconnected():
-                gone.set()
+            if not task.done() and not gone.is_set() and await request.is_disconnected():
+                gone.set()  # once: the run stops at its next token or wait
                 log.info("%s the client disconnected; stopping the run", rid)
         return task.result()
 

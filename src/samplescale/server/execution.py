@@ -3,9 +3,10 @@ thread): the token budget, stopping when the client leaves, and errors as API er
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from samplescale import decoders
@@ -21,6 +22,9 @@ from samplescale.verifiers.scorers import ScorerError
 log = logging.getLogger("samplescale.server")
 
 
+_END = object()
+
+
 class ClientGone(Exception):
     """The client disconnected; decoding stops."""
 
@@ -30,8 +34,10 @@ class Watched:
     :class:`ClientGone` once ``gone`` is set, so a run whose client left stops at its next
     model call. On a streaming backend ``generate`` is drawn through ``stream`` and checked
     at every decoded token, so even one long call (a plain request, a strategy's pool)
-    stops at the next token. Every other attribute, and whether one exists, is the
-    backend's."""
+    stops at the next token. On a backend with ``abort_when`` (the embedded model) a call
+    that waits for room or for its turn is checked while it waits too, and its prompt is
+    not decoded once the client is gone. Every other attribute, and whether one exists,
+    is the backend's."""
 
     def __init__(self, backend: Backend, gone: threading.Event) -> None:
         self._backend = backend
@@ -41,22 +47,35 @@ class Watched:
         if self._gone.is_set():
             raise ClientGone("the client disconnected")
 
+    def _watching(self) -> contextlib.AbstractContextManager[Any]:
+        abort_when = getattr(self._backend, "abort_when", None)
+        return contextlib.nullcontext() if abort_when is None else abort_when(self._check)
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self._check()
+        events = self._backend.stream(*args, **kwargs)  # type: ignore[attr-defined]
+        with contextlib.closing(events):
+            while True:
+                with self._watching():  # only while the backend runs in this thread
+                    ev = next(events, _END)
+                if ev is _END:
+                    return
+                self._check()
+                yield ev
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._backend, name)
         if name not in ("generate", "stream", "logits_at"):
             return attr
+        if name == "stream":
+            return self._stream
         if name == "generate" and self._backend.capabilities.streaming:
-            stream = self._backend.stream  # type: ignore[attr-defined]
-
-            def generate(*args: Any, **kwargs: Any) -> Any:
-                self._check()
-                return collect(stream(*args, **kwargs), self._check)
-
-            return generate
+            return lambda *args, **kwargs: collect(self._stream(*args, **kwargs))
 
         def checked(*args: Any, **kwargs: Any) -> Any:
             self._check()
-            return attr(*args, **kwargs)
+            with self._watching():
+                return attr(*args, **kwargs)
 
         return checked
 
