@@ -34,6 +34,7 @@ from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
 from samplescale.strategies.particle_filtering import ParticleFiltering
 from samplescale.strategies.particle_gibbs import ParticleGibbs
+from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
@@ -59,6 +60,7 @@ __all__ = [
     "Greedy",
     "ParticleFiltering",
     "ParticleGibbs",
+    "Refine",
     "RepeatedSampling",
     "SelfConsistency",
     "State",
@@ -82,6 +84,7 @@ __all__ = [
     "mcts",
     "particle_filtering",
     "particle_gibbs",
+    "refine",
     "repeated_sampling",
     "self_consistency",
     "weighted_vote",
@@ -134,3 +137,4 @@ esc = _runner(ESC)
 adaptive_consistency = _runner(AdaptiveConsistency)
 semantic_entropy = _runner(SemanticEntropy)
 confidence_stop = _runner(ConfidenceStop)
+refine = _runner(Refine)
