@@ -132,6 +132,7 @@ def test_run_time_refusals():
         Refine().run(ScriptedBackend(["a"]), Q, SamplingParams(n=2))
 
 
+@pytest.mark.slow
 def test_refine_on_the_real_model_with_its_own_p_true(llama_backend):
     params = SamplingParams(n=2, seed=0, max_tokens=24, temperature=0.8)
     r = Refine(rounds=1).run(llama_backend, "What is 3 + 4?", params)
@@ -144,3 +145,61 @@ def test_refine_on_the_real_model_with_its_own_p_true(llama_backend):
     assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples)
     again = Refine(rounds=1).run(llama_backend, "What is 3 + 4?", params)
     assert again.samples == r.samples and again.scores == r.scores
+
+
+# ---------------------------------------------------------------- aggregate
+
+
+def test_aggregate_shows_the_candidates_in_one_prompt_and_answers_from_the_reply():
+    from samplescale.strategies import Aggregate
+
+    replies = ["The answer is 5", RuntimeError("boom"), "The answer is 3 ", "The answer is 4"]
+    backend, seen = scripted(replies)
+    system = Prompt(messages=(Message(role="system", content="Be brief."),
+                              Message(role="user", content="What is 2 + 2?")))
+    r = Aggregate().run(backend, system, SamplingParams(n=3, seed=1, max_tokens=30))
+    assert seen[:3] == [system] * 3
+    assert seen[3] == Prompt(messages=(
+        Message(role="system", content="Be brief."),
+        Message(role="user", content=(
+            "What is 2 + 2?\n\nHere are 2 candidate solutions to this problem; some of them "
+            "may be wrong.\n\nSolution 1:\nThe answer is 5\n\nSolution 2:\nThe answer is 3\n\n"
+            "Compare them, find any mistake, and write one final correct solution (it may "
+            "differ from every candidate) in the format asked above.")),
+    ))
+    assert backend.calls[-1][1].temperature == 0.0 and backend.calls[-1][1].n == 1
+    assert r.selected == 3 and r.answer == "4" and r.answers == ("5", None, "3", "4")
+    assert r.trace[-1]["event"] == "aggregate" and r.trace[-1]["shown"] == [0, 2]
+    assert r.usage.model_calls == 2 and r.usage.completion_tokens == 15 + 16 + 15
+
+
+def test_aggregate_when_every_candidate_fails_and_hostile_options():
+    from samplescale.strategies import Aggregate
+
+    r = Aggregate(candidates=2).run(ScriptedBackend([RuntimeError("x")]), Q, SamplingParams(n=9))
+    assert len(r.samples) == 2 and r.selected is None and r.answer is None
+    assert r.trace[-1] == {"event": "stop", "reason": "every candidate failed"}
+    for options, message in [
+        ({"candidates": 0}, "candidates must be an integer in [1, 64] or None, got 0"),
+        ({"candidates": 65}, "candidates must be an integer in [1, 64] or None, got 65"),
+        ({"temperature": -1.0}, "temperature must be a number in [0, 100] or None, got -1.0"),
+        ({"temperature": "hot"}, "temperature must be a number in [0, 100] or None"),
+        ({"template": "{answer}"}, "template may use only {question}, {n} and {candidates}"),
+    ]:
+        with pytest.raises(ConfigError) as exc:
+            get_strategy("aggregate", **options)
+        assert message in str(exc.value)
+    with pytest.raises(ConfigError, match=r"candidates \(params.n\) must be an integer in"):
+        Aggregate().run(ScriptedBackend(["a"]), Q, SamplingParams(n=65))
+
+
+@pytest.mark.slow
+def test_aggregate_on_the_real_model(llama_backend):
+    from samplescale.strategies import aggregate
+
+    params = SamplingParams(n=3, seed=0, max_tokens=32, temperature=0.8)
+    r = aggregate(llama_backend, "What is 3 + 4?", params)
+    assert len(r.samples) == 4 and r.selected == 3 and r.usage.model_calls == 2
+    assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples)
+    again = aggregate(llama_backend, "What is 3 + 4?", params)
+    assert again.samples == r.samples  # seeded: the same candidates and the same reply

@@ -42,6 +42,7 @@ def test_kept_indices_all_and_shortest():
         kept_indices(rec, "longest")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_synth_writes_verified_rows_resumes_and_refuses_other_settings(capsys, tmp_path, model):
     out = tmp_path / "synth"
     args = ["synth", "--level", "1", "--limit", "3", "--n", "4", "--max-tokens", "32",
@@ -94,6 +95,7 @@ def test_synth_writes_verified_rows_resumes_and_refuses_other_settings(capsys, t
     assert [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()] == rows
 
 
+@pytest.mark.slow
 def test_synth_shortest_and_refusals(capsys, tmp_path, model):
     out = tmp_path / "short"
     assert main(["synth", "--limit", "2", "--n", "4", "--max-tokens", "32", "--keep",

@@ -17,6 +17,7 @@ from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.strategies.ab_mcts import ABMCTS
 from samplescale.strategies.adaptive import ESC, AdaptiveConsistency, SemanticEntropy
+from samplescale.strategies.aggregation import Aggregate
 from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.beam_search import BeamSearch
 from samplescale.strategies.best_first import BestFirst
@@ -45,6 +46,7 @@ __all__ = [
     "ESC",
     "MCTS",
     "STRATEGIES",
+    "Aggregate",
     "AdaptiveConsistency",
     "ConfidenceStop",
     "SemanticEntropy",
@@ -68,6 +70,7 @@ __all__ = [
     "WeightedVote",
     "ab_mcts",
     "adaptive_consistency",
+    "aggregate",
     "confidence_stop",
     "esc",
     "semantic_entropy",
@@ -138,3 +141,4 @@ adaptive_consistency = _runner(AdaptiveConsistency)
 semantic_entropy = _runner(SemanticEntropy)
 confidence_stop = _runner(ConfidenceStop)
 refine = _runner(Refine)
+aggregate = _runner(Aggregate)
