@@ -203,3 +203,35 @@ def test_aggregate_on_the_real_model(llama_backend):
     assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples)
     again = aggregate(llama_backend, "What is 3 + 4?", params)
     assert again.samples == r.samples  # seeded: the same candidates and the same reply
+
+
+def test_refine_and_aggregate_through_the_server():
+    """``refine@2`` (with the judge scorer, which the scripted backend can serve) and
+    ``aggregate@2`` answer through the OpenAI-compatible server."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from _server_helpers import serve
+
+    from samplescale.server import create_app
+
+    def reply(prompt, i):
+        text = prompt.messages[-1].content
+        if text.startswith("Question:"):  # the judge: "4" is right
+            return "Score: 9" if "is 4" in text else "Score: 2"
+        if text.startswith("A verifier scored") or "candidate solutions" in text:
+            return "The answer is 4"
+        return "The answer is 5"
+
+    user = [{"role": "user", "content": "What is 2 + 2?"}]
+    with serve(create_app(ScriptedBackend(reply), "fake")) as url:
+        refine = httpx.post(url + "/chat/completions", timeout=30, json={
+            "model": "refine@2/fake", "messages": user, "max_tokens": 32, "seed": 1,
+            "samplescale": {"options": {"scorer": "judge", "rounds": 1}}}).json()
+        agg = httpx.post(url + "/chat/completions", timeout=30, json={
+            "model": "aggregate@2/fake", "messages": user, "max_tokens": 32}).json()
+    assert refine["choices"][0]["message"]["content"] == "The answer is 4"
+    cands = refine["samplescale"]["candidates"]
+    assert [c["score"] for c in cands] == [2.0, 2.0, 9.0, 9.0]
+    assert refine["samplescale"]["selected"] == 2
+    assert agg["choices"][0]["message"]["content"] == "The answer is 4"
+    assert agg["samplescale"]["selected"] == 2
