@@ -15,3 +15,5 @@ $S eval "${COMMON[@]}" -n 4 --strategy self-consistency --output "$OUT/sc-4"
 # synth on arithmetic level 1: yield per problem
 $S synth --task arithmetic --level 1 --limit "$LIMIT" -n 8 --max-tokens 48 --threads 1 \
     --output "$OUT/synth-l1"
+# aggregate: 3 candidates + 1 greedy aggregation call, about the same generated tokens
+$S eval "${COMMON[@]}" -n 3 --strategy aggregate --output "$OUT/aggregate-3"
