@@ -98,7 +98,7 @@ def test_synth_writes_verified_rows_resumes_and_refuses_other_settings(capsys, t
 @pytest.mark.slow
 def test_synth_shortest_and_refusals(capsys, tmp_path, model):
     out = tmp_path / "short"
-    assert main(["synth", "--limit", "2", "--n", "4", "--max-tokens", "32", "--keep",
+    assert main(["synth", "--limit", "2", "--n", "3", "--max-tokens", "16", "--keep",
                  "shortest", "--output", str(out), "--model", model]) == 0
     capsys.readouterr()
     rows = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
