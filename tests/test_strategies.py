@@ -151,7 +151,7 @@ def test_registry_names_aliases_and_unknown():
     assert isinstance(get_strategy("Best_Of_N"), BestOfN)
     with pytest.raises(UnknownNameError) as exc:
         get_strategy("beam")
-    assert "valid: ab-mcts, adaptive-consistency, beam-search, best-first, best-of-n, " in str(
+    assert "valid: ab-mcts, adaptive-consistency, aggregate, beam-search, best-first, best-of-n, " in str(
         exc.value
     )
 

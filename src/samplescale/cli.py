@@ -20,11 +20,13 @@ from samplescale.cli_model import n_threads
 from samplescale.cli_report import add_report_parser, cmd_report
 from samplescale.cli_sampling import (
     add_sampling_args,
+    add_task_args,
     backend_from_args,
     build_strategy,
     sampling_params,
 )
 from samplescale.cli_serve import add_serve_parser, cmd_serve
+from samplescale.cli_synth import add_synth_parser, cmd_synth
 from samplescale.config import SamplingParams, valid_range
 from samplescale.errors import ConfigError, SamplescaleError
 
@@ -42,42 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval", help="evaluate on a task: pass@k and maj@k from one pool, or a strategy"
     )
-    ev.add_argument(
-        "--task",
-        default="arithmetic",
-        help="arithmetic, gsm8k, math, jsonl, or code: humaneval, mbpp, code-jsonl "
-        "(+ -completion for completion prompting) (default arithmetic)",
-    )
-    ev.add_argument("--data", type=Path, default=None, help="data file of a file task (.jsonl[.gz])")
-    ev.add_argument(
-        "--level", type=int, default=None, help="arithmetic task: level 1-3 (default 1)"
-    )
-    ev.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        help="number of problems (arithmetic default 50; files: all)",
-    )
-    ev.add_argument(
-        "--output",
-        type=str,
-        default=None,
-        help="output directory (default runs/<settings>); resumes if it holds the same run",
-    )
-    ev.add_argument(
-        "--question-field", default=None, help="jsonl task: question field (default question)"
-    )
-    ev.add_argument(
-        "--answer-field", default=None, help="jsonl task: answer field (default answer)"
-    )
-    ev.add_argument(
-        "--on-error",
-        choices=("record", "stop"),
-        default="record",
-        help="a problem that cannot be run (longer than the context, invalid text, a "
-        "verifier failure): record it as an error, counted as wrong, and go on "
-        "(default), or stop the run",
-    )
+    add_task_args(ev)
     ev.add_argument(
         "--price-stopping",
         action="store_true",
@@ -111,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     add_compare_parser(sub)
     add_report_parser(sub)
+    add_synth_parser(sub)
     return parser
 
 
@@ -164,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             "serve": cmd_serve,
             "compare": cmd_compare,
             "report": cmd_report,
+            "synth": cmd_synth,
         }[args.command]
         return handler(args)
     except ValidationError as exc:
@@ -186,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         what = {
             "eval": "finished problems are saved, rerun the same command to resume",
+            "synth": "finished problems are saved, rerun the same command to resume",
             "serve": "the server stopped after the requests in flight finished",
         }.get(args.command, "nothing was saved")
         print(f"samplescale: interrupted; {what}", file=sys.stderr)

@@ -140,11 +140,12 @@ def check_run(args: argparse.Namespace, params: SamplingParams, strategy: Any) -
     ConfigError
         Naming what is missing and which backends have it: next-token logits for
         ``decoding`` arithmetic / priority, ``kl_sigma``, ``--draft-model``, and step-level
-        search or SMC with the default P(True) process scorer; continuing a partial chat
+        search, SMC and ``refine`` with the default P(True) process scorer; continuing a partial chat
         reply for step-level search and SMC. Samplers a backend cannot apply exactly are
         refused by the backend (``check_params``) when it is built.
     """
     from samplescale.strategies.particle_filtering import ParticleFiltering
+    from samplescale.strategies.refine import Refine
     from samplescale.strategies.tree import TreeSearch
 
     name, caps = capabilities(args)
@@ -167,6 +168,8 @@ def check_run(args: argparse.Namespace, params: SamplingParams, strategy: Any) -
         check_budget(params.n)
     if getattr(strategy, "name", None) == "constrained-smc":
         require(name, caps, "logits", "strategy 'constrained-smc'")
+    if isinstance(strategy, Refine) and strategy.scorer in (None, "p-true"):
+        require(name, caps, "logits", f"strategy {strategy.name!r} with the default P(True) scorer")
     if isinstance(strategy, (TreeSearch, ParticleFiltering)):
         label = f"strategy {strategy.name!r}"
         if getattr(strategy, "scorer", None) in (None, "p-true"):

@@ -135,7 +135,7 @@ def _settings(
     }
 
 
-def _check_settings(run_file: Path, settings: dict[str, Any]) -> None:
+def check_settings(run_file: Path, settings: dict[str, Any]) -> None:
     """Write run.json, or refuse when the directory holds results of a run with other
     settings (a run.json without results, left by a run that failed before its first
     problem, is replaced)."""
@@ -242,18 +242,22 @@ def _print_errors(console: Console, summary: dict[str, Any]) -> None:
         console.print(f"  ... and {len(errors) - 10} more (summary.json lists them all)")
 
 
-def run_eval(
+def open_run(
     args: argparse.Namespace,
     params: SamplingParams,
-    make_backend: Callable[[argparse.Namespace], Any],
-    strategy: Any,
-    executor: Executor | None = None,
-) -> int:
-    """Run (or resume) an evaluation and write its files; returns the exit status.
+    extra: dict[str, Any] | None = None,
+    prefix: str = "",
+) -> tuple[Any, dict[str, Any], Path]:
+    """The task, the settings (run.json) and the output directory (made) of a run of
+    ``eval`` or ``synth``. ``extra`` settings are added to the eval settings (``synth``'s
+    own); ``prefix`` starts the default directory's name.
 
-    ``make_backend`` must be picklable (a module-level function) for the Ray executor,
-    whose workers each build the backend with ``make_backend(args)``."""
-    console = Console(soft_wrap=True)
+    Raises
+    ------
+    ConfigError
+        If the task cannot be loaded, the model or data file cannot be read, or
+        ``--output`` is empty or not a directory.
+    """
     name = canonical(args.task)
     limit = effective_limit(name, args.limit)
     task = load_task(
@@ -274,13 +278,31 @@ def run_eval(
         data = file_identity(Path(args.data), "--data") if args.data else None
     except ConfigError as exc:  # the task read it a moment ago
         raise DataError(str(exc)) from exc
-    settings = _settings(name, args, params, model, limit, data)
+    settings = {**_settings(name, args, params, model, limit, data), **(extra or {})}
     out = Path(args.output) if args.output is not None else default_output(name, args, settings)
+    if args.output is None and prefix:
+        out = out.with_name(prefix + out.name)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
+    return task, settings, out
+
+
+def run_eval(
+    args: argparse.Namespace,
+    params: SamplingParams,
+    make_backend: Callable[[argparse.Namespace], Any],
+    strategy: Any,
+    executor: Executor | None = None,
+) -> int:
+    """Run (or resume) an evaluation and write its files; returns the exit status.
+
+    ``make_backend`` must be picklable (a module-level function) for the Ray executor,
+    whose workers each build the backend with ``make_backend(args)``."""
+    console = Console(soft_wrap=True)
+    task, settings, out = open_run(args, params)
     with exclusive(out):
-        _check_settings(out / "run.json", settings)
+        check_settings(out / "run.json", settings)
         records = load_results(
             out / "results.jsonl",
             {p.id: problem_digest(task, p) for p in task.problems},

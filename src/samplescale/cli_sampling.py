@@ -28,6 +28,46 @@ EXTRA_SAMPLER_FLAGS = (
 )
 
 
+def add_task_args(p: argparse.ArgumentParser) -> None:
+    """Add the task, output and error flags that ``eval`` and ``synth`` share to ``p``."""
+    p.add_argument(
+        "--task",
+        default="arithmetic",
+        help="arithmetic, gsm8k, math, jsonl, or code: humaneval, mbpp, code-jsonl "
+        "(+ -completion for completion prompting) (default arithmetic)",
+    )
+    p.add_argument("--data", type=Path, default=None, help="data file of a file task (.jsonl[.gz])")
+    p.add_argument(
+        "--level", type=int, default=None, help="arithmetic task: level 1-3 (default 1)"
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="number of problems (arithmetic default 50; files: all)",
+    )
+    p.add_argument(
+        "--output",
+        type=str,
+        default=None,
+        help="output directory (default runs/<settings>); resumes if it holds the same run",
+    )
+    p.add_argument(
+        "--question-field", default=None, help="jsonl task: question field (default question)"
+    )
+    p.add_argument(
+        "--answer-field", default=None, help="jsonl task: answer field (default answer)"
+    )
+    p.add_argument(
+        "--on-error",
+        choices=("record", "stop"),
+        default="record",
+        help="a problem that cannot be run (longer than the context, invalid text, a "
+        "verifier failure): record it as an error, counted as wrong, and go on "
+        "(default), or stop the run",
+    )
+
+
 def add_sampling_args(p: argparse.ArgumentParser, n_flags: tuple[str, ...], n_default: int) -> None:
     """Add the sampler, budget, backend, strategy and speculative flags to ``p``."""
     p.add_argument(

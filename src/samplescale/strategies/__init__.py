@@ -17,6 +17,7 @@ from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.strategies.ab_mcts import ABMCTS
 from samplescale.strategies.adaptive import ESC, AdaptiveConsistency, SemanticEntropy
+from samplescale.strategies.aggregation import Aggregate
 from samplescale.strategies.base import State, Strategy
 from samplescale.strategies.beam_search import BeamSearch
 from samplescale.strategies.best_first import BestFirst
@@ -34,6 +35,7 @@ from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
 from samplescale.strategies.particle_filtering import ParticleFiltering
 from samplescale.strategies.particle_gibbs import ParticleGibbs
+from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
@@ -44,6 +46,7 @@ __all__ = [
     "ESC",
     "MCTS",
     "STRATEGIES",
+    "Aggregate",
     "AdaptiveConsistency",
     "ConfidenceStop",
     "SemanticEntropy",
@@ -59,6 +62,7 @@ __all__ = [
     "Greedy",
     "ParticleFiltering",
     "ParticleGibbs",
+    "Refine",
     "RepeatedSampling",
     "SelfConsistency",
     "State",
@@ -66,6 +70,7 @@ __all__ = [
     "WeightedVote",
     "ab_mcts",
     "adaptive_consistency",
+    "aggregate",
     "confidence_stop",
     "esc",
     "semantic_entropy",
@@ -82,6 +87,7 @@ __all__ = [
     "mcts",
     "particle_filtering",
     "particle_gibbs",
+    "refine",
     "repeated_sampling",
     "self_consistency",
     "weighted_vote",
@@ -134,3 +140,5 @@ esc = _runner(ESC)
 adaptive_consistency = _runner(AdaptiveConsistency)
 semantic_entropy = _runner(SemanticEntropy)
 confidence_stop = _runner(ConfidenceStop)
+refine = _runner(Refine)
+aggregate = _runner(Aggregate)
