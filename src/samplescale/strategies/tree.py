@@ -56,6 +56,14 @@ from samplescale.verifiers.scorers import Scale
 
 
 def positive_int(name: str, value: object, allow_none: bool = True) -> None:
+    """Check a strategy option that counts something (widths, budgets, iterations).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``name`` and the range ``[1, inf)`` if ``value`` is not an integer >= 1
+        (a bool is refused), or is None while ``allow_none`` is False.
+    """
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
