@@ -661,3 +661,24 @@ def test_a_full_disk_says_what_was_saved(run_files, monkeypatch):
     monkeypatch.setattr(ce, "append_record", real)
     assert run() == 0
     assert len(lines_of(out / "results.jsonl")) == 3
+
+
+def test_a_run_written_before_a_sampling_field_existed_resumes(run_files):
+    """A run.json without a later sampling field ran with its default: it resumes; the same
+    field at another value, or a setting only one side has, is named in the refusal."""
+    _, _, out, run = run_files
+    assert run() == 0
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["params"]["constraint"] is None
+    del settings["params"]["constraint"]  # as written before issue 19 added the field
+    (out / "run.json").write_text(json.dumps(settings))
+    assert run() == 0
+    settings["params"]["top_k"] = 7
+    (out / "run.json").write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match=r"other settings \(params\.top_k: 7 -> 0\)"):
+        run()
+    settings["params"]["top_k"] = 0
+    settings["retired"] = 1
+    (out / "run.json").write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match=r"other settings \(retired: 1 -> '\(absent\)'\)"):
+        run()

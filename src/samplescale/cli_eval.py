@@ -152,25 +152,44 @@ def check_settings(run_file: Path, settings: dict[str, Any]) -> None:
         old = json.loads(run_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{run_file} is corrupt ({exc}); use another --output") from exc
+    old = _with_new_defaults(old)
     if not isinstance(old, dict) or old != settings:
         old = old if isinstance(old, dict) else {}
-        diff = []
-        for k in sorted(settings):
-            was, now = old.get(k), settings[k]
-            if was == now:
-                continue
-            if isinstance(was, dict) and isinstance(now, dict):  # name the sampling fields
-                diff += [
-                    f"{k}.{f}: {was.get(f)!r} -> {now.get(f)!r}"
-                    for f in sorted(set(was) | set(now))
-                    if was.get(f) != now.get(f)
-                ]
-            else:
-                diff.append(f"{k}: {was!r} -> {now!r}")
         raise ConfigError(
-            f"{run_file.parent} holds a run with other settings ({'; '.join(diff)}); "
+            f"{run_file.parent} holds a run with other settings ({'; '.join(_diff(old, settings))}); "
             "use another --output (or omit --output: every setting gets its own directory)"
         )
+
+
+_ABSENT = "(absent)"
+
+
+def _with_new_defaults(old: Any) -> Any:
+    """A run written before a sampling field existed ran with that field's default: fill
+    the fields it lacks with their defaults so that it resumes under the same settings."""
+    if isinstance(old, dict) and isinstance(old.get("params"), dict):
+        defaults = SamplingParams().model_dump(mode="json")
+        old = {**old, "params": {**defaults, **old["params"]}}
+    return old
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every setting that differs, nested one level (sampling
+    fields by name); a key on one side only shows as ``(absent)`` on the other."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        was, now = old.get(k, _ABSENT), new.get(k, _ABSENT)
+        if was == now:
+            continue
+        if isinstance(was, dict) and isinstance(now, dict):
+            out += [
+                f"{k}.{f}: {was.get(f, _ABSENT)!r} -> {now.get(f, _ABSENT)!r}"
+                for f in sorted(set(was) | set(now))
+                if was.get(f, _ABSENT) != now.get(f, _ABSENT)
+            ]
+        else:
+            out.append(f"{k}: {was!r} -> {now!r}")
+    return out
 
 
 _CAPTION = (
