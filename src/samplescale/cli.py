@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from samplescale.cli_allocate import add_allocate_parser, cmd_allocate
 from samplescale.cli_backend import check_run
 from samplescale.cli_compare import add_compare_parser, cmd_compare
 from samplescale.cli_constraint import add_constraint_args
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
     add_report_parser(sub)
     add_synth_parser(sub)
+    add_allocate_parser(sub)
     return parser
 
 
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "compare": cmd_compare,
             "report": cmd_report,
             "synth": cmd_synth,
+            "allocate": cmd_allocate,
         }[args.command]
         return handler(args)
     except ValidationError as exc:

@@ -33,6 +33,7 @@ from samplescale.strategies.constrained_smc import ConstrainedSMC
 from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
+from samplescale.strategies.osca import OSCA
 from samplescale.strategies.particle_filtering import ParticleFiltering
 from samplescale.strategies.particle_gibbs import ParticleGibbs
 from samplescale.strategies.refine import Refine
@@ -45,6 +46,7 @@ __all__ = [
     "ABMCTS",
     "ESC",
     "MCTS",
+    "OSCA",
     "STRATEGIES",
     "Aggregate",
     "AdaptiveConsistency",
@@ -73,6 +75,7 @@ __all__ = [
     "aggregate",
     "confidence_stop",
     "esc",
+    "osca",
     "semantic_entropy",
     "beam_search",
     "best_first",
@@ -142,3 +145,4 @@ semantic_entropy = _runner(SemanticEntropy)
 confidence_stop = _runner(ConfidenceStop)
 refine = _runner(Refine)
 aggregate = _runner(Aggregate)
+osca = _runner(OSCA)
