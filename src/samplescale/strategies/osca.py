@@ -36,7 +36,7 @@ def parse_allocation(allocation: Any) -> tuple[tuple[float, int], ...]:
         with at least one count >= 1.
     """
     if not isinstance(allocation, Mapping) or not allocation:
-        raise ConfigError("allocation must be a non-empty mapping of temperature to samples, "
+        raise ConfigError("osca: allocation must be a non-empty mapping of temperature to samples, "
                           "e.g. allocation='{\"0.3\": 2, \"1.0\": 6}' (samplescale allocate "
                           f"prints one), got {allocation!r}")
     pairs = []
