@@ -33,6 +33,7 @@ from samplescale.strategies.constrained_smc import ConstrainedSMC
 from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
+from samplescale.strategies.mur import MUR
 from samplescale.strategies.osca import OSCA
 from samplescale.strategies.particle_filtering import ParticleFiltering
 from samplescale.strategies.particle_gibbs import ParticleGibbs
@@ -46,6 +47,7 @@ __all__ = [
     "ABMCTS",
     "ESC",
     "MCTS",
+    "MUR",
     "OSCA",
     "STRATEGIES",
     "Aggregate",
@@ -75,6 +77,7 @@ __all__ = [
     "aggregate",
     "confidence_stop",
     "esc",
+    "mur",
     "osca",
     "semantic_entropy",
     "beam_search",
@@ -146,3 +149,4 @@ confidence_stop = _runner(ConfidenceStop)
 refine = _runner(Refine)
 aggregate = _runner(Aggregate)
 osca = _runner(OSCA)
+mur = _runner(MUR)
