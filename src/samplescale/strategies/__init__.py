@@ -37,6 +37,7 @@ from samplescale.strategies.mur import MUR
 from samplescale.strategies.osca import OSCA
 from samplescale.strategies.particle_filtering import ParticleFiltering
 from samplescale.strategies.particle_gibbs import ParticleGibbs
+from samplescale.strategies.phi_decoding import PhiDecoding
 from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
@@ -66,6 +67,7 @@ __all__ = [
     "Greedy",
     "ParticleFiltering",
     "ParticleGibbs",
+    "PhiDecoding",
     "Refine",
     "RepeatedSampling",
     "SelfConsistency",
@@ -77,6 +79,7 @@ __all__ = [
     "aggregate",
     "confidence_stop",
     "esc",
+    "phi_decoding",
     "mur",
     "osca",
     "semantic_entropy",
@@ -150,3 +153,4 @@ refine = _runner(Refine)
 aggregate = _runner(Aggregate)
 osca = _runner(OSCA)
 mur = _runner(MUR)
+phi_decoding = _runner(PhiDecoding)
