@@ -171,6 +171,8 @@ def _configured(name: str):
     cls = STRATEGIES.get(name)
     if name == "constrained-smc":  # the toy LM's strings "1", "22", "333"
         return get_strategy(name, constraint=Constraint(kind="regex", source="1|22|333"))
+    if name == "model-switch":  # it needs a second model
+        return get_strategy(name, models=[ToyLM()])
     if name == "osca":  # it needs an allocation of the N = 4 samples
         return get_strategy(name, allocation={"0.5": 1, "1.0": 3})
     fields = {f.name for f in dataclasses.fields(cls)}

@@ -24,6 +24,7 @@ from samplescale.cli_sampling import (
     add_task_args,
     backend_from_args,
     build_strategy,
+    resolve_models,
     sampling_params,
 )
 from samplescale.cli_serve import add_serve_parser, cmd_serve
@@ -119,6 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--price-stopping prices stopping rules on a pool of samples: "
                           "run it without --strategy")
     check_run(args, params, strategy)
+    strategy = resolve_models(strategy, args)
     return run_eval(args, params, backend_from_args, strategy, executor)
 
 

@@ -33,6 +33,7 @@ from samplescale.strategies.constrained_smc import ConstrainedSMC
 from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
+from samplescale.strategies.model_switch import ModelSwitch
 from samplescale.strategies.mur import MUR
 from samplescale.strategies.osca import OSCA
 from samplescale.strategies.particle_filtering import ParticleFiltering
@@ -48,6 +49,7 @@ __all__ = [
     "ABMCTS",
     "ESC",
     "MCTS",
+    "ModelSwitch",
     "MUR",
     "OSCA",
     "STRATEGIES",
@@ -79,6 +81,7 @@ __all__ = [
     "aggregate",
     "confidence_stop",
     "esc",
+    "model_switch",
     "phi_decoding",
     "mur",
     "osca",
@@ -154,3 +157,4 @@ aggregate = _runner(Aggregate)
 osca = _runner(OSCA)
 mur = _runner(MUR)
 phi_decoding = _runner(PhiDecoding)
+model_switch = _runner(ModelSwitch)
