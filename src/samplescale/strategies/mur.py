@@ -28,8 +28,7 @@ from samplescale.errors import ConfigError
 from samplescale.steps import Step
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState
-from samplescale.strategies.tree import TreeSearch, positive_int, search_result
-from samplescale.types import Result
+from samplescale.strategies.tree import PathSearch, positive_int
 
 
 def step_uncertainty(step: Step) -> float:
@@ -51,7 +50,7 @@ def step_uncertainty(step: Step) -> float:
 
 @STRATEGIES.register("mur")
 @dataclass(frozen=True)
-class MUR(TreeSearch):
+class MUR(PathSearch):
     """Momentum-uncertainty guided reasoning (see the module docstring and the
     :class:`TreeSearch` options: scorer, delimiter, max_steps, budgets).
 
@@ -123,11 +122,3 @@ class MUR(TreeSearch):
         return state.model_copy(
             update={"frontier": (kept,), "trace": state.trace + (record,), "stop_reason": stop}
         )
-
-    def candidates(self, state: SearchState) -> list[int]:
-        return [i for i in state.frontier if i != 0]
-
-    def finalize(self, state: SearchState) -> Result:  # type: ignore[override]
-        """The one solution built, selected whether or not its steps were scored."""
-        ids = self.candidates(state)
-        return search_result(self, state, ids, ids[0] if ids else None)

@@ -37,8 +37,7 @@ from samplescale.rng import derived_seed, make_rng
 from samplescale.steps import trajectory_sample
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState
-from samplescale.strategies.tree import TreeSearch, positive_int, search_result
-from samplescale.types import Result
+from samplescale.strategies.tree import PathSearch, positive_int
 from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.process_base import ProcessScorer
 
@@ -49,7 +48,7 @@ def _mean_logprob(lps: list[float]) -> float:
 
 @STRATEGIES.register("phi-decoding")
 @dataclass(frozen=True)
-class PhiDecoding(TreeSearch):
+class PhiDecoding(PathSearch):
     """phi-Decoding (see the module docstring and the :class:`TreeSearch` options:
     delimiter, max_steps, token_budget; the process scorer is not used).
 
@@ -151,13 +150,6 @@ class PhiDecoding(TreeSearch):
             update={"frontier": (chosen,), "trace": state.trace + (record,), "stop_reason": stop}
         )
 
-    def candidates(self, state: SearchState) -> list[int]:
-        return [i for i in state.frontier if i != 0]
-
-    def finalize(self, state: SearchState) -> Result:  # type: ignore[override]
-        """The one solution built."""
-        ids = self.candidates(state)
-        return search_result(self, state, ids, ids[0] if ids else None)
 
 
 class _Unused(ProcessScorer):
