@@ -22,7 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
-from samplescale.backends.decoding import check_decoding, check_token_ids, decode_rows
+from samplescale.backends.decoding import (
+    FinishQuota,
+    check_decoding,
+    check_token_ids,
+    decode_rows,
+)
 from samplescale.backends.llama_context import DecodeContext
 from samplescale.backends.llama_kv import Entry
 from samplescale.backends.llama_model import GGUFModel, available_cores, default_model_path
@@ -75,7 +80,8 @@ class LlamaCppBackend:
 
     name = "llamacpp"
     capabilities = Capabilities(
-        logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True
+        logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True,
+        early_exit=True,
     )
 
     def __init__(
@@ -272,6 +278,29 @@ class LlamaCppBackend:
         """
         return collect(self.stream(prompt, params, rng))
 
+    def generate_first(
+        self, prompt: Prompt, params: SamplingParams, m: int,
+        rng: np.random.Generator | None = None,
+    ) -> Generation:
+        """:meth:`generate`, but once ``m`` samples have finished the unfinished sequences
+        leave the shared batch at that step (``finish_reason="cancelled"``;
+        :class:`~samplescale.backends.base.FirstFinished`). Same seed, same tokens as
+        :meth:`generate` for every row up to where it was cancelled. Samples that do not
+        fit in one round are decoded in later rounds; rows of rounds not started when the
+        quota is reached are cancelled with no tokens.
+
+        Raises
+        ------
+        ConfigError
+            If ``m`` is not in ``[1, params.n]``, and as :meth:`generate`.
+        """
+        start = time.perf_counter()
+        quota = FinishQuota(m, params.n)
+        tokens = self.check_prompt(prompt, params.max_tokens)
+        check_decoding(params)
+        gens = sample_generators(params.seed, rng, params.n)
+        return collect(self._events(tokens, params, gens, start, quota))
+
     def stream(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
     ) -> Iterator[StreamEvent]:
@@ -291,7 +320,7 @@ class LlamaCppBackend:
 
     def _events(
         self, tokens: list[int], params: SamplingParams, gens: list[np.random.Generator],
-        start: float,
+        start: float, quota: FinishQuota | None = None,
     ) -> Iterator[StreamEvent]:
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples: list[Sample] = []
@@ -303,10 +332,12 @@ class LlamaCppBackend:
             try:
                 with live.batcher.member():
                     while len(samples) < params.n:
+                        if quota is not None and quota.reached:  # later rounds: not started
+                            samples.append(Sample(text="", finish_reason="cancelled"))
+                            continue
                         rows = list(range(len(samples), params.n))
-                        samples.extend(
-                            (yield from self._round(head, logits[0], params, gens, rows, codes))
-                        )
+                        samples.extend((yield from self._round(
+                            head, logits[0], params, gens, rows, codes, quota)))
             finally:
                 live.done(head, cells, scope if session is None else None)
         usage = Usage(
@@ -326,6 +357,7 @@ class LlamaCppBackend:
         gens: list[np.random.Generator],
         rows: list[int],
         codes: ArithmeticCodes | None,
+        quota: FinishQuota | None = None,
     ) -> Generator[TextDelta, None, list[Sample]]:
         """Decode as many of samples ``rows`` as fit, one batch per step, each in its own
         sequence continuing the prompt held by ``head``; yield their new text; return the
@@ -336,7 +368,7 @@ class LlamaCppBackend:
         try:
             out = yield from decode_rows(
                 first_logits, params, gens, rows, codes, self.piece, self.is_end,
-                lambda active, toks, k: live.step([seqs[i] for i in active], toks),
+                lambda active, toks, k: live.step([seqs[i] for i in active], toks), quota,
             )
         finally:
             live.end_round(head, seqs, per_row, None if last or seqs[0] is not head else n_prompt)

@@ -38,6 +38,7 @@ from samplescale.strategies.particle_gibbs import ParticleGibbs
 from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
+from samplescale.strategies.short_m import ShortMAtK
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
 from samplescale.types import Prompt, Result
 
@@ -65,6 +66,7 @@ __all__ = [
     "Refine",
     "RepeatedSampling",
     "SelfConsistency",
+    "ShortMAtK",
     "State",
     "Strategy",
     "WeightedVote",
@@ -90,6 +92,7 @@ __all__ = [
     "refine",
     "repeated_sampling",
     "self_consistency",
+    "short_m_at_k",
     "weighted_vote",
 ]
 
@@ -140,5 +143,6 @@ esc = _runner(ESC)
 adaptive_consistency = _runner(AdaptiveConsistency)
 semantic_entropy = _runner(SemanticEntropy)
 confidence_stop = _runner(ConfidenceStop)
+short_m_at_k = _runner(ShortMAtK)
 refine = _runner(Refine)
 aggregate = _runner(Aggregate)
