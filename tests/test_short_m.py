@@ -112,23 +112,23 @@ ARITH = Prompt.user("What is 17 + 25? Answer with the number only.")
 def test_llama_cancels_the_unfinished_rows_in_the_batch(llama_backend):
     params = SamplingParams(n=8, max_tokens=48, temperature=1.0, seed=11)
     full = llama_backend.generate(ARITH, params)
-    live = llama_backend.generate_first(ARITH, params, 2)
+    r = short_m_at_k(llama_backend, ARITH, params, m=2)  # generate_first, same seeds
     stops = sorted(s.num_tokens for s in full.samples if s.finish_reason == "stop")
     assert len(stops) >= 3 and stops[1] < params.max_tokens  # the case is informative
     cut = stops[1]  # the second chain to finish in the full draw
-    for a, b in zip(full.samples, live.samples):
+    for a, b in zip(full.samples, r.samples):
         if a.finish_reason == "stop" and a.num_tokens <= cut:  # finished by then: kept
             assert b == a
         else:  # stopped in the same batch step, the tokens drawn so far kept
             assert b.finish_reason == "cancelled" and b.num_tokens == cut < params.max_tokens
             assert b.token_ids == a.token_ids[:cut] and b.logprobs == a.logprobs[:cut]
-    assert sum(s.finish_reason == "stop" for s in live.samples) == sum(
-        s <= cut for s in stops)
-    assert live.usage.completion_tokens == sum(s.num_tokens for s in live.samples)
-    assert live.usage.completion_tokens < full.usage.completion_tokens
-    r = short_m_at_k(llama_backend, ARITH, params, m=2)
-    assert r.trace[0]["mode"] == "early-exit" and r.samples == live.samples
-    assert r.selected in r.trace[0]["voters"] and r.trace[0]["cut_at"] == cut
+    finished = [i for i, s in enumerate(r.samples) if s.finish_reason == "stop"]
+    assert len(finished) == sum(s <= cut for s in stops)
+    assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples)
+    assert r.usage.completion_tokens < full.usage.completion_tokens
+    t = r.trace[0]
+    assert t["mode"] == "early-exit" and t["cut_at"] == cut and set(t["voters"]) <= set(finished)
+    assert r.selected in t["voters"] and t["completion_tokens"] == r.usage.completion_tokens
 
 
 # ---------------------------------------------------------------- HTTP
@@ -257,3 +257,39 @@ def test_cli_generate_and_eval_run_short_m_at_k(capsys, tmp_path, llama_backend)
                  "short-m-at-k", "--option", "m=5", "--output", str(tmp_path / "bad"),
                  "--model", model])
     assert code != 0 and "m must be an integer in [1, k] = [1, 4]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- pricing from one pool
+from samplescale.analysis import stopping_price  # noqa: E402
+from samplescale.analysis.stopping_price import price_short_m  # noqa: E402
+
+POOL = dict(labels=["A", "B", "A", None], correct_label="A", tokens=[5, 3, 8, 10],
+            finish=["stop", "stop", "stop", "length"])
+
+
+def test_pricing_short_m_enumerates_the_k_subsets_exactly():
+    # the four 3-subsets, voters (m = 2) the two shortest finished: {0,1,2} -> B,A tie to
+    # B (3 tokens) at cut 5, 13 tokens; {0,1,3} -> B, 13; {0,2,3} -> A,A, cut 8, 21;
+    # {1,2,3} -> B,A tie to B, 19
+    p = price_short_m(ShortMAtK(m=2), **POOL, budget=3)
+    assert (p.method, p.accuracy, p.samples, p.tokens) == ("exact", 0.25, 3.0, 66 / 4)
+    p = price_short_m(ShortMAtK(m=1), **POOL, budget=4)  # the shortest chain answers B
+    assert (p.accuracy, p.tokens) == (0.0, 3 * 4)
+    with pytest.raises(ConfigError, match=r"m must be an integer in \[1, k\] = \[1, 2\]"):
+        price_short_m(ShortMAtK(m=3), **POOL, budget=2)
+
+
+def test_pricing_short_m_by_monte_carlo_agrees_with_enumeration(monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = [int(x) for x in rng.integers(0, 3, 10)]
+    tokens = [int(x) for x in rng.integers(5, 60, 10)]
+    finish = ["stop" if t < 50 else "length" for t in tokens]
+    exact = price_short_m(ShortMAtK(m=3), labels, 0, tokens, finish, budget=6)
+    monkeypatch.setattr(stopping_price, "MAX_STATES", 0)
+    mc = price_short_m(ShortMAtK(m=3), labels, 0, tokens, finish, budget=6,
+                       rng=np.random.default_rng(1), draws=4000)
+    assert exact.method == "exact" and mc.method == "monte-carlo"
+    assert abs(mc.accuracy - exact.accuracy) < 4 * mc.accuracy_se
+    assert abs(mc.tokens - exact.tokens) < 4 * mc.tokens_se and mc.samples == 6.0

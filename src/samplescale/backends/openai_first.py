@@ -98,7 +98,7 @@ async def first_finished(
         for t in pending:
             t.cancel()  # closes the request's connection
         await asyncio.gather(*pending, return_exceptions=True)
-    for i, t in enumerate(tasks):
+    for i in range(len(tasks)):
         if i not in out:  # cancelled: what was received before the close
             got = parse({"choices": [replies[i].choice()], "usage": {}})[0][0]
             cut = got.model_copy(update={"finish_reason": "cancelled"})

@@ -100,9 +100,13 @@ class ShortMAtK(Strategy):
                 f"got {self.m!r}"
             )
 
+    def check_budget(self, budget: int) -> None:
+        """Raise ConfigError naming ``m`` unless it is in ``[1, budget]`` (k = budget)."""
+        check_m(self.m, budget)
+
     def init(self, prompt: Prompt, params: SamplingParams) -> State:
         state = super().init(prompt, params)
-        check_m(self.m, state.params.n)
+        self.check_budget(state.params.n)
         return state
 
     def done(self, state: State) -> bool:
