@@ -278,7 +278,7 @@ def test_cli_generate_and_eval_run_short_m_at_k(capsys, tmp_path, llama_backend)
 
 # ---------------------------------------------------------------- pricing from one pool
 from samplescale.analysis import stopping_price  # noqa: E402
-from samplescale.analysis.stopping_price import price_short_m  # noqa: E402
+from samplescale.analysis.short_m_price import price_short_m  # noqa: E402
 
 POOL = dict(labels=["A", "B", "A", None], correct_label="A", tokens=[5, 3, 8, 10],
             finish=["stop", "stop", "stop", "length"])

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from samplescale.analysis.intervals import mean_with_interval
-from samplescale.analysis.stopping_price import Price, price_rule, price_short_m
+from samplescale.analysis.short_m_price import price_short_m
+from samplescale.analysis.stopping_price import Price, price_rule
 from samplescale.errors import ConfigError
 from samplescale.stopping import GROUP_WINDOW
 from samplescale.strategies.adaptive import (
