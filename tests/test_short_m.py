@@ -153,7 +153,7 @@ pytest.importorskip("fastapi")
 from _server_helpers import serve  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
-from starlette.responses import StreamingResponse  # noqa: E402
+from starlette.responses import JSONResponse, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from samplescale.backends.openai_http import OpenAIHTTPBackend  # noqa: E402
@@ -168,7 +168,7 @@ def _upstream(lengths, delay_s):
     lock = threading.Lock()
 
     async def chat(request: Request):
-        await request.json()
+        body = await request.json()
         with lock:
             i = len(log)
             entry = {"i": i, "sent": 0, "state": "open"}
@@ -200,13 +200,19 @@ def _upstream(lengths, delay_s):
                 if entry["state"] == "open":
                     entry["state"] = "closed by client"
 
+        if not body.get("stream"):  # a plain reply, all at once
+            entry["state"], entry["sent"] = "completed", lengths[i]
+            content = "x" * (lengths[i] - 1) + f"\\boxed{{{i}}}"
+            return JSONResponse({"choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": content}}], "usage": {
+                "prompt_tokens": 5, "completion_tokens": lengths[i]}})
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])]), log
 
 
 def test_http_closes_the_unfinished_requests_once_m_finished():
-    lengths = [3, 5, 200, 200]
+    lengths = [3, 5, 400, 400]
     app, log = _upstream(lengths, 0.02)
     with serve(app) as url, OpenAIHTTPBackend(url, "m", stream=True, n_mode="split") as b:
         assert b.capabilities.early_exit
@@ -216,12 +222,12 @@ def test_http_closes_the_unfinished_requests_once_m_finished():
         deadline = time.monotonic() + 5
         while any(e["state"] == "open" for e in log) and time.monotonic() < deadline:
             time.sleep(0.02)
-    assert took < 2.0  # the long requests would take 4 s
+    assert took < 4.0  # the long requests would take 8 s
     by_state = {e["i"]: e for e in log}
     short = [i for i, e in by_state.items() if lengths[i] < 100]
-    long_ = [i for i, e in by_state.items() if lengths[i] == 200]
+    long_ = [i for i, e in by_state.items() if lengths[i] == 400]
     assert all(by_state[i]["state"] == "completed" for i in short)
-    assert all(by_state[i]["state"] == "closed by client" and by_state[i]["sent"] < 200
+    assert all(by_state[i]["state"] == "closed by client" and by_state[i]["sent"] < 400
                for i in long_)
     finished = sorted(s.num_tokens for s in gen.samples if s.finish_reason == "stop")
     assert finished == [3, 5]
@@ -238,6 +244,11 @@ def test_http_without_streaming_falls_back_to_drawing_all():
         assert not b.capabilities.early_exit
         with pytest.raises(ConfigError, match="early exit needs stream=True"):
             b.generate_first(Prompt.user("q"), SamplingParams(n=4), 2)
+        r = short_m_at_k(b, "q", SamplingParams(n=4), m=2)
+    assert sorted(e["state"] for e in log) == ["completed"] * 4  # nothing was cancelled
+    t = r.trace[0]
+    assert (t["mode"], t["wall_time_saved"], t["cancelled"]) == ("drawn-all", False, 0)
+    assert r.usage.completion_tokens == 3 + 5 + 8 + 4 and len(t["voters"]) == 2
 
 
 def test_server_runs_short_m_at_k_by_name_and_refuses_bad_m():
@@ -249,8 +260,12 @@ def test_server_runs_short_m_at_k_by_name_and_refuses_bad_m():
             "samplescale": {"options": {"m": 2}}})
         assert r.status_code == 200, r.text
         ext = r.json()["samplescale"]
-        assert ext["strategy"] == "short-m-at-k"
+        assert ext["strategy"] == "short-m-at-k" and ext["selected"] == 1
         assert r.json()["choices"][0]["message"]["content"] == REPLIES[1]
+        # the early exit runs through the server's budget and client-gone wrappers
+        assert [c["finish_reason"] for c in ext["candidates"]] == [
+            "cancelled", "stop", "stop", "cancelled"]
+        assert ext["budget"]["spent"] == 7 + 44 == r.json()["usage"]["total_tokens"]
         r = httpx.post(url + "/chat/completions", timeout=30, json={
             "model": "short-m-at-k@2/fake", "messages": user})  # default m=3 > k=2
         assert r.status_code == 400 and "m must be an integer in [1, k] = [1, 2]" in r.text

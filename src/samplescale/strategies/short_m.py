@@ -59,7 +59,9 @@ def voters(samples: Sequence[Sample], m: int) -> list[int]:
     Finished chains (``"stop"``) by ``(num_tokens, index)``; when fewer than ``m``
     finished, chains cut by ``max_tokens`` (``"length"``) follow in the same order.
     Cancelled and error samples never vote. In a joint decode the first chains to finish
-    are the shortest, so these are the first ``m`` to finish.
+    are the shortest, so these are the first ``m`` to finish. Samples without per-token
+    data (an HTTP server that reports no log-probabilities) count 0 tokens, so there the
+    order falls back to the index.
     """
     done = [i for i, s in enumerate(samples)
             if s.status == "ok" and s.finish_reason in ("stop", "length")]
