@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--price-stopping",
         action="store_true",
         help="pool runs: price the adaptive stopping rules (esc, adaptive-consistency, "
-        "semantic-entropy, confidence-stop) on the pool: expected accuracy and samples / "
-        "tokens used over random orderings of it (summary.json 'stopping')",
+        "semantic-entropy, confidence-stop, short-m-at-k) on the pool: expected accuracy and "
+        "samples / tokens used over random orderings (k-subsets) of it (summary.json 'stopping')",
     )
     add_executor_args(ev)
     add_sampling_args(ev, ("--n", "-n"), 16)

@@ -33,7 +33,7 @@ class ClientGone(Exception):
 class Watched:
     """``backend`` whose model calls (``generate``, ``stream``, ``logits_at``) raise
     :class:`ClientGone` once ``gone`` is set, so a run whose client left stops at its next
-    model call. On a streaming backend ``generate`` is drawn through ``stream`` and checked
+    model call (``generate_first`` included). On a streaming backend ``generate`` is drawn through ``stream`` and checked
     at every decoded token, so even one long call (a plain request, a strategy's pool)
     stops at the next token. On a backend with ``abort_when`` (the embedded model) a call
     that waits for room or for its turn is checked while it waits too, and its prompt is
@@ -66,7 +66,7 @@ class Watched:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._backend, name)
-        if name not in ("generate", "stream", "logits_at"):
+        if name not in ("generate", "stream", "logits_at", "generate_first"):
             return attr
         if name == "stream":
             return self._stream

@@ -42,6 +42,7 @@ from samplescale.strategies.phi_decoding import PhiDecoding
 from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
+from samplescale.strategies.short_m import ShortMAtK
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
 from samplescale.types import Prompt, Result
 
@@ -73,6 +74,7 @@ __all__ = [
     "Refine",
     "RepeatedSampling",
     "SelfConsistency",
+    "ShortMAtK",
     "State",
     "Strategy",
     "WeightedVote",
@@ -102,6 +104,7 @@ __all__ = [
     "refine",
     "repeated_sampling",
     "self_consistency",
+    "short_m_at_k",
     "weighted_vote",
 ]
 
@@ -152,6 +155,7 @@ esc = _runner(ESC)
 adaptive_consistency = _runner(AdaptiveConsistency)
 semantic_entropy = _runner(SemanticEntropy)
 confidence_stop = _runner(ConfidenceStop)
+short_m_at_k = _runner(ShortMAtK)
 refine = _runner(Refine)
 aggregate = _runner(Aggregate)
 osca = _runner(OSCA)
