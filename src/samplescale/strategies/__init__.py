@@ -29,12 +29,16 @@ from samplescale.strategies.code_selection import (
     MBRExec,
 )
 from samplescale.strategies.confidence_stop import ConfidenceStop
+from samplescale.strategies.batch_prompting import BatchPrompting
 from samplescale.strategies.constrained_smc import ConstrainedSMC
+from samplescale.strategies.div_sampling import DivSampling
 from samplescale.strategies.first_step_selection import FirstStepSelection
+from samplescale.strategies.fractured import Fractured
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
 from samplescale.strategies.particle_filtering import ParticleFiltering
 from samplescale.strategies.particle_gibbs import ParticleGibbs
+from samplescale.strategies.progressive_hint import ProgressiveHint
 from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
@@ -47,6 +51,10 @@ __all__ = [
     "MCTS",
     "STRATEGIES",
     "Aggregate",
+    "BatchPrompting",
+    "DivSampling",
+    "Fractured",
+    "ProgressiveHint",
     "AdaptiveConsistency",
     "ConfidenceStop",
     "SemanticEntropy",
@@ -74,12 +82,15 @@ __all__ = [
     "confidence_stop",
     "esc",
     "semantic_entropy",
+    "batch_prompting",
     "beam_search",
     "best_first",
     "best_of_n",
     "best_of_n_public_tests",
     "filter_and_cluster",
     "constrained_smc",
+    "div_sampling",
+    "fractured",
     "first_step_selection",
     "get_strategy",
     "greedy",
@@ -87,6 +98,7 @@ __all__ = [
     "mcts",
     "particle_filtering",
     "particle_gibbs",
+    "progressive_hint",
     "refine",
     "repeated_sampling",
     "self_consistency",
@@ -142,3 +154,7 @@ semantic_entropy = _runner(SemanticEntropy)
 confidence_stop = _runner(ConfidenceStop)
 refine = _runner(Refine)
 aggregate = _runner(Aggregate)
+div_sampling = _runner(DivSampling)
+progressive_hint = _runner(ProgressiveHint)
+fractured = _runner(Fractured)
+batch_prompting = _runner(BatchPrompting)
