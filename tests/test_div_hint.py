@@ -87,6 +87,10 @@ def test_div_sampling_without_a_rewording_and_on_text_prompts():
     DivSampling(perturbations=("role", "style")).run(
         backend, Prompt(text="Q: 1 + 0?\nA:"), SamplingParams(n=2, max_tokens=20))
     assert [p.text for p in seen] == [f"{ROLE}\n\nQ: 1 + 0?\nA:", f"{STYLE}\n\nQ: 1 + 0?\nA:"]
+    backend = ScriptedBackend(["The answer is 4"])  # n = 2: nothing falls to rephrase (5th)
+    r = DivSampling().run(backend, Q, SamplingParams(n=2, max_tokens=30))
+    assert len(backend.calls) == 2 and r.trace[-1]["prompt_of"] == ["original", "role"]
+    assert r.trace[-1]["left_out"] == {"rephrase": "no sample falls to it (n = 2, it is prompt 5)"}
 
 
 @pytest.mark.parametrize(
@@ -109,14 +113,16 @@ def test_div_sampling_hostile_options(options, message):
 
 @pytest.mark.slow
 def test_div_sampling_on_the_real_model(llama_backend):
-    params = SamplingParams(n=5, seed=0, max_tokens=24, temperature=0.8)
-    r = DivSampling().run(llama_backend, "What is 3 + 4?", params)
-    assert len(r.samples) == 5 and r.usage.model_calls == 6
+    params = SamplingParams(n=3, seed=0, max_tokens=12, temperature=0.8)
+    strategy = DivSampling(perturbations=("role", "rephrase", "style"))
+    r = strategy.run(llama_backend, "What is 3 + 4?", params)
+    assert len(r.samples) == 3 and r.usage.model_calls == 4
+    assert r.trace[-1]["prompt_of"] == ["role", "rephrase", "style"]
     assert r.trace[0]["status"] == "ok" and r.trace[0]["text"]
     assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples) + sum(
         row["completion_tokens"] for row in r.trace[-1]["prompts"]
         if row["name"].startswith("rephrase ("))
-    again = DivSampling().run(llama_backend, "What is 3 + 4?", params)
+    again = strategy.run(llama_backend, "What is 3 + 4?", params)
     assert again.samples == r.samples and again.answer == r.answer
 
 
@@ -197,7 +203,7 @@ def test_progressive_hint_checks_n_when_per_round_is_none():
 
 @pytest.mark.slow
 def test_progressive_hint_on_the_real_model(llama_backend):
-    params = SamplingParams(n=3, seed=0, max_tokens=24, temperature=0.8)
+    params = SamplingParams(n=3, seed=0, max_tokens=16, temperature=0.8)
     r = ProgressiveHint(rounds=1).run(llama_backend, "What is 3 + 4?", params)
     assert len(r.samples) == 6 and [t["round"] for t in r.trace] == [0, 1]
     hints = [h for c in r.trace[1]["calls"] for h in c["hints"]]

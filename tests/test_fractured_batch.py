@@ -105,7 +105,7 @@ def test_fractured_options_and_capabilities():
 
 @pytest.mark.slow
 def test_fractured_on_the_real_model(llama_backend):
-    params = SamplingParams(n=2, seed=0, max_tokens=24, temperature=0.8)
+    params = SamplingParams(n=2, seed=0, max_tokens=16, temperature=0.8)
     r = Fractured(depths=2, answers_per_cut=1, answer_tokens=6).run(
         llama_backend, "What is 3 + 4?", params)
     assert len(r.samples) == 2 + 2 * 2 and r.usage.model_calls == 5
@@ -235,7 +235,7 @@ def test_evaluate_asks_the_task_batch_size_problems_at_a_time():
 
 @pytest.mark.slow
 def test_batch_prompting_on_the_real_model(llama_backend):
-    params = SamplingParams(n=2, seed=0, max_tokens=48, temperature=0.8)
+    params = SamplingParams(n=2, seed=0, max_tokens=28, temperature=0.8)
     rs = BatchPrompting().run_batch(llama_backend, ["What is 3 + 4?", "What is 2 + 2?"], params,
                                     instruction="Answer with a number.")
     assert len(rs) == 2 and rs[0].samples == rs[1].samples and len(rs[0].samples) == 2

@@ -52,7 +52,7 @@ def batch_record(
     ``memo`` keeps the last batch's results (``{"batch": index, "results": ...}``) so the
     next problem of the same batch does not ask again; it is updated in place.
     """
-    from samplescale.evaluate import _greedy, _grade, _sample_rows, problem_seed, record_head
+    from samplescale.evaluate import _grade, _greedy, _sample_rows, problem_seed, record_head
 
     g, group = batch_of(task, problem, strategy.batch_size)
     if memo.get("batch") != g:

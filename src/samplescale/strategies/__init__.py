@@ -19,6 +19,7 @@ from samplescale.strategies.ab_mcts import ABMCTS
 from samplescale.strategies.adaptive import ESC, AdaptiveConsistency, SemanticEntropy
 from samplescale.strategies.aggregation import Aggregate
 from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.batch_prompting import BatchPrompting
 from samplescale.strategies.beam_search import BeamSearch
 from samplescale.strategies.best_first import BestFirst
 from samplescale.strategies.best_of_n import BestOfN
@@ -29,7 +30,6 @@ from samplescale.strategies.code_selection import (
     MBRExec,
 )
 from samplescale.strategies.confidence_stop import ConfidenceStop
-from samplescale.strategies.batch_prompting import BatchPrompting
 from samplescale.strategies.constrained_smc import ConstrainedSMC
 from samplescale.strategies.div_sampling import DivSampling
 from samplescale.strategies.first_step_selection import FirstStepSelection

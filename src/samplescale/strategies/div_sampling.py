@@ -112,7 +112,8 @@ class DivSampling(Strategy):
     is counted under ``rephrase``). ``usage`` is the sum of every call. When the rephrasing
     fails (an error sample or empty text), ``rephrase`` is left out and its samples go
     round robin to the other prompts (recorded in the trace); when it is the only prompt
-    the run draws nothing.
+    the run draws nothing. When ``params.n`` is below ``rephrase``'s place in the list, no
+    sample falls to it and the rewording call is not made (``left_out`` in the trace).
 
     Raises
     ------
@@ -153,15 +154,21 @@ class DivSampling(Strategy):
     ) -> tuple[State, dict[str, Any]]:
         """Step 1 asks for the rephrasing (when used); the last step samples every prompt."""
         kinds = list(self.perturbations)
+        n = state.params.n
         rephrasing = None
-        if "rephrase" in kinds:
+        left_out: dict[str, str] = {}
+        if "rephrase" in kinds and kinds.index("rephrase") >= n:
+            place = kinds.index("rephrase") + 1
+            kinds.remove("rephrase")  # no sample falls to it: no rewording call
+            left_out["rephrase"] = f"no sample falls to it (n = {n}, it is prompt {place})"
+        elif "rephrase" in kinds:
             done = [t for t in state.trace if t.get("event") == "rephrase"]
             if not done:
                 return self._rephrase(rng, state, backend)
             rephrasing = done[0]["text"] if done[0]["status"] == "ok" else None
             if rephrasing is None:
                 kinds.remove("rephrase")
-        n = state.params.n
+                left_out["rephrase"] = "the rephrasing call failed or was empty"
         counts = [n // len(kinds) + (j < n % len(kinds)) for j in range(len(kinds))] \
             if kinds else []
         drawn: list[list[Sample]] = []
@@ -190,8 +197,8 @@ class DivSampling(Strategy):
                              **{k: t[k] for k in ("prompt_tokens", "completion_tokens",
                                                   "model_calls")}})
         info: dict[str, Any] = {"event": "sample", "prompt_of": prompt_of, "prompts": rows}
-        if "rephrase" in self.perturbations and rephrasing is None:
-            info["left_out"] = {"rephrase": "the rephrasing call failed or was empty"}
+        if left_out:
+            info["left_out"] = left_out
         new = state.model_copy(update={
             "samples": state.samples + tuple(order),
             "usage": state.usage + usage,
