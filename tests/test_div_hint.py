@@ -107,7 +107,7 @@ def test_div_sampling_hostile_options(options, message):
     with pytest.raises(ConfigError) as exc:
         get_strategy("div-sampling", **options)
     assert message in str(exc.value)
-    with pytest.raises(ConfigError, match=r"n must be an integer in \[1, 1024\]"):
+    with pytest.raises(ConfigError, match=r"n \(params.n\) must be an integer in \[1, 1024\]"):
         DivSampling().run(ScriptedBackend(["a"]), Q, SamplingParams(n=1025))
 
 

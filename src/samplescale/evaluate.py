@@ -227,10 +227,14 @@ def strategy_record(
         strategy = dataclasses.replace(strategy, oracle=lambda a: _grade(a, problem.gold))
     greedy = _greedy(problem, prompt, backend, params)
     p = params.replace(seed=problem_seed(seed, problem.id))
-    r = strategy.run(backend, prompt, p)
+    return result_record(problem, greedy, strategy.run(backend, prompt, p))
+
+
+def result_record(problem: Problem, greedy: Record, r: Result) -> Record:
+    """The strategy record of ``problem`` from its greedy part and the strategy's Result."""
     return {
         **record_head(problem, greedy),
-        "strategy": strategy.name,
+        "strategy": r.strategy,
         "answer": r.answer,
         "correct": _grade(r.answer, problem.gold),
         "vote_shares": r.vote_shares,

@@ -52,7 +52,7 @@ def batch_record(
     ``memo`` keeps the last batch's results (``{"batch": index, "results": ...}``) so the
     next problem of the same batch does not ask again; it is updated in place.
     """
-    from samplescale.evaluate import _grade, _greedy, _sample_rows, problem_seed, record_head
+    from samplescale.evaluate import _greedy, problem_seed, result_record
 
     g, group = batch_of(task, problem, strategy.batch_size)
     if memo.get("batch") != g:
@@ -69,13 +69,7 @@ def batch_record(
     calls = max(r.trace[0]["batch_usage"]["model_calls"], 1)
     share = r.usage.prompt_tokens / calls
     return {
-        **record_head(problem, greedy),
-        "strategy": strategy.name,
-        "answer": r.answer,
-        "correct": _grade(r.answer, problem.gold),
-        "vote_shares": r.vote_shares,
-        "samples": _sample_rows(r, problem.gold),
-        "usage": r.usage.model_dump(),
+        **result_record(problem, greedy, r),
         "batch": {
             "index": g, "size": len(group), "position": j + 1,
             "found": r.trace[0]["found"],

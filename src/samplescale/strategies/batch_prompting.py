@@ -28,7 +28,7 @@ from samplescale.aggregate import vote
 from samplescale.backends.base import Backend, prefix_session
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
-from samplescale.strategies.base import State, Strategy, check_run_args
+from samplescale.strategies.base import State, Strategy, check_int, check_run_args
 from samplescale.strategies.prompting import question_of, with_question
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Prompt, Result, Usage
@@ -125,9 +125,7 @@ class BatchPrompting(Strategy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        b = self.batch_size
-        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BATCH:
-            raise ConfigError(f"batch_size must be an integer in [1, {MAX_BATCH}], got {b!r:.40}")
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         if not isinstance(self.template, str):
             raise ConfigError(f"template must be a str, got {type(self.template).__name__}")
         try:
@@ -150,9 +148,7 @@ class BatchPrompting(Strategy):
     def init(self, prompt: Prompt, params: SamplingParams) -> State:
         """A batch of one: the prompt's question asked through the batch template."""
         p = self.sampling_params(params)
-        if not 1 <= p.n <= MAX_SAMPLES:
-            raise ConfigError(f"n must be an integer in [1, {MAX_SAMPLES}] for "
-                              f"batch-prompting, got {p.n}")
+        check_int("n (params.n)", p.n, 1, MAX_SAMPLES)
         return State(prompt=self.batch_prompt([question_of(prompt)], base=prompt), params=p)
 
     def finalize(self, state: State) -> Result:

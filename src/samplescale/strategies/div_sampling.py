@@ -26,7 +26,7 @@ from samplescale.aggregate import vote
 from samplescale.backends.base import Backend
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError
-from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.base import State, Strategy, check_int
 from samplescale.strategies.prompting import (
     call_params,
     question_of,
@@ -141,9 +141,7 @@ class DivSampling(Strategy):
 
     def init(self, prompt: Prompt, params: Any) -> State:
         p = self.sampling_params(params)
-        if not 1 <= p.n <= MAX_SAMPLES:
-            raise ConfigError(f"n must be an integer in [1, {MAX_SAMPLES}] for div-sampling, "
-                              f"got {p.n}")
+        check_int("n (params.n)", p.n, 1, MAX_SAMPLES)
         return State(prompt=prompt, params=p)
 
     def done(self, state: State) -> bool:

@@ -21,7 +21,7 @@ from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError
 from samplescale.steps import check_delimiter, split_steps
-from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.base import State, Strategy, check_int
 from samplescale.strategies.prompting import call_params
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Prompt, Result, Sample, Usage
@@ -34,10 +34,6 @@ MAX_DEPTHS = 16
 MAX_ANSWERS = 64
 MAX_ANSWER_TOKENS = 256
 
-
-def _int_option(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.40}")
 
 
 def cut_positions(length: int, depths: int) -> list[int]:
@@ -124,9 +120,9 @@ class Fractured(Strategy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _int_option("depths", self.depths, 1, MAX_DEPTHS)
-        _int_option("answers_per_cut", self.answers_per_cut, 1, MAX_ANSWERS)
-        _int_option("answer_tokens", self.answer_tokens, 1, MAX_ANSWER_TOKENS)
+        check_int("depths", self.depths, 1, MAX_DEPTHS)
+        check_int("answers_per_cut", self.answers_per_cut, 1, MAX_ANSWERS)
+        check_int("answer_tokens", self.answer_tokens, 1, MAX_ANSWER_TOKENS)
         if self.unit not in ("token", "step"):
             raise ConfigError(f"unit must be 'token' or 'step', got {self.unit!r:.40}")
         check_delimiter(self.delimiter)
@@ -135,7 +131,7 @@ class Fractured(Strategy):
 
     def init(self, prompt: Prompt, params: SamplingParams) -> State:
         p = self.sampling_params(params)
-        _int_option("n (traces, params.n)", p.n, 1, MAX_TRACES)
+        check_int("n (traces, params.n)", p.n, 1, MAX_TRACES)
         return State(prompt=prompt, params=p)
 
     def done(self, state: State) -> bool:

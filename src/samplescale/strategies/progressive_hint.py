@@ -25,7 +25,7 @@ from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError
 from samplescale.rng import derived_seed, make_rng
-from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.base import State, Strategy, check_int
 from samplescale.strategies.prompting import call_params, with_note
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Prompt, Result, Sample, Usage
@@ -48,10 +48,6 @@ class HintState(State):
     rounds_done: int = 0
     stopped: bool = False
 
-
-def _int_option(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.40}")
 
 
 def draw_hints(
@@ -115,10 +111,10 @@ class ProgressiveHint(Strategy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _int_option("rounds", self.rounds, 0, MAX_ROUNDS)
+        check_int("rounds", self.rounds, 0, MAX_ROUNDS)
         if self.per_round is not None:
-            _int_option("per_round", self.per_round, 1, MAX_PER_ROUND)
-        _int_option("hints", self.hints, 1, MAX_HINTS)
+            check_int("per_round", self.per_round, 1, MAX_PER_ROUND)
+        check_int("hints", self.hints, 1, MAX_HINTS)
         if self.vote_over not in ("last", "all"):
             raise ConfigError(f"vote_over must be 'last' or 'all', got {self.vote_over!r:.40}")
         if not isinstance(self.template, str):
@@ -131,7 +127,7 @@ class ProgressiveHint(Strategy):
     def init(self, prompt: Prompt, params: SamplingParams) -> HintState:  # type: ignore[override]
         p = self.sampling_params(params)
         if self.per_round is None:
-            _int_option("per_round (params.n)", p.n, 1, MAX_PER_ROUND)
+            check_int("per_round (params.n)", p.n, 1, MAX_PER_ROUND)
         return HintState(prompt=prompt, params=p)
 
     def done(self, state: State) -> bool:
