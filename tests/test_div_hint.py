@@ -113,11 +113,11 @@ def test_div_sampling_hostile_options(options, message):
 
 @pytest.mark.slow
 def test_div_sampling_on_the_real_model(llama_backend):
-    params = SamplingParams(n=3, seed=0, max_tokens=12, temperature=0.8)
-    strategy = DivSampling(perturbations=("role", "rephrase", "style"))
+    params = SamplingParams(n=2, seed=0, max_tokens=12, temperature=0.8)
+    strategy = DivSampling(perturbations=("role", "rephrase"))
     r = strategy.run(llama_backend, "What is 3 + 4?", params)
-    assert len(r.samples) == 3 and r.usage.model_calls == 4
-    assert r.trace[-1]["prompt_of"] == ["role", "rephrase", "style"]
+    assert len(r.samples) == 2 and r.usage.model_calls == 3
+    assert r.trace[-1]["prompt_of"] == ["role", "rephrase"]
     assert r.trace[0]["status"] == "ok" and r.trace[0]["text"]
     assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples) + sum(
         row["completion_tokens"] for row in r.trace[-1]["prompts"]
