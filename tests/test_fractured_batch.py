@@ -130,6 +130,10 @@ def test_fractured_on_the_real_model(llama_backend):
         ("The answer is 3", 2, [None, None]),
         ("The answer is 3", 1, ["The answer is 3"]),
         ("see A[1]: inline only", 1, ["see A[1]: inline only"]),
+        ("Q: What is 1 + 1?\nA: 2\n\nQ: What is 2 + 2?\nA: 4", 2, ["2", "4"]),
+        ("A[1]: 7\nQ[2]: What is 5 + 5?\nA[2]: 10", 2, ["7", "10"]),
+        ("A: 2\nA: 4\nA: 5", 2, [None, None]),  # bare answers must match the questions
+        ("A: 2", 1, ["2"]),
     ],
 )
 def test_split_answers(text, count, parts):

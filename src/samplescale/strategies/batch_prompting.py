@@ -43,24 +43,35 @@ BATCH_TEMPLATE = (
 """The batch prompt: ``{instruction}`` (the shared instruction and a blank line, or empty),
 ``{count}`` and ``{questions}`` (``Q[i]: question`` lines)."""
 
+_QUESTION = re.compile(r"^[ \t*#>-]*Q\s*(?:\[\s*\d+\s*\])?\s*:", re.MULTILINE)
+_BARE = re.compile(r"^[ \t*#>-]*A\s*:\**", re.MULTILINE)
 _LABEL = re.compile(r"^[ \t*#>-]*A\s*\[\s*(\d+)\s*\]\s*[:.)]?\**", re.MULTILINE)
 
 
 def split_answers(text: str, count: int) -> list[str | None]:
     """The part of ``text`` answering each of ``count`` questions: the text after the label
     ``A[i]:`` (at a line start; markdown bullets, ``#`` and ``*`` before it and a ``.`` or
-    ``)`` instead of the colon are accepted) up to the next label line; None for a label
+    ``)`` instead of the colon are accepted) up to the next label line or a line that
+    repeats a question (``Q:`` or ``Q[j]:``), whichever comes first; None for a label
     that is missing. A label given twice counts at its first place; labels outside
-    ``1..count`` end the part before them and are otherwise ignored. With one question, a
-    reply without any label is its answer as a whole."""
+    ``1..count`` end the part before them and are otherwise ignored. A reply without any
+    ``A[i]`` label whose lines start with a bare ``A:`` exactly ``count`` times (the
+    ``Q: ... A: ...`` format small models fall back to) has those parts in order; with one
+    question, a reply without any label is its answer as a whole."""
     marks = [(m.start(), m.end(), int(m.group(1))) for m in _LABEL.finditer(text)]
-    if count == 1 and not marks:
-        return [text.strip()]
+    if not marks:
+        bare = [(m.start(), m.end(), k) for k, m in enumerate(_BARE.finditer(text), start=1)]
+        if len(bare) == count:
+            marks = bare
+        elif count == 1:
+            return [text.strip()]
     parts: list[str | None] = [None] * count
     for j, (_, end, label) in enumerate(marks):
         stop = marks[j + 1][0] if j + 1 < len(marks) else len(text)
         if 1 <= label <= count and parts[label - 1] is None:
-            parts[label - 1] = text[end:stop].strip()
+            part = text[end:stop]
+            echo = _QUESTION.search(part)  # a repeated question line ends the answer
+            parts[label - 1] = (part[: echo.start()] if echo else part).strip()
     return parts
 
 
