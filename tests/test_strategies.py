@@ -173,6 +173,10 @@ def _configured(name: str):
         return get_strategy(name, constraint=Constraint(kind="regex", source="1|22|333"))
     if name == "fractured":  # the toy LM continues only prefixes of "1", "2", "3"
         return get_strategy(name, cue="")
+    if name == "model-switch":  # it needs a second model
+        return get_strategy(name, models=[ToyLM()])
+    if name == "osca":  # it needs an allocation of the N = 4 samples
+        return get_strategy(name, allocation={"0.5": 1, "1.0": 3})
     fields = {f.name for f in dataclasses.fields(cls)}
     if name in SAMPLING_STRATEGIES or "scorer" not in fields:
         return get_strategy(name)

@@ -36,8 +36,12 @@ from samplescale.strategies.first_step_selection import FirstStepSelection
 from samplescale.strategies.fractured import Fractured
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
+from samplescale.strategies.model_switch import ModelSwitch
+from samplescale.strategies.mur import MUR
+from samplescale.strategies.osca import OSCA
 from samplescale.strategies.particle_filtering import ParticleFiltering
 from samplescale.strategies.particle_gibbs import ParticleGibbs
+from samplescale.strategies.phi_decoding import PhiDecoding
 from samplescale.strategies.progressive_hint import ProgressiveHint
 from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
@@ -49,6 +53,9 @@ __all__ = [
     "ABMCTS",
     "ESC",
     "MCTS",
+    "ModelSwitch",
+    "MUR",
+    "OSCA",
     "STRATEGIES",
     "Aggregate",
     "BatchPrompting",
@@ -70,6 +77,7 @@ __all__ = [
     "Greedy",
     "ParticleFiltering",
     "ParticleGibbs",
+    "PhiDecoding",
     "Refine",
     "RepeatedSampling",
     "SelfConsistency",
@@ -81,6 +89,10 @@ __all__ = [
     "aggregate",
     "confidence_stop",
     "esc",
+    "model_switch",
+    "phi_decoding",
+    "mur",
+    "osca",
     "semantic_entropy",
     "batch_prompting",
     "beam_search",
@@ -158,3 +170,7 @@ div_sampling = _runner(DivSampling)
 progressive_hint = _runner(ProgressiveHint)
 fractured = _runner(Fractured)
 batch_prompting = _runner(BatchPrompting)
+osca = _runner(OSCA)
+mur = _runner(MUR)
+phi_decoding = _runner(PhiDecoding)
+model_switch = _runner(ModelSwitch)
