@@ -1,5 +1,5 @@
 """Prompt edits shared by the strategies that change what is sampled (aggregate, div-sampling,
-progressive-hint, batch-prompting), and the per-call seeding they share.
+progressive-hint, batch-prompting), and the per-call seeding they and refine / fractured share.
 
 The *question* of a prompt is its last user message (a chat prompt) or its raw ``text``.
 Every edit keeps ``prefix`` and ``grounding`` and returns a new Prompt; none changes the

@@ -25,8 +25,8 @@ from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError
-from samplescale.rng import derived_seed
 from samplescale.strategies.base import State, Strategy, check_callable, check_int
+from samplescale.strategies.prompting import call_params
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.step_scorer import ScorerSpec, check_scorer, resolve_scorer
 from samplescale.types import Message, Prompt, Result, Sample, Usage
@@ -216,10 +216,7 @@ class Refine(Strategy):
         parents: list[int | None] = []
         usage = Usage()
         for call, (prompt, k, parent) in enumerate(jobs):
-            params = state.params.replace(n=k)
-            if params.seed is not None:  # each call its own stream
-                params = params.replace(seed=derived_seed(params.seed, r, call))
-            gen = generate(backend, prompt, params, rng)
+            gen = generate(backend, prompt, call_params(state.params, k, r, call), rng)
             samples += gen.samples
             parents += [parent] * len(gen.samples)
             usage = usage + gen.usage
