@@ -42,6 +42,13 @@ def check_callable(name: str, value: object, signature: str, allow_none: bool = 
         )
 
 
+def check_int(name: str, value: object, lo: int, hi: int) -> None:
+    """Raise ConfigError naming option ``name`` and the range ``[lo, hi]`` unless ``value``
+    is an integer in it (a bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.40}")
+
+
 def check_run_args(backend: object, prompt: object, params: object, rng: object) -> None:
     """Raise ConfigError naming the argument unless ``backend`` is a Backend, ``prompt`` a
     Prompt or str, ``params`` a SamplingParams or None and ``rng`` a numpy Generator or
