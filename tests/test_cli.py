@@ -430,14 +430,14 @@ def test_default_output_is_one_directory_per_settings(capsys, tmp_path, monkeypa
 
 def test_the_effective_limit_names_the_run(tmp_path):
     from samplescale.cli import build_parser
-    from samplescale.cli_eval import _settings, default_output, effective_limit
+    from samplescale.cli_settings import default_output, effective_limit, run_settings
     from samplescale.config import SamplingParams
 
     def out(*argv):
         args = build_parser().parse_args(["eval", *argv])
         limit = effective_limit("arithmetic", args.limit)
         return default_output(
-            "arithmetic", args, _settings("arithmetic", args, SamplingParams(), "m", limit)
+            "arithmetic", args, run_settings("arithmetic", args, SamplingParams(), "m", limit)
         )
 
     assert out() == out("--limit", "50") != out("--limit", "49")

@@ -189,7 +189,7 @@ def backend_identity(args: argparse.Namespace) -> Any:
         If a local ``--model`` (or the default model file) cannot be read.
     """
     from samplescale.backends.llamacpp import default_model_path
-    from samplescale.cli_eval import file_identity
+    from samplescale.cli_settings import file_identity
 
     if args.replay is not None:
         from samplescale.backends.record import read_header

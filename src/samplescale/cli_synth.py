@@ -1,7 +1,7 @@
 """``samplescale synth``: rejection-sampling data synthesis to a training JSONL (CLI layer).
 
 Output directory layout (the run rules are ``eval``'s: :func:`samplescale.cli_eval.open_run`,
-:func:`~samplescale.cli_eval.check_settings`, :func:`~samplescale.cli_results.load_results`)::
+:func:`~samplescale.cli_settings.check_settings`, :func:`~samplescale.cli_results.load_results`)::
 
     run.json       the settings, eval's plus "synth" (a rerun with other settings is refused)
     results.jsonl  one pool record per problem (as ``eval`` writes), appended as each finishes
@@ -81,9 +81,10 @@ def _print_yield(console: Console, yields: list[dict[str, Any]], title: str) -> 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Run (or resume) ``samplescale synth``; returns the exit status."""
     from samplescale.cli_backend import check_run
-    from samplescale.cli_eval import check_settings, open_run
+    from samplescale.cli_eval import open_run
     from samplescale.cli_model import n_threads
     from samplescale.cli_results import append_record, exclusive, load_results
+    from samplescale.cli_settings import check_settings
     from samplescale.evaluate import evaluate, problem_digest
 
     if args.strategy is not None or args.option:
