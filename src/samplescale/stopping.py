@@ -56,13 +56,21 @@ __all__ = [
 GROUP_WINDOW = 16
 
 
+def _as_float(value: numbers.Real) -> float:
+    """``float(value)``, with an integer too large for a float as +-inf (out of every range)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def check_fraction(value: object, name: str, *, closed_high: bool = False) -> float:
     """``value`` as a float in ``(0, 1)`` (``(0, 1]`` with ``closed_high``), else
-    :class:`ConfigError` naming ``name`` and the range (NaN and bools refused)."""
+    :class:`ConfigError` naming ``name`` and the range (NaN, bools and huge ints refused)."""
     rng = "(0, 1]" if closed_high else "(0, 1)"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a number in {rng}, got {value!r}")
-    x = float(value)
+    x = _as_float(value)
     if not (0.0 < x < 1.0 or (closed_high and x == 1.0)):
         raise ConfigError(f"{name} must be in {rng}, got {value!r}")
     return x
@@ -73,7 +81,7 @@ def check_positive(value: object, name: str, *, zero: bool = False) -> float:
     rng = "[0, inf)" if zero else "(0, inf)"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a finite number in {rng}, got {value!r}")
-    x = float(value)
+    x = _as_float(value)
     if not math.isfinite(x) or x < 0 or (x == 0 and not zero):
         raise ConfigError(f"{name} must be a finite number in {rng}, got {value!r}")
     return x

@@ -43,7 +43,7 @@ def parse_allocation(allocation: Any) -> tuple[tuple[float, int], ...]:
     for key, count in allocation.items():
         try:
             t = float(key)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             t = math.nan
         if not 0.0 <= t <= 100.0:
             raise ConfigError(f"allocation key {key!r} must be a temperature in [0, 100]")

@@ -1,0 +1,85 @@
+"""Hostile inputs against the adaptive-compute features of issue 17 (stopping rules,
+allocate, the adaptive server budget, pricing of stopping rules): each test pins a defect
+found by attacking them, with the clear error or the right value expected."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from samplescale.cli import main
+from samplescale.errors import ConfigError
+from samplescale.strategies import get_strategy
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+from test_allocation import write_pool  # noqa: E402
+
+HUGE = 10**400  # an int no float holds (JSON and --option parse it as an int)
+
+
+@pytest.mark.parametrize(("name", "option", "value"), [
+    ("adaptive-consistency", "threshold", HUGE),
+    ("adaptive-consistency", "threshold", -HUGE),
+    ("adaptive-consistency", "prior", HUGE),
+    ("semantic-entropy", "threshold", HUGE),
+    ("confidence-stop", "keep", HUGE),
+    ("confidence-stop", "consensus", -HUGE),
+], ids=["ac-threshold", "ac-threshold-neg", "ac-prior", "se-threshold", "cs-keep",
+        "cs-consensus-neg"])
+def test_huge_integer_options_are_refused_with_the_field_named(name, option, value):
+    with pytest.raises(ConfigError, match=rf"{option} must be"):
+        get_strategy(name, **{option: value})
+
+
+def test_osca_refuses_a_huge_integer_temperature_key():
+    with pytest.raises(ConfigError, match=r"allocation key .* temperature in \[0, 100\]"):
+        get_strategy("osca", allocation={HUGE: 4})
+
+
+def test_server_answers_400_for_a_huge_negative_threshold():
+    import httpx
+    from _server_helpers import serve
+
+    from samplescale.backends.fake import ScriptedBackend
+    from samplescale.server.app import create_app
+
+    app = create_app(ScriptedBackend(["\\boxed{1}"]), "m")
+    body = {"model": "adaptive-consistency@4/m", "messages": [{"role": "user", "content": "q"}],
+            "samplescale": {"options": {"threshold": -HUGE}}}
+    with serve(app) as url:
+        r = httpx.post(url + "/chat/completions", json=body, timeout=30)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["param"] == "samplescale.options" and "threshold must be in (0, 1)" in err["message"]
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pools")
+    return write_pool(tmp, "low", 0.3, {0, 1, 2, 3}), write_pool(tmp, "high", 1.0, {4, 5, 6, 7})
+
+
+def test_allocate_refuses_a_negative_seed_and_draws(pools, capsys):
+    low, high = pools
+    assert main(["allocate", str(low), str(high), "--budget", "2", "--seed", "-1"]) == 2
+    assert "--seed must be an integer >= 0, got -1" in capsys.readouterr().err
+    assert main(["allocate", str(low), str(high), "--budget", "2", "--draws", "0"]) == 2
+    assert "--draws must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings", [[1, 2], {"task": ["jsonl"], "params": "hot"}])
+def test_allocate_survives_a_corrupt_run_json(pools, capsys, settings):
+    low, high = pools
+    original = (high / "run.json").read_text()
+    try:
+        (high / "run.json").write_text(json.dumps(settings))
+        code = main(["allocate", str(low), str(high), "--budget", "2", "--draws", "4"])
+    finally:
+        (high / "run.json").write_text(original)
+    out = capsys.readouterr()
+    if isinstance(settings, list):
+        assert code == 2 and "run.json must hold a JSON object" in out.err
+    else:  # the table, but no osca option built from a temperature that is not a number
+        assert code == 0 and "apply it" not in out.out and "Traceback" not in out.err
