@@ -83,3 +83,23 @@ def test_allocate_survives_a_corrupt_run_json(pools, capsys, settings):
         assert code == 2 and "run.json must hold a JSON object" in out.err
     else:  # the table, but no osca option built from a temperature that is not a number
         assert code == 0 and "apply it" not in out.out and "Traceback" not in out.err
+
+
+def test_price_stopping_counts_an_empty_sample_as_a_dropped_trace():
+    """One ok sample without tokens (hence without a confidence) used to skip pricing
+    confidence-stop for the whole run; it is a trace of confidence -inf (never votes)."""
+    from samplescale.analysis.stopping_records import price_records
+    from samplescale.strategies.confidence_stop import ConfidenceStop
+
+    def sample(tokens, conf):
+        return {"status": "ok", "tokens": tokens, "lowest_group_confidence": conf}
+
+    record = {"status": "ok", "n": 3, "labels": [0, 0, None], "correct_label": 0,
+              "samples": [sample(3, -0.1), sample(3, -0.1), sample(0, None)]}
+    rule = ConfidenceStop(warmup=1, keep=1.0, consensus=0.5)
+    out = price_records([record], rules=[rule], seed=0, draws=400)
+    assert out["skipped"] == []
+    (row,) = out["rules"]
+    # the empty sample first (p = 1/3): 2 samples drawn, else 1; always 3 tokens, correct
+    assert row["accuracy"]["mean"] == 1.0 and row["tokens"] == 3.0
+    assert abs(row["samples"] - 4 / 3) < 4 * row["samples_mc_se"] + 1e-12
