@@ -103,3 +103,20 @@ def test_price_stopping_counts_an_empty_sample_as_a_dropped_trace():
     # the empty sample first (p = 1/3): 2 samples drawn, else 1; always 3 tokens, correct
     assert row["accuracy"]["mean"] == 1.0 and row["tokens"] == 3.0
     assert abs(row["samples"] - 4 / 3) < 4 * row["samples_mc_se"] + 1e-12
+
+
+@pytest.mark.parametrize("name", ["mur", "beam-search", "particle-filtering"])
+def test_adaptive_budget_charges_searches_what_they_spend(name):
+    """serve --adaptive-budget charged a strategy only its step records' completion_tokens,
+    which searches (mur, beam-search, particle filtering) do not write: they ran free."""
+    from samplescale.backends.fake import ScriptedBackend
+    from samplescale.config import SamplingParams
+    from samplescale.server.adaptive_budget import RateGated, TokenRate
+
+    rate = TokenRate(10**6, clock=lambda: 0.0)  # a frozen clock: no refill
+    inner = get_strategy(name, scorer=lambda prompt, steps: 0.5, scorer_scale="probability")
+    backend = ScriptedBackend(["Step one.\n\nThe answer is \\boxed{1}.", "It is \\boxed{2}."])
+    result = RateGated(inner=inner, rate=rate).run(
+        backend, "q", SamplingParams(n=4, max_tokens=40, seed=1))
+    assert result.usage.completion_tokens > 0
+    assert rate.level() == 10**6 - result.usage.completion_tokens
