@@ -120,3 +120,29 @@ def test_adaptive_budget_charges_searches_what_they_spend(name):
         backend, "q", SamplingParams(n=4, max_tokens=40, seed=1))
     assert result.usage.completion_tokens > 0
     assert rate.level() == 10**6 - result.usage.completion_tokens
+
+
+@pytest.mark.slow
+def test_pricing_adaptive_consistency_on_a_many_class_pool_finishes():
+    """Pricing adaptive-consistency on a 64-sample pool of 20 answer classes (a hard problem
+    for a small model) went through scipy.stats' gamma ppf / cdf in every quadrature
+    step: ~2 s per ordering, hours for eval --price-stopping. Same values, far faster."""
+    import random
+    import time
+
+    import numpy as np
+
+    from samplescale.analysis.stopping_price import price_rule
+    from samplescale.stopping import leader_probability
+    from samplescale.strategies.adaptive import AdaptiveConsistency
+
+    # the values themselves: closed form for two classes, 3 equal classes by symmetry
+    assert leader_probability([3]) == pytest.approx(1 - 2**-4, abs=1e-12)
+    assert leader_probability([2, 2, 2]) == pytest.approx(1 / 3, abs=1e-8)
+    rnd = random.Random(1)
+    labels = [rnd.randrange(20) for _ in range(64)]
+    start = time.perf_counter()
+    price = price_rule(AdaptiveConsistency(threshold=0.95), labels, 0,
+                       rng=np.random.default_rng(0), draws=20)
+    assert time.perf_counter() - start < 15.0  # was ~40 s
+    assert price.method == "monte-carlo" and price.samples == 64.0  # never settled

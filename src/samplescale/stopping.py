@@ -33,7 +33,7 @@ from collections.abc import Hashable, Sequence
 from functools import lru_cache
 
 import numpy as np
-from scipy import integrate, stats
+from scipy import integrate, special
 
 from samplescale.errors import ConfigError, check_int
 
@@ -61,7 +61,7 @@ def _as_float(value: numbers.Real) -> float:
     try:
         return float(value)
     except OverflowError:
-        return math.inf if value > 0 else -math.inf
+        return math.inf if int(value) > 0 else -math.inf
 
 
 def check_fraction(value: object, name: str, *, closed_high: bool = False) -> float:
@@ -137,14 +137,16 @@ def answer_entropy(counts: Sequence[int], unanswered: int = 0) -> float:
 
 @lru_cache(maxsize=65536)
 def _leader_probability(alphas: tuple[float, ...]) -> float:
-    lead, rest = alphas[0], alphas[1:]
-    if len(rest) == 1:  # Beta(lead, other): P(p_lead > 1/2), closed form
-        return float(stats.beta.sf(0.5, lead, rest[0]))
+    lead, rest = alphas[0], np.asarray(alphas[1:])
+    if rest.size == 1:  # Beta(lead, other): P(p_lead > 1/2) = I_{1/2}(other, lead), closed form
+        return float(special.betainc(rest[0], lead, 0.5))
     # Gamma representation p_i = G_i / sum G: P(G_lead > max_j G_j)
-    # = int_0^1 prod_j F_j(Q_lead(u)) du (u = F_lead(x)), a smooth integrand on [0, 1].
+    # = int_0^1 prod_j F_j(Q_lead(u)) du (u = F_lead(x)), a smooth integrand on [0, 1];
+    # the regularized incomplete gamma functions directly (scipy.stats' gamma.ppf / cdf
+    # compute the same, 10-50 times slower, which made pricing many-class pools crawl).
     def integrand(u: float) -> float:
-        x = stats.gamma.ppf(u, lead)
-        return float(np.prod(stats.gamma.cdf(x, np.asarray(rest))))
+        x = special.gammaincinv(lead, u)
+        return float(np.prod(special.gammainc(rest, x)))
 
     value, _ = integrate.quad(integrand, 0.0, 1.0, epsabs=1e-10, epsrel=1e-8, limit=200)
     return float(min(max(value, 0.0), 1.0))
