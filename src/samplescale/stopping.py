@@ -31,6 +31,7 @@ import math
 import numbers
 from collections.abc import Hashable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import integrate, special
@@ -56,12 +57,12 @@ __all__ = [
 GROUP_WINDOW = 16
 
 
-def _as_float(value: numbers.Real) -> float:
+def _as_float(value: Any) -> float:
     """``float(value)``, with an integer too large for a float as +-inf (out of every range)."""
     try:
         return float(value)
     except OverflowError:
-        return math.inf if int(value) > 0 else -math.inf
+        return math.inf if value > 0 else -math.inf
 
 
 def check_fraction(value: object, name: str, *, closed_high: bool = False) -> float:
