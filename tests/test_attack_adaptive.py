@@ -146,3 +146,24 @@ def test_pricing_adaptive_consistency_on_a_many_class_pool_finishes():
                        rng=np.random.default_rng(0), draws=20)
     assert time.perf_counter() - start < 15.0  # was ~40 s
     assert price.method == "monte-carlo" and price.samples == 64.0  # never settled
+
+
+def test_mur_momentum_is_never_nan_after_an_impossible_token():
+    """A step holding a token of log-probability -inf has uncertainty inf; with alpha 0 the
+    momentum update computed 0 * inf = NaN, and NaN thresholds never scale a step again."""
+    import math
+
+    from samplescale.backends.fake import ScriptedBackend
+    from samplescale.config import SamplingParams
+
+    steps = ["Step a.\n\n", "Step bb.\n\n", "Step c.\n\n"]
+    backend = ScriptedBackend(steps, token_logprob=[-math.inf, -0.1, -3.0])
+    mur = get_strategy("mur", scorer=lambda prompt, s: 0.5, scorer_scale="probability",
+                       gamma=1.0, alpha=0, max_steps=3, width=1)
+    result = mur.run(backend, "q", SamplingParams(n=2, max_tokens=30, seed=1))
+    records = [t for t in result.trace if t.get("event") == "mur"]
+    assert [r["uncertainty"] for r in records] == [math.inf, pytest.approx(0.1), 3.0]
+    assert [r["momentum"] for r in records[:2]] == [math.inf, pytest.approx(0.1)]
+    # 3.0 > momentum 0.1 + ln(1/1): scaled; its one candidate (the 4th reply) is kept
+    assert [r["scaled"] for r in records] == [False, False, True]
+    assert records[2]["momentum"] == math.inf
