@@ -167,3 +167,17 @@ def test_mur_momentum_is_never_nan_after_an_impossible_token():
     # 3.0 > momentum 0.1 + ln(1/1): scaled; its one candidate (the 4th reply) is kept
     assert [r["scaled"] for r in records] == [False, False, True]
     assert records[2]["momentum"] == math.inf
+
+
+def test_osca_with_priority_decoding_ends_after_its_temperatures():
+    """Priority sampling (without replacement) returns one sample at temperature 0 however
+    many are asked: osca then asked for a temperature past its allocation (IndexError)."""
+    from samplescale.backends.fake import ToyLM
+    from samplescale.config import SamplingParams
+
+    osca = get_strategy("osca", allocation={"0": 2, "1.0": 2})
+    result = osca.run(ToyLM(), "q", SamplingParams(n=4, decoding="priority", max_tokens=3,
+                                                   seed=1))
+    steps = [t for t in result.trace if "temperature" in t]
+    assert [(t["temperature"], t["samples"]) for t in steps] == [(0.0, 1), (1.0, 2)]
+    assert len(result.samples) == 3

@@ -98,6 +98,12 @@ class OSCA(Strategy):
                               f"{state.params.n}; give n = {total} or another allocation")
         return state
 
+    def done(self, state: State) -> bool:
+        """True once every temperature of the allocation had its step (a decoding that
+        returns fewer samples than asked, e.g. priority sampling at temperature 0, leaves
+        fewer than N)."""
+        return sum("temperature" in t for t in state.trace) >= len(self.allocation)
+
     def step(
         self, rng: np.random.Generator | None, state: State, backend: Backend
     ) -> tuple[State, dict[str, Any]]:
