@@ -181,3 +181,32 @@ def test_osca_with_priority_decoding_ends_after_its_temperatures():
     steps = [t for t in result.trace if "temperature" in t]
     assert [(t["temperature"], t["samples"]) for t in steps] == [(0.0, 1), (1.0, 2)]
     assert len(result.samples) == 3
+
+
+def test_price_stopping_with_no_problem_run_still_writes_the_summary(tmp_path, capsys):
+    """eval --price-stopping where every problem failed (error records) exited 2 without
+    summary.json, while the same eval without the flag succeeds."""
+    from samplescale.backends.fake import ScriptedBackend
+    from samplescale.cli import build_parser
+    from samplescale.cli_eval import run_eval
+    from samplescale.cli_sampling import sampling_params
+    from samplescale.errors import ProblemError
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"Say {q}?", "answer": str(q)}) + "\n"
+                            for q in range(2)))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"scripted")
+
+    def fail(prompt, i):
+        raise ProblemError("this problem cannot run")
+
+    out = tmp_path / "run"
+    args = build_parser().parse_args(
+        ["eval", "--task", "jsonl", "--data", str(data), "-n", "4", "--model", str(model),
+         "--output", str(out), "--price-stopping"])
+    assert run_eval(args, sampling_params(args), lambda _a=None: ScriptedBackend(fail),
+                    None) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "at least one pool record with status 'ok'" in summary["stopping"]["error"]
+    assert "stopping rules not priced" in capsys.readouterr().out
