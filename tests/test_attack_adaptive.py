@@ -5,16 +5,13 @@ found by attacking them, with the clear error or the right value expected."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
+from test_allocation import write_pool
 
 from samplescale.cli import main
 from samplescale.errors import ConfigError
 from samplescale.strategies import get_strategy
-
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from test_allocation import write_pool  # noqa: E402
 
 HUGE = 10**400  # an int no float holds (JSON and --option parse it as an int)
 
