@@ -207,3 +207,14 @@ def test_price_stopping_with_no_problem_run_still_writes_the_summary(tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert "at least one pool record with status 'ok'" in summary["stopping"]["error"]
     assert "stopping rules not priced" in capsys.readouterr().out
+
+
+def test_semantic_entropy_with_one_sample_says_to_raise_n():
+    """N = 1 left no valid round (``[2, 1]``): the error named an empty range."""
+    from samplescale.backends.fake import ScriptedBackend
+    from samplescale.config import SamplingParams
+
+    with pytest.raises(ConfigError, match=r"round must be in \[2, N\], so N .* must be at "
+                       r"least 2, got N = 1"):
+        get_strategy("semantic-entropy", round=2).run(
+            ScriptedBackend(["\\boxed{1}"]), "q", SamplingParams(n=1))

@@ -92,6 +92,11 @@ def check_round(value: object, name: str, budget: int, minimum: int = 1) -> int:
     """A round (window) size as an int in ``[minimum, budget]``, else :class:`ConfigError`
     naming ``name``, the budget ``N`` and the valid range."""
     size = check_int(value, name)
+    if budget < minimum:  # no size fits: the budget is what to change
+        raise ConfigError(
+            f"{name} must be in [{minimum}, N], so N (the maximum number of samples) must "
+            f"be at least {minimum}, got N = {budget}"
+        )
     if not minimum <= size <= budget:
         raise ConfigError(
             f"{name} must be in [{minimum}, N] = [{minimum}, {budget}] (N is the maximum "
