@@ -218,3 +218,19 @@ def test_semantic_entropy_with_one_sample_says_to_raise_n():
                        r"least 2, got N = 1"):
         get_strategy("semantic-entropy", round=2).run(
             ScriptedBackend(["\\boxed{1}"]), "q", SamplingParams(n=1))
+
+
+def test_exact_pricing_of_a_thousand_sample_pool_does_not_overflow_the_stack():
+    """The exact programme recursed one level per draw: RecursionError on a pool of 1000
+    (eval -n 1000 --price-stopping, default rule semantic-entropy threshold 0)."""
+    from math import comb
+
+    from samplescale.analysis.stopping_price import price_rule
+    from samplescale.strategies.adaptive import SemanticEntropy
+
+    price = price_rule(SemanticEntropy(threshold=0.0), [0] * 900 + [1] * 100, 0)
+    # it stops at 4 when the first round is unanimous, else never (budget 1000)
+    right, wrong = comb(900, 4) / comb(1000, 4), comb(100, 4) / comb(1000, 4)
+    assert price.method == "exact"
+    assert price.samples == pytest.approx(4 * (right + wrong) + 1000 * (1 - right - wrong))
+    assert price.accuracy == pytest.approx(1 - wrong)
