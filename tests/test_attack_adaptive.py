@@ -234,3 +234,20 @@ def test_exact_pricing_of_a_thousand_sample_pool_does_not_overflow_the_stack():
     assert price.method == "exact"
     assert price.samples == pytest.approx(4 * (right + wrong) + 1000 * (1 - right - wrong))
     assert price.accuracy == pytest.approx(1 - wrong)
+
+
+@pytest.mark.parametrize("name", ["esc", "adaptive-consistency", "self-consistency"])
+def test_a_backend_returning_no_sample_ends_the_run(name):
+    """A backend (a user's own) answering a call with no sample made every sampling
+    strategy ask again forever: the run never progressed towards N."""
+    from samplescale.backends.fake import ScriptedBackend
+    from samplescale.config import SamplingParams
+    from samplescale.errors import BackendError
+
+    class Empty(ScriptedBackend):
+        def generate(self, prompt, params, rng=None):
+            gen = super().generate(prompt, params, rng)
+            return gen.model_copy(update={"samples": ()})
+
+    with pytest.raises(BackendError, match=r"backend .fake. returned no sample for n=[14]\b"):
+        get_strategy(name).run(Empty(["\\boxed{1}"]), "q", SamplingParams(n=4))
