@@ -40,6 +40,7 @@ from samplescale.errors import ConfigError, check_int
 
 __all__ = [
     "GROUP_WINDOW",
+    "add_vote",
     "answer_entropy",
     "check_fraction",
     "check_positive",
@@ -47,6 +48,7 @@ __all__ = [
     "confidence_threshold",
     "consensus_share",
     "leader_probability",
+    "leading_share",
     "lowest_group_confidence",
     "vote_counts",
     "window_unanimous",
@@ -274,8 +276,19 @@ def consensus_share(
     """
     totals: dict[Hashable, float] = {}
     for label, w in zip(labels, weights):
-        if label is not None and w > 0:
-            totals[label] = totals.get(label, 0.0) + float(w)
+        add_vote(totals, label, w)
+    return leading_share(totals)
+
+
+def add_vote(totals: dict[Hashable, float], label: Hashable | None, weight: float) -> None:
+    """Add one trace's vote to the running ``totals`` of :func:`consensus_share` (a trace
+    without an answer or with weight 0 casts none)."""
+    if label is not None and weight > 0:
+        totals[label] = totals.get(label, 0.0) + float(weight)
+
+
+def leading_share(totals: dict[Hashable, float]) -> tuple[Hashable | None, float]:
+    """:func:`consensus_share` of the vote ``totals`` (classes in first-vote order)."""
     if not totals:
         return None, 0.0
     leader = max(totals, key=totals.__getitem__)  # first seen among ties (dict order)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from samplescale.errors import ConfigError, check_int, check_rng
-from samplescale.stopping import confidence_threshold, consensus_share
+from samplescale.stopping import add_vote, confidence_threshold, leading_share
 from samplescale.strategies.adaptive import (
     ESC,
     AdaptiveStrategy,
@@ -136,9 +136,13 @@ def _simulate_confidence(
     thr = confidence_threshold(confidences[: strategy.warmup], strategy.keep)
     weights = [math.exp(c) if math.isfinite(c) and c >= thr else 0.0 for c in confidences]
     m = 0
+    totals: dict[Hashable, float] = {}  # running vote totals: O(N) an ordering, not O(N^2)
     while True:
-        m += min(strategy.round_size(m), budget - m)
-        leader, share = consensus_share(labels[:m], weights[:m])
+        size = min(strategy.round_size(m), budget - m)
+        for i in range(m, m + size):
+            add_vote(totals, labels[i], weights[i])
+        m += size
+        leader, share = leading_share(totals)
         if m >= budget or share >= strategy.consensus:
             break
     good = leader is not None and leader == correct_label
