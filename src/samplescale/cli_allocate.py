@@ -115,6 +115,10 @@ def allocate(args: argparse.Namespace) -> dict[str, Any]:
     baselines on the held-out ones; the JSON written by ``-o``."""
     if not 0 < args.train_fraction < 1:
         raise ConfigError(f"--train-fraction must be in (0, 1), got {args.train_fraction}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be an integer >= 0, got {args.seed}")
+    if args.draws < 1:
+        raise ConfigError(f"--draws must be an integer >= 1, got {args.draws}")
     runs = load_runs(args.runs)
     ids = _aligned(runs)
     if len(ids) < 2:
@@ -127,8 +131,8 @@ def allocate(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     votes = None
     if args.objective == "majority":
-        tasks = {(run.settings or {}).get("task") for run in runs}
-        if tasks & set(CODE_TASKS) or any(t and t.endswith("-completion") for t in tasks):
+        tasks = {str((run.settings or {}).get("task")) for run in runs}
+        if tasks & set(CODE_TASKS) or any(t.endswith("-completion") for t in tasks):
             raise ConfigError("--objective majority needs answers to vote on; code runs "
                               "vote on behaviour: use --objective coverage")
         per = [_vote_labels([by_id[c][i]["samples"] for c in range(len(runs))]) for i in ids]
@@ -174,10 +178,13 @@ def _temperature_option(runs: list[Run], alloc: Allocation) -> str | None:
         params.pop("n", None)
         return json.dumps({**s, "params": params}, sort_keys=True)
 
-    if any(run.settings is None for run in runs) or len({rest(run) for run in runs}) != 1:
+    if any(not isinstance((run.settings or {}).get("params"), dict) for run in runs):
         return None
-    temps = [run.settings["params"]["temperature"] for run in runs if run.settings]
-    if len(set(temps)) != len(temps):
+    if len({rest(run) for run in runs}) != 1:
+        return None
+    temps = [run.settings["params"].get("temperature") for run in runs if run.settings]
+    if (len(set(map(str, temps))) != len(temps)
+            or not all(isinstance(t, int | float) and not isinstance(t, bool) for t in temps)):
         return None
     counts = {str(t): k for t, k in zip(temps, alloc, strict=True) if k}
     return "allocation=" + json.dumps(counts, separators=(",", ":"))

@@ -257,8 +257,13 @@ def _run(
             from samplescale.analysis.stopping_records import price_records
             from samplescale.cli_stopping import print_stopping
 
-            summary["stopping"] = price_records(records, seed=args.seed)
-            print_stopping(console, summary["stopping"], title)
+            try:
+                summary["stopping"] = price_records(records, seed=args.seed)
+            except ConfigError as exc:  # no pool ran: the rest of the summary still stands
+                summary["stopping"] = {"error": str(exc)}
+                console.print(f"stopping rules not priced: {exc}", markup=False)
+            else:
+                print_stopping(console, summary["stopping"], title)
     else:
         summary = summarize_strategy(records, seed=args.seed)
         if summary["strategy"] is not None:

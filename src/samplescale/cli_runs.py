@@ -89,6 +89,9 @@ def load_run(path: str | Path) -> Run:
             settings = json.loads(settings_file.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{settings_file} is not valid JSON: {exc}") from exc
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{settings_file} must hold a JSON object (the run's settings), "
+                              f"got {type(settings).__name__}")
     name = path.name if path.is_dir() else file.name.removesuffix(".gz").removesuffix(".jsonl")
     if name in ("results", "") or path.is_file() and name.endswith("results"):
         name = f"{file.parent.name}/{name}"

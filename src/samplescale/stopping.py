@@ -31,14 +31,16 @@ import math
 import numbers
 from collections.abc import Hashable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
-from scipy import integrate, stats
+from scipy import integrate, special
 
 from samplescale.errors import ConfigError, check_int
 
 __all__ = [
     "GROUP_WINDOW",
+    "add_vote",
     "answer_entropy",
     "check_fraction",
     "check_positive",
@@ -46,6 +48,7 @@ __all__ = [
     "confidence_threshold",
     "consensus_share",
     "leader_probability",
+    "leading_share",
     "lowest_group_confidence",
     "vote_counts",
     "window_unanimous",
@@ -56,13 +59,21 @@ __all__ = [
 GROUP_WINDOW = 16
 
 
+def _as_float(value: Any) -> float:
+    """``float(value)``, with an integer too large for a float as +-inf (out of every range)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def check_fraction(value: object, name: str, *, closed_high: bool = False) -> float:
     """``value`` as a float in ``(0, 1)`` (``(0, 1]`` with ``closed_high``), else
-    :class:`ConfigError` naming ``name`` and the range (NaN and bools refused)."""
+    :class:`ConfigError` naming ``name`` and the range (NaN, bools and huge ints refused)."""
     rng = "(0, 1]" if closed_high else "(0, 1)"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a number in {rng}, got {value!r}")
-    x = float(value)
+    x = _as_float(value)
     if not (0.0 < x < 1.0 or (closed_high and x == 1.0)):
         raise ConfigError(f"{name} must be in {rng}, got {value!r}")
     return x
@@ -73,7 +84,7 @@ def check_positive(value: object, name: str, *, zero: bool = False) -> float:
     rng = "[0, inf)" if zero else "(0, inf)"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a finite number in {rng}, got {value!r}")
-    x = float(value)
+    x = _as_float(value)
     if not math.isfinite(x) or x < 0 or (x == 0 and not zero):
         raise ConfigError(f"{name} must be a finite number in {rng}, got {value!r}")
     return x
@@ -83,6 +94,11 @@ def check_round(value: object, name: str, budget: int, minimum: int = 1) -> int:
     """A round (window) size as an int in ``[minimum, budget]``, else :class:`ConfigError`
     naming ``name``, the budget ``N`` and the valid range."""
     size = check_int(value, name)
+    if budget < minimum:  # no size fits: the budget is what to change
+        raise ConfigError(
+            f"{name} must be in [{minimum}, N], so N (the maximum number of samples) must "
+            f"be at least {minimum}, got N = {budget}"
+        )
     if not minimum <= size <= budget:
         raise ConfigError(
             f"{name} must be in [{minimum}, N] = [{minimum}, {budget}] (N is the maximum "
@@ -129,14 +145,16 @@ def answer_entropy(counts: Sequence[int], unanswered: int = 0) -> float:
 
 @lru_cache(maxsize=65536)
 def _leader_probability(alphas: tuple[float, ...]) -> float:
-    lead, rest = alphas[0], alphas[1:]
-    if len(rest) == 1:  # Beta(lead, other): P(p_lead > 1/2), closed form
-        return float(stats.beta.sf(0.5, lead, rest[0]))
+    lead, rest = alphas[0], np.asarray(alphas[1:])
+    if rest.size == 1:  # Beta(lead, other): P(p_lead > 1/2) = I_{1/2}(other, lead), closed form
+        return float(special.betainc(rest[0], lead, 0.5))
     # Gamma representation p_i = G_i / sum G: P(G_lead > max_j G_j)
-    # = int_0^1 prod_j F_j(Q_lead(u)) du (u = F_lead(x)), a smooth integrand on [0, 1].
+    # = int_0^1 prod_j F_j(Q_lead(u)) du (u = F_lead(x)), a smooth integrand on [0, 1];
+    # the regularized incomplete gamma functions directly (scipy.stats' gamma.ppf / cdf
+    # compute the same, 10-50 times slower, which made pricing many-class pools crawl).
     def integrand(u: float) -> float:
-        x = stats.gamma.ppf(u, lead)
-        return float(np.prod(stats.gamma.cdf(x, np.asarray(rest))))
+        x = special.gammaincinv(lead, u)
+        return float(np.prod(special.gammainc(rest, x)))
 
     value, _ = integrate.quad(integrand, 0.0, 1.0, epsabs=1e-10, epsrel=1e-8, limit=200)
     return float(min(max(value, 0.0), 1.0))
@@ -258,8 +276,19 @@ def consensus_share(
     """
     totals: dict[Hashable, float] = {}
     for label, w in zip(labels, weights):
-        if label is not None and w > 0:
-            totals[label] = totals.get(label, 0.0) + float(w)
+        add_vote(totals, label, w)
+    return leading_share(totals)
+
+
+def add_vote(totals: dict[Hashable, float], label: Hashable | None, weight: float) -> None:
+    """Add one trace's vote to the running ``totals`` of :func:`consensus_share` (a trace
+    without an answer or with weight 0 casts none)."""
+    if label is not None and weight > 0:
+        totals[label] = totals.get(label, 0.0) + float(weight)
+
+
+def leading_share(totals: dict[Hashable, float]) -> tuple[Hashable | None, float]:
+    """:func:`consensus_share` of the vote ``totals`` (classes in first-vote order)."""
     if not totals:
         return None, 0.0
     leader = max(totals, key=totals.__getitem__)  # first seen among ties (dict order)

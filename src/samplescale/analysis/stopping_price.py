@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from samplescale.errors import ConfigError, check_int, check_rng
-from samplescale.stopping import confidence_threshold, consensus_share
+from samplescale.stopping import add_vote, confidence_threshold, leading_share
 from samplescale.strategies.adaptive import (
     ESC,
     AdaptiveStrategy,
@@ -141,9 +141,13 @@ def _simulate_confidence(
     thr = confidence_threshold(confidences[: strategy.warmup], strategy.keep)
     weights = [math.exp(c) if math.isfinite(c) and c >= thr else 0.0 for c in confidences]
     m = 0
+    totals: dict[Hashable, float] = {}  # running vote totals: O(N) an ordering, not O(N^2)
     while True:
-        m += min(strategy.round_size(m), budget - m)
-        leader, share = consensus_share(labels[:m], weights[:m])
+        size = min(strategy.round_size(m), budget - m)
+        for i in range(m, m + size):
+            add_vote(totals, labels[i], weights[i])
+        m += size
+        leader, share = leading_share(totals)
         if m >= budget or share >= strategy.consensus:
             break
     good = leader is not None and leader == correct_label
@@ -153,6 +157,7 @@ def _simulate_confidence(
 _MIXED = -1  # ESC window states: mixed, or the correct class, or (group, drawn count)
 _CORRECT = -2
 Window = int | tuple[int, int] | None
+Key = tuple[int, int, tuple[tuple[int, ...], ...], Window]  # (correct, unanswered, groups, window)
 
 
 def _exact(
@@ -185,25 +190,25 @@ def _exact(
         votes = [dc] + [d for g in groups for d in g]
         return strategy.settled([v for v in votes if v > 0], du)[0]
 
-    def go(dc: int, du: int, groups: tuple[tuple[int, ...], ...],
-           win: Window) -> tuple[float, tuple[float, ...]]:
-        key = (dc, du, groups, win)
-        if key in memo:
-            return memo[key]
+    def transitions(dc: int, du: int, groups: tuple[tuple[int, ...], ...],
+                    win: Window) -> list[tuple[float, Key]] | None:
+        """The next draws out of a state with their probabilities; None (and the state's
+        value in ``memo``) where the rule stops."""
         m = dc + du + sum(sum(g) for g in groups)
         if m in stops and stop_here(dc, du, groups, win, m):
             votes = [dc] + [d for g in groups for d in g]
             acc = _vote_accuracy(votes, 0 if c0 else None)
-            memo[key] = (acc, (float(dc), float(du), *(float(sum(g)) for g in groups)))
-            return memo[key]
+            memo[(dc, du, groups, win)] = (
+                acc, (float(dc), float(du), *(float(sum(g)) for g in groups)))
+            return None
         rest = total - m
         start = w > 0 and m % w == 0
-        moves: list[tuple[float, int, int, tuple[tuple[int, ...], ...], Window]] = []
+        moves: list[tuple[float, Key]] = []
         if c0 > dc:
             nwin: Window = _CORRECT if w and (start or win == _CORRECT) else _MIXED
-            moves.append(((c0 - dc) / rest, dc + 1, du, groups, nwin))
+            moves.append(((c0 - dc) / rest, (dc + 1, du, groups, nwin)))
         if u0 > du:
-            moves.append(((u0 - du) / rest, dc, du + 1, groups, _MIXED))
+            moves.append(((u0 - du) / rest, (dc, du + 1, groups, _MIXED)))
         for gi, g in enumerate(groups):
             for d in sorted(set(g)):
                 left = sizes[gi] - d
@@ -214,22 +219,44 @@ def _exact(
                 ng = tuple(sorted(g[:i] + (d + 1,) + g[i + 1:]))
                 ngroups = groups[:gi] + (ng,) + groups[gi + 1:]
                 if w and start:
-                    moves.append((k * left / rest, dc, du, ngroups, (gi, d + 1)))
+                    moves.append((k * left / rest, (dc, du, ngroups, (gi, d + 1))))
                 elif w and win == (gi, d):  # the window's own class, or another one
-                    moves.append((left / rest, dc, du, ngroups, (gi, d + 1)))
+                    moves.append((left / rest, (dc, du, ngroups, (gi, d + 1))))
                     if k > 1:
-                        moves.append(((k - 1) * left / rest, dc, du, ngroups, _MIXED))
+                        moves.append(((k - 1) * left / rest, (dc, du, ngroups, _MIXED)))
                 else:
-                    moves.append((k * left / rest, dc, du, ngroups, _MIXED))
-        acc, used = 0.0, [0.0] * (2 + len(groups))
-        for p, ndc, ndu, ngroups, nwin in moves:
-            a, u = go(ndc, ndu, ngroups, nwin)
-            acc += p * a
-            used = [x + p * y for x, y in zip(used, u)]
-        memo[key] = (acc, tuple(used))
-        return memo[key]
+                    moves.append((k * left / rest, (dc, du, ngroups, _MIXED)))
+        return moves
 
-    acc, used = go(0, 0, tuple((0,) * n for n in n_classes), None)
+    def go(root: Key) -> tuple[float, tuple[float, ...]]:
+        """The value of ``root``, depth first with an explicit stack (a recursion one level
+        per draw overflowed Python's stack on pools of about 1000 samples)."""
+        stack, pending = [root], {}
+        while stack:
+            key = stack[-1]
+            if key in memo:
+                stack.pop()
+                continue
+            if key not in pending:
+                moves = transitions(*key)
+                if moves is None:
+                    stack.pop()
+                    continue
+                pending[key] = moves
+            todo = [k for _, k in pending[key] if k not in memo]
+            if todo:
+                stack.extend(todo)
+                continue
+            acc, used = 0.0, [0.0] * (2 + len(key[2]))
+            for p, k in pending.pop(key):
+                a, u = memo[k]
+                acc += p * a
+                used = [x + p * y for x, y in zip(used, u)]
+            memo[key] = (acc, tuple(used))
+            stack.pop()
+        return memo[root]
+
+    acc, used = go((0, 0, tuple((0,) * n for n in n_classes), None))
     # samples of one slot are exchangeable: each is drawn with probability E[drawn] / size
     slot_tokens = [0.0] * (2 + len(sizes))
     slot_size = [c0, u0] + [c * n for c, n in zip(sizes, n_classes)]

@@ -126,12 +126,15 @@ def _price_record(
                              [s["finish_reason"] for s in rows], budget, rng=rng, draws=draws)
     conf = None
     if isinstance(rule, ConfidenceStop):
+        # an error sample or an empty one (no token, so no confidence) never votes: -inf,
+        # as the strategy's lowest_group_confidence of an empty trace
         rows = r["samples"]
-        if any(s["status"] == "ok" and s.get("lowest_group_confidence") is None for s in rows):
+        if any(s["status"] == "ok" and s["tokens"] and s.get("lowest_group_confidence") is None
+               for s in rows):
             raise ConfigError("the pool records have no lowest_group_confidence (a backend "
                               "without log-probabilities, or a run made before they were "
                               "recorded)")
-        conf = [s["lowest_group_confidence"] if s["status"] == "ok" else -math.inf
-                for s in rows]
+        conf = [s["lowest_group_confidence"] if s["status"] == "ok" and s["tokens"]
+                else -math.inf for s in rows]
     return price_rule(rule, r["labels"], r["correct_label"], [s["tokens"] for s in r["samples"]],
                       conf, budget, rng=rng, draws=draws)

@@ -129,7 +129,9 @@ class RateGated(Strategy):
         inner, rate = self.inner, self.rate
         assert inner is not None and rate is not None
         new, record = inner.step(rng, state, backend)
-        rate.charge(int(record.get("completion_tokens") or 0))
+        # what the step spent, from the state's usage: every strategy keeps one, while only
+        # the sampling strategies' step records carry completion_tokens (searches do not)
+        rate.charge(new.usage.completion_tokens - state.usage.completion_tokens)
         if not isinstance(inner, AdaptiveStrategy) or record.get("decision") != "continue":
             return new, record
         samples = len(new.samples)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from samplescale.backends.base import Backend, prefix_session
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
-from samplescale.errors import ConfigError, check_instance
+from samplescale.errors import BackendError, ConfigError, check_instance
 from samplescale.rng import derived_seed
 from samplescale.types import Prompt, Result, Sample, Usage
 from samplescale.verifiers.extract import sample_answer
@@ -150,11 +150,20 @@ class Strategy(ABC):
         With a run seed (``params.seed``) the first draw uses it as given (a one-draw
         strategy's samples are the pool of that seed) and every later draw its own stream,
         ``derived_seed(seed, samples drawn so far)``: rounds never repeat one another, and
-        a rerun with the same seed reproduces every round."""
+        a rerun with the same seed reproduces every round.
+
+        Raises
+        ------
+        BackendError
+            If the backend returns no sample at all (a decoding may return fewer than
+            ``need``, e.g. priority sampling, but never none: the run would not progress)."""
         params = state.params.replace(n=need)
         if params.seed is not None and state.samples:
             params = params.replace(seed=derived_seed(params.seed, len(state.samples)))
         gen = generate(backend, state.prompt, params, rng)
+        if need > 0 and not gen.samples:  # no progress: the run would ask again forever
+            raise BackendError(f"backend {getattr(backend, 'name', type(backend).__name__)!r} "
+                               f"returned no sample for n={need}")
         info = {
             "step": len(state.trace),
             "samples": len(gen.samples),

@@ -115,7 +115,9 @@ class MUR(PathSearch):
             "event": "mur", "depth": state.nodes[kept].depth, "uncertainty": u,
             "momentum_before": momentum, "threshold": threshold, "scaled": scaled,
             "kept": kept,
-            "momentum": u_kept if momentum is None
+            # alpha 0 forgets the past outright (0 * inf would be NaN after a step with a
+            # token of log-probability -inf, and no step would ever be scaled again)
+            "momentum": u_kept if momentum is None or self.alpha == 0
             else self.alpha * momentum + (1 - self.alpha) * u_kept,
         }
         stop = state.stop_reason or ("done" if state.nodes[kept].done else None)

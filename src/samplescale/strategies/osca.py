@@ -43,7 +43,7 @@ def parse_allocation(allocation: Any) -> tuple[tuple[float, int], ...]:
     for key, count in allocation.items():
         try:
             t = float(key)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             t = math.nan
         if not 0.0 <= t <= 100.0:
             raise ConfigError(f"allocation key {key!r} must be a temperature in [0, 100]")
@@ -97,6 +97,12 @@ class OSCA(Strategy):
             raise ConfigError(f"the allocation spends {total} samples but n is "
                               f"{state.params.n}; give n = {total} or another allocation")
         return state
+
+    def done(self, state: State) -> bool:
+        """True once every temperature of the allocation had its step (a decoding that
+        returns fewer samples than asked, e.g. priority sampling at temperature 0, leaves
+        fewer than N)."""
+        return sum("temperature" in t for t in state.trace) >= len(self.allocation)
 
     def step(
         self, rng: np.random.Generator | None, state: State, backend: Backend
