@@ -63,7 +63,9 @@ def test_allocate_refuses_a_negative_seed_and_draws(pools, capsys):
     assert main(["allocate", str(low), str(high), "--budget", "2", "--seed", "-1"]) == 2
     assert "--seed must be an integer >= 0, got -1" in capsys.readouterr().err
     assert main(["allocate", str(low), str(high), "--budget", "2", "--draws", "0"]) == 2
-    assert "--draws must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert "--draws must be an integer in [1, 100000], got 0" in capsys.readouterr().err
+    assert main(["allocate", str(low), str(high), "--budget", "2", "--draws", "10000000"]) == 2
+    assert "--draws must be an integer in [1, 100000], got 10000000" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("settings", [[1, 2], {"task": ["jsonl"], "params": "hot"}])

@@ -117,8 +117,8 @@ def allocate(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--train-fraction must be in (0, 1), got {args.train_fraction}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be an integer >= 0, got {args.seed}")
-    if args.draws < 1:
-        raise ConfigError(f"--draws must be an integer >= 1, got {args.draws}")
+    if not 1 <= args.draws <= 100_000:  # the orderings are held in memory
+        raise ConfigError(f"--draws must be an integer in [1, 100000], got {args.draws}")
     runs = load_runs(args.runs)
     ids = _aligned(runs)
     if len(ids) < 2:
