@@ -36,6 +36,7 @@ from samplescale.errors import (
     VerifierError,
     check_instance,
 )
+from samplescale.evaluate_greedy import greedy_and
 from samplescale.executors import Executor, LocalExecutor
 from samplescale.executors.base import BackendSpec, check_backend_arg
 from samplescale.rng import derived_seed
@@ -154,7 +155,10 @@ def _usage(result: Result) -> dict[str, Any]:
 
 
 def _greedy(problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams) -> Record:
-    r = Greedy().run(backend, prompt, params)
+    return _greedy_part(problem, Greedy().run(backend, prompt, params))
+
+
+def _greedy_part(problem: Problem, r: Result) -> Record:
     row = _sample_rows(r, problem.gold)[0]
     return {"answer": r.answer, "correct": row["correct"], "text": row["text"], "usage": _usage(r)}
 
@@ -188,10 +192,13 @@ def pool_record(
     ``params.decoding`` other than ``independent`` the pool is drawn jointly (arithmetic:
     marginally exact but dependent samples; priority: the most likely unique samples), so
     pass@k then describes k-subsets of such a set, not k i.i.d. samples.
+
+    On a backend that batches concurrent calls the greedy answer is decoded beside the
+    pool, each as it would be alone (:mod:`samplescale.evaluate_greedy`).
     """
-    greedy = _greedy(problem, prompt, backend, params)
     p = params.replace(seed=problem_seed(seed, problem.id))
-    gen = generate(backend, prompt, p)
+    g, gen = greedy_and(backend, prompt, params, lambda: generate(backend, prompt, p))
+    greedy = _greedy_part(problem, g)
     answers = tuple(sample_answer(s) for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
     rows = _sample_rows(pool, problem.gold)

@@ -46,6 +46,13 @@ class Capabilities(BaseModel):
         ``logits``: every backend that samples with the pipeline masks through it
         (:func:`samplescale.backends.decoding.decode_rows`); a backend without logits says
         so itself (e.g. one that passes the constraint to an upstream server).
+    batching : bool
+        Calls from concurrent threads are decoded in shared batch steps, each with its own
+        parameters (continuous batching), and a seeded call gives the same samples beside
+        others as alone while they fit in the backend's batch together (llama.cpp with
+        ``batching=True``: :mod:`samplescale.backends.llama_sched`). The evaluation loop
+        then decodes a problem's greedy answer beside its pool
+        (:mod:`samplescale.evaluate_greedy`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,6 +65,7 @@ class Capabilities(BaseModel):
     prefix: bool = True
     prefix_caching: bool = False
     constraints: bool = False
+    batching: bool = False
 
     @model_validator(mode="before")
     @classmethod

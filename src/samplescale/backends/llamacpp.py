@@ -75,7 +75,8 @@ class LlamaCppBackend:
 
     name = "llamacpp"
     capabilities = Capabilities(
-        logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True
+        logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True,
+        batching=True,
     )
 
     def __init__(
@@ -138,6 +139,8 @@ class LlamaCppBackend:
         self.n_batch = self._cx.n_batch
         self.vocab_size = gguf.vocab_size
         self.n_ctx_train = trained
+        if not batching:
+            self.capabilities = self.capabilities.model_copy(update={"batching": False})
         self._live = LiveSequences(self._cx, batching)  # the one owner of the KV cache
         self._lock, self._pool = self._live.lock, self._live.pool
         self._local = threading.local()  # the prefix session of the calling thread
