@@ -1,12 +1,12 @@
-"""The eval loop's greedy row beside the pool vs the old sequential greedy call (issue 15, item 5).
+"""The eval loop's greedy row in the pool's call vs the old sequential greedy call (issue 15, item 5).
 
 Two llama.cpp backends on the same GGUF, one problem at a time, side by side:
 
-- ``old``: ``n_seq_max = n`` (the eval CLI's sizing before), so the greedy call cannot
-  batch beside the pool and runs first, alone (:func:`samplescale.evaluate.pool_record`
-  takes the sequential path);
-- ``new``: ``n_seq_max = n + 1`` (the CLI's sizing now), so the greedy row decodes in the
-  pool's batch steps (:mod:`samplescale.evaluate_greedy`).
+- ``old``: ``n_seq_max = n`` (the eval CLI's sizing before) and the old code path: a
+  greedy call (``Greedy().run``), then the pool (``decoders.generate``);
+- ``new``: ``n_seq_max = n + 1`` (the CLI's sizing now) and
+  :func:`samplescale.evaluate.pool_record`, which decodes the greedy row in the pool's call
+  (:mod:`samplescale.evaluate_greedy`).
 
 Per problem it prints both wall times, and whether the greedy text, every pool sample's
 text, and the token counts of the usage are identical. The order of the two
@@ -25,11 +25,26 @@ import time
 
 from samplescale.backends.llamacpp import LlamaCppBackend
 from samplescale.config import SamplingParams
-from samplescale.evaluate import pool_record
+from samplescale.decoders import generate
+from samplescale.evaluate import pool_record, problem_seed
 from samplescale.evaluate_greedy import batches_greedy
+from samplescale.strategies import Greedy
 from samplescale.tasks import load_task
 
 TOKENS = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "model_calls")
+# same_usage_tokens: the pool's usage equal; the greedy's prompt, completion tokens and
+# calls equal, its prompt counted as cached in the one call (served by the pool's prefill)
+
+
+def old_record(problem, prompt, backend, params):  # type: ignore[no-untyped-def]
+    """The fields compared, by the old code path: greedy first, then the pool."""
+    g = Greedy().run(backend, prompt, params)
+    gen = generate(backend, prompt, params.replace(seed=problem_seed(0, problem.id)))
+    return {
+        "greedy": {"text": g.samples[0].text, "usage": g.usage.model_dump()},
+        "samples": [{"text": s.text} for s in gen.samples],
+        "usage": gen.usage.model_dump(),
+    }
 
 
 def main() -> None:
@@ -56,7 +71,7 @@ def main() -> None:
     if a.out and os.path.exists(a.out):
         with open(a.out) as f:
             done = {json.loads(line)["id"] for line in f if line.strip()}
-    assert not batches_greedy(backends["old"], params) and batches_greedy(backends["new"], params)
+    assert batches_greedy(backends["new"], params)
     out = open(a.out, "a") if a.out else None
     total = {"old": 0.0, "new": 0.0}
     for i, problem in enumerate(task.problems):
@@ -66,17 +81,19 @@ def main() -> None:
         recs, secs = {}, {}
         for name in ("old", "new") if i % 2 == 0 else ("new", "old"):
             t0 = time.perf_counter()
-            recs[name] = pool_record(problem, prompt, backends[name], params, seed=0)
+            if name == "new":
+                recs[name] = pool_record(problem, prompt, backends[name], params, seed=0)
+            else:
+                recs[name] = old_record(problem, prompt, backends[name], params)
             secs[name] = time.perf_counter() - t0
             total[name] += secs[name]
         o, n = recs["old"], recs["new"]
         same_greedy = o["greedy"]["text"] == n["greedy"]["text"]
         same_pool = [s["text"] for s in o["samples"]] == [s["text"] for s in n["samples"]]
-        same_tokens = all(
-            o[part]["usage"][k] == n[part]["usage"][k] if part == "greedy"
-            else o["usage"][k] == n["usage"][k]
-            for part in ("greedy", "pool") for k in TOKENS
-        )
+        og, ng = o["greedy"]["usage"], n["greedy"]["usage"]
+        same_tokens = all(o["usage"][k] == n["usage"][k] for k in TOKENS) and all(
+            og[k] == ng[k] for k in ("prompt_tokens", "completion_tokens", "model_calls")
+        ) and ng["cached_prompt_tokens"] == ng["prompt_tokens"]
         row = {
             "id": problem.id, "old_s": round(secs["old"], 2), "new_s": round(secs["new"], 2),
             "greedy_tokens": o["greedy"]["usage"]["completion_tokens"],

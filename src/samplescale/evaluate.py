@@ -27,7 +27,6 @@ from typing import Any, Literal
 from samplescale.aggregate import cluster
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
-from samplescale.decoders import generate
 from samplescale.errors import (
     ConfigError,
     ProblemError,
@@ -36,7 +35,7 @@ from samplescale.errors import (
     VerifierError,
     check_instance,
 )
-from samplescale.evaluate_greedy import greedy_and
+from samplescale.evaluate_greedy import greedy_and_pool
 from samplescale.executors import Executor, LocalExecutor
 from samplescale.executors.base import BackendSpec, check_backend_arg
 from samplescale.rng import derived_seed
@@ -193,11 +192,11 @@ def pool_record(
     marginally exact but dependent samples; priority: the most likely unique samples), so
     pass@k then describes k-subsets of such a set, not k i.i.d. samples.
 
-    On a backend that batches concurrent calls the greedy answer is decoded beside the
-    pool, each as it would be alone (:mod:`samplescale.evaluate_greedy`).
+    On a backend with per-row parameters the greedy answer is decoded in the same call
+    and batch steps as the pool (:mod:`samplescale.evaluate_greedy`).
     """
     p = params.replace(seed=problem_seed(seed, problem.id))
-    g, gen = greedy_and(backend, prompt, params, lambda: generate(backend, prompt, p))
+    g, gen = greedy_and_pool(backend, prompt, params, p)
     greedy = _greedy_part(problem, g)
     answers = tuple(sample_answer(s) for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)

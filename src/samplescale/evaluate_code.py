@@ -27,8 +27,7 @@ from typing import Any
 
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
-from samplescale.decoders import generate
-from samplescale.evaluate_greedy import greedy_and
+from samplescale.evaluate_greedy import greedy_and_pool
 from samplescale.strategies import CodeSelection, Greedy
 from samplescale.strategies.code_selection import EVENT
 from samplescale.tasks.base import Problem
@@ -143,7 +142,7 @@ def code_pool_record(
         rows, usage = [greedy_row], greedy_usage
     else:  # the greedy row beside the pool where the backend batches (evaluate_greedy)
         p = params.replace(seed=problem_seed(seed, problem.id))
-        g, gen = greedy_and(backend, prompt, params, lambda: generate(backend, prompt, p))
+        g, gen = greedy_and_pool(backend, prompt, params, p)
         greedy, _, _ = _greedy_part(task, problem, g)
         rows, usage = grade_samples(task, problem, gen.samples), gen.usage
     return {

@@ -1,85 +1,88 @@
-"""A problem's greedy answer decoded beside its pool, where the backend batches calls.
+"""A problem's greedy answer decoded in the same batch as its pool, where the backend can.
 
 Every pool record of :func:`samplescale.evaluate.evaluate` holds a greedy answer
 (temperature 0, one sample) beside the pool of ``params.n`` samples. Drawn one after the
-other, the greedy answer is a whole sequential decode of a single row before the pool
-starts. On a backend whose :class:`~samplescale.backends.base.Capabilities` say
-``batching`` (llama.cpp's continuous batching, :mod:`samplescale.backends.llama_sched`),
-:func:`greedy_and` runs the greedy call in a second thread while the caller's thread draws
-the pool: the backend merges their decode steps, so the greedy row rides in the pool's
-batches with its own parameters (per-row parameters as in Orca's iteration-level
-batching, Yu et al., OSDI 2022). Elsewhere (HTTP, vLLM, transformers, the fake backends,
-a recording or replayed backend) the two calls run one after the other, greedy first, as
-before.
+other, the greedy answer costs its own prompt prefill and a whole sequential decode of a
+single row before the pool starts. On a backend with per-row parameters
+(``capabilities.groups``: llama.cpp, :class:`~samplescale.backends.base.GroupGenerating`),
+:func:`greedy_and_pool` asks for both in ONE call: the prompt is prefilled once and the
+greedy row rides in the pool's batch steps, drawn with its own parameters. Elsewhere
+(HTTP, vLLM, transformers, the fake backends, a recording or replayed backend), and for
+pools drawn by a decoder (``decoding`` ``arithmetic`` or ``priority``, ``kl_sigma``) or
+under a constraint, the two calls run one after the other, greedy first, as before.
 
-The greedy row is batched only when (:func:`batches_greedy`) the backend has
-``capabilities.batching``, the pool is drawn by the backend's own ``generate``
-(``params.decoding`` ``independent`` or ``arithmetic``, no ``kl_sigma``: the decoders that
-score prefixes with ``logits_at`` between steps keep their cache to themselves), and the
-pool's rows and the greedy row fit in one batch (``params.n + 1 <= backend.n_seq_max``;
-otherwise the pool would be split into rounds and take longer).
-
-Reproducibility: each call gives what it gives alone. On llama.cpp the rows of a batch
-step are computed independently (bit-identical logits whatever shares the step, as long
-as no sequence is freed under a running one, :mod:`samplescale.backends.llama_sched`), so
-the pool's samples and the greedy sample are the same as the sequential order's, token
-for token (tests/test_evaluate_greedy.py; measured on GSM8K in benchmarks/RESULTS.md
-(e3)). Usage: the greedy part and the pool each report their own call's usage (tokens
-exact); their ``wall_time_s`` overlap, so their sum overstates the problem's wall time.
+Reproducibility: the one call is deterministic given its settings (one thread, one cache
+layout), so a run is reproducible and resumable. Each row is drawn exactly as in a call of
+its own (its own parameters and seeded stream); what could differ is the model's
+arithmetic: llama.cpp's logits of a row can depend on where its KV cells lie beside other
+rows' (:mod:`samplescale.backends.llama_sched`). Measured: the greedy text and every pool
+sample identical to the sequential layout (SmolLM2, 5 GSM8K problems x 4 samples + greedy,
+160 tokens; Qwen2.5-Coder-0.5B, the problems of benchmarks/RESULTS.md (e3));
+tests/test_evaluate_greedy.py checks it on the embedded model. It is measured, not
+guaranteed: were a near-tie to flip, that sample would continue differently from there.
+Usage: the pool's usage is the call's prompt prefill and its own completion tokens (as
+before); the greedy part reports its prompt as cached (served by the pool's prefill) and
+its own completion tokens; both report the call's wall time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
-from samplescale.backends.base import Backend
+from samplescale.backends.base import Backend, GroupGenerating
 from samplescale.config import SamplingParams
+from samplescale.decoders import generate
 from samplescale.strategies import Greedy
-from samplescale.types import Prompt, Result
+from samplescale.types import Generation, Prompt, Result
+from samplescale.verifiers.extract import sample_answer
 
-T = TypeVar("T")
 
-
-def batches_greedy(backend: Backend, params: SamplingParams) -> bool:
-    """True when :func:`greedy_and` decodes the greedy row beside a pool drawn with
-    ``params`` on ``backend`` (the conditions in the module docstring)."""
-    rows = getattr(backend, "n_seq_max", None)
+def batches_greedy(backend: Backend, pool: SamplingParams) -> bool:
+    """True when :func:`greedy_and_pool` decodes the greedy row in the pool's call on
+    ``backend`` for a pool drawn with ``pool``."""
     return (
-        backend.capabilities.batching
-        and params.decoding != "priority"
-        and params.kl_sigma is None
-        and isinstance(rows, int)
-        and params.n + 1 <= rows
+        backend.capabilities.groups
+        # the class's own method: a wrapper that forwards attributes (the token budget)
+        # must not route around its own generate
+        and callable(getattr(type(backend), "generate_groups", None))
+        and pool.decoding == "independent"
+        and pool.kl_sigma is None
+        and pool.constraint is None
     )
 
 
-def greedy_and(
-    backend: Backend, prompt: Prompt, params: SamplingParams, draw: Callable[[], T]
-) -> tuple[Result, T]:
+def greedy_and_pool(
+    backend: Backend, prompt: Prompt, params: SamplingParams, pool: SamplingParams
+) -> tuple[Result, Generation]:
     """The greedy run of ``prompt`` (:class:`~samplescale.strategies.Greedy` with
-    ``params``) and ``draw()``, the pool drawn with ``params`` (its seed set).
+    ``params``) and the pool drawn with ``pool`` (``params`` with the problem's seed).
 
-    With :func:`batches_greedy` the greedy run decodes in a second thread while ``draw``
-    runs in this one (their steps share the backend's batches); otherwise greedy first,
-    then ``draw``.
+    With :func:`batches_greedy`, one ``generate_groups`` call decodes both; otherwise
+    ``Greedy().run`` first, then :func:`samplescale.decoders.generate`.
+
+    Returns
+    -------
+    greedy : Result
+        Strategy ``"greedy"``: its one sample, its extracted answer, selected when ok.
+    pool : Generation
+        ``pool.n`` samples.
 
     Raises
     ------
-    Exception
-        The greedy run's error if it failed (as the sequential order raises it first),
-        else ``draw``'s; both calls have ended when it is raised.
+    ConfigError, PromptError, BackendError
+        As the backend's calls raise them.
     """
-    if not batches_greedy(backend, params):
+    if not batches_greedy(backend, pool):
         greedy = Greedy().run(backend, prompt, params)
-        return greedy, draw()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="greedy-row") as ex:
-        future = ex.submit(Greedy().run, backend, prompt, params)
-        try:
-            pool = draw()
-        except BaseException:
-            future.result()  # waits for the greedy call; its error, if any, wins
-            raise
-        greedy = future.result()
-    return greedy, pool
+        return greedy, generate(backend, prompt, pool)
+    assert isinstance(backend, GroupGenerating)
+    strategy = Greedy()
+    gen, g = backend.generate_groups(prompt, [pool, strategy.sampling_params(params)])
+    answer = sample_answer(g.samples[0], strategy.extract)  # as Greedy().run extracts it
+    greedy = Result(
+        strategy=Greedy.name,
+        samples=g.samples,
+        answers=(answer,),
+        selected=0 if g.samples[0].status == "ok" else None,
+        answer=answer,
+        usage=g.usage,
+    )
+    return greedy, gen

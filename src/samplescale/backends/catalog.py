@@ -39,7 +39,7 @@ _LOCAL = Capabilities(logits=True, seeds=True, parallel_n=True, chat=True, strea
 
 BACKENDS: dict[str, BackendInfo] = {
     "llamacpp": BackendInfo(
-        _LOCAL.model_copy(update={"prefix_caching": True, "batching": True}),
+        _LOCAL.model_copy(update={"prefix_caching": True, "groups": True}),
         "llama", "a GGUF file run in-process by llama.cpp (default)",
     ),
     "openai": BackendInfo(

@@ -27,6 +27,7 @@ from samplescale.backends.llama_context import DecodeContext
 from samplescale.backends.llama_kv import Entry
 from samplescale.backends.llama_model import GGUFModel, available_cores, default_model_path
 from samplescale.backends.llama_sched import LiveSequences
+from samplescale.backends.row_groups import check_groups, group_rows, split
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, ModelNotFoundError, PromptError
 from samplescale.rng import sample_generators
@@ -76,7 +77,7 @@ class LlamaCppBackend:
     name = "llamacpp"
     capabilities = Capabilities(
         logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True,
-        batching=True,
+        groups=True,
     )
 
     def __init__(
@@ -139,8 +140,6 @@ class LlamaCppBackend:
         self.n_batch = self._cx.n_batch
         self.vocab_size = gguf.vocab_size
         self.n_ctx_train = trained
-        if not batching:
-            self.capabilities = self.capabilities.model_copy(update={"batching": False})
         self._live = LiveSequences(self._cx, batching)  # the one owner of the KV cache
         self._lock, self._pool = self._live.lock, self._live.pool
         self._local = threading.local()  # the prefix session of the calling thread
@@ -292,24 +291,54 @@ class LlamaCppBackend:
         gens = sample_generators(params.seed, rng, params.n)
         return self._events(tokens, params, gens, start)
 
+    def generate_groups(
+        self,
+        prompt: Prompt,
+        groups: Sequence[SamplingParams],
+        rng: np.random.Generator | None = None,
+    ) -> list[Generation]:
+        """:meth:`generate` for several groups of samples of ``prompt`` in one call
+        (:class:`~samplescale.backends.base.GroupGenerating`): one prompt prefill, then
+        every group's rows in the same batch steps, each drawn with its group's parameters.
+
+        Reproducibility: deterministic given the groups (one thread, one cache layout).
+        A group's samples are not always bit-identical to a call of its own: llama.cpp's
+        attention sums over the cache's cells in another order when other rows occupy
+        cells among them, so logits differ in their last digits and a near-tie can flip a
+        token (measured in benchmarks/RESULTS.md (e3)).
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`generate`, or if a group needs more than independent sampling
+            (:func:`~samplescale.backends.row_groups.check_groups`).
+        """
+        check_groups(groups)
+        start = time.perf_counter()
+        tokens = self.check_prompt(prompt, max(g.max_tokens for g in groups))
+        row_params, gens = group_rows(groups, rng)
+        head = groups[0].replace(max_tokens=max(g.max_tokens for g in groups))
+        gen = collect(self._events(tokens, head, gens, start, row_params))
+        return split(gen, groups)
+
     def _events(
         self, tokens: list[int], params: SamplingParams, gens: list[np.random.Generator],
-        start: float,
+        start: float, row_params: list[SamplingParams] | None = None,
     ) -> Iterator[StreamEvent]:
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples: list[Sample] = []
-        live, cells = self._live, len(tokens) + params.max_tokens
+        n, live, cells = len(gens), self._live, len(tokens) + params.max_tokens
         with live.call():
             session: int | None = getattr(self._local, "scope", None)
             # outside a session: a scope of its own, freed at the end
             scope, head, logits, cached = live.prefix(session, tokens, cells)
             try:
                 with live.batcher.member():
-                    while len(samples) < params.n:
-                        rows = list(range(len(samples), params.n))
-                        samples.extend(
-                            (yield from self._round(head, logits[0], params, gens, rows, codes))
-                        )
+                    while len(samples) < n:
+                        rows = list(range(len(samples), n))
+                        samples.extend((yield from self._round(
+                            head, logits[0], params, gens, rows, codes, row_params
+                        )))
             finally:
                 live.done(head, cells, scope if session is None else None)
         usage = Usage(
@@ -329,6 +358,7 @@ class LlamaCppBackend:
         gens: list[np.random.Generator],
         rows: list[int],
         codes: ArithmeticCodes | None,
+        row_params: list[SamplingParams] | None = None,
     ) -> Generator[TextDelta, None, list[Sample]]:
         """Decode as many of samples ``rows`` as fit, one batch per step, each in its own
         sequence continuing the prompt held by ``head``; yield their new text; return the
@@ -340,6 +370,7 @@ class LlamaCppBackend:
             out = yield from decode_rows(
                 first_logits, params, gens, rows, codes, self.piece, self.is_end,
                 lambda active, toks, k: live.step([seqs[i] for i in active], toks),
+                row_params,
             )
         finally:
             live.end_round(head, seqs, per_row, None if last or seqs[0] is not head else n_prompt)
