@@ -180,7 +180,12 @@ def record_head(problem: Problem, greedy: Record) -> Record:
 
 
 def pool_record(
-    problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams, seed: int
+    problem: Problem,
+    prompt: Prompt,
+    backend: Backend,
+    params: SamplingParams,
+    seed: int,
+    greedy_in_pool: bool = True,
 ) -> Record:
     """Greedy answer plus one pool of ``params.n`` samples for one problem (given its prompt).
 
@@ -193,10 +198,11 @@ def pool_record(
     pass@k then describes k-subsets of such a set, not k i.i.d. samples.
 
     On a backend with per-row parameters the greedy answer is decoded in the same call
-    and batch steps as the pool (:mod:`samplescale.evaluate_greedy`).
+    and batch steps as the pool (:mod:`samplescale.evaluate_greedy`), unless
+    ``greedy_in_pool`` is False (the sequential layout of runs written before it).
     """
     p = params.replace(seed=problem_seed(seed, problem.id))
-    g, gen = greedy_and_pool(backend, prompt, params, p)
+    g, gen = greedy_and_pool(backend, prompt, params, p, greedy_in_pool)
     greedy = _greedy_part(problem, g)
     answers = tuple(sample_answer(s) for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
@@ -265,6 +271,7 @@ def evaluate(
     on_start: Callable[[Problem], None] | None = None,
     on_error: Literal["record", "stop"] = "record",
     executor: Executor | None = None,
+    greedy_in_pool: bool = True,
 ) -> Iterator[Record]:
     """Evaluate ``task`` problem by problem, giving a record as each finishes.
 
@@ -296,6 +303,10 @@ def evaluate(
         here, in order) or :class:`~samplescale.executors.RayExecutor` (Ray actors; records
         come in the order problems finish). Per-problem seeds make the records the same
         with either, on a deterministic backend.
+    greedy_in_pool : bool
+        Pool runs: decode each problem's greedy answer in the pool's call where the
+        backend can (:mod:`samplescale.evaluate_greedy`; default), or in a call of its own
+        first (the layout of runs written before; resuming one of those keeps it).
 
     Returns
     -------
@@ -339,7 +350,7 @@ def evaluate(
         executor = LocalExecutor()
     check_instance("executor", executor, Executor, "an Executor (LocalExecutor, RayExecutor)")
     _check_task_strategy(task, strategy)
-    runner = ProblemRun(task, params, strategy, seed, on_error)
+    runner = ProblemRun(task, params, strategy, seed, on_error, bool(greedy_in_pool))
     todo = [p for p in task.problems if p.id not in skip]
     return executor.run(runner, backend, todo, on_start)
 
@@ -373,6 +384,7 @@ class ProblemRun:
     strategy: Strategy | None
     seed: int
     on_error: str
+    greedy_in_pool: bool = True
 
     def __call__(self, backend: Backend, problem: Problem) -> Record:
         task, strategy, params, seed = self.task, self.strategy, self.params, self.seed
@@ -387,9 +399,11 @@ class ProblemRun:
                         task, problem, prompt, backend, strategy, params, seed
                     )
                 else:
-                    rec = code_pool_record(task, problem, prompt, backend, params, seed)
+                    rec = code_pool_record(
+                        task, problem, prompt, backend, params, seed, self.greedy_in_pool
+                    )
             elif strategy is None:
-                rec = pool_record(problem, prompt, backend, params, seed)
+                rec = pool_record(problem, prompt, backend, params, seed, self.greedy_in_pool)
             else:
                 rec = strategy_record(problem, prompt, backend, strategy, params, seed)
         except ProblemError as exc:

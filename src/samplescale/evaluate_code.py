@@ -132,8 +132,11 @@ def code_pool_record(
     backend: Backend,
     params: SamplingParams,
     seed: int,
+    greedy_in_pool: bool = True,
 ) -> Record:
-    """Greedy program plus one pool of ``params.n`` programs for one problem, graded by tests."""
+    """Greedy program plus one pool of ``params.n`` programs for one problem, graded by
+    tests (the greedy row in the pool's call unless ``greedy_in_pool`` is False, as in
+    :func:`samplescale.evaluate.pool_record`)."""
     from samplescale.evaluate import problem_seed, record_head
 
     params = code_params(task, params)
@@ -142,7 +145,7 @@ def code_pool_record(
         rows, usage = [greedy_row], greedy_usage
     else:  # the greedy row beside the pool where the backend batches (evaluate_greedy)
         p = params.replace(seed=problem_seed(seed, problem.id))
-        g, gen = greedy_and_pool(backend, prompt, params, p)
+        g, gen = greedy_and_pool(backend, prompt, params, p, greedy_in_pool)
         greedy, _, _ = _greedy_part(task, problem, g)
         rows, usage = grade_samples(task, problem, gen.samples), gen.usage
     return {

@@ -50,13 +50,18 @@ def batches_greedy(backend: Backend, pool: SamplingParams) -> bool:
 
 
 def greedy_and_pool(
-    backend: Backend, prompt: Prompt, params: SamplingParams, pool: SamplingParams
+    backend: Backend,
+    prompt: Prompt,
+    params: SamplingParams,
+    pool: SamplingParams,
+    in_pool: bool = True,
 ) -> tuple[Result, Generation]:
     """The greedy run of ``prompt`` (:class:`~samplescale.strategies.Greedy` with
     ``params``) and the pool drawn with ``pool`` (``params`` with the problem's seed).
 
-    With :func:`batches_greedy`, one ``generate_groups`` call decodes both; otherwise
-    ``Greedy().run`` first, then :func:`samplescale.decoders.generate`.
+    With ``in_pool`` and :func:`batches_greedy`, one ``generate_groups`` call decodes
+    both; otherwise ``Greedy().run`` first, then :func:`samplescale.decoders.generate`
+    (``in_pool=False``: the sequential layout, for resuming a run written with it).
 
     Returns
     -------
@@ -70,7 +75,7 @@ def greedy_and_pool(
     ConfigError, PromptError, BackendError
         As the backend's calls raise them.
     """
-    if not batches_greedy(backend, pool):
+    if not (in_pool and batches_greedy(backend, pool)):
         greedy = Greedy().run(backend, prompt, params)
         return greedy, generate(backend, prompt, pool)
     assert isinstance(backend, GroupGenerating)
