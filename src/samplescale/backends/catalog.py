@@ -51,7 +51,7 @@ BACKENDS: dict[str, BackendInfo] = {
         "an OpenAI-compatible server (vLLM, SGLang, llama.cpp, samplescale serve) over HTTP",
     ),
     "transformers": BackendInfo(
-        _LOCAL, "transformers", "a Hugging Face model directory or GGUF file run by transformers"
+        _LOCAL.model_copy(update={"prefix_caching": True}), "transformers", "a Hugging Face model directory or GGUF file run by transformers"
     ),
     "vllm": BackendInfo(
         Capabilities(
