@@ -11,15 +11,20 @@ greedy row rides in the pool's batch steps, drawn with its own parameters. Elsew
 pools drawn by a decoder (``decoding`` ``arithmetic`` or ``priority``, ``kl_sigma``) or
 under a constraint, the two calls run one after the other, greedy first, as before.
 
-Reproducibility: the one call is deterministic given its settings (one thread, one cache
-layout), so a run is reproducible and resumable. Each row is drawn exactly as in a call of
-its own (its own parameters and seeded stream); what could differ is the model's
-arithmetic: llama.cpp's logits of a row can depend on where its KV cells lie beside other
-rows' (:mod:`samplescale.backends.llama_sched`). Measured: the greedy text and every pool
-sample identical to the sequential layout (SmolLM2, 5 GSM8K problems x 4 samples + greedy,
-160 tokens; Qwen2.5-Coder-0.5B, the problems of benchmarks/RESULTS.md (e3));
-tests/test_evaluate_greedy.py checks it on the embedded model. It is measured, not
-guaranteed: were a near-tie to flip, that sample would continue differently from there.
+Reproducibility: the one call is deterministic given its settings (one thread, one
+sequence of llama.cpp batches; measured: the same records twice on SmolLM2, 5 GSM8K
+problems), so a run is reproducible and resumable. Each row is drawn exactly as in a call
+of its own (its own parameters and seeded stream), but the model's arithmetic can differ:
+llama.cpp computes a batch of n + 1 rows with other float sums than a batch of n and a
+lone row (kernels chosen by batch size; cells placed beside other rows'), so logits differ
+in their last digits and a sampled token at a near-tie can flip, after which that sample
+continues differently. Measured against the sequential layout: SmolLM2-135M Q4_1, 5 GSM8K
+problems x (4 samples + greedy), 160 tokens: all identical; Qwen2.5-Coder-0.5B Q4_K_M,
+GSM8K problems 0-3 x (4 samples + greedy), 320 tokens: 4 of 12 pool samples and 2 of 3
+greedy answers differ in the first 3 problems (benchmarks/RESULTS.md (e3)). So the layout is part
+of a run's identity: ``samplescale eval`` records it in run.json (``"greedy"``), and a run
+written before resumes in the sequential layout (``in_pool=False``) so that its samples
+stay what they would have been.
 Usage: the pool's usage is the call's prompt prefill and its own completion tokens (as
 before); the greedy part reports its prompt as cached (served by the pool's prefill) and
 its own completion tokens; both report the call's wall time.

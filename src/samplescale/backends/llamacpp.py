@@ -301,11 +301,12 @@ class LlamaCppBackend:
         (:class:`~samplescale.backends.base.GroupGenerating`): one prompt prefill, then
         every group's rows in the same batch steps, each drawn with its group's parameters.
 
-        Reproducibility: deterministic given the groups (one thread, one cache layout).
-        A group's samples are not always bit-identical to a call of its own: llama.cpp's
-        attention sums over the cache's cells in another order when other rows occupy
-        cells among them, so logits differ in their last digits and a near-tie can flip a
-        token (measured in benchmarks/RESULTS.md (e3)).
+        Reproducibility: deterministic given the groups (one thread, one sequence of
+        batches). A group's samples are not always bit-identical to a call of its own:
+        llama.cpp computes a wider batch with other float sums, so logits differ in their
+        last digits and a token at a near-tie can flip (identical on SmolLM2 in
+        tests/test_evaluate_greedy.py; on Qwen2.5-Coder-0.5B some samples differ:
+        :mod:`samplescale.evaluate_greedy`).
 
         Raises
         ------
