@@ -282,6 +282,27 @@ def _draw_groups(
     return out
 
 
+def check_logits_request(
+    tokens: Sequence[int], last: int, vocab_size: int, context: int, what: str
+) -> list[int]:
+    """``tokens`` as a list of ids, checked for a ``logits_at(tokens, last)`` call.
+
+    Raises
+    ------
+    ConfigError
+        If an id is invalid (:func:`check_token_ids`), ``tokens`` is empty or longer than
+        ``context`` (``what`` names that limit), or ``last`` is outside ``[1, len(tokens)]``.
+    """
+    toks = check_token_ids(tokens, vocab_size, "logits_at")
+    if not toks:
+        raise ConfigError("logits_at needs at least one token")
+    if not 1 <= last <= len(toks):
+        raise ConfigError(f"last must be in [1, {len(toks)}], got {last}")
+    if len(toks) > context:
+        raise ConfigError(f"{len(toks)} tokens exceed the context ({what})")
+    return toks
+
+
 def check_token_ids(tokens: Sequence[int], vocab_size: int, what: str) -> list[int]:
     """``tokens`` as a list of ints, each an id in ``[0, vocab_size)``.
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, collect
-from samplescale.backends.decoding import check_decoding, check_token_ids, decode_rows
+from samplescale.backends.decoding import check_decoding, check_logits_request, decode_rows
 from samplescale.backends.hf_load import INSTALL_HINT, model_source, modules
 from samplescale.backends.hf_prefix import PrefixStore, RoundCache, share
 from samplescale.backends.hf_tokens import end_token_ids, token_bytes
@@ -383,15 +383,9 @@ class TransformersBackend:
         ConfigError
             As :meth:`logits_at`.
         """
-        toks = check_token_ids(tokens, self.vocab_size, "logits_at")
-        if not toks:
-            raise ConfigError("logits_at needs at least one token")
-        if not 1 <= last <= len(toks):
-            raise ConfigError(f"last must be in [1, {len(toks)}], got {last}")
-        if len(toks) > self.n_ctx_train:
-            raise ConfigError(
-                f"{len(toks)} tokens exceed the model's context of {self.n_ctx_train}"
-            )
+        toks = check_logits_request(
+            tokens, last, self.vocab_size, self.n_ctx_train, "the model's, in tokens"
+        )
         torch = self._torch
         store = getattr(self._local, "store", None)
         store = self._slot if store is None else store
