@@ -20,8 +20,8 @@ lone row (kernels chosen by batch size; cells placed beside other rows'), so log
 in their last digits and a sampled token at a near-tie can flip, after which that sample
 continues differently. Measured against the sequential layout: SmolLM2-135M Q4_1, 5 GSM8K
 problems x (4 samples + greedy), 160 tokens: all identical; Qwen2.5-Coder-0.5B Q4_K_M,
-GSM8K problems 0-3 x (4 samples + greedy), 320 tokens: 4 of 12 pool samples and 2 of 3
-greedy answers differ in the first 3 problems (benchmarks/RESULTS.md (e3)). So the layout is part
+GSM8K problems 0-3 x (4 samples + greedy), 320 tokens: 5 of 16 pool samples and 2 of 4
+greedy answers differ (benchmarks/RESULTS.md (e3)). So the layout is part
 of a run's identity: ``samplescale eval`` records it in run.json (``"greedy"``), and a run
 written before resumes in the sequential layout (``in_pool=False``) so that its samples
 stay what they would have been.
