@@ -81,7 +81,7 @@ def _print_yield(console: Console, yields: list[dict[str, Any]], title: str) -> 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Run (or resume) ``samplescale synth``; returns the exit status."""
     from samplescale.cli_backend import check_run
-    from samplescale.cli_eval import check_settings, open_run
+    from samplescale.cli_eval import IN_POOL, check_settings, greedy_layout, open_run
     from samplescale.cli_model import n_threads
     from samplescale.cli_results import append_record, exclusive, load_results
     from samplescale.evaluate import evaluate, problem_digest
@@ -107,6 +107,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     by_id = {p.id: p for p in task.problems}
     train = out / "train.jsonl"
     with exclusive(out):
+        settings = {**settings, "greedy": greedy_layout(out / "run.json")}  # as eval's
+        args.greedy_layout = settings["greedy"]
         check_settings(out / "run.json", settings)
         records = load_results(
             out / "results.jsonl",
@@ -130,7 +132,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
             "a", encoding="utf-8"
         ) as fh:
             for rec in evaluate(
-                task, backend, params, seed=args.seed, skip=done, on_error=args.on_error
+                task, backend, params, seed=args.seed, skip=done, on_error=args.on_error,
+                greedy_in_pool=settings["greedy"] == IN_POOL,
             ):
                 rows = training_rows(task, by_id[rec["id"]], rec, keep, provenance)
                 _write_rows(fh, rows)
