@@ -67,7 +67,7 @@ def main() -> int:
             for j, k in enumerate(ks)]
     for r in priced["rules"]:
         keys = ("keep", "consensus") if r["rule"] == "confidence-stop" else (
-            "window", "threshold", "round")
+            "window", "threshold", "round", "m")
         params = ", ".join(f"{k}={r[k]}" for k in keys if k in r)
         se = f" (se {r['accuracy_mc_se']:.4f})" if r["method"] != "exact" else ""
         rows.append((f"{r['rule']} {params}{se}", r["accuracy"], r["samples"], r["tokens"],
@@ -95,7 +95,7 @@ def main() -> int:
     for name, acc, samples, _, _ in rows:
         style = "ks" if name.startswith("self-consistency") else {
             "esc": "^", "adaptive-consistency": "o", "semantic-entropy": "D",
-            "confidence-stop": "v"}[name.split()[0]]
+            "confidence-stop": "v", "short-m-at-k": "P"}[name.split()[0]]
         ax.errorbar(samples, acc["mean"], yerr=[[acc["mean"] - acc["lo"]],
                     [acc["hi"] - acc["mean"]]], fmt=style, capsize=3, label=name)
     ax.set_xlabel("mean samples used")

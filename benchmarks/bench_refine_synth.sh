@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Section (n) of RESULTS.md: refine vs self-consistency at about the same generated tokens on
 # arithmetic level 3 (SmolLM2-135M, the embedded model), and synth's yield on arithmetic L1.
+# Section (n2): the issue's items 3, 4, 6 and 8 against self-consistency (arithmetic L2).
 # Resumable: each run is an eval / synth directory under runs/bench-n (rerun to resume).
+# PART=n runs only section (n), PART=n2 only section (n2).
 # Small on purpose (2 shared CPU cores): LIMIT problems, one thread.
 set -euo pipefail
 LIMIT=${LIMIT:-12}
 S=${S:-.venv/bin/samplescale}
 OUT=${OUT:-runs/bench-n}
 COMMON=(--task arithmetic --level 3 --limit "$LIMIT" --max-tokens 128 --threads 1 --seed 0)
+if [[ "${PART:-all}" != "n2" ]]; then
 # refine: 2 candidates + 1 round of 2 revisions = 4 samples (+ 4 P(True) calls)
 $S eval "${COMMON[@]}" -n 2 --strategy refine --option rounds=1 --output "$OUT/refine-c2-r1"
 # self-consistency at 4 samples: about the same generated tokens
@@ -17,3 +20,62 @@ $S synth --task arithmetic --level 1 --limit "$LIMIT" -n 8 --max-tokens 48 --thr
     --output "$OUT/synth-l1"
 # aggregate: 3 candidates + 1 greedy aggregation call, about the same generated tokens
 $S eval "${COMMON[@]}" -n 3 --strategy aggregate --output "$OUT/aggregate-3"
+fi
+
+# ---- Section (n2): div-sampling, progressive-hint, fractured, batch-prompting vs
+# self-consistency at about the same generated tokens. Arithmetic level 2, not 3: section (n)
+# found no sample of any method right on level 3 (coverage 0 for SmolLM2-135M).
+# PART=n2 runs only this part; LEVEL2 / LIMIT2 / OUT2 size it.
+if [[ "${PART:-all}" == "n" ]]; then exit 0; fi
+LIMIT2=${LIMIT2:-30}
+OUT2=${OUT2:-runs/bench-n2}
+C2=(--task arithmetic --level "${LEVEL2:-2}" --limit "$LIMIT2" --max-tokens 128 --threads 1 --seed 0)
+$S eval "${C2[@]}" -n 4 --strategy self-consistency --output "$OUT2/sc-4"
+# a pool of 16 per problem: maj@k (self-consistency at k samples) for every k <= 16 with its
+# tokens, to match each method's generated tokens (summary.json "curve")
+$S eval "${C2[@]}" -n 16 --output "$OUT2/pool-16"
+# 4 samples over 4 prompts (original, role, instruction, rephrase) + 1 greedy rewording call
+$S eval "${C2[@]}" -n 4 --strategy div-sampling \
+    --option 'perturbations=["original","role","instruction","rephrase"]' --output "$OUT2/div-4"
+# 2 plain samples, then 2 samples hinted with answers drawn from them (hint marginalization)
+$S eval "${C2[@]}" -n 2 --strategy progressive-hint --option rounds=1 --output "$OUT2/php-2x2"
+# 3 traces, each cut at half and at the end, 1 answer of <= 16 tokens per cut
+$S eval "${C2[@]}" -n 3 --strategy fractured --option depths=2 --output "$OUT2/fractured-3x2x1"
+# 4 problems per prompt, 4 samples of each batch prompt (room for 4 answers: 512 tokens)
+$S eval "${C2[@]}" --max-tokens 512 -n 4 --strategy batch-prompting --option batch_size=4 \
+    --output "$OUT2/batch-4x4"
+$S compare "$OUT2"/sc-4 "$OUT2"/div-4 "$OUT2"/php-2x2 "$OUT2"/fractured-3x2x1 "$OUT2"/batch-4x4
+# the table of RESULTS (n2): per method, and maj@k of the pool at k = 1, 2, 4, 8, 16
+.venv/bin/python - "$OUT2"/*/ <<'PY'
+import json, sys
+from pathlib import Path
+rows = []
+for d in map(Path, sys.argv[1:]):
+    if not (d / "summary.json").exists():
+        continue
+    s = json.loads((d / "summary.json").read_text())
+    recs = [json.loads(l) for l in (d / "results.jsonl").read_text().splitlines() if l.strip()]
+    ok = [r for r in recs if r["status"] == "ok"]
+    if s.get("curve"):  # a pool: maj@k for every k
+        for c in s["curve"]:
+            if c["k"] in (1, 2, 4, 8, 16):
+                m = c["maj"]
+                rows.append((f"maj@{c['k']} (pool)", m["mean"], m["lo"], m["hi"],
+                             f"{c['pass']['mean'] * len(ok):.0f} / {len(ok)}", c["tokens"],
+                             None, None, None, None))
+        continue
+    a = s["accuracy"]
+    mean = lambda k: sum(r["usage"][k] for r in ok) / len(ok)
+    saved = [r["batch"]["saved_prompt_tokens"] for r in ok if "batch" in r]
+    rows.append((d.name, a["mean"], a["lo"], a["hi"],
+                 f"{sum(any(x['correct'] for x in r['samples']) for r in ok)} / {len(ok)}",
+                 mean("completion_tokens"), mean("prompt_tokens"), mean("model_calls"),
+                 mean("wall_time_s"), sum(saved) / len(saved) if saved else None))
+print("| method | accuracy | 95% Wilson | any sample right | generated tokens | prompt tokens "
+      "| model calls | wall s | prompt tokens saved |")
+print("|---|---|---|---|---|---|---|---|---|")
+f = lambda v, p: "" if v is None else f"{v:.{p}f}"
+for n, acc, lo, hi, cov, tok, pt, mc, w, sv in rows:
+    print(f"| {n} | {acc:.3f} | {lo:.2f}-{hi:.2f} | {cov} | {tok:.0f} | {f(pt, 0)} | {f(mc, 2)} "
+          f"| {f(w, 1)} | {f(sv, 1)} |")
+PY

@@ -210,3 +210,21 @@ def test_cli_generate_and_eval_with_adaptive_strategies_and_pricing(capsys, tmp_
     code = main(["eval", "--limit", "1", "--n", "4", "--max-tokens", "24", "--strategy", "esc",
                  "--option", "window=9", "--output", str(tmp_path / "bad"), "--model", model])
     assert code != 0 and "window must be in [1, N] = [1, 4]" in capsys.readouterr().err
+
+
+def test_seeded_rounds_draw_fresh_samples_and_reproduce(llama_backend):
+    """With a run seed every round draws its own stream (before the fix each round of a
+    seeded run repeated the first one, so ESC windows were copies of window 1); the first
+    round is the self-consistency pool of that seed, and a rerun reproduces every round."""
+    from samplescale.strategies import self_consistency
+
+    params = SamplingParams(n=6, seed=3, temperature=1.2, max_tokens=12)
+    r = esc(llama_backend, "What is 17 + 25?", params, window=2)
+    texts = [s.text for s in r.samples]
+    assert len(texts) == 6 and decisions(r) == ["continue", "continue", "budget"]
+    assert texts[0:2] != texts[2:4] and texts[2:4] != texts[4:6]
+    assert len(set(texts)) >= 5  # six draws at temperature 1.2 of 12 tokens
+    again = esc(llama_backend, "What is 17 + 25?", params, window=2)
+    assert [s.text for s in again.samples] == texts
+    sc = self_consistency(llama_backend, "What is 17 + 25?", params.replace(n=2))
+    assert [s.text for s in sc.samples] == texts[:2]

@@ -216,7 +216,7 @@ def test_sampler_specs_map_onto_params():
     [
         (
             ("generate", "q", "--strategy", "beam"),
-            "unknown strategy 'beam'; valid: ab-mcts, adaptive-consistency, aggregate, beam-search, best-first, best-of-n, ",
+            "unknown strategy 'beam'; valid: ab-mcts, adaptive-consistency, aggregate, batch-prompting, beam-search, best-first, best-of-n, ",
         ),
         (
             ("generate", "q", "-n", "0"),

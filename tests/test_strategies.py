@@ -151,7 +151,7 @@ def test_registry_names_aliases_and_unknown():
     assert isinstance(get_strategy("Best_Of_N"), BestOfN)
     with pytest.raises(UnknownNameError) as exc:
         get_strategy("beam")
-    assert "valid: ab-mcts, adaptive-consistency, aggregate, beam-search, best-first, best-of-n, " in str(
+    assert "valid: ab-mcts, adaptive-consistency, aggregate, batch-prompting, beam-search, best-first, best-of-n, " in str(
         exc.value
     )
 
@@ -171,6 +171,12 @@ def _configured(name: str):
     cls = STRATEGIES.get(name)
     if name == "constrained-smc":  # the toy LM's strings "1", "22", "333"
         return get_strategy(name, constraint=Constraint(kind="regex", source="1|22|333"))
+    if name == "fractured":  # the toy LM continues only prefixes of "1", "2", "3"
+        return get_strategy(name, cue="")
+    if name == "model-switch":  # it needs a second model
+        return get_strategy(name, models=[ToyLM()])
+    if name == "osca":  # it needs an allocation of the N = 4 samples
+        return get_strategy(name, allocation={"0.5": 1, "1.0": 3})
     fields = {f.name for f in dataclasses.fields(cls)}
     if name in SAMPLING_STRATEGIES or "scorer" not in fields:
         return get_strategy(name)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from samplescale.cli_allocate import add_allocate_parser, cmd_allocate
 from samplescale.cli_backend import check_run
 from samplescale.cli_compare import add_compare_parser, cmd_compare
 from samplescale.cli_constraint import add_constraint_args
@@ -23,6 +24,7 @@ from samplescale.cli_sampling import (
     add_task_args,
     backend_from_args,
     build_strategy,
+    resolve_models,
     sampling_params,
 )
 from samplescale.cli_serve import add_serve_parser, cmd_serve
@@ -49,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--price-stopping",
         action="store_true",
         help="pool runs: price the adaptive stopping rules (esc, adaptive-consistency, "
-        "semantic-entropy, confidence-stop) on the pool: expected accuracy and samples / "
-        "tokens used over random orderings of it (summary.json 'stopping')",
+        "semantic-entropy, confidence-stop, short-m-at-k) on the pool: expected accuracy and "
+        "samples / tokens used over random orderings (k-subsets) of it (summary.json 'stopping')",
     )
     add_executor_args(ev)
     add_sampling_args(ev, ("--n", "-n"), 16)
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
     add_report_parser(sub)
     add_synth_parser(sub)
+    add_allocate_parser(sub)
     return parser
 
 
@@ -117,6 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--price-stopping prices stopping rules on a pool of samples: "
                           "run it without --strategy")
     check_run(args, params, strategy)
+    strategy = resolve_models(strategy, args)
     return run_eval(args, params, backend_from_args, strategy, executor)
 
 
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "compare": cmd_compare,
             "report": cmd_report,
             "synth": cmd_synth,
+            "allocate": cmd_allocate,
         }[args.command]
         return handler(args)
     except ValidationError as exc:

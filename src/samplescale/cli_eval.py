@@ -122,6 +122,8 @@ def _settings(
         "params": params.model_dump(mode="json"),
         # strategy options only when given
         **({"options": sorted(args.option)} if getattr(args, "option", None) else {}),
+        # model files named by a strategy option (model-switch): their content, like --model
+        **_option_models(args),
         # speculative sampling only when used, likewise
         **(
             {
@@ -133,6 +135,20 @@ def _settings(
             else {}
         ),
     }
+
+
+def _option_models(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"option_models": [identity, ...]}`` for the model files a ``models`` strategy
+    option names (a name that is not a file, e.g. an upstream model, is kept as given)."""
+    from samplescale.cli_sampling import strategy_options
+
+    models = strategy_options(getattr(args, "option", None) or []).get("models")
+    if not isinstance(models, list) or not models:
+        return {}
+    return {"option_models": [
+        file_identity(Path(m).resolve(), "models") if isinstance(m, str) and Path(m).is_file()
+        else m for m in models
+    ]}
 
 
 def check_settings(run_file: Path, settings: dict[str, Any]) -> None:

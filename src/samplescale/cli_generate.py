@@ -13,7 +13,12 @@ from pydantic_core import to_json
 from samplescale.cli_backend import check_run
 from samplescale.cli_constraint import with_constraint
 from samplescale.cli_model import n_threads
-from samplescale.cli_sampling import backend_from_args, build_strategy, sampling_params
+from samplescale.cli_sampling import (
+    backend_from_args,
+    build_strategy,
+    resolve_models,
+    sampling_params,
+)
 from samplescale.errors import ConfigError
 from samplescale.strategies.voting import SelfConsistency
 from samplescale.types import Prompt
@@ -46,6 +51,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompt = Prompt.user(args.prompt).model_copy(update={"grounding": grounding})
     check_run(args, params, strategy)
     backend = backend_from_args(args)
+    strategy = resolve_models(strategy, args)
     result = strategy.run(backend, prompt, params)
     stats = getattr(backend, "stats", None)
     if args.json:  # the Result's fields (and the speculative counters), strict JSON

@@ -238,3 +238,36 @@ def build_strategy(name: str | None, items: list[str] | None = None) -> Any:
         if isinstance(exc, SamplescaleError):
             raise
         raise ConfigError(f"strategy {name!r}: {exc}") from exc
+
+
+def resolve_models(strategy: Any, args: argparse.Namespace) -> Any:
+    """``strategy`` with its ``models`` option, given as model paths or names on the command
+    line (``--option models='["other.gguf"]'``), loaded as backends like ``--model`` (the
+    same ``--backend``, threads and sampling; ``--backend openai``: upstream model names).
+
+    Raises
+    ------
+    ConfigError
+        With ``--record`` / ``--replay`` or a non-local ``--executor`` (the extra models
+        are loaded in this process and not recorded).
+    """
+    import dataclasses
+
+    from samplescale.cli_backend import backend_name
+
+    paths = getattr(strategy, "models", None)
+    if not paths or not all(isinstance(m, str) for m in paths):
+        return strategy
+    if args.record is not None or args.replay is not None:
+        raise ConfigError(f"strategy {strategy.name!r} with models cannot be recorded or "
+                          "replayed (only --model's calls would be)")
+    if getattr(args, "executor", "local") != "local":
+        raise ConfigError(f"strategy {strategy.name!r} with models runs on the local executor "
+                          "only (its models are loaded in this process)")
+    openai = backend_name(args) == "openai"
+    backends = []
+    for path in paths:
+        other = {"upstream_model": path} if openai else {"model": path}
+        ns = argparse.Namespace(**{**vars(args), **other, "draft_model": None})
+        backends.append(backend_from_args(ns))
+    return dataclasses.replace(strategy, models=tuple(backends))

@@ -65,6 +65,11 @@ def add_serve_parser(subparsers: Any) -> None:
                    help="requests admitted at once; more get 429 (default %(default)s)")
     p.add_argument("--max-concurrency", type=int, default=4,
                    help="requests run at once (default %(default)s)")
+    p.add_argument("--adaptive-budget", type=int, default=None, metavar="TOKENS_PER_MINUTE",
+                   help="generated tokens per minute shared by strategy requests: adaptive "
+                   "strategies (esc, adaptive-consistency, semantic-entropy, confidence-stop) "
+                   "get more rounds where votes are split and fewer where settled (default: "
+                   "no shared budget)")
     p.add_argument("--max-samples", type=int, default=64,
                    help="most samples per request (default %(default)s)")
     p.add_argument("--max-request-tokens", type=int, default=200_000,
@@ -97,6 +102,7 @@ SERVE_BOUNDS = {
     "max_request_tokens": (1, 10**9),
     "max_body_bytes": (1, 2**30),
     "body_timeout": (0.1, 3600),
+    "adaptive_budget": (1, 10**9),  # optional: None is no shared budget
 }
 
 
@@ -112,7 +118,7 @@ def check_serve_args(args: argparse.Namespace) -> None:
     """
     for name, (lo, hi) in SERVE_BOUNDS.items():
         value = getattr(args, name)
-        if not lo <= value <= hi:
+        if value is not None and not lo <= value <= hi:
             raise ConfigError(
                 f"--{name.replace('_', '-')} must be in [{lo}, {hi}], got {value}"
             )
@@ -181,6 +187,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 max_body_bytes=args.max_body_bytes,
                 body_timeout_s=args.body_timeout,
             ),
+            adaptive_budget=args.adaptive_budget,
         )
         config = uvicorn.Config(
             app, host=args.host, port=args.port, log_level=args.log_level, access_log=False

@@ -35,4 +35,5 @@ def print_stopping(console: Console, s: dict[str, Any], title: str) -> None:
 
 # the parameters the default rules vary (summary.json has them all)
 _RULE_PARAMS = {"esc": ("window",), "adaptive-consistency": ("threshold",),
-                "semantic-entropy": ("threshold",), "confidence-stop": ("keep", "consensus")}
+                "semantic-entropy": ("threshold",), "confidence-stop": ("keep", "consensus"),
+                "short-m-at-k": ("m",)}

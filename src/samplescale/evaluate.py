@@ -42,6 +42,7 @@ from samplescale.rng import derived_seed
 from samplescale.stopping import GROUP_WINDOW, lowest_group_confidence
 from samplescale.strategies import (
     STRATEGIES,
+    BatchPrompting,
     CodeSelection,
     Greedy,
     RepeatedSampling,
@@ -238,10 +239,14 @@ def strategy_record(
         strategy = dataclasses.replace(strategy, oracle=lambda a: _grade(a, problem.gold))
     greedy = _greedy(problem, prompt, backend, params)
     p = params.replace(seed=problem_seed(seed, problem.id))
-    r = strategy.run(backend, prompt, p)
+    return result_record(problem, greedy, strategy.run(backend, prompt, p))
+
+
+def result_record(problem: Problem, greedy: Record, r: Result) -> Record:
+    """The strategy record of ``problem`` from its greedy part and the strategy's Result."""
     return {
         **record_head(problem, greedy),
-        "strategy": strategy.name,
+        "strategy": r.strategy,
         "answer": r.answer,
         "correct": _grade(r.answer, problem.gold),
         "vote_shares": r.vote_shares,
@@ -286,7 +291,8 @@ def evaluate(
         Token-level parameters and N (``params.n``) samples per problem.
     strategy : Strategy, optional
         Without one, a pool of N samples is drawn per problem (for pass@k / maj@k); with
-        one, the strategy runs once per problem. On a code task only the code strategies
+        one, the strategy runs once per problem (``batch-prompting`` asks its
+        ``batch_size`` problems at a time: :mod:`samplescale.evaluate_batch`). On a code task only the code strategies
         (:class:`~samplescale.strategies.CodeSelection`) run, and they run only there.
     seed : int
         Run seed (per-problem seeds derive from it and the problem id).
@@ -377,7 +383,8 @@ def _check_task_strategy(task: Task, strategy: Strategy | None) -> None:
 class ProblemRun:
     """Everything :func:`evaluate` does for one problem, given a backend (picklable: the
     Ray executor sends it to its workers). ``ProblemRun(...)(backend, problem)`` is the
-    problem's record, with its ``problem_digest``."""
+    problem's record, with its ``problem_digest``. ``memo`` holds the last batch of a
+    batch-prompting run (:func:`samplescale.evaluate_batch.batch_record`)."""
 
     task: Task
     params: SamplingParams
@@ -385,6 +392,7 @@ class ProblemRun:
     seed: int
     on_error: str
     greedy_in_pool: bool = True
+    memo: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, backend: Backend, problem: Problem) -> Record:
         task, strategy, params, seed = self.task, self.strategy, self.params, self.seed
@@ -404,6 +412,11 @@ class ProblemRun:
                     )
             elif strategy is None:
                 rec = pool_record(problem, prompt, backend, params, seed, self.greedy_in_pool)
+            elif isinstance(strategy, BatchPrompting):  # problems asked batch_size at a time
+                from samplescale.evaluate_batch import batch_record
+
+                rec = batch_record(task, problem, prompt, backend, strategy, params, seed,
+                                   self.memo)
             else:
                 rec = strategy_record(problem, prompt, backend, strategy, params, seed)
         except ProblemError as exc:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 RECORD = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
 Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "error"]
+FinishReason = Literal["stop", "length", "error", "cancelled"]
 
 
 class Message(BaseModel):
@@ -111,8 +111,11 @@ class Sample(BaseModel):
         Empty or length ``L``: natural-log probability of each token under the distribution
         it was actually drawn from (after temperature and truncation). Equals ``logprobs``
         when no transform is active; 0.0 at temperature 0 (greedy is deterministic).
-    finish_reason : {"stop", "length", "error"}
-        ``stop``: end-of-sequence token or a stop string; ``length``: ``max_tokens`` reached.
+    finish_reason : {"stop", "length", "error", "cancelled"}
+        ``stop``: end-of-sequence token or a stop string; ``length``: ``max_tokens`` reached;
+        ``cancelled``: stopped unfinished because enough other samples of its call had
+        finished (short-m@k, :meth:`~samplescale.backends.base.FirstFinished.generate_first`);
+        it has no final answer.
     status : {"ok", "error"}
         ``error`` samples carry the message in ``error``; aggregators exclude them and
         metrics count them as failures.

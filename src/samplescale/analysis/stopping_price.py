@@ -18,6 +18,11 @@ and tokens it uses; this module computes their expectations over all ``N!`` orde
 * ``confidence-stop``: **Monte Carlo** over ``draws`` random orderings (every sample has
   its own confidence, so there are no small sufficient statistics), with the standard
   error of each mean reported.
+* ``short-m-at-k`` (:func:`samplescale.analysis.short_m_price.price_short_m`): the k chains are a uniformly random k-subset of
+  the pool (``k = B``); the recorded lengths say which ``m`` finish first, and every other
+  chain of the subset is charged up to the longest voter's length. **Exact** by
+  enumerating the ``C(N, k)`` subsets when there are at most :data:`MAX_STATES`, else
+  Monte Carlo over ``draws`` subsets with standard errors.
 
 Ties of an unweighted vote count ``1/t`` when the correct class is one of ``t`` tied
 classes (a uniformly random tie-break, as :func:`samplescale.metrics.maj_at_k`; the
@@ -323,3 +328,4 @@ def price_rule(
     se = out.std(axis=0, ddof=1) / math.sqrt(draws)
     return Price(float(mean[0]), float(mean[1]), float(mean[2]), "monte-carlo",
                  float(se[0]), float(se[1]), float(se[2]))
+

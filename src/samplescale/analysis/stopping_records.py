@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from samplescale.analysis.intervals import mean_with_interval
+from samplescale.analysis.short_m_price import price_short_m
 from samplescale.analysis.stopping_price import Price, price_rule
 from samplescale.errors import ConfigError
 from samplescale.stopping import GROUP_WINDOW
@@ -23,11 +24,14 @@ from samplescale.strategies.adaptive import (
     SemanticEntropy,
 )
 from samplescale.strategies.confidence_stop import ConfidenceStop
+from samplescale.strategies.short_m import ShortMAtK
+
+Rule = AdaptiveStrategy | ShortMAtK
 
 __all__ = ["default_rules", "describe", "price_records"]
 
 
-def describe(strategy: AdaptiveStrategy) -> dict[str, Any]:
+def describe(strategy: Rule) -> dict[str, Any]:
     """The rule's name and parameters (the strategy's non-default-callable fields)."""
     import dataclasses
 
@@ -36,22 +40,23 @@ def describe(strategy: AdaptiveStrategy) -> dict[str, Any]:
     return {"rule": strategy.name, **params}
 
 
-def default_rules() -> list[AdaptiveStrategy]:
+def default_rules() -> list[Rule]:
     """The rules ``samplescale eval --price-stopping`` prices: ESC windows 2, 4, 8;
     Adaptive-Consistency thresholds 0.8, 0.9, 0.95, 0.99; semantic entropy (rounds of 4)
     at 0, 0.4 and 0.7 nats; confidence-stop (warm-up 4, consensus 0.95) keeping 90 % and
-    10 % of the warm-up traces."""
+    10 % of the warm-up traces; short-1@k and short-3@k (k = the budget)."""
     return [
         *(ESC(window=w) for w in (2, 4, 8)),
         *(AdaptiveConsistency(threshold=t) for t in (0.8, 0.9, 0.95, 0.99)),
         *(SemanticEntropy(threshold=t) for t in (0.0, 0.4, 0.7)),
         *(ConfidenceStop(keep=k) for k in (0.9, 0.1)),
+        *(ShortMAtK(m=m) for m in (1, 3)),
     ]
 
 
 def price_records(
     records: Sequence[dict[str, Any]],
-    rules: Sequence[AdaptiveStrategy] | None = None,
+    rules: Sequence[Rule] | None = None,
     seed: int = 0,
     draws: int = 1000,
 ) -> dict[str, Any]:
@@ -109,9 +114,16 @@ def price_records(
 
 
 def _price_record(
-    rule: AdaptiveStrategy, r: dict[str, Any], budget: int, rng: np.random.Generator,
+    rule: Rule, r: dict[str, Any], budget: int, rng: np.random.Generator,
     draws: int,
 ) -> Price:
+    if isinstance(rule, ShortMAtK):
+        rows = r["samples"]
+        if any("finish_reason" not in s for s in rows):
+            raise ConfigError("the pool records have no finish_reason (a run made before "
+                              "they were recorded)")
+        return price_short_m(rule, r["labels"], r["correct_label"], [s["tokens"] for s in rows],
+                             [s["finish_reason"] for s in rows], budget, rng=rng, draws=draws)
     conf = None
     if isinstance(rule, ConfidenceStop):
         rows = r["samples"]

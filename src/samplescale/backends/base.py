@@ -41,6 +41,12 @@ class Capabilities(BaseModel):
         A prompt prefix computed by one call is reused by later calls, beyond the ``n``
         samples of one call sharing their prompt: across requests (a server's automatic
         prefix cache), or inside a :func:`prefix_session` (:class:`PrefixCaching`).
+    early_exit : bool
+        The backend has ``generate_first`` (:class:`FirstFinished`): the samples of a call
+        are decoded together and the unfinished ones are cancelled as soon as ``m`` have
+        finished, so the cancelled ones stop spending tokens and wall time (short-m@k).
+        Without it a strategy draws all samples and can only count what stopping would
+        have saved.
     constraints : bool
         ``SamplingParams.constraint`` is honoured (constrained generation). Defaults to
         ``logits``: every backend that samples with the pipeline masks through it
@@ -63,6 +69,7 @@ class Capabilities(BaseModel):
     logprobs: bool = True
     prefix: bool = True
     prefix_caching: bool = False
+    early_exit: bool = False
     constraints: bool = False
     groups: bool = False
 
@@ -123,6 +130,47 @@ class TextDelta(BaseModel):
 
 
 StreamEvent = TextDelta | Generation
+
+
+@runtime_checkable
+class FirstFinished(Backend, Protocol):
+    """A backend that stops a call's samples once ``m`` of them have finished
+    (``capabilities.early_exit`` is True). Implementations: ``LlamaCppBackend`` (the
+    unfinished sequences leave the shared batch), ``OpenAIHTTPBackend`` with
+    ``stream=True`` (the other requests are closed)."""
+
+    def generate_first(
+        self, prompt: Prompt, params: SamplingParams, m: int,
+        rng: np.random.Generator | None = None,
+    ) -> Generation:
+        """Draw ``params.n`` samples together; once ``m`` have finished with ``"stop"``,
+        cancel the rest.
+
+        Parameters
+        ----------
+        prompt : Prompt
+        params : SamplingParams
+            ``params.n`` is the pool k.
+        m : int
+            Finished samples to wait for, in ``[1, params.n]``.
+        rng : numpy.random.Generator, optional
+
+        Returns
+        -------
+        Generation
+            ``params.n`` samples in order: the finished ones (at least ``m`` unless fewer
+            than ``m`` finish before ``max_tokens``; several may finish at the same step),
+            and the others with ``finish_reason="cancelled"`` and the tokens they drew
+            before they were stopped. The usage counts every token drawn, cancelled rows'
+            included.
+
+        Raises
+        ------
+        ConfigError
+            If ``m`` is not an integer in ``[1, params.n]`` (naming ``m``), and as
+            ``generate``.
+        """
+        ...
 
 
 @runtime_checkable

@@ -158,6 +158,35 @@ class TokenBudgetBackend:
             samples.extend(Sample.failed(message) for _ in range(missing))
             return Generation(samples=tuple(samples), usage=usage)
 
+    def generate_first(
+        self, prompt: Prompt, params: SamplingParams, m: int,
+        rng: np.random.Generator | None = None,
+    ) -> Generation:
+        """The wrapped backend's ``generate_first`` (early exit once ``m`` finished,
+        :class:`~samplescale.backends.base.FirstFinished`), charged. Only the ``k'``
+        samples the budget pays for at ``max_tokens`` each are drawn (waiting for
+        ``min(m, k')``); the rest are budget error samples, as in :meth:`generate`.
+
+        Raises
+        ------
+        ConfigError
+            As the wrapped backend (``m`` outside ``[1, params.n]``).
+        """
+        with self._lock:
+            k = self._affordable(prompt, params.max_tokens, params.n)
+            if k == 0:
+                self.not_drawn += params.n
+                gen = Generation(samples=(), usage=Usage())
+            else:
+                gen = self.backend.generate_first(  # type: ignore[attr-defined]
+                    prompt, params.replace(n=k), min(m, k), rng)
+                self._charge(gen.usage)
+                self.not_drawn += params.n - k
+            message = (f"not drawn: the max_total_tokens budget ({self.max_total_tokens} "
+                       f"tokens) was spent ({self.spent} tokens used)")
+            missing = tuple(Sample.failed(message) for _ in range(params.n - k))
+            return Generation(samples=gen.samples + missing, usage=gen.usage)
+
     def stream(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
     ) -> Iterator[StreamEvent]:

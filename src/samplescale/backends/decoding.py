@@ -89,6 +89,12 @@ class SequenceBuilder:
             self.text += self._decoder.decode(b"", final=True)
             self.finish_reason = "stop"
 
+    def cancel(self) -> None:
+        """Finish unfinished with ``"cancelled"`` (enough other rows of the call finished)."""
+        if not self.done:
+            self.text += self._decoder.decode(b"", final=True)
+            self.finish_reason = "cancelled"
+
     def take_delta(self) -> str:
         """The text decoded since the last call that is final (possibly empty).
 
@@ -122,6 +128,53 @@ def _stop_prefix(text: str, stops: Sequence[str]) -> int:
         if any(s.startswith(text[-k:]) for s in stops if len(s) > k):
             return k
     return 0
+
+
+class FinishQuota:
+    """Early exit for one call: once ``m`` of its rows have finished with ``"stop"``, its
+    unfinished rows are cancelled (short-m@k, Hassid et al. 2025).
+
+    Shared by the rounds of a call (:func:`decode_rows`); a row cut by ``max_tokens``
+    (``"length"``) is not a finished chain and does not count.
+
+    Parameters
+    ----------
+    m : int
+        Rows that must finish, in ``[1, k]``.
+    k : int
+        Rows of the call (``params.n``).
+
+    Attributes
+    ----------
+    finished : int
+        Rows finished with ``"stop"`` so far (may exceed ``m`` when several finish in the
+        step that reaches it).
+
+    Raises
+    ------
+    ConfigError
+        If ``m`` is not an integer in ``[1, k]`` (the message names ``m`` and the range).
+    """
+
+    def __init__(self, m: int, k: int) -> None:
+        self.m = check_m(m, k)
+        self.finished = 0
+
+    @property
+    def reached(self) -> bool:
+        """True once ``m`` rows have finished."""
+        return self.finished >= self.m
+
+
+def check_m(m: object, k: int) -> int:
+    """``m`` (finished chains to wait for) as an int in ``[1, k]``, else
+    :class:`ConfigError` naming ``m``, ``k`` and the range (a bool or float refused)."""
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= k:
+        raise ConfigError(
+            f"m must be an integer in [1, k] = [1, {k}] (k = n, the chains decoded "
+            f"together), got {m!r}"
+        )
+    return int(m)
 
 
 def check_decoding(params: SamplingParams) -> None:
@@ -169,6 +222,7 @@ def decode_rows(
     is_end: Callable[[int], bool],
     step: Step,
     row_params: Sequence[SamplingParams] | None = None,
+    quota: FinishQuota | None = None,
 ) -> Generator[TextDelta, None, list[Sample]]:
     """The decode loop of a backend with logits: samples ``rows`` decoded together, one
     token of every unfinished sample per step, drawn by :func:`samplescale.sampling.pipeline.sample`.
@@ -200,6 +254,10 @@ def decode_rows(
         (per-row parameters, e.g. a greedy row beside a pool; each row is drawn exactly as
         in a call of its own). Default: ``params`` for every row. Not with a constraint
         or arithmetic codes.
+    quota : FinishQuota, optional
+        Early exit: after the step in which the quota is reached, the rows still
+        unfinished are cancelled (``finish_reason="cancelled"``, the tokens they drew so
+        far kept) and no further step is run.
 
     Yields
     ------
@@ -251,8 +309,16 @@ def decode_rows(
         for j, i in enumerate(active):
             if not seqs[i].push(draw.token_ids[j], draw.logprobs[j], draw.sampling_logprobs[j]):
                 still.append(i)
+            elif quota is not None and seqs[i].finish_reason == "stop":
+                quota.finished += 1
             if delta := seqs[i].take_delta():
                 yield TextDelta(index=rows[i], text=delta)
+        if quota is not None and quota.reached:
+            for i in still:
+                seqs[i].cancel()
+                if delta := seqs[i].take_delta():
+                    yield TextDelta(index=rows[i], text=delta)
+            still = []
         active = still
         if not active:
             break

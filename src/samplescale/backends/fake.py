@@ -17,6 +17,7 @@ import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
 from samplescale.backends.decoding import (
+    FinishQuota,
     SequenceBuilder,
     check_constraint,
     check_decoding,
@@ -71,7 +72,7 @@ class ScriptedBackend:
 
     name = "fake"
     capabilities = Capabilities(
-        logits=False, seeds=True, parallel_n=True, chat=True, streaming=True
+        logits=False, seeds=True, parallel_n=True, chat=True, streaming=True, early_exit=True
     )
 
     def __init__(
@@ -113,6 +114,22 @@ class ScriptedBackend:
         """Draw ``params.n`` scripted samples (see the class docstring)."""
         return collect(self.stream(prompt, params, rng))
 
+    def generate_first(
+        self, prompt: Prompt, params: SamplingParams, m: int,
+        rng: np.random.Generator | None = None,
+    ) -> Generation:
+        """:meth:`generate`, cancelling the unfinished samples at the step in which ``m``
+        have finished (:class:`~samplescale.backends.base.FirstFinished`; a reply of
+        ``L`` characters finishes at step ``L + 1``).
+
+        Raises
+        ------
+        ConfigError
+            If ``m`` is not in ``[1, params.n]``, and as :meth:`stream`.
+        """
+        quota = FinishQuota(m, params.n)
+        return collect(self._start(prompt, params, quota))
+
     def stream(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
     ) -> Iterator[StreamEvent]:
@@ -124,16 +141,22 @@ class ScriptedBackend:
         ConfigError
             If ``params.constraint`` is set (scripted replies cannot be constrained).
         """
+        return self._start(prompt, params, None)
+
+    def _start(
+        self, prompt: Prompt, params: SamplingParams, quota: FinishQuota | None
+    ) -> Iterator[StreamEvent]:
         start = time.perf_counter()
         check_constraint(params, self.capabilities, self.name)
         with self._lock:
             first = self._count
             self._count += params.n
             self.calls.append((prompt, params))
-        return self._events(prompt, params, first, start)
+        return self._events(prompt, params, first, start, quota)
 
     def _events(
-        self, prompt: Prompt, params: SamplingParams, first: int, start: float
+        self, prompt: Prompt, params: SamplingParams, first: int, start: float,
+        quota: FinishQuota | None,
     ) -> Iterator[StreamEvent]:
         replies = [self._reply(prompt, i) for i in range(first, first + params.n)]
         texts = {j: r for j, r in enumerate(replies) if isinstance(r, str)}
@@ -151,8 +174,13 @@ class ScriptedBackend:
                     seqs[j].push(ord(texts[j][pos]), lp, lp)
                 else:
                     seqs[j].end()
+                if quota is not None and seqs[j].finish_reason == "stop":
+                    quota.finished += 1
                 if delta := seqs[j].take_delta():
                     yield TextDelta(index=j, text=delta)
+            if quota is not None and quota.reached:
+                for seq in seqs.values():
+                    seq.cancel()
             pos += 1
         samples = [
             Sample.failed(f"{type(r).__name__}: {r}") if isinstance(r, Exception)

@@ -23,13 +23,13 @@ import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta, collect
 from samplescale.backends.decoding import (
+    FinishQuota,
     check_decoding,
-    check_logits_request,
-    check_token_ids,
     decode_rows,
 )
 from samplescale.backends.llama_context import DecodeContext
 from samplescale.backends.llama_kv import Entry
+from samplescale.backends.llama_logits import PrefixScoring
 from samplescale.backends.llama_model import GGUFModel, available_cores, default_model_path
 from samplescale.backends.llama_sched import LiveSequences
 from samplescale.backends.row_groups import check_groups, group_rows, split
@@ -45,7 +45,7 @@ MAX_N_CTX = 1 << 20
 PROMPT_ROOM = 2048  # KV cells kept for the prompt when n_ctx is sized from max_tokens
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(PrefixScoring):
     """A GGUF model run in-process by llama.cpp.
 
     Parameters
@@ -83,6 +83,7 @@ class LlamaCppBackend:
     capabilities = Capabilities(
         logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True,
         groups=True,
+        early_exit=True,
     )
 
     def __init__(
@@ -279,6 +280,29 @@ class LlamaCppBackend:
         """
         return collect(self.stream(prompt, params, rng))
 
+    def generate_first(
+        self, prompt: Prompt, params: SamplingParams, m: int,
+        rng: np.random.Generator | None = None,
+    ) -> Generation:
+        """:meth:`generate`, but once ``m`` samples have finished the unfinished sequences
+        leave the shared batch at that step (``finish_reason="cancelled"``;
+        :class:`~samplescale.backends.base.FirstFinished`). Same seed, same tokens as
+        :meth:`generate` for every row up to where it was cancelled. Samples that do not
+        fit in one round are decoded in later rounds; rows of rounds not started when the
+        quota is reached are cancelled with no tokens.
+
+        Raises
+        ------
+        ConfigError
+            If ``m`` is not in ``[1, params.n]``, and as :meth:`generate`.
+        """
+        start = time.perf_counter()
+        quota = FinishQuota(m, params.n)
+        tokens = self.check_prompt(prompt, params.max_tokens)
+        check_decoding(params)
+        gens = sample_generators(params.seed, rng, params.n)
+        return collect(self._events(tokens, params, gens, start, quota))
+
     def stream(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
     ) -> Iterator[StreamEvent]:
@@ -324,12 +348,13 @@ class LlamaCppBackend:
         tokens = self.check_prompt(prompt, max(g.max_tokens for g in groups))
         row_params, gens = group_rows(groups, rng)
         head = groups[0].replace(max_tokens=max(g.max_tokens for g in groups))
-        gen = collect(self._events(tokens, head, gens, start, row_params))
+        gen = collect(self._events(tokens, head, gens, start, row_params=row_params))
         return split(gen, groups)
 
     def _events(
         self, tokens: list[int], params: SamplingParams, gens: list[np.random.Generator],
-        start: float, row_params: list[SamplingParams] | None = None,
+        start: float, quota: FinishQuota | None = None,
+        row_params: list[SamplingParams] | None = None,
     ) -> Iterator[StreamEvent]:
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples: list[Sample] = []
@@ -341,10 +366,12 @@ class LlamaCppBackend:
             try:
                 with live.batcher.member():
                     while len(samples) < n:
+                        if quota is not None and quota.reached:  # later rounds: not started
+                            samples.append(Sample(text="", finish_reason="cancelled"))
+                            continue
                         rows = list(range(len(samples), n))
                         samples.extend((yield from self._round(
-                            head, logits[0], params, gens, rows, codes, row_params
-                        )))
+                            head, logits[0], params, gens, rows, codes, quota, row_params)))
             finally:
                 live.done(head, cells, scope if session is None else None)
         usage = Usage(
@@ -364,6 +391,7 @@ class LlamaCppBackend:
         gens: list[np.random.Generator],
         rows: list[int],
         codes: ArithmeticCodes | None,
+        quota: FinishQuota | None = None,
         row_params: list[SamplingParams] | None = None,
     ) -> Generator[TextDelta, None, list[Sample]]:
         """Decode as many of samples ``rows`` as fit, one batch per step, each in its own
@@ -376,68 +404,8 @@ class LlamaCppBackend:
             out = yield from decode_rows(
                 first_logits, params, gens, rows, codes, self.piece, self.is_end,
                 lambda active, toks, k: live.step([seqs[i] for i in active], toks),
-                row_params,
+                row_params=row_params, quota=quota,
             )
         finally:
             live.end_round(head, seqs, per_row, None if last or seqs[0] is not head else n_prompt)
         return out
-
-    def next_token_logits(self, prompt: Prompt, prefix: Sequence[int] = ()) -> np.ndarray:
-        """Raw next-token logits after ``prompt`` + ``prefix`` token ids, shape (V,), float32."""
-        ids = check_token_ids(prefix, self.vocab_size, "prefix")
-        return self.logits_at(self.tokenize_prompt(prompt) + ids)[0]
-
-    def logits_at(self, tokens: Sequence[int], last: int = 1) -> np.ndarray:
-        """Raw next-token logits after each of the last ``last`` prefixes of ``tokens``.
-
-        Recently scored token sequences stay in the KV cache (up to ``n_seq_max``
-        sequences and ``n_ctx`` cells, least recently used freed first); a call decodes only
-        the tokens after the longest cached common prefix (at least ``last``), so extending
-        a sequence token by token costs one token per call. Inside a
-        :meth:`prefix_session` the session's own cache serves it.
-
-        Reproducibility: llama.cpp's arithmetic depends on how tokens were batched, so the
-        logits can differ in their last digits with what is cached (enough to flip a
-        near-tie; measured below 1e-3 in tests/test_llama_kv.py). Outside a session
-        :meth:`generate` starts from an empty cache; a session opened on a quiet backend
-        does too, so a seeded strategy run (which runs in a session) is reproducible
-        across call histories.
-
-        Parameters
-        ----------
-        tokens : sequence of int, length L >= 1
-        last : int in [1, L]
-
-        Returns
-        -------
-        ndarray, shape (last, vocab_size), float32
-            Row ``i``: logits after ``tokens[: L - last + 1 + i]``.
-
-        Raises
-        ------
-        ConfigError
-            If ``tokens`` is empty, longer than the context, has an invalid id, or ``last``
-            is out of range.
-        """
-        return self.cached_logits_at(tokens, last)[0]
-
-    def cached_logits_at(self, tokens: Sequence[int], last: int = 1) -> tuple[np.ndarray, int]:
-        """:meth:`logits_at` and the number of ``tokens`` served from the KV cache (not
-        decoded), in ``[0, L - last]``.
-
-        Raises
-        ------
-        ConfigError
-            As :meth:`logits_at`.
-        """
-        toks = check_logits_request(
-            tokens, last, self.vocab_size, min(self.n_ctx, self.n_ctx_train),
-            f"n_ctx={self.n_ctx}, trained {self.n_ctx_train}",
-        )
-        scope = getattr(self._local, "scope", None)
-        with self._live.call():
-            _, entry, logits, cached = self._live.prefix(
-                0 if scope is None else scope, toks, len(toks), last
-            )
-            self._live.done(entry, len(toks))
-        return logits, cached

@@ -47,6 +47,7 @@ import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, TextDelta
 from samplescale.backends.http_transport import RetryingTransport, all_or_none
+from samplescale.backends.openai_first import first_finished
 from samplescale.backends.openai_request import DEFAULT_EXTRA_FIELDS, request_body
 from samplescale.backends.openai_stream import Emit, StreamedReply, read_events
 from samplescale.backends.openai_wire import (
@@ -206,7 +207,7 @@ class OpenAIHTTPBackend:
         self._native_n = n_mode != "split"
         self.capabilities = Capabilities(
             logits=False, seeds=True, parallel_n=self._native_n, chat=True, streaming=stream,
-            logprobs=logprobs, prefix=False, constraints=True,
+            logprobs=logprobs, prefix=False, constraints=True, early_exit=stream,
         )
 
     def close(self) -> None:
@@ -356,6 +357,27 @@ class OpenAIHTTPBackend:
         """
         self.request_body(prompt, params)  # validate before any I/O
         return self._transport.submit(self._agenerate(prompt, params, _seeds(params, rng))).result()
+
+    def generate_first(
+        self, prompt: Prompt, params: SamplingParams, m: int,
+        rng: np.random.Generator | None = None,
+    ) -> Generation:
+        """:meth:`generate` as streamed single requests, the unfinished ones closed once
+        ``m`` have finished (:func:`samplescale.backends.openai_first.first_finished`;
+        needs ``stream=True``, ``capabilities.early_exit``).
+
+        Raises
+        ------
+        ConfigError
+            If streaming is off, ``m`` is not in ``[1, params.n]``, or as :meth:`generate`.
+        UpstreamError
+            As :meth:`stream`.
+        """
+        if not self.capabilities.streaming:
+            raise ConfigError(f"{self.base_url}: early exit needs stream=True")
+        self.request_body(prompt, params)  # validate before any I/O
+        coro = first_finished(self, prompt, params, _seeds(params, rng), m)
+        return self._transport.submit(coro).result()
 
     def stream(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None

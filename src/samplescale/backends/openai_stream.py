@@ -132,18 +132,21 @@ class StreamedReply:
                 f"{self.url}: the stream reported no token usage (the server ignores "
                 "stream_options.include_usage); use this server without streaming"
             )
-        choices = []
-        for index, parts in sorted(self._text.items()):
-            text = "".join(parts)
-            choice: dict[str, Any] = {"index": index, "finish_reason": self._finish.get(index)}
-            if self.chat:
-                choice["message"] = {"role": "assistant", "content": text}
-            else:
-                choice["text"] = text
-            if index in self._logprobs:
-                choice["logprobs"] = self._logprobs[index]
-            choices.append(choice)
-        return {"choices": choices, "usage": self.usage}
+        return {"choices": [self.choice(i) for i in sorted(self._text)], "usage": self.usage}
+
+    def choice(self, index: int = 0) -> dict[str, Any]:
+        """Choice ``index`` as received so far, as a non-streamed reply holds it (text,
+        ``finish_reason`` (None while unfinished), the log-probabilities received);
+        also for a stream that was closed early."""
+        text = "".join(self._text.get(index, []))
+        choice: dict[str, Any] = {"index": index, "finish_reason": self._finish.get(index)}
+        if self.chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        if index in self._logprobs:
+            choice["logprobs"] = self._logprobs[index]
+        return choice
 
 
 async def read_events(response: httpx.Response, reply: StreamedReply, emit: Emit) -> None:

@@ -65,6 +65,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from samplescale.backends.base import Backend, LogitsModel, TextDelta
 from samplescale.errors import ConfigError
 from samplescale.server import echo, responses, streaming
+from samplescale.server.adaptive_budget import TokenRate
 from samplescale.server.execution import ClientGone, execute
 from samplescale.server.intake import Intake
 from samplescale.server.logprobs import chat_logprobs, completion_logprobs
@@ -86,6 +87,7 @@ def create_app(
     max_queue: int = 64,
     max_concurrency: int = 4,
     limits: Limits | None = None,
+    adaptive_budget: int | None = None,
 ) -> FastAPI:
     """Build the OpenAI-compatible application over ``backend``.
 
@@ -105,6 +107,10 @@ def create_app(
         Requests run at once in worker threads, in [1, 1024].
     limits : Limits, optional
         Per-request caps (samples, tokens).
+    adaptive_budget : int, optional
+        Tokens per minute shared by the strategy requests: adaptive strategies get more
+        rounds where votes are split, fewer where settled
+        (:mod:`samplescale.server.adaptive_budget`); None: no shared budget.
 
     Raises
     ------
@@ -122,6 +128,7 @@ def create_app(
     if not model_id or model_id.partition("/")[0].partition("@")[0] in STRATEGIES:
         raise ConfigError(f"model_id {model_id!r} must be non-empty and not name a strategy")
     lim = limits or Limits()
+    rate = None if adaptive_budget is None else TokenRate(adaptive_budget)
     app = FastAPI(title="samplescale", version="1", docs_url=None, redoc_url=None)
     state = {"admitted": 0, "running": 0}
     limiter = anyio.CapacityLimiter(max_concurrency)  # requests running at once
@@ -159,7 +166,7 @@ def create_app(
                 state["running"] += 1
                 try:
                     return await anyio.to_thread.run_sync(
-                        execute, backend, p, on_delta, gone, limiter=threads
+                        execute, backend, p, on_delta, gone, rate, limiter=threads
                     )
                 finally:
                     state["running"] -= 1

@@ -15,6 +15,7 @@ from samplescale.backends.budget import BudgetSpent, TokenBudgetBackend
 from samplescale.backends.openai_http import UpstreamError
 from samplescale.errors import BackendError, ConfigError
 from samplescale.server import responses
+from samplescale.server.adaptive_budget import RateGated, TokenRate
 from samplescale.server.routing import Plan
 from samplescale.server.schemas import APIError
 from samplescale.verifiers.scorers import ScorerError
@@ -32,7 +33,7 @@ class ClientGone(Exception):
 class Watched:
     """``backend`` whose model calls (``generate``, ``stream``, ``logits_at``) raise
     :class:`ClientGone` once ``gone`` is set, so a run whose client left stops at its next
-    model call. On a streaming backend ``generate`` is drawn through ``stream`` and checked
+    model call (``generate_first`` included). On a streaming backend ``generate`` is drawn through ``stream`` and checked
     at every decoded token, so even one long call (a plain request, a strategy's pool)
     stops at the next token. On a backend with ``abort_when`` (the embedded model) a call
     that waits for room or for its turn is checked while it waits too, and its prompt is
@@ -65,7 +66,7 @@ class Watched:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._backend, name)
-        if name not in ("generate", "stream", "logits_at"):
+        if name not in ("generate", "stream", "logits_at", "generate_first"):
             return attr
         if name == "stream":
             return self._stream
@@ -85,6 +86,7 @@ def execute(
     p: Plan,
     on_delta: Callable[[TextDelta], None] | None = None,
     gone: threading.Event | None = None,
+    rate: TokenRate | None = None,
 ) -> responses.Outcome:
     """Run one plan on ``backend`` (blocking; called in a worker thread).
 
@@ -96,6 +98,9 @@ def execute(
     gone : threading.Event, optional
         Set when the client disconnects: the run stops at its next model call
         (:class:`ClientGone`).
+    rate : TokenRate, optional
+        The server-wide token rate a strategy request is charged to and, when adaptive,
+        gated by (:mod:`samplescale.server.adaptive_budget`).
 
     Raises
     ------
@@ -114,7 +119,8 @@ def execute(
                 gen = collect(budgeted.stream(p.prompt, p.params), on_delta)
             samples, usage, result, chosen = gen.samples, gen.usage, None, gen.samples
         else:
-            result = p.strategy.run(budgeted, p.prompt, p.params)
+            strategy = p.strategy if rate is None else RateGated(inner=p.strategy, rate=rate)
+            result = strategy.run(budgeted, p.prompt, p.params)
             samples, usage = result.samples, result.usage
             ok = [i for i, s in enumerate(samples) if s.status == "ok"]
             pick = result.selected if result.selected is not None else (ok[0] if ok else None)

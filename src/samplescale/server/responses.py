@@ -106,6 +106,9 @@ def extension(outcome: Outcome, request_id: str, candidates: bool) -> dict[str, 
         vote_shares=r.vote_shares,
         score_scale=r.score_scale,
     )
+    stopping = [t for t in r.trace if t.get("event") == "stopping"]
+    if stopping:  # adaptive strategies: every stopping decision, with its statistic
+        body["stopping"] = stopping
     if candidates:
         rows = []
         for i, s in enumerate(r.samples):

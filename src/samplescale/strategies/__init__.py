@@ -19,6 +19,7 @@ from samplescale.strategies.ab_mcts import ABMCTS
 from samplescale.strategies.adaptive import ESC, AdaptiveConsistency, SemanticEntropy
 from samplescale.strategies.aggregation import Aggregate
 from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.batch_prompting import BatchPrompting
 from samplescale.strategies.beam_search import BeamSearch
 from samplescale.strategies.best_first import BestFirst
 from samplescale.strategies.best_of_n import BestOfN
@@ -30,14 +31,22 @@ from samplescale.strategies.code_selection import (
 )
 from samplescale.strategies.confidence_stop import ConfidenceStop
 from samplescale.strategies.constrained_smc import ConstrainedSMC
+from samplescale.strategies.div_sampling import DivSampling
 from samplescale.strategies.first_step_selection import FirstStepSelection
+from samplescale.strategies.fractured import Fractured
 from samplescale.strategies.greedy import Greedy
 from samplescale.strategies.mcts import MCTS
+from samplescale.strategies.model_switch import ModelSwitch
+from samplescale.strategies.mur import MUR
+from samplescale.strategies.osca import OSCA
 from samplescale.strategies.particle_filtering import ParticleFiltering
 from samplescale.strategies.particle_gibbs import ParticleGibbs
+from samplescale.strategies.phi_decoding import PhiDecoding
+from samplescale.strategies.progressive_hint import ProgressiveHint
 from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
+from samplescale.strategies.short_m import ShortMAtK
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
 from samplescale.types import Prompt, Result
 
@@ -45,8 +54,15 @@ __all__ = [
     "ABMCTS",
     "ESC",
     "MCTS",
+    "ModelSwitch",
+    "MUR",
+    "OSCA",
     "STRATEGIES",
     "Aggregate",
+    "BatchPrompting",
+    "DivSampling",
+    "Fractured",
+    "ProgressiveHint",
     "AdaptiveConsistency",
     "ConfidenceStop",
     "SemanticEntropy",
@@ -62,9 +78,11 @@ __all__ = [
     "Greedy",
     "ParticleFiltering",
     "ParticleGibbs",
+    "PhiDecoding",
     "Refine",
     "RepeatedSampling",
     "SelfConsistency",
+    "ShortMAtK",
     "State",
     "Strategy",
     "WeightedVote",
@@ -73,13 +91,20 @@ __all__ = [
     "aggregate",
     "confidence_stop",
     "esc",
+    "model_switch",
+    "phi_decoding",
+    "mur",
+    "osca",
     "semantic_entropy",
+    "batch_prompting",
     "beam_search",
     "best_first",
     "best_of_n",
     "best_of_n_public_tests",
     "filter_and_cluster",
     "constrained_smc",
+    "div_sampling",
+    "fractured",
     "first_step_selection",
     "get_strategy",
     "greedy",
@@ -87,9 +112,11 @@ __all__ = [
     "mcts",
     "particle_filtering",
     "particle_gibbs",
+    "progressive_hint",
     "refine",
     "repeated_sampling",
     "self_consistency",
+    "short_m_at_k",
     "weighted_vote",
 ]
 
@@ -140,5 +167,14 @@ esc = _runner(ESC)
 adaptive_consistency = _runner(AdaptiveConsistency)
 semantic_entropy = _runner(SemanticEntropy)
 confidence_stop = _runner(ConfidenceStop)
+short_m_at_k = _runner(ShortMAtK)
 refine = _runner(Refine)
 aggregate = _runner(Aggregate)
+div_sampling = _runner(DivSampling)
+progressive_hint = _runner(ProgressiveHint)
+fractured = _runner(Fractured)
+batch_prompting = _runner(BatchPrompting)
+osca = _runner(OSCA)
+mur = _runner(MUR)
+phi_decoding = _runner(PhiDecoding)
+model_switch = _runner(ModelSwitch)

@@ -20,10 +20,10 @@ from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError
-from samplescale.rng import derived_seed
 from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.prompting import call_params, question_of, with_question
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.types import Message, Prompt, Result
+from samplescale.types import Prompt, Result
 
 MAX_CANDIDATES = 64
 MAX_TEMPERATURE = 100.0  # SamplingParams.temperature's range
@@ -48,19 +48,12 @@ def aggregation_prompt(prompt: Prompt, texts: list[str], template: str) -> Promp
     shown = "\n\n".join(
         f"Solution {i}:\n{prompt.prefix}{t.strip()}" for i, t in enumerate(texts, start=1)
     )
+    question = question_of(prompt)
     if prompt.messages is not None:
-        last = max(i for i, m in enumerate(prompt.messages) if m.role == "user") \
-            if any(m.role == "user" for m in prompt.messages) else None
-        question = prompt.messages[last].content if last is not None else ""
         body = template.format(question=question, n=len(texts), candidates=shown).strip()
-        messages = list(prompt.messages)
-        if last is None:
-            messages.append(Message(role="user", content=body))
-        else:
-            messages[last] = Message(role="user", content=body)
-        return prompt.model_copy(update={"messages": tuple(messages)})
-    body = template.format(question=(prompt.text or "").strip(), n=len(texts), candidates=shown)
-    return prompt.model_copy(update={"text": body + "\n\n"})
+        return with_question(prompt, body)
+    body = template.format(question=question.strip(), n=len(texts), candidates=shown)
+    return with_question(prompt, body + "\n\n")
 
 
 @STRATEGIES.register("aggregate")
@@ -146,9 +139,7 @@ class Aggregate(Strategy):
             state.prompt, [state.samples[i].text for i in shown], self.template
         )
         temperature = state.params.temperature if self.temperature is None else self.temperature
-        params = state.params.replace(n=1, temperature=float(temperature))
-        if params.seed is not None:
-            params = params.replace(seed=derived_seed(params.seed, 1))
+        params = call_params(state.params, 1, 1, temperature=float(temperature))
         gen = generate(backend, prompt, params, rng)
         info = {
             "event": "aggregate",

@@ -21,6 +21,7 @@ from samplescale.backends.base import Backend, prefix_session
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError, check_instance
+from samplescale.rng import derived_seed
 from samplescale.types import Prompt, Result, Sample, Usage
 from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.math import answers_equivalent, extract_answer
@@ -39,6 +40,13 @@ def check_callable(name: str, value: object, signature: str, allow_none: bool = 
             f"{name} must be a callable {signature}{none}, got {type(value).__name__} "
             f"{value!r:.40}"
         )
+
+
+def check_int(name: str, value: object, lo: int, hi: int) -> None:
+    """Raise ConfigError naming option ``name`` and the range ``[lo, hi]`` unless ``value``
+    is an integer in it (a bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.40}")
 
 
 def check_run_args(backend: object, prompt: object, params: object, rng: object) -> None:
@@ -137,8 +145,16 @@ class Strategy(ABC):
     ) -> tuple[State, dict[str, Any]]:
         """``state`` with ``need`` more samples drawn in one backend call, and the step's
         trace record (``step``, ``samples``, ``errors``, ``completion_tokens``,
-        ``wall_time_s``), which is appended to the trace."""
-        gen = generate(backend, state.prompt, state.params.replace(n=need), rng)
+        ``wall_time_s``), which is appended to the trace.
+
+        With a run seed (``params.seed``) the first draw uses it as given (a one-draw
+        strategy's samples are the pool of that seed) and every later draw its own stream,
+        ``derived_seed(seed, samples drawn so far)``: rounds never repeat one another, and
+        a rerun with the same seed reproduces every round."""
+        params = state.params.replace(n=need)
+        if params.seed is not None and state.samples:
+            params = params.replace(seed=derived_seed(params.seed, len(state.samples)))
+        gen = generate(backend, state.prompt, params, rng)
         info = {
             "step": len(state.trace),
             "samples": len(gen.samples),

@@ -25,8 +25,8 @@ from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError
-from samplescale.rng import derived_seed
-from samplescale.strategies.base import State, Strategy, check_callable
+from samplescale.strategies.base import State, Strategy, check_callable, check_int
+from samplescale.strategies.prompting import call_params
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.step_scorer import ScorerSpec, check_scorer, resolve_scorer
 from samplescale.types import Message, Prompt, Result, Sample, Usage
@@ -70,10 +70,6 @@ class RefineState(State):
     scorer: ProcessScorer | None = None
     stop_reason: str | None = None
 
-
-def _int_option(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.40}")
 
 
 def revision_prompt(prompt: Prompt, answer: str, message: str) -> Prompt:
@@ -149,10 +145,10 @@ class Refine(Strategy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _int_option("rounds", self.rounds, 0, MAX_ROUNDS)
+        check_int("rounds", self.rounds, 0, MAX_ROUNDS)
         if self.candidates is not None:
-            _int_option("candidates", self.candidates, 1, MAX_CANDIDATES)
-        _int_option("width", self.width, 1, self.candidates or MAX_CANDIDATES)
+            check_int("candidates", self.candidates, 1, MAX_CANDIDATES)
+        check_int("width", self.width, 1, self.candidates or MAX_CANDIDATES)
         check_scorer(self.scorer, self.scorer_scale)
         check_callable("feedback", self.feedback, "(Prompt, str) -> str or None", True)
         if not isinstance(self.template, str):
@@ -172,7 +168,7 @@ class Refine(Strategy):
         """The initial state: nothing drawn; ``params.n`` checked when ``candidates`` is None."""
         p = self.sampling_params(params)
         if self.candidates is None:
-            _int_option("candidates (params.n)", p.n, 1, MAX_CANDIDATES)
+            check_int("candidates (params.n)", p.n, 1, MAX_CANDIDATES)
             if self.width > p.n:
                 raise ConfigError(f"width must be an integer in [1, {p.n}] (candidates = "
                                   f"params.n), got {self.width}")
@@ -220,10 +216,7 @@ class Refine(Strategy):
         parents: list[int | None] = []
         usage = Usage()
         for call, (prompt, k, parent) in enumerate(jobs):
-            params = state.params.replace(n=k)
-            if params.seed is not None:  # each call its own stream
-                params = params.replace(seed=derived_seed(params.seed, r, call))
-            gen = generate(backend, prompt, params, rng)
+            gen = generate(backend, prompt, call_params(state.params, k, r, call), rng)
             samples += gen.samples
             parents += [parent] * len(gen.samples)
             usage = usage + gen.usage

@@ -312,6 +312,20 @@ class TreeSearch(Strategy):
         return new_state, new
 
 
+@dataclass(frozen=True)
+class PathSearch(TreeSearch):
+    """Base of the searches that build ONE solution step by step (mur, phi-decoding): the
+    frontier is its leaf, the Result its one trajectory, selected whether or not its steps
+    were scored."""
+
+    def candidates(self, state: SearchState) -> list[int]:
+        return [i for i in state.frontier if i != 0]
+
+    def finalize(self, state: SearchState) -> Result:  # type: ignore[override]
+        ids = self.candidates(state)
+        return search_result(self, state, ids, ids[0] if ids else None)
+
+
 def stalled(backend: Backend, steps: Sequence[Step], new: list[int]) -> str | None:
     """The stop reason after a call that drew ``steps`` and added the nodes ``new``.
 

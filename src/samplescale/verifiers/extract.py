@@ -330,7 +330,8 @@ def sample_answer(
 ) -> str | None:
     """The final answer of one sample, as strategies and evaluations read it.
 
-    None for an error sample. A sample cut by ``max_tokens`` (``finish_reason="length"``)
+    None for an error sample and for a cancelled one (``finish_reason="cancelled"``: stopped
+    unfinished, so it has no final answer). A sample cut by ``max_tokens`` (``finish_reason="length"``)
     never reached its end, so the last number of its text is an intermediate value, not
     an answer: with the default extractor only an answer it stated counts
     (``extract_answer(text, last_number=False)``). A custom ``extract`` reads every
@@ -346,7 +347,7 @@ def sample_answer(
     -------
     str or None
     """
-    if sample.status != "ok":
+    if sample.status != "ok" or sample.finish_reason == "cancelled":
         return None
     if sample.finish_reason == "length" and extract is extract_answer:
         return extract_answer(sample.text, last_number=False)

@@ -1,0 +1,131 @@
+"""ModelSwitch: sample several models in turn, switching when one model's samples disagree.
+
+Chen et al. 2025, "Do We Truly Need So Many Samples? Multi-LLM Repeated Sampling
+Efficiently Scales Test-Time Compute" (ModelSwitch). The run's backend is the first model
+and ``models`` the next ones. Each model in turn draws ``per_model`` samples; when the
+leader's share of that model's answers reaches ``threshold`` (1.0: unanimous) the run
+stops, otherwise it switches to the next model. The answer is the vote over the samples
+of every model drawn, each model's votes weighted by its consistency (its leader's share),
+as the paper weights models by how much their samples agree; ties go to the class seen
+first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from samplescale.aggregate import cluster, vote
+from samplescale.backends.base import Backend
+from samplescale.config import SamplingParams
+from samplescale.errors import ConfigError
+from samplescale.stopping import vote_counts
+from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.registry import STRATEGIES
+from samplescale.strategies.tree import positive_int
+from samplescale.types import Prompt, Result
+
+
+def model_label(backend: Any) -> str:
+    """A readable name of a model: its file name when it has one, else the backend name."""
+    path = getattr(backend, "model_path", None)
+    return str(getattr(path, "name", path)) if path else str(getattr(backend, "name", "model"))
+
+
+@STRATEGIES.register("model-switch")
+@dataclass(frozen=True)
+class ModelSwitch(Strategy):
+    """ModelSwitch over the run's backend and ``models`` (see the module docstring).
+
+    Attributes
+    ----------
+    models : sequence of Backend
+        The models after the run's backend, in the order they are tried (at least one).
+        From the command line: ``--option models='["other.gguf"]'`` (paths of GGUF files,
+        loaded like ``--model``).
+    per_model : int or None
+        Samples per model (>= 1); None: ``N // (1 + len(models))``, at least 1. The run
+        never draws more than N (``params.n``) samples.
+    threshold : float
+        Consistency at which to stop, the leader's share of one model's answers, in
+        (0, 1] (default 1.0: all of the model's samples agree).
+
+    Notes
+    -----
+    Each model's step is a trace record ``{"event": "switch", "model", "samples",
+    "consistency", "decision": "stop" | "switch" | "budget", "completion_tokens",
+    "wall_time_s"}``: the usage per model.
+
+    Raises
+    ------
+    ConfigError
+        If ``models`` is empty or holds no backend (a path left unresolved), or an option
+        is out of range.
+    """
+
+    name = "model-switch"
+    models: Sequence[Any] = ()
+    per_model: int | None = None
+    threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.models, str | bytes) or not isinstance(self.models, Sequence) \
+                or not self.models:
+            raise ConfigError("model-switch: models must list at least one more model "
+                              f"(backends, or GGUF paths on the command line), got {self.models!r}")
+        object.__setattr__(self, "models", tuple(self.models))
+        positive_int("per_model", self.per_model)
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 1:
+            raise ConfigError(f"threshold must be a number in (0, 1], got {t!r}")
+
+    def _size(self, params: SamplingParams) -> int:
+        return self.per_model or max(1, params.n // (1 + len(self.models)))
+
+    def init(self, prompt: Prompt, params: SamplingParams) -> State:
+        unresolved = [m for m in self.models if isinstance(m, str | bytes)]
+        if unresolved:
+            raise ConfigError(f"model-switch: models {unresolved!r} are paths; the command "
+                              "line loads them, from Python pass backends")
+        return super().init(prompt, params)
+
+    def _records(self, state: State) -> list[dict[str, Any]]:
+        return [t for t in state.trace if t.get("event") == "switch"]
+
+    def done(self, state: State) -> bool:
+        recs = self._records(state)
+        return bool(recs) and recs[-1]["decision"] in ("stop", "budget") or \
+            len(recs) > len(self.models)
+
+    def step(
+        self, rng: np.random.Generator | None, state: State, backend: Backend
+    ) -> tuple[State, dict[str, Any]]:
+        """Draw the next model's samples and decide whether to switch."""
+        index = len(self._records(state))
+        model = backend if index == 0 else self.models[index - 1]
+        size = min(self._size(state.params), state.params.n - len(state.samples))
+        before = len(state.samples)
+        new, info = self.draw(rng, state, model, size)
+        answers = self.answers(new)[before:]
+        counts, unanswered = vote_counts(cluster(answers, self.equivalent))
+        consistency = max(counts) / len(answers) if counts else 0.0
+        last = index == len(self.models) or len(new.samples) >= new.params.n
+        decision = "stop" if consistency >= self.threshold else "budget" if last else "switch"
+        record = {**info, "event": "switch", "model": model_label(model),
+                  "consistency": consistency, "decision": decision}
+        return new.model_copy(update={"trace": new.trace[:-1] + (record,)}), record
+
+    def finalize(self, state: State) -> Result:
+        answers = self.answers(state)
+        weights: list[float] = []
+        for rec in self._records(state):
+            weights += [rec["consistency"]] * rec["samples"]
+        total = sum(weights)
+        v = vote(answers, weights if total else None, self.equivalent)
+        norm = tuple(w / total for w in weights) if total else None  # Result.weights sum to 1
+        return self.result(state, answers, selected=v.winner, answer=v.answer,
+                           vote_shares=v.shares, weights=norm)
