@@ -113,7 +113,8 @@ def test_bad_backend_options_get_one_line_errors(capsys, argv, message):
 def test_catalog_lists_who_has_what():
     assert list(BACKENDS) == ["llamacpp", "openai", "transformers", "vllm"]
     assert having("logits") == ["llamacpp", "transformers"]
-    assert having("prefix_caching") == ["llamacpp", "vllm"]
+    assert having("prefix_caching") == ["llamacpp", "transformers", "vllm"]
+    assert having("groups") == ["llamacpp"]
     assert having("streaming") == ["llamacpp", "openai", "transformers"]
 
 

@@ -682,3 +682,45 @@ def test_a_run_written_before_a_sampling_field_existed_resumes(run_files):
     (out / "run.json").write_text(json.dumps(settings))
     with pytest.raises(ConfigError, match=r"other settings \(retired: 1 -> '\(absent\)'\)"):
         run()
+
+
+class GroupingEcho(ScriptedBackend):
+    """echo_backend's replies, with per-row parameters (generate_groups) that it counts."""
+
+    capabilities = ScriptedBackend.capabilities.model_copy(update={"groups": True})
+    made: list[GroupingEcho] = []
+
+    def __init__(self, args=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(echo_backend()._replies)
+        self.layout = getattr(args, "greedy_layout", None)
+        self.grouped = 0
+        GroupingEcho.made.append(self)
+
+    def generate_groups(self, prompt, groups, rng=None):  # type: ignore[no-untyped-def]
+        self.grouped += 1
+        return [self.generate(prompt, g, rng) for g in groups]
+
+
+def test_a_run_written_before_the_greedy_setting_resumes_in_its_own_layout(run_files):
+    """New runs decode the greedy row in the pool's call (run.json "greedy": "pool-call");
+    a run whose run.json predates the setting resumes with the greedy call first, as it
+    was written (its samples stay what they would have been), and keeps its run.json."""
+    _, _, out, run = run_files
+    GroupingEcho.made.clear()
+    assert run(backend=GroupingEcho) == 0
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["greedy"] == "pool-call"
+    first = GroupingEcho.made[-1]
+    assert (first.layout, first.grouped) == ("pool-call", 3)
+    lines = lines_of(out / "results.jsonl")
+    (out / "results.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    del settings["greedy"]  # as written before the setting existed
+    (out / "run.json").write_text(json.dumps(settings))
+    assert run(backend=GroupingEcho) == 0
+    again = GroupingEcho.made[-1]
+    assert (again.layout, again.grouped) == ("sequential", 0)
+    assert [(p.temperature, p.n) for _, p in again.calls] == [(0.0, 1), (0.8, 2)]
+    redone, was = (json.loads(x) for x in (lines_of(out / "results.jsonl")[2], lines[2]))
+    assert redone["samples"] == was["samples"] and redone["greedy"]["text"] == was["greedy"]["text"]
+    assert redone["greedy"]["usage"]["model_calls"] == 1  # a call of its own again
+    assert "greedy" not in json.loads((out / "run.json").read_text())

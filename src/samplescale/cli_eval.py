@@ -31,10 +31,12 @@ from rich.table import Table
 
 from samplescale.cli_results import append_record, exclusive, load_results
 from samplescale.cli_settings import (
+    IN_POOL,
     check_settings,
     default_output,
     effective_limit,
     file_identity,
+    greedy_layout,
     run_settings,
 )
 from samplescale.config import SamplingParams
@@ -174,6 +176,9 @@ def run_eval(
     console = Console(soft_wrap=True)
     task, settings, out = open_run(args, params)
     with exclusive(out):
+        # not in the default directory's hash: a rerun of the same command finds its run
+        settings = {**settings, "greedy": greedy_layout(out / "run.json")}
+        args.greedy_layout = settings["greedy"]  # sizes llama.cpp's batch (backend_from_args)
         check_settings(out / "run.json", settings)
         records = load_results(
             out / "results.jsonl",
@@ -225,6 +230,7 @@ def _run(
         for rec in evaluate(
             task, backend, params, strategy=strategy, seed=args.seed, skip=done,
             on_error=args.on_error, executor=executor,
+            greedy_in_pool=settings.get("greedy") == IN_POOL,
         ):
             try:
                 append_record(fh, rec)

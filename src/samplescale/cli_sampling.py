@@ -184,8 +184,11 @@ def sampling_params(args: argparse.Namespace) -> SamplingParams:
 
 def backend_from_args(args: argparse.Namespace) -> Any:
     """The selected backend (``--backend``; llama.cpp's KV cache sized so N samples decode
-    in one round); with ``--draft-model``, speculative sampling over it."""
-    return make_backend(args, sampling_params(args), n_seq_max=min(args.n, 16))
+    in one round, with one sequence more for the greedy row an eval decodes in the pool's
+    call, :mod:`samplescale.evaluate_greedy`, except when it resumes a run of the
+    sequential layout); with ``--draft-model``, speculative sampling over it."""
+    greedy_row = getattr(args, "greedy_layout", "pool-call") == "pool-call"
+    return make_backend(args, sampling_params(args), n_seq_max=min(args.n, 16) + greedy_row)
 
 
 def strategy_options(items: list[str]) -> dict[str, Any]:

@@ -148,6 +148,8 @@ def check_settings(run_file: Path, settings: dict[str, Any]) -> None:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{run_file} is corrupt ({exc}); use another --output") from exc
     old = _with_new_defaults(old)
+    if isinstance(old, dict) and "greedy" in settings:  # written before the setting existed
+        old = {"greedy": SEQUENTIAL, **old}
     if not isinstance(old, dict) or old != settings:
         old = old if isinstance(old, dict) else {}
         raise ConfigError(
@@ -157,6 +159,24 @@ def check_settings(run_file: Path, settings: dict[str, Any]) -> None:
 
 
 _ABSENT = "(absent)"
+#: The ``greedy`` setting of a pool run: the greedy answer decoded in the pool's call
+#: (:mod:`samplescale.evaluate_greedy`), or in a call of its own first (runs written before).
+IN_POOL, SEQUENTIAL = "pool-call", "sequential"
+
+
+def greedy_layout(run_file: Path) -> str:
+    """:data:`SEQUENTIAL` for a run with results whose ``run.json`` predates the ``greedy``
+    setting (it resumes in the layout that wrote it, so its samples stay what they would
+    have been), the setting of a run that has it, else :data:`IN_POOL`."""
+    results = run_file.parent / "results.jsonl"
+    if run_file.is_file() and results.is_file() and results.read_bytes().strip():
+        try:
+            old = json.loads(run_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return IN_POOL  # check_settings reports the corrupt file
+        if isinstance(old, dict):
+            return str(old.get("greedy", SEQUENTIAL))
+    return IN_POOL
 
 
 def _with_new_defaults(old: Any) -> Any:

@@ -84,7 +84,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from samplescale.cli_eval import open_run
     from samplescale.cli_model import n_threads
     from samplescale.cli_results import append_record, exclusive, load_results
-    from samplescale.cli_settings import check_settings
+    from samplescale.cli_settings import IN_POOL, check_settings, greedy_layout
     from samplescale.evaluate import evaluate, problem_digest
 
     if args.strategy is not None or args.option:
@@ -108,6 +108,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     by_id = {p.id: p for p in task.problems}
     train = out / "train.jsonl"
     with exclusive(out):
+        settings = {**settings, "greedy": greedy_layout(out / "run.json")}  # as eval's
+        args.greedy_layout = settings["greedy"]
         check_settings(out / "run.json", settings)
         records = load_results(
             out / "results.jsonl",
@@ -131,7 +133,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
             "a", encoding="utf-8"
         ) as fh:
             for rec in evaluate(
-                task, backend, params, seed=args.seed, skip=done, on_error=args.on_error
+                task, backend, params, seed=args.seed, skip=done, on_error=args.on_error,
+                greedy_in_pool=settings["greedy"] == IN_POOL,
             ):
                 rows = training_rows(task, by_id[rec["id"]], rec, keep, provenance)
                 _write_rows(fh, rows)

@@ -27,7 +27,6 @@ from typing import Any, Literal
 from samplescale.aggregate import cluster
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
-from samplescale.decoders import generate
 from samplescale.errors import (
     ConfigError,
     ProblemError,
@@ -36,6 +35,7 @@ from samplescale.errors import (
     VerifierError,
     check_instance,
 )
+from samplescale.evaluate_greedy import greedy_and_pool
 from samplescale.executors import Executor, LocalExecutor
 from samplescale.executors.base import BackendSpec, check_backend_arg
 from samplescale.rng import derived_seed
@@ -155,7 +155,10 @@ def _usage(result: Result) -> dict[str, Any]:
 
 
 def _greedy(problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams) -> Record:
-    r = Greedy().run(backend, prompt, params)
+    return _greedy_part(problem, Greedy().run(backend, prompt, params))
+
+
+def _greedy_part(problem: Problem, r: Result) -> Record:
     row = _sample_rows(r, problem.gold)[0]
     return {"answer": r.answer, "correct": row["correct"], "text": row["text"], "usage": _usage(r)}
 
@@ -178,7 +181,12 @@ def record_head(problem: Problem, greedy: Record) -> Record:
 
 
 def pool_record(
-    problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams, seed: int
+    problem: Problem,
+    prompt: Prompt,
+    backend: Backend,
+    params: SamplingParams,
+    seed: int,
+    greedy_in_pool: bool = True,
 ) -> Record:
     """Greedy answer plus one pool of ``params.n`` samples for one problem (given its prompt).
 
@@ -189,10 +197,14 @@ def pool_record(
     ``params.decoding`` other than ``independent`` the pool is drawn jointly (arithmetic:
     marginally exact but dependent samples; priority: the most likely unique samples), so
     pass@k then describes k-subsets of such a set, not k i.i.d. samples.
+
+    On a backend with per-row parameters the greedy answer is decoded in the same call
+    and batch steps as the pool (:mod:`samplescale.evaluate_greedy`), unless
+    ``greedy_in_pool`` is False (the sequential layout of runs written before it).
     """
-    greedy = _greedy(problem, prompt, backend, params)
     p = params.replace(seed=problem_seed(seed, problem.id))
-    gen = generate(backend, prompt, p)
+    g, gen = greedy_and_pool(backend, prompt, params, p, greedy_in_pool)
+    greedy = _greedy_part(problem, g)
     answers = tuple(sample_answer(s) for s in gen.samples)
     pool = Result(strategy="pool", samples=gen.samples, answers=answers, usage=gen.usage)
     rows = _sample_rows(pool, problem.gold)
@@ -264,6 +276,7 @@ def evaluate(
     on_start: Callable[[Problem], None] | None = None,
     on_error: Literal["record", "stop"] = "record",
     executor: Executor | None = None,
+    greedy_in_pool: bool = True,
 ) -> Iterator[Record]:
     """Evaluate ``task`` problem by problem, giving a record as each finishes.
 
@@ -296,6 +309,10 @@ def evaluate(
         here, in order) or :class:`~samplescale.executors.RayExecutor` (Ray actors; records
         come in the order problems finish). Per-problem seeds make the records the same
         with either, on a deterministic backend.
+    greedy_in_pool : bool
+        Pool runs: decode each problem's greedy answer in the pool's call where the
+        backend can (:mod:`samplescale.evaluate_greedy`; default), or in a call of its own
+        first (the layout of runs written before; resuming one of those keeps it).
 
     Returns
     -------
@@ -339,7 +356,7 @@ def evaluate(
         executor = LocalExecutor()
     check_instance("executor", executor, Executor, "an Executor (LocalExecutor, RayExecutor)")
     _check_task_strategy(task, strategy)
-    runner = ProblemRun(task, params, strategy, seed, on_error)
+    runner = ProblemRun(task, params, strategy, seed, on_error, bool(greedy_in_pool))
     todo = [p for p in task.problems if p.id not in skip]
     return executor.run(runner, backend, todo, on_start)
 
@@ -374,6 +391,7 @@ class ProblemRun:
     strategy: Strategy | None
     seed: int
     on_error: str
+    greedy_in_pool: bool = True
     memo: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, backend: Backend, problem: Problem) -> Record:
@@ -389,9 +407,11 @@ class ProblemRun:
                         task, problem, prompt, backend, strategy, params, seed
                     )
                 else:
-                    rec = code_pool_record(task, problem, prompt, backend, params, seed)
+                    rec = code_pool_record(
+                        task, problem, prompt, backend, params, seed, self.greedy_in_pool
+                    )
             elif strategy is None:
-                rec = pool_record(problem, prompt, backend, params, seed)
+                rec = pool_record(problem, prompt, backend, params, seed, self.greedy_in_pool)
             elif isinstance(strategy, BatchPrompting):  # problems asked batch_size at a time
                 from samplescale.evaluate_batch import batch_record
 

@@ -27,12 +27,12 @@ from typing import Any
 
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
-from samplescale.decoders import generate
+from samplescale.evaluate_greedy import greedy_and_pool
 from samplescale.strategies import CodeSelection, Greedy
 from samplescale.strategies.code_selection import EVENT
 from samplescale.tasks.base import Problem
 from samplescale.tasks.code import CHAT_STOP, COMPLETION_STOP, CodeTask
-from samplescale.types import Prompt, Sample
+from samplescale.types import Prompt, Result, Sample
 from samplescale.verifiers._workers import CODE_SANDBOX
 
 Record = dict[str, Any]
@@ -90,7 +90,11 @@ def _greedy(
     task: CodeTask, problem: Problem, prompt: Prompt, backend: Backend, params: SamplingParams
 ) -> tuple[Record, Record, Any]:
     """The greedy program's record part, its graded row and the greedy run's usage."""
-    g = Greedy().run(backend, prompt, params)
+    return _greedy_part(task, problem, Greedy().run(backend, prompt, params))
+
+
+def _greedy_part(task: CodeTask, problem: Problem, g: Result) -> tuple[Record, Record, Any]:
+    """:func:`_greedy` of a finished greedy run ``g``."""
     (row,) = grade_samples(task, problem, g.samples[:1])
     part = {
         "answer": row["answer"],
@@ -128,16 +132,21 @@ def code_pool_record(
     backend: Backend,
     params: SamplingParams,
     seed: int,
+    greedy_in_pool: bool = True,
 ) -> Record:
-    """Greedy program plus one pool of ``params.n`` programs for one problem, graded by tests."""
+    """Greedy program plus one pool of ``params.n`` programs for one problem, graded by
+    tests (the greedy row in the pool's call unless ``greedy_in_pool`` is False, as in
+    :func:`samplescale.evaluate.pool_record`)."""
     from samplescale.evaluate import problem_seed, record_head
 
     params = code_params(task, params)
-    greedy, greedy_row, greedy_usage = _greedy(task, problem, prompt, backend, params)
     if params.n == 1 and params.temperature == 0:  # the pool IS the greedy sample
+        greedy, greedy_row, greedy_usage = _greedy(task, problem, prompt, backend, params)
         rows, usage = [greedy_row], greedy_usage
-    else:
-        gen = generate(backend, prompt, params.replace(seed=problem_seed(seed, problem.id)))
+    else:  # the greedy row beside the pool where the backend batches (evaluate_greedy)
+        p = params.replace(seed=problem_seed(seed, problem.id))
+        g, gen = greedy_and_pool(backend, prompt, params, p, greedy_in_pool)
+        greedy, _, _ = _greedy_part(task, problem, g)
         rows, usage = grade_samples(task, problem, gen.samples), gen.usage
     return {
         **record_head(problem, greedy),

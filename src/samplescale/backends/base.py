@@ -52,6 +52,12 @@ class Capabilities(BaseModel):
         ``logits``: every backend that samples with the pipeline masks through it
         (:func:`samplescale.backends.decoding.decode_rows`); a backend without logits says
         so itself (e.g. one that passes the constraint to an upstream server).
+    groups : bool
+        :meth:`GroupGenerating.generate_groups`: one call decodes several groups of
+        samples of one prompt, each group with its own ``SamplingParams`` (per-row
+        parameters), in shared batch steps after one prompt prefill. The evaluation loop
+        decodes a problem's greedy answer so, beside its pool
+        (:mod:`samplescale.evaluate_greedy`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -65,6 +71,7 @@ class Capabilities(BaseModel):
     prefix_caching: bool = False
     early_exit: bool = False
     constraints: bool = False
+    groups: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -243,6 +250,33 @@ def replay(gen: Generation) -> Iterator[StreamEvent]:
         if s.text:
             yield TextDelta(index=i, text=s.text)
     yield gen
+
+
+@runtime_checkable
+class GroupGenerating(Protocol):
+    """A backend that decodes groups of samples with different parameters in one call
+    (``capabilities.groups``). Implementations: ``LlamaCppBackend``."""
+
+    def generate_groups(
+        self,
+        prompt: Prompt,
+        groups: Sequence[SamplingParams],
+        rng: np.random.Generator | None = None,
+    ) -> list[Generation]:
+        """``generate(prompt, g, rng)`` for each group ``g``, decoded in one call: the
+        prompt is prefilled once and every step decodes one token of every unfinished
+        sample of every group in one batch, each group's rows drawn with its own
+        parameters and seeded streams.
+
+        Returns
+        -------
+        list of Generation
+            One per group, in order, with ``g.n`` samples each. The first group's usage is
+            the call's prompt prefill (as ``generate`` reports it); each later group reports
+            its prompt tokens as cached (``cached_prompt_tokens == prompt_tokens``: served
+            by that same prefill). Completion tokens are each group's own.
+        """
+        ...
 
 
 @runtime_checkable

@@ -39,7 +39,7 @@ _LOCAL = Capabilities(logits=True, seeds=True, parallel_n=True, chat=True, strea
 
 BACKENDS: dict[str, BackendInfo] = {
     "llamacpp": BackendInfo(
-        _LOCAL.model_copy(update={"prefix_caching": True}),
+        _LOCAL.model_copy(update={"prefix_caching": True, "groups": True}),
         "llama", "a GGUF file run in-process by llama.cpp (default)",
     ),
     "openai": BackendInfo(
@@ -51,7 +51,7 @@ BACKENDS: dict[str, BackendInfo] = {
         "an OpenAI-compatible server (vLLM, SGLang, llama.cpp, samplescale serve) over HTTP",
     ),
     "transformers": BackendInfo(
-        _LOCAL, "transformers", "a Hugging Face model directory or GGUF file run by transformers"
+        _LOCAL.model_copy(update={"prefix_caching": True}), "transformers", "a Hugging Face model directory or GGUF file run by transformers"
     ),
     "vllm": BackendInfo(
         Capabilities(

@@ -221,6 +221,7 @@ def decode_rows(
     piece: Callable[[int], bytes],
     is_end: Callable[[int], bool],
     step: Step,
+    row_params: Sequence[SamplingParams] | None = None,
     quota: FinishQuota | None = None,
 ) -> Generator[TextDelta, None, list[Sample]]:
     """The decode loop of a backend with logits: samples ``rows`` decoded together, one
@@ -247,6 +248,12 @@ def decode_rows(
         Feeds the ``k``-th generated token (``tokens[j]``) of each unfinished row
         ``active[j]`` (0-based positions in ``rows``) and returns the next logits, shape
         (len(active), vocab). Rows missing from ``active`` have finished for good.
+    row_params : sequence of SamplingParams, optional
+        Per-row parameters, indexed like ``gens`` (by the values of ``rows``): rows of
+        each distinct parameter object are drawn by their own pipeline call in every step
+        (per-row parameters, e.g. a greedy row beside a pool; each row is drawn exactly as
+        in a call of its own). Default: ``params`` for every row. Not with a constraint
+        or arithmetic codes.
     quota : FinishQuota, optional
         Early exit: after the step in which the quota is reached, the rows still
         unfinished are cancelled (``finish_reason="cancelled"``, the tokens they drew so
@@ -273,21 +280,26 @@ def decode_rows(
     matchers = None
     if params.constraint is not None:
         matchers = RowMatchers(params.constraint, piece, is_end, first_logits.shape[-1], m)
-    seqs = [SequenceBuilder(piece, is_end, params.stop, params.max_tokens) for _ in range(m)]
+    per_row = [params] * m if row_params is None else [row_params[r] for r in rows]
+    seqs = [SequenceBuilder(piece, is_end, p.stop, p.max_tokens) for p in per_row]
     logits = np.broadcast_to(first_logits, (m, first_logits.shape[-1]))
     active = list(range(m))
     k = 0
     while True:
         picked = [rows[i] for i in active]
-        draw = pipeline.sample(
-            logits,
-            params,
-            [gens[r] for r in picked],
-            history=[seqs[i].token_ids for i in active],
-            position=k,
-            codes=None if codes is None else codes.take(picked),
-            allowed=None if matchers is None else matchers.allowed(active),
-        )
+        if row_params is None:
+            draw = pipeline.sample(
+                logits,
+                params,
+                [gens[r] for r in picked],
+                history=[seqs[i].token_ids for i in active],
+                position=k,
+                codes=None if codes is None else codes.take(picked),
+                allowed=None if matchers is None else matchers.allowed(active),
+            )
+        else:
+            draw = _draw_groups(logits, [per_row[i] for i in active], [gens[r] for r in picked],
+                                [seqs[i].token_ids for i in active], k)
         if codes is not None:
             assert draw.next_codes is not None  # drawn with codes
             codes.advance(picked, draw.next_codes, draw.sampling_logprobs)
@@ -313,6 +325,48 @@ def decode_rows(
         logits = step(active, [seqs[i].token_ids[-1] for i in active], k)
         k += 1
     return [s.to_sample() for s in seqs]
+
+
+def _draw_groups(
+    logits: np.ndarray,
+    params: list[SamplingParams],
+    gens: list[np.random.Generator],
+    history: list[list[int]],
+    position: int,
+) -> pipeline.Draw:
+    """One pipeline draw per distinct parameter object among the rows, merged in row order."""
+    n = len(params)
+    out = pipeline.Draw(np.zeros(n, np.int64), np.zeros(n), np.zeros(n))
+    for p in {id(p): p for p in params}.values():
+        idx = [j for j in range(n) if params[j] is p]
+        d = pipeline.sample(
+            logits[idx], p, [gens[j] for j in idx], history=[history[j] for j in idx],
+            position=position,
+        )
+        out.token_ids[idx], out.logprobs[idx] = d.token_ids, d.logprobs
+        out.sampling_logprobs[idx] = d.sampling_logprobs
+    return out
+
+
+def check_logits_request(
+    tokens: Sequence[int], last: int, vocab_size: int, context: int, what: str
+) -> list[int]:
+    """``tokens`` as a list of ids, checked for a ``logits_at(tokens, last)`` call.
+
+    Raises
+    ------
+    ConfigError
+        If an id is invalid (:func:`check_token_ids`), ``tokens`` is empty or longer than
+        ``context`` (``what`` names that limit), or ``last`` is outside ``[1, len(tokens)]``.
+    """
+    toks = check_token_ids(tokens, vocab_size, "logits_at")
+    if not toks:
+        raise ConfigError("logits_at needs at least one token")
+    if not 1 <= last <= len(toks):
+        raise ConfigError(f"last must be in [1, {len(toks)}], got {last}")
+    if len(toks) > context:
+        raise ConfigError(f"{len(toks)} tokens exceed the context ({what})")
+    return toks
 
 
 def check_token_ids(tokens: Sequence[int], vocab_size: int, what: str) -> list[int]:

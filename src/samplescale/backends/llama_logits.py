@@ -9,9 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from samplescale.backends.decoding import check_token_ids
+from samplescale.backends.decoding import check_logits_request, check_token_ids
 from samplescale.backends.llama_sched import LiveSequences
-from samplescale.errors import ConfigError
 from samplescale.types import Prompt
 
 
@@ -77,16 +76,10 @@ class PrefixScoring:
         ConfigError
             As :meth:`logits_at`.
         """
-        toks = check_token_ids(tokens, self.vocab_size, "logits_at")
-        if not toks:
-            raise ConfigError("logits_at needs at least one token")
-        if not 1 <= last <= len(toks):
-            raise ConfigError(f"last must be in [1, {len(toks)}], got {last}")
-        if len(toks) > min(self.n_ctx, self.n_ctx_train):
-            raise ConfigError(
-                f"{len(toks)} tokens exceed the context (n_ctx={self.n_ctx}, "
-                f"trained {self.n_ctx_train})"
-            )
+        toks = check_logits_request(
+            tokens, last, self.vocab_size, min(self.n_ctx, self.n_ctx_train),
+            f"n_ctx={self.n_ctx}, trained {self.n_ctx_train}",
+        )
         scope = getattr(self._local, "scope", None)
         with self._live.call():
             _, entry, logits, cached = self._live.prefix(

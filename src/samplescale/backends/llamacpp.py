@@ -16,7 +16,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from samplescale.backends.llama_kv import Entry
 from samplescale.backends.llama_logits import PrefixScoring
 from samplescale.backends.llama_model import GGUFModel, available_cores, default_model_path
 from samplescale.backends.llama_sched import LiveSequences
+from samplescale.backends.row_groups import check_groups, group_rows, split
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, ModelNotFoundError, PromptError
 from samplescale.rng import sample_generators
@@ -81,6 +82,7 @@ class LlamaCppBackend(PrefixScoring):
     name = "llamacpp"
     capabilities = Capabilities(
         logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True,
+        groups=True,
         early_exit=True,
     )
 
@@ -318,26 +320,58 @@ class LlamaCppBackend(PrefixScoring):
         gens = sample_generators(params.seed, rng, params.n)
         return self._events(tokens, params, gens, start)
 
+    def generate_groups(
+        self,
+        prompt: Prompt,
+        groups: Sequence[SamplingParams],
+        rng: np.random.Generator | None = None,
+    ) -> list[Generation]:
+        """:meth:`generate` for several groups of samples of ``prompt`` in one call
+        (:class:`~samplescale.backends.base.GroupGenerating`): one prompt prefill, then
+        every group's rows in the same batch steps, each drawn with its group's parameters.
+
+        Reproducibility: deterministic given the groups (one thread, one sequence of
+        batches). A group's samples are not always bit-identical to a call of its own:
+        llama.cpp computes a wider batch with other float sums, so logits differ in their
+        last digits and a token at a near-tie can flip (identical on SmolLM2 in
+        tests/test_evaluate_greedy.py; on Qwen2.5-Coder-0.5B some samples differ:
+        :mod:`samplescale.evaluate_greedy`).
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`generate`, or if a group needs more than independent sampling
+            (:func:`~samplescale.backends.row_groups.check_groups`).
+        """
+        check_groups(groups)
+        start = time.perf_counter()
+        tokens = self.check_prompt(prompt, max(g.max_tokens for g in groups))
+        row_params, gens = group_rows(groups, rng)
+        head = groups[0].replace(max_tokens=max(g.max_tokens for g in groups))
+        gen = collect(self._events(tokens, head, gens, start, row_params=row_params))
+        return split(gen, groups)
+
     def _events(
         self, tokens: list[int], params: SamplingParams, gens: list[np.random.Generator],
         start: float, quota: FinishQuota | None = None,
+        row_params: list[SamplingParams] | None = None,
     ) -> Iterator[StreamEvent]:
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples: list[Sample] = []
-        live, cells = self._live, len(tokens) + params.max_tokens
+        n, live, cells = len(gens), self._live, len(tokens) + params.max_tokens
         with live.call():
             session: int | None = getattr(self._local, "scope", None)
             # outside a session: a scope of its own, freed at the end
             scope, head, logits, cached = live.prefix(session, tokens, cells)
             try:
                 with live.batcher.member():
-                    while len(samples) < params.n:
+                    while len(samples) < n:
                         if quota is not None and quota.reached:  # later rounds: not started
                             samples.append(Sample(text="", finish_reason="cancelled"))
                             continue
-                        rows = list(range(len(samples), params.n))
+                        rows = list(range(len(samples), n))
                         samples.extend((yield from self._round(
-                            head, logits[0], params, gens, rows, codes, quota)))
+                            head, logits[0], params, gens, rows, codes, quota, row_params)))
             finally:
                 live.done(head, cells, scope if session is None else None)
         usage = Usage(
@@ -358,6 +392,7 @@ class LlamaCppBackend(PrefixScoring):
         rows: list[int],
         codes: ArithmeticCodes | None,
         quota: FinishQuota | None = None,
+        row_params: list[SamplingParams] | None = None,
     ) -> Generator[TextDelta, None, list[Sample]]:
         """Decode as many of samples ``rows`` as fit, one batch per step, each in its own
         sequence continuing the prompt held by ``head``; yield their new text; return the
@@ -368,7 +403,8 @@ class LlamaCppBackend(PrefixScoring):
         try:
             out = yield from decode_rows(
                 first_logits, params, gens, rows, codes, self.piece, self.is_end,
-                lambda active, toks, k: live.step([seqs[i] for i in active], toks), quota,
+                lambda active, toks, k: live.step([seqs[i] for i in active], toks),
+                row_params=row_params, quota=quota,
             )
         finally:
             live.end_round(head, seqs, per_row, None if last or seqs[0] is not head else n_prompt)

@@ -15,10 +15,10 @@ to, llama.cpp's on the same file (llama.cpp multiplies quantized weights with 8-
 activations). Nothing is downloaded: loading is ``local_files_only``.
 
 Prefix caching between calls (:class:`~samplescale.backends.base.PrefixCaching`, what
-step-level search uses on llama.cpp) is not implemented here yet: every call prefills its
-whole prompt, and :func:`~samplescale.backends.base.prefix_session` does nothing. The seam:
-a ``prefix_session`` that keeps each call's ``DynamicCache`` (cropped with ``crop``, copied
-per branch) keyed by token prefix, and a ``cached_logits_at``.
+step-level search and SMC use): inside :meth:`TransformersBackend.prefix_session` every
+call's prompt and every sample's sequence stay cached as ``DynamicCache`` entries
+(:class:`~samplescale.backends.hf_prefix.PrefixStore`), and a later call prefills only the
+tokens after the longest prefix it shares with one of them (``Usage.cached_prompt_tokens``).
 
 Install with ``scripts/setup.sh --transformers`` (the ``transformers`` extra: torch,
 transformers, gguf, accelerate; the script pins torch's CPU build).
@@ -26,7 +26,7 @@ transformers, gguf, accelerate; the script pins torch's CPU build).
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import inspect
 import threading
 import time
@@ -37,40 +37,15 @@ from typing import Any
 import numpy as np
 
 from samplescale.backends.base import Capabilities, StreamEvent, collect
-from samplescale.backends.decoding import check_decoding, check_token_ids, decode_rows
+from samplescale.backends.decoding import check_decoding, check_logits_request, decode_rows
+from samplescale.backends.hf_load import INSTALL_HINT, model_source, modules
+from samplescale.backends.hf_prefix import PrefixStore, RoundCache, share
 from samplescale.backends.hf_tokens import end_token_ids, token_bytes
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, MissingDependencyError, ModelNotFoundError
 from samplescale.rng import sample_generators
 from samplescale.sampling.arithmetic import ArithmeticCodes
 from samplescale.types import Generation, Prompt, Sample, Usage
-
-INSTALL_HINT = "install the 'transformers' extra: scripts/setup.sh --transformers"
-
-
-def _modules() -> tuple[Any, Any]:
-    try:
-        import torch
-        import transformers
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            f"the transformers backend needs torch and transformers; {INSTALL_HINT}"
-        ) from exc
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    return torch, transformers
-
-
-def _source(path: Path) -> dict[str, str]:
-    """``from_pretrained`` arguments for a model directory or a GGUF file."""
-    if path.is_file() and path.suffix == ".gguf":
-        return {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
-    if path.is_dir() and (path / "config.json").is_file():
-        return {"pretrained_model_name_or_path": str(path)}
-    raise ModelNotFoundError(
-        f"model not found: {path} (the transformers backend takes a local Hugging Face model "
-        "directory with config.json, or a .gguf file; on the command line: --model PATH)"
-    )
 
 
 class TransformersBackend:
@@ -92,6 +67,11 @@ class TransformersBackend:
         Torch device, e.g. ``"cpu"`` (default) or ``"cuda"``.
     dtype : {"float32", "bfloat16", "float16"}
         Weight and activation dtype (default float32; the logits are sampled in float32).
+    cache_tokens : int
+        Budget of a :meth:`prefix_session`'s cache, in tokens (each cached sequence counted
+        at its full length), >= 1; least recently used sequences are dropped beyond it.
+        Memory is about ``2 x layers x kv_heads x head_dim x 4`` bytes per token in float32
+        (46 KB for SmolLM2-135M: 16384 tokens take about 750 MB).
 
     Raises
     ------
@@ -114,6 +94,7 @@ class TransformersBackend:
         n_threads: int | None = None,
         device: str = "cpu",
         dtype: str = "float32",
+        cache_tokens: int = 16384,
     ) -> None:
         if (
             isinstance(max_batch, bool)
@@ -127,6 +108,8 @@ class TransformersBackend:
             raise ConfigError(
                 f"n_threads must be an integer >= 1 (None: torch's default), got {n_threads!r}"
             )
+        if isinstance(cache_tokens, bool) or not isinstance(cache_tokens, int) or cache_tokens < 1:
+            raise ConfigError(f"cache_tokens must be an integer >= 1, got {cache_tokens!r}")
         if dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}")
         if model_path is None:
@@ -134,8 +117,8 @@ class TransformersBackend:
 
             model_path = default_model_path()
         path = Path(model_path)
-        source = _source(path)
-        torch, transformers = _modules()
+        source = model_source(path)
+        torch, transformers = modules()
         if "gguf_file" in source:
             try:
                 import gguf  # noqa: F401  (transformers reads GGUF files with it)
@@ -166,13 +149,18 @@ class TransformersBackend:
         self._pieces = token_bytes(self._tok, self.vocab_size)
         self._ends = end_token_ids(self._tok, self._model.generation_config)
         self._lock = threading.Lock()
-        self._slot: tuple[list[int], Any] | None = None  # logits_at's cached sequence
+        self._slot = PrefixStore(1, 1 << 30)  # logits_at's last sequence, outside sessions
+        self.cache_tokens = cache_tokens
+        self._local = threading.local()  # the prefix session of the calling thread
+        self._stores: list[PrefixStore] = []  # open sessions' caches
+        croppable = transformers.DynamicCache(config=self._model.config).is_croppable
         self.capabilities = Capabilities(
             logits=True,
             seeds=True,
             parallel_n=True,
             chat=bool(getattr(self._tok, "chat_template", None)),
             streaming=True,
+            prefix_caching=bool(croppable),
         )
 
     # ----------------------------------------------------------------- tokens
@@ -232,6 +220,55 @@ class TransformersBackend:
     def _numpy(self, logits: Any) -> np.ndarray:
         return np.ascontiguousarray(logits.float().cpu().numpy())
 
+    def _step(self, toks: list[int], cache: Any, start: int) -> np.ndarray:
+        """One token per batch row at position ``start``; next-token logits (rows, V)."""
+        ids = self._torch.tensor(toks, device=self.device)[:, None]
+        return self._numpy(self._forward(ids, cache, start).logits[:, -1])
+
+    def _select(self, cache: Any, keep: list[int]) -> None:
+        cache.batch_select_indices(self._torch.tensor(keep, device=self.device))
+
+    # ----------------------------------------------------------------- prefix sessions
+    @contextlib.contextmanager
+    def prefix_session(self) -> Iterator[None]:
+        """Keep computed prefixes cached between this thread's calls until the block ends
+        (:class:`~samplescale.backends.base.PrefixCaching`).
+
+        Inside the block, :meth:`generate`, :meth:`stream` and :meth:`logits_at` serve the
+        longest token prefix they share with a prompt, a sample (prompt plus its tokens) or
+        a scored sequence of an earlier call of the session from its ``DynamicCache``, and
+        run only the rest; ``Usage.cached_prompt_tokens`` says how many prompt tokens were
+        served so. Budget: ``cache_tokens`` tokens, 4 x ``max_batch`` sequences (least
+        recently used dropped first). The cache is freed when the block ends; nested
+        blocks share the outer one. A model whose cache cannot be cropped back
+        (``capabilities.prefix_caching`` False) caches nothing.
+
+        Reproducibility: a session starts from an empty cache, so the same calls in a
+        session give the same results on a fresh backend and after any other calls. A
+        cached prefix changes the shapes of the matrix products, so its logits can differ
+        from a full pass in their last float32 digits (measured below 1e-4 on SmolLM2,
+        tests/test_transformers_prefix.py), enough to flip an exact near-tie.
+        """
+        if getattr(self._local, "store", None) is not None:
+            yield
+            return
+        store = PrefixStore(4 * self.max_batch, self.cache_tokens)
+        with self._lock:
+            self._stores.append(store)
+        self._local.store = store
+        try:
+            yield
+        finally:
+            self._local.store = None
+            with self._lock:
+                self._stores.remove(store)
+                store.clear()
+
+    def cache_usage(self) -> tuple[int, int]:
+        """``(sequences, tokens)`` held by the open prefix sessions' caches now."""
+        with self._lock:
+            return sum(len(s) for s in self._stores), sum(s.tokens for s in self._stores)
+
     def generate(
         self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
     ) -> Generation:
@@ -273,36 +310,32 @@ class TransformersBackend:
         torch = self._torch
         codes = ArithmeticCodes(gens) if params.decoding == "arithmetic" else None
         samples: list[Sample] = []
+        store: PrefixStore | None = getattr(self._local, "store", None)
         with self._lock, torch.inference_mode():
-            out = self._forward(torch.tensor([tokens], device=self.device), None, 0)
+            cache, cached = (None, 0) if store is None else store.lookup(tokens, len(tokens) - 1)
+            ids = torch.tensor([tokens[cached:]], device=self.device)
+            out = self._forward(ids, cache, cached)
             prompt_cache, first = out.past_key_values, self._numpy(out.logits[0, -1])
+            if store is not None:
+                store.add(tokens, share(prompt_cache))
             for lo in range(0, params.n, self.max_batch):
                 rows = list(range(lo, min(params.n, lo + self.max_batch)))
                 last_round = rows[-1] == params.n - 1
-                cache = prompt_cache if last_round else copy.deepcopy(prompt_cache)
+                cache = prompt_cache if last_round else share(prompt_cache)
                 cache.batch_repeat_interleave(len(rows))
-                current = list(range(len(rows)))
-
-                def step(
-                    active: list[int], toks: list[int], k: int, cache: Any = cache
-                ) -> np.ndarray:
-                    nonlocal current
-                    if active != current:  # finished rows leave the batch
-                        keep = [current.index(i) for i in active]
-                        cache.batch_select_indices(torch.tensor(keep, device=self.device))
-                        current = list(active)
-                    ids = torch.tensor(toks, device=self.device)[:, None]
-                    return self._numpy(self._forward(ids, cache, len(tokens) + k).logits[:, -1])
-
+                batch = RoundCache(cache, tokens, len(rows), store, self._step, self._select)
                 samples.extend(
                     (
                         yield from decode_rows(
-                            first, params, gens, rows, codes, self.piece, self.is_end, step
+                            first, params, gens, rows, codes, self.piece, self.is_end,
+                            batch.step,
                         )
                     )
                 )
+                batch.finish()
         usage = Usage(
             prompt_tokens=len(tokens),
+            cached_prompt_tokens=cached,
             completion_tokens=sum(s.num_tokens for s in samples),
             model_calls=1,
             wall_time_s=time.perf_counter() - start,
@@ -319,9 +352,10 @@ class TransformersBackend:
         (:class:`~samplescale.backends.base.LogitsModel`).
 
         The KV cache of the last sequence scored is kept: a call that extends it (or shares
-        a prefix with it) runs only the tokens after the common prefix (at least ``last``).
-        As on llama.cpp, logits computed from a cached prefix can differ from a full pass in
-        their last float32 digits.
+        a prefix with it) runs only the tokens after the common prefix (at least ``last``);
+        inside a :meth:`prefix_session` the session's cache serves it. As on llama.cpp,
+        logits computed from a cached prefix can differ from a full pass in their last
+        float32 digits.
 
         Parameters
         ----------
@@ -338,27 +372,25 @@ class TransformersBackend:
             If ``tokens`` is empty, longer than the context, has an invalid id, or ``last``
             is out of range.
         """
-        toks = check_token_ids(tokens, self.vocab_size, "logits_at")
-        if not toks:
-            raise ConfigError("logits_at needs at least one token")
-        if not 1 <= last <= len(toks):
-            raise ConfigError(f"last must be in [1, {len(toks)}], got {last}")
-        if len(toks) > self.n_ctx_train:
-            raise ConfigError(
-                f"{len(toks)} tokens exceed the model's context of {self.n_ctx_train}"
-            )
+        return self.cached_logits_at(tokens, last)[0]
+
+    def cached_logits_at(self, tokens: Sequence[int], last: int = 1) -> tuple[np.ndarray, int]:
+        """:meth:`logits_at` and the number of ``tokens`` served from the cache (not run
+        through the model), in ``[0, L - last]``.
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`logits_at`.
+        """
+        toks = check_logits_request(
+            tokens, last, self.vocab_size, self.n_ctx_train, "the model's, in tokens"
+        )
         torch = self._torch
+        store = getattr(self._local, "store", None)
+        store = self._slot if store is None else store
         with self._lock, torch.inference_mode():
-            keep, cache = 0, None
-            if self._slot is not None:
-                cached, cache = self._slot
-                while keep < min(len(cached), len(toks) - last) and cached[keep] == toks[keep]:
-                    keep += 1
-                if keep == 0:
-                    cache = None
-                elif keep < len(cached):  # a negative count removes that many positions
-                    cache.crop(keep - len(cached))
-            self._slot = None  # a failed pass leaves no half-updated cache behind
+            cache, keep = store.lookup(toks, len(toks) - last)
             out = self._forward(torch.tensor([toks[keep:]], device=self.device), cache, keep)
-            self._slot = (toks, out.past_key_values)
-            return self._numpy(out.logits[0, -last:])
+            store.add(toks, out.past_key_values)
+            return self._numpy(out.logits[0, -last:]), keep
