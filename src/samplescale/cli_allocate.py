@@ -169,13 +169,20 @@ def allocate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _temperature_option(runs: list[Run], alloc: Allocation) -> str | None:
-    """``allocation={"T": k, ...}`` for ``--strategy osca`` when the runs differ only in
-    temperature (None otherwise: the allocation spans models or prompts)."""
+    """``allocation={"T": k, ...}`` for ``--strategy osca`` when the runs' sampling
+    configurations differ only in temperature (None otherwise: the allocation spans models
+    or prompts). Settings that do not define a configuration (pool size, run seed, thread
+    count, problem count, greedy layout) may differ; a sampling field a run predates is its
+    default."""
+    from samplescale.cli_settings import with_new_defaults
+
     def rest(run: Run) -> Any:
-        s = dict(run.settings or {})
+        s = dict(with_new_defaults(run.settings or {}))
+        for key in ("threads", "limit", "greedy", "seed"):
+            s.pop(key, None)
         params = dict(s.pop("params", {}))
-        params.pop("temperature", None)
-        params.pop("n", None)
+        for key in ("temperature", "n", "seed"):
+            params.pop(key, None)
         return json.dumps({**s, "params": params}, sort_keys=True)
 
     if any(not isinstance((run.settings or {}).get("params"), dict) for run in runs):

@@ -147,7 +147,7 @@ def check_settings(run_file: Path, settings: dict[str, Any]) -> None:
         old = json.loads(run_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{run_file} is corrupt ({exc}); use another --output") from exc
-    old = _with_new_defaults(old)
+    old = with_new_defaults(old)
     if isinstance(old, dict) and "greedy" in settings:  # written before the setting existed
         old = {"greedy": SEQUENTIAL, **old}
     if not isinstance(old, dict) or old != settings:
@@ -179,7 +179,7 @@ def greedy_layout(run_file: Path) -> str:
     return IN_POOL
 
 
-def _with_new_defaults(old: Any) -> Any:
+def with_new_defaults(old: Any) -> Any:
     """A run written before a sampling field existed ran with that field's default: fill
     the fields it lacks with their defaults so that it resumes under the same settings."""
     if isinstance(old, dict) and isinstance(old.get("params"), dict):
