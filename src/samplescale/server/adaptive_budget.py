@@ -12,7 +12,8 @@ when its rule says "continue", the next round is granted only if
 
 where ``level`` is the bucket's tokens, ``cost`` the round's expected tokens (the
 request's mean tokens per sample so far times the round's size) and ``split`` is
-``1 - (leader's share of the votes cast)``: a unanimous vote (split 0) continues only while
+``1 - (leader's share of the votes cast)``, 0 while no vote is cast (a request whose samples
+give no answer is not favoured): a unanimous vote (split 0) continues only while
 the bucket is more than half full; an even two-way split (split >= 0.5) continues while
 the bucket can pay for the round. A denied round ends the request with the samples drawn
 (``decision: "stop"``, the trace record's ``global_budget`` says why). The first round of
