@@ -49,6 +49,14 @@ def check_int(name: str, value: object, lo: int, hi: int) -> None:
         raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.40}")
 
 
+def check_number(name: str, value: object, ok: Callable[[float], bool], where: str) -> None:
+    """Raise ConfigError naming option ``name`` and its range ``where`` (e.g. ``"(0, 1]"``)
+    unless ``value`` is a real number (a bool is refused; NaN fails ``ok``) with
+    ``ok(value)`` true."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+        raise ConfigError(f"{name} must be a number in {where}, got {value!r:.40}")
+
+
 def check_run_args(backend: object, prompt: object, params: object, rng: object) -> None:
     """Raise ConfigError naming the argument unless ``backend`` is a Backend, ``prompt`` a
     Prompt or str, ``params`` a SamplingParams or None and ``rng`` a numpy Generator or

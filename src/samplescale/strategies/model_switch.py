@@ -23,7 +23,7 @@ from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.stopping import vote_counts
-from samplescale.strategies.base import State, Strategy
+from samplescale.strategies.base import State, Strategy, check_number
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.tree import positive_int
 from samplescale.types import Prompt, Result
@@ -79,9 +79,7 @@ class ModelSwitch(Strategy):
                               f"(backends, or GGUF paths on the command line), got {self.models!r}")
         object.__setattr__(self, "models", tuple(self.models))
         positive_int("per_model", self.per_model)
-        t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 1:
-            raise ConfigError(f"threshold must be a number in (0, 1], got {t!r}")
+        check_number("threshold", self.threshold, lambda v: 0 < v <= 1, "(0, 1]")
 
     def _size(self, params: SamplingParams) -> int:
         return self.per_model or max(1, params.n // (1 + len(self.models)))

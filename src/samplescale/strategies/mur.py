@@ -26,6 +26,7 @@ import numpy as np
 from samplescale.backends.base import Backend
 from samplescale.errors import ConfigError
 from samplescale.steps import Step
+from samplescale.strategies.base import check_number
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState
 from samplescale.strategies.tree import PathSearch, positive_int
@@ -84,12 +85,8 @@ class MUR(PathSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for field, value, ok, where in (
-            ("gamma", self.gamma, lambda v: 0 < v <= 1, "(0, 1]"),
-            ("alpha", self.alpha, lambda v: 0 <= v < 1, "[0, 1)"),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-                raise ConfigError(f"{field} must be a number in {where}, got {value!r}")
+        check_number("gamma", self.gamma, lambda v: 0 < v <= 1, "(0, 1]")
+        check_number("alpha", self.alpha, lambda v: 0 <= v < 1, "[0, 1)")
         positive_int("width", self.width)
 
     def advance(

@@ -35,6 +35,7 @@ from samplescale.backends.base import Backend
 from samplescale.errors import ConfigError
 from samplescale.rng import derived_seed, make_rng
 from samplescale.steps import trajectory_sample
+from samplescale.strategies.base import check_number
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.search_state import SearchState
 from samplescale.strategies.tree import PathSearch, positive_int
@@ -87,13 +88,9 @@ class PhiDecoding(PathSearch):
     def __post_init__(self) -> None:
         super().__post_init__()
         positive_int("width", self.width)
-        for field, value, ok, where in (
-            ("tau", self.tau, lambda v: 0 < v < float("inf"), "(0, inf)"),
-            ("prune_sigma", self.prune_sigma, lambda v: 0 <= v < float("inf"), "[0, inf)"),
-            ("depth_threshold", self.depth_threshold, lambda v: 0 < v <= 1, "(0, 1]"),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-                raise ConfigError(f"{field} must be a number in {where}, got {value!r}")
+        check_number("tau", self.tau, lambda v: 0 < v < float("inf"), "(0, inf)")
+        check_number("prune_sigma", self.prune_sigma, lambda v: 0 <= v < float("inf"), "[0, inf)")
+        check_number("depth_threshold", self.depth_threshold, lambda v: 0 < v <= 1, "(0, 1]")
 
     def resolve_scorer(self, backend: Backend) -> ProcessScorer:
         """No process scorer: foresight values come from the policy's log-probabilities."""
