@@ -19,6 +19,7 @@ from samplescale.cli_executor import add_executor_args, make_executor
 from samplescale.cli_generate import cmd_generate
 from samplescale.cli_model import n_threads
 from samplescale.cli_report import add_report_parser, cmd_report
+from samplescale.cli_reprompt import add_reprompt_parser, cmd_reprompt
 from samplescale.cli_sampling import (
     add_sampling_args,
     add_task_args,
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_synth_parser(sub)
     add_allocate_parser(sub)
+    add_reprompt_parser(sub)
     return parser
 
 
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "report": cmd_report,
             "synth": cmd_synth,
             "allocate": cmd_allocate,
+            "reprompt": cmd_reprompt,
         }[args.command]
         return handler(args)
     except ValidationError as exc:

@@ -182,6 +182,31 @@ def sampling_params(args: argparse.Namespace) -> SamplingParams:
     return with_samplers(params, args.sampler, given=set(extra))
 
 
+def checked_params(args: argparse.Namespace, command: str, does: str) -> SamplingParams:
+    """``SamplingParams`` of a command that runs no strategy of its own (``synth``,
+    ``reprompt``), checked before a model loads (threads, what the backend can run).
+
+    Raises
+    ------
+    ConfigError
+        For ``--strategy`` / ``--option`` (the message says what ``command`` ``does``
+        instead), ``--kl-sigma`` (no grounding document) and what :func:`sampling_params`,
+        :func:`~samplescale.cli_model.n_threads` and
+        :func:`~samplescale.cli_backend.check_run` refuse.
+    """
+    from samplescale.cli_backend import check_run
+    from samplescale.cli_model import n_threads
+
+    if args.strategy is not None or args.option:
+        raise ConfigError(f"{command} {does}; it takes no --strategy or --option")
+    params = sampling_params(args)
+    if params.kl_sigma is not None:
+        raise ConfigError(f"--kl-sigma needs a grounding document; {command} has none")
+    n_threads(args)
+    check_run(args, params, None)
+    return params
+
+
 def backend_from_args(args: argparse.Namespace) -> Any:
     """The selected backend (``--backend``; llama.cpp's KV cache sized so N samples decode
     in one round, with one sequence more for the greedy row an eval decodes in the pool's
@@ -215,7 +240,8 @@ def strategy_options(items: list[str]) -> dict[str, Any]:
 
 
 def build_strategy(name: str | None, items: list[str] | None = None) -> Any:
-    """The named strategy built with ``--option`` values (a clear error for unknown ones)."""
+    """The named strategy built with ``--option`` values (a clear error for unknown ones);
+    ``reprompting``'s ``recipe`` may be the path of a recipe.json (read here)."""
     import dataclasses
 
     from samplescale.strategies import STRATEGIES, get_strategy
@@ -226,6 +252,10 @@ def build_strategy(name: str | None, items: list[str] | None = None) -> Any:
             raise ConfigError("--option needs --strategy")
         return None
     cls = STRATEGIES.get(name)
+    if cls.name == "reprompting" and isinstance(options.get("recipe"), str):
+        from samplescale.cli_reprompt import read_recipe  # recipe=PATH of a recipe.json
+
+        options["recipe"] = read_recipe(Path(options["recipe"]))
     valid = sorted(f.name for f in dataclasses.fields(cls) if f.init)
     unknown = sorted(set(options) - set(valid))
     if unknown:

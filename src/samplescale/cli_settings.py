@@ -3,7 +3,8 @@
 A rerun into the same directory resumes only under the same settings (:func:`check_settings`
 names every difference); a run written before a sampling field existed resumes with that
 field's default. Content digests stand for the data file, the model and the model files a
-strategy option names, so an edited file is another run.
+strategy option names (model-switch's models, reprompting's recipe), so an edited file
+is another run.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def run_settings(
         **({"options": sorted(args.option)} if getattr(args, "option", None) else {}),
         # model files named by a strategy option (model-switch): their content, like --model
         **_option_models(args),
+        # a recipe file named by reprompting's option: its content
+        **_option_recipe(args),
         # speculative sampling only when used, likewise
         **(
             {
@@ -128,6 +131,17 @@ def _option_models(args: argparse.Namespace) -> dict[str, Any]:
         file_identity(Path(m).resolve(), "models") if isinstance(m, str) and Path(m).is_file()
         else m for m in models
     ]}
+
+
+def _option_recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"option_recipe": identity}`` for the recipe.json a ``recipe`` strategy option
+    names by path (an edited recipe is another run)."""
+    from samplescale.cli_sampling import strategy_options
+
+    recipe = strategy_options(getattr(args, "option", None) or []).get("recipe")
+    if not isinstance(recipe, str):
+        return {}
+    return {"option_recipe": file_identity(Path(recipe).resolve(), "--option recipe")}
 
 
 def check_settings(run_file: Path, settings: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from samplescale.cli_sampling import (
     add_sampling_args,
     add_task_args,
     backend_from_args,
-    sampling_params,
+    checked_params,
 )
 from samplescale.errors import ConfigError
 from samplescale.synth import KEEP_CHOICES, Keep, problem_yield, training_rows, verifier_name
@@ -80,21 +80,12 @@ def _print_yield(console: Console, yields: list[dict[str, Any]], title: str) -> 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Run (or resume) ``samplescale synth``; returns the exit status."""
-    from samplescale.cli_backend import check_run
     from samplescale.cli_eval import open_run
-    from samplescale.cli_model import n_threads
     from samplescale.cli_results import append_record, exclusive, load_results
     from samplescale.cli_settings import IN_POOL, check_settings, greedy_layout
     from samplescale.evaluate import evaluate, problem_digest
 
-    if args.strategy is not None or args.option:
-        raise ConfigError("synth draws a pool of --n samples per problem; it takes no "
-                          "--strategy or --option")
-    params = sampling_params(args)
-    if params.kl_sigma is not None:
-        raise ConfigError("--kl-sigma needs a grounding document; synth has none")
-    n_threads(args)
-    check_run(args, params, None)
+    params = checked_params(args, "synth", "draws a pool of --n samples per problem")
     keep: Keep = args.keep
     console = Console(soft_wrap=True)
     extra = {"synth": {"keep": keep, "format": SYNTH_FORMAT}}

@@ -46,6 +46,7 @@ from samplescale.strategies.progressive_hint import ProgressiveHint
 from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
+from samplescale.strategies.reprompting import Reprompting
 from samplescale.strategies.short_m import ShortMAtK
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
 from samplescale.types import Prompt, Result
@@ -81,6 +82,7 @@ __all__ = [
     "PhiDecoding",
     "Refine",
     "RepeatedSampling",
+    "Reprompting",
     "SelfConsistency",
     "ShortMAtK",
     "State",
@@ -115,6 +117,7 @@ __all__ = [
     "progressive_hint",
     "refine",
     "repeated_sampling",
+    "reprompting",
     "self_consistency",
     "short_m_at_k",
     "weighted_vote",
@@ -178,3 +181,4 @@ osca = _runner(OSCA)
 mur = _runner(MUR)
 phi_decoding = _runner(PhiDecoding)
 model_switch = _runner(ModelSwitch)
+reprompting = _runner(Reprompting)

@@ -1,5 +1,5 @@
 """Prompt edits shared by the strategies that change what is sampled (aggregate, div-sampling,
-progressive-hint, batch-prompting), and the per-call seeding they and refine / fractured share.
+progressive-hint, batch-prompting, reprompting), and the per-call seeding they and refine / fractured share.
 
 The *question* of a prompt is its last user message (a chat prompt) or its raw ``text``.
 Every edit keeps ``prefix`` and ``grounding`` and returns a new Prompt; none changes the
@@ -7,6 +7,8 @@ caller's prompt.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from samplescale.config import SamplingParams
 from samplescale.rng import derived_seed
@@ -64,6 +66,26 @@ def with_note(prompt: Prompt, note: str) -> Prompt:
     if prompt.messages is None:
         return prompt.model_copy(update={"text": f"{note}\n\n{prompt.text}"})
     return with_question(prompt, f"{question_of(prompt)}\n\n{note}")
+
+
+def with_examples(prompt: Prompt, examples: Sequence[tuple[str, str]]) -> Prompt:
+    """``prompt`` with few-shot ``examples`` (``(question, solution)`` pairs, in order) put
+    before its question. A chat prompt gets each as a user message (the question) and an
+    assistant message (the solution), inserted just before its last user message (a system
+    message stays first; a grounding document, which goes with the first user message,
+    then comes before the first example). A raw text prompt starts with
+    ``question\nsolution\n\n`` per example. No examples: ``prompt`` unchanged."""
+    if not examples:
+        return prompt
+    if prompt.messages is None:
+        text = "".join(f"{q}\n{z}\n\n" for q, z in examples)
+        return prompt.model_copy(update={"text": text + (prompt.text or "")})
+    msgs = list(prompt.messages)
+    i = _last_user(prompt)
+    at = len(msgs) if i is None else i
+    shots = [m for q, z in examples
+             for m in (Message(role="user", content=q), Message(role="assistant", content=z))]
+    return prompt.model_copy(update={"messages": tuple(msgs[:at] + shots + msgs[at:])})
 
 
 def call_params(params: SamplingParams, n: int, *key: int, **fields: object) -> SamplingParams:
