@@ -222,3 +222,16 @@ def test_reprompt_then_eval_with_the_real_model(llama_backend, tmp_path, capsys)
     records = [json.loads(x) for x in (ev / "results.jsonl").read_text().splitlines()]
     assert [r["strategy"] for r in records] == ["reprompting"] * 2
     assert all(len(r["samples"]) == 2 for r in records)
+
+
+def test_eval_refuses_a_recipe_path_it_cannot_read(tmp_path, capsys):
+    bad = tmp_path / "recipe.json"
+    bad.write_text("{not json")
+    for path, message in ((tmp_path / "none.json", "No such file"), (bad, "Expecting")):
+        assert main(["eval", "--strategy", "reprompting", "--option", f"recipe={path}",
+                     "--limit", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"--option recipe={path}: cannot read a recipe from it" in err and message in err
+    bad.write_text(json.dumps({"recipe": [{"question": "q"}]}))
+    assert main(["eval", "--strategy", "reprompting", "--option", f"recipe={bad}"]) == 2
+    assert "recipe[0] must be a mapping with exactly the keys" in capsys.readouterr().err
