@@ -137,6 +137,7 @@ def cmd_reprompt(args: argparse.Namespace) -> int:
     recipe_file = out / "recipe.json"
     with exclusive(out):
         done = _existing(recipe_file, settings)
+        learned = done is None
         if done is None:
             (out / "run.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
             s = gibbs_search(
@@ -177,6 +178,6 @@ def cmd_reprompt(args: argparse.Namespace) -> int:
         f"{prov['usage']['completion_tokens']} tokens generated", markup=False)
     held = (f" --limit {args.offset} (the same task flags: the problems before the training "
             "ones)" if args.offset else " (on problems it was not learned on)")
-    console.print(f"wrote {recipe_file}; apply it: samplescale eval --strategy reprompting "
+    console.print(f"{'wrote' if learned else 'the recipe is'} {recipe_file}; apply it: samplescale eval --strategy reprompting "
                   f"--option recipe={recipe_file}{held}", markup=False)
     return 0
