@@ -177,6 +177,8 @@ def _configured(name: str):
         return get_strategy(name, models=[ToyLM()])
     if name == "osca":  # it needs an allocation of the N = 4 samples
         return get_strategy(name, allocation={"0.5": 1, "1.0": 3})
+    if name == "thinksum":  # labels the toy LM has ("Yes" is not in its vocabulary)
+        return get_strategy(name, positive="1", negative="2")
     fields = {f.name for f in dataclasses.fields(cls)}
     if name in SAMPLING_STRATEGIES or "scorer" not in fields:
         return get_strategy(name)

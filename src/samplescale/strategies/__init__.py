@@ -47,6 +47,7 @@ from samplescale.strategies.refine import Refine
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
 from samplescale.strategies.short_m import ShortMAtK
+from samplescale.strategies.thinksum import ThinkSum
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
 from samplescale.types import Prompt, Result
 
@@ -85,6 +86,7 @@ __all__ = [
     "ShortMAtK",
     "State",
     "Strategy",
+    "ThinkSum",
     "WeightedVote",
     "ab_mcts",
     "adaptive_consistency",
@@ -117,6 +119,7 @@ __all__ = [
     "repeated_sampling",
     "self_consistency",
     "short_m_at_k",
+    "thinksum",
     "weighted_vote",
 ]
 
@@ -178,3 +181,4 @@ osca = _runner(OSCA)
 mur = _runner(MUR)
 phi_decoding = _runner(PhiDecoding)
 model_switch = _runner(ModelSwitch)
+thinksum = _runner(ThinkSum)
