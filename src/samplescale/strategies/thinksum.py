@@ -9,7 +9,9 @@ models" (ACL 2023). Two stages:
   of the ``positive`` label, ``p_yes(i)``. It is read by the existing label-token machinery
   (:class:`~samplescale.verifiers.model_scorers.LabelTokenScorer`, as P(True)): from the
   next-token logits normalised over the two labels on a backend that exposes logits, else
-  from the logprob of a 1-token greedy reply (the trace says which: ``reads``).
+  from the logprob of a 1-token greedy reply (the trace says which: ``reads``). On a
+  backend with neither, every sub-query fails (recorded) and there is no answer; a
+  frequency estimate from sampled yes/no replies is not implemented.
 - **Sum**: the answers are combined by probabilistic inference outside the model,
 
       posterior(i) = prior(i)^alpha * L(i) / sum_j prior(j)^alpha * L(j),
