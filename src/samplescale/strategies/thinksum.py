@@ -159,9 +159,11 @@ class ThinkSum(Strategy):
     ``vote_shares``: the posterior, item -> probability, summing to 1. ``answer``: the
     selected item; ``selected``: the first sample of its class with ``"samples"``, else None
     (the item is not a sample's answer, as with a given list). The trace has an ``items``
-    record (``source``, ``items``, ``counts`` of votes, ``dropped``) and a ``thinksum``
-    record (``reads``: "logits" or "greedy-token"; ``rows``: per item ``item``, ``prior``,
-    ``p_yes``, ``posterior``, ``prompt_tokens``, ``error``). ``usage`` counts every call,
+    record (``source``, ``items``, ``dropped``; with ``"samples"`` also ``counts`` of
+    votes and ``first``: each item's first sample) and a ``thinksum`` record (``reads``:
+    "logits" or "greedy-token"; ``rows``: per item ``item``, ``prior`` (the vote share among
+    the items kept), ``p_yes``, ``posterior``, the sub-query's ``prompt_tokens`` and
+    ``completion_tokens``, ``error``; ``winner``: the selected item's index). ``usage`` counts every call,
     each sub-query also as a scorer call. A failed sub-query gives its item no posterior;
     when all fail (or there is no item) the answer is None.
 
