@@ -2,51 +2,19 @@
 # Section (n) of RESULTS.md: refine vs self-consistency at about the same generated tokens on
 # arithmetic level 3 (SmolLM2-135M, the embedded model), and synth's yield on arithmetic L1.
 # Section (n2): the issue's items 3, 4, 6 and 8 against self-consistency (arithmetic L2).
+# Section (n3): item 7, thinksum, against self-consistency on the same samples (arithmetic L3).
 # Resumable: each run is an eval / synth directory under runs/bench-n (rerun to resume).
-# PART=n runs only section (n), PART=n2 only section (n2).
+# PART=n runs only section (n), PART=n2 only section (n2), PART=n3 only section (n3).
+# S (the samplescale command) and PY (the python of the tables) may be set.
 # Small on purpose (2 shared CPU cores): LIMIT problems, one thread.
 set -euo pipefail
 LIMIT=${LIMIT:-12}
 S=${S:-.venv/bin/samplescale}
 OUT=${OUT:-runs/bench-n}
 COMMON=(--task arithmetic --level 3 --limit "$LIMIT" --max-tokens 128 --threads 1 --seed 0)
-if [[ "${PART:-all}" != "n2" ]]; then
-# refine: 2 candidates + 1 round of 2 revisions = 4 samples (+ 4 P(True) calls)
-$S eval "${COMMON[@]}" -n 2 --strategy refine --option rounds=1 --output "$OUT/refine-c2-r1"
-# self-consistency at 4 samples: about the same generated tokens
-$S eval "${COMMON[@]}" -n 4 --strategy self-consistency --output "$OUT/sc-4"
-# synth on arithmetic level 1: yield per problem
-$S synth --task arithmetic --level 1 --limit "$LIMIT" -n 8 --max-tokens 48 --threads 1 \
-    --output "$OUT/synth-l1"
-# aggregate: 3 candidates + 1 greedy aggregation call, about the same generated tokens
-$S eval "${COMMON[@]}" -n 3 --strategy aggregate --output "$OUT/aggregate-3"
-fi
-
-# ---- Section (n2): div-sampling, progressive-hint, fractured, batch-prompting vs
-# self-consistency at about the same generated tokens. Arithmetic level 2, not 3: section (n)
-# found no sample of any method right on level 3 (coverage 0 for SmolLM2-135M).
-# PART=n2 runs only this part; LEVEL2 / LIMIT2 / OUT2 size it.
-if [[ "${PART:-all}" == "n" ]]; then exit 0; fi
-LIMIT2=${LIMIT2:-30}
-OUT2=${OUT2:-runs/bench-n2}
-C2=(--task arithmetic --level "${LEVEL2:-2}" --limit "$LIMIT2" --max-tokens 128 --threads 1 --seed 0)
-$S eval "${C2[@]}" -n 4 --strategy self-consistency --output "$OUT2/sc-4"
-# a pool of 16 per problem: maj@k (self-consistency at k samples) for every k <= 16 with its
-# tokens, to match each method's generated tokens (summary.json "curve")
-$S eval "${C2[@]}" -n 16 --output "$OUT2/pool-16"
-# 4 samples over 4 prompts (original, role, instruction, rephrase) + 1 greedy rewording call
-$S eval "${C2[@]}" -n 4 --strategy div-sampling \
-    --option 'perturbations=["original","role","instruction","rephrase"]' --output "$OUT2/div-4"
-# 2 plain samples, then 2 samples hinted with answers drawn from them (hint marginalization)
-$S eval "${C2[@]}" -n 2 --strategy progressive-hint --option rounds=1 --output "$OUT2/php-2x2"
-# 3 traces, each cut at half and at the end, 1 answer of <= 16 tokens per cut
-$S eval "${C2[@]}" -n 3 --strategy fractured --option depths=2 --output "$OUT2/fractured-3x2x1"
-# 4 problems per prompt, 4 samples of each batch prompt (room for 4 answers: 512 tokens)
-$S eval "${C2[@]}" --max-tokens 512 -n 4 --strategy batch-prompting --option batch_size=4 \
-    --output "$OUT2/batch-4x4"
-$S compare "$OUT2"/sc-4 "$OUT2"/div-4 "$OUT2"/php-2x2 "$OUT2"/fractured-3x2x1 "$OUT2"/batch-4x4
-# the table of RESULTS (n2): per method, and maj@k of the pool at k = 1, 2, 4, 8, 16
-.venv/bin/python - "$OUT2"/*/ <<'PY'
+# the tables of RESULTS (n2), (n3): per method, and maj@k of a pool at k = 1, 2, 4, 8, 16
+table() {
+${PY:-.venv/bin/python} - "$@" <<'PY'
 import json, sys
 from pathlib import Path
 rows = []
@@ -79,3 +47,60 @@ for n, acc, lo, hi, cov, tok, pt, mc, w, sv in rows:
     print(f"| {n} | {acc:.3f} | {lo:.2f}-{hi:.2f} | {cov} | {tok:.0f} | {f(pt, 0)} | {f(mc, 2)} "
           f"| {f(w, 1)} | {f(sv, 1)} |")
 PY
+}
+
+if [[ "${PART:-all}" == "all" || "${PART:-all}" == "n" ]]; then
+# refine: 2 candidates + 1 round of 2 revisions = 4 samples (+ 4 P(True) calls)
+$S eval "${COMMON[@]}" -n 2 --strategy refine --option rounds=1 --output "$OUT/refine-c2-r1"
+# self-consistency at 4 samples: about the same generated tokens
+$S eval "${COMMON[@]}" -n 4 --strategy self-consistency --output "$OUT/sc-4"
+# synth on arithmetic level 1: yield per problem
+$S synth --task arithmetic --level 1 --limit "$LIMIT" -n 8 --max-tokens 48 --threads 1 \
+    --output "$OUT/synth-l1"
+# aggregate: 3 candidates + 1 greedy aggregation call, about the same generated tokens
+$S eval "${COMMON[@]}" -n 3 --strategy aggregate --output "$OUT/aggregate-3"
+fi
+
+# ---- Section (n2): div-sampling, progressive-hint, fractured, batch-prompting vs
+# self-consistency at about the same generated tokens. Arithmetic level 2, not 3: section (n)
+# found no sample of any method right on level 3 (coverage 0 for SmolLM2-135M).
+# PART=n2 runs only this part; LEVEL2 / LIMIT2 / OUT2 size it.
+if [[ "${PART:-all}" == "all" || "${PART:-all}" == "n2" ]]; then
+LIMIT2=${LIMIT2:-30}
+OUT2=${OUT2:-runs/bench-n2}
+C2=(--task arithmetic --level "${LEVEL2:-2}" --limit "$LIMIT2" --max-tokens 128 --threads 1 --seed 0)
+$S eval "${C2[@]}" -n 4 --strategy self-consistency --output "$OUT2/sc-4"
+# a pool of 16 per problem: maj@k (self-consistency at k samples) for every k <= 16 with its
+# tokens, to match each method's generated tokens (summary.json "curve")
+$S eval "${C2[@]}" -n 16 --output "$OUT2/pool-16"
+# 4 samples over 4 prompts (original, role, instruction, rephrase) + 1 greedy rewording call
+$S eval "${C2[@]}" -n 4 --strategy div-sampling \
+    --option 'perturbations=["original","role","instruction","rephrase"]' --output "$OUT2/div-4"
+# 2 plain samples, then 2 samples hinted with answers drawn from them (hint marginalization)
+$S eval "${C2[@]}" -n 2 --strategy progressive-hint --option rounds=1 --output "$OUT2/php-2x2"
+# 3 traces, each cut at half and at the end, 1 answer of <= 16 tokens per cut
+$S eval "${C2[@]}" -n 3 --strategy fractured --option depths=2 --output "$OUT2/fractured-3x2x1"
+# 4 problems per prompt, 4 samples of each batch prompt (room for 4 answers: 512 tokens)
+$S eval "${C2[@]}" --max-tokens 512 -n 4 --strategy batch-prompting --option batch_size=4 \
+    --output "$OUT2/batch-4x4"
+$S compare "$OUT2"/sc-4 "$OUT2"/div-4 "$OUT2"/php-2x2 "$OUT2"/fractured-3x2x1 "$OUT2"/batch-4x4
+table "$OUT2"/*/
+fi
+
+# ---- Section (n3): thinksum vs self-consistency on arithmetic level 3 (issue 20, item 7).
+# Same seed, same N: thinksum's items are the classes of the very samples self-consistency
+# votes over (the draw is seeded alike), so the two differ only in the Sum stage, at the same
+# generated tokens (a sub-query read from the logits generates none; it costs prompt tokens).
+# PART=n3 runs only this part; LEVEL3 / LIMIT3 / OUT3 size it.
+if [[ "${PART:-all}" == "all" || "${PART:-all}" == "n3" ]]; then
+LIMIT3=${LIMIT3:-30}
+OUT3=${OUT3:-runs/bench-n3}
+C3=(--task arithmetic --level "${LEVEL3:-3}" --limit "$LIMIT3" --max-tokens 128 --threads 1 --seed 0)
+$S eval "${C3[@]}" -n 4 --strategy self-consistency --output "$OUT3/sc-4"
+$S eval "${C3[@]}" -n 4 --strategy thinksum --output "$OUT3/thinksum-4"
+# the check alone (alpha = 0: the vote shares ignored)
+$S eval "${C3[@]}" -n 4 --strategy thinksum --option alpha=0 --output "$OUT3/thinksum-4-a0"
+$S eval "${C3[@]}" -n 8 --strategy self-consistency --output "$OUT3/sc-8"
+$S compare "$OUT3"/sc-4 "$OUT3"/thinksum-4 "$OUT3"/thinksum-4-a0 "$OUT3"/sc-8
+table "$OUT3"/*/
+fi

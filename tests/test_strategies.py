@@ -179,6 +179,8 @@ def _configured(name: str):
         return get_strategy(name, allocation={"0.5": 1, "1.0": 3})
     if name == "reprompting":  # it needs a recipe
         return get_strategy(name, recipe=[{"question": "1+1?", "solution": "The answer is 2"}])
+    if name == "thinksum":  # labels the toy LM has ("Yes" is not in its vocabulary)
+        return get_strategy(name, positive="1", negative="2")
     fields = {f.name for f in dataclasses.fields(cls)}
     if name in SAMPLING_STRATEGIES or "scorer" not in fields:
         return get_strategy(name)

@@ -48,6 +48,7 @@ from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.repeated_sampling import RepeatedSampling
 from samplescale.strategies.reprompting import Reprompting
 from samplescale.strategies.short_m import ShortMAtK
+from samplescale.strategies.thinksum import ThinkSum
 from samplescale.strategies.voting import SelfConsistency, WeightedVote
 from samplescale.types import Prompt, Result
 
@@ -87,6 +88,7 @@ __all__ = [
     "ShortMAtK",
     "State",
     "Strategy",
+    "ThinkSum",
     "WeightedVote",
     "ab_mcts",
     "adaptive_consistency",
@@ -120,6 +122,7 @@ __all__ = [
     "reprompting",
     "self_consistency",
     "short_m_at_k",
+    "thinksum",
     "weighted_vote",
 ]
 
@@ -182,3 +185,4 @@ mur = _runner(MUR)
 phi_decoding = _runner(PhiDecoding)
 model_switch = _runner(ModelSwitch)
 reprompting = _runner(Reprompting)
+thinksum = _runner(ThinkSum)

@@ -33,8 +33,8 @@ class LabelTokenScorer(ProcessScorer):
     """A reward read from the probability of a label token after a judging prompt.
 
     The judging prompt is ``template`` filled with ``{question}`` (see :func:`question_of`)
-    and ``{solution}`` (the steps joined), sent as one user message (``chat=True``) or as
-    raw text. The score (probability scale) is
+    and ``{solution}`` (the steps joined; another field name with ``field``), sent as one
+    user message (``chat=True``) or as raw text. The score (probability scale) is
 
     - on a :class:`~samplescale.backends.base.LogitsModel`, from the next-token
       distribution after the prompt: ``p(pos) / (p(pos) + p(neg))`` with a ``negative``
@@ -55,11 +55,16 @@ class LabelTokenScorer(ProcessScorer):
     name : str
     chat : bool
         Send the prompt as a user message (chat template) or as raw text.
+    field : str
+        The template field the steps fill (default ``"solution"``; ThinkSum's sub-queries
+        use ``"item"``).
 
     Raises
     ------
     ConfigError
-        (at scoring) If a label is not a single token after the prompt.
+        If a label is empty, the labels are equal, ``field`` is not an identifier other
+        than ``question``, or the template lacks ``{question}`` or ``{<field>}``;
+        (at scoring) if a label is not a single token after the prompt.
     ScorerError
         (at scoring, plain backends) If the backend returns no logprob, the call fails, or
         the greedy token is neither label.
@@ -76,22 +81,51 @@ class LabelTokenScorer(ProcessScorer):
         *,
         name: str = "label-token",
         chat: bool = True,
+        field: str = "solution",
     ) -> None:
         super().__init__()
-        for field, value in (("positive", positive), ("negative", negative)):
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigError(f"{field} label must be a non-empty string, got {value!r}")
+        self.check_options(template, positive, negative, field)
+        self.backend, self.template, self.chat = backend, template, chat
+        self.positive, self.negative, self.name, self.field = positive, negative, name, field
+
+    @staticmethod
+    def check_options(
+        template: object, positive: object, negative: object, field: object = "solution"
+    ) -> None:
+        """The checks of the constructor's options, without a backend (so that a strategy
+        that builds this scorer when it runs can refuse bad options when it is built).
+
+        Raises
+        ------
+        ConfigError
+            As the constructor does (see the class docstring).
+        """
+        for label, value in (("positive", positive), ("negative", negative)):
+            if (value is not None or label == "positive") and (
+                not isinstance(value, str) or not value.strip()
+            ):
+                raise ConfigError(f"{label} label must be a non-empty string, got {value!r}")
         if positive == negative:
             raise ConfigError(f"positive and negative labels must differ, both are {positive!r}")
-        for key in ("{question}", "{solution}"):
+        if not isinstance(field, str) or not field.isidentifier() or field == "question":
+            raise ConfigError(f"field must be an identifier other than 'question', got {field!r}")
+        if not isinstance(template, str):
+            raise ConfigError(f"template must be a str, got {type(template).__name__}")
+        for key in ("{question}", "{" + field + "}"):
             if key not in template:
                 raise ConfigError(f"template must contain the field {key}")
-        self.backend, self.template, self.chat = backend, template, chat
-        self.positive, self.negative, self.name = positive, negative, name
+
+    @property
+    def reads(self) -> str:
+        """How a score is read on this backend: ``"logits"`` (a LogitsModel: both labels'
+        next-token probabilities) or ``"greedy-token"`` (the logprob of a 1-token greedy
+        reply)."""
+        return "logits" if isinstance(self.backend, LogitsModel) else "greedy-token"
 
     def judging_prompt(self, prompt: Prompt, steps: Sequence[str]) -> Prompt:
         """The prompt the judging model reads."""
-        text = self.template.format(question=question_of(prompt), solution="".join(steps))
+        text = self.template.format(**{"question": question_of(prompt),
+                                        self.field: "".join(steps)})
         return Prompt.user(text) if self.chat else Prompt(text=text)
 
     def _evaluate(self, prompt: Prompt, steps: tuple[str, ...]) -> tuple[float, Usage]:
