@@ -228,3 +228,30 @@ def test_seeded_rounds_draw_fresh_samples_and_reproduce(llama_backend):
     assert [s.text for s in again.samples] == texts
     sc = self_consistency(llama_backend, "What is 17 + 25?", params.replace(n=2))
     assert [s.text for s in sc.samples] == texts[:2]
+
+
+@pytest.mark.parametrize("name", ["esc", "adaptive-consistency", "semantic-entropy"])
+def test_a_round_of_only_errors_stops_the_rule_instead_of_filling_n(name):
+    from samplescale.backends.budget import TokenBudgetBackend
+
+    # split votes never settle; the prompt costs 7 tokens a call, a reply 12: round 1 draws
+    # 2 (31 tokens), round 2 affords 1 of 2 (19 more, 10 left), round 3 none: it stops there
+    replies = boxed(1, 2, 3, 4, 5, 6, 7, 8)
+    backend = TokenBudgetBackend(ScriptedBackend(replies), 60)
+    strategy = get_strategy(name, **({"window": 2} if name == "esc" else {"round": 2}))
+    r = strategy.run(backend, "q", SamplingParams(n=16, max_tokens=12, seed=0))
+    ok = [s for s in r.samples if s.status == "ok"]
+    assert decisions(r)[-1] == "failed" and "continue" in decisions(r)
+    assert len(ok) == 3 and len(r.samples) == 6 and backend.spent == 57
+    assert "budget" in r.trace[-1]["error"] and backend.spent <= 60
+    # a dead upstream: the first round fails, nothing is voted on, no further rounds
+    r = strategy.run(ScriptedBackend([RuntimeError("connection refused")]), "q",
+                     SamplingParams(n=16, seed=0))
+    assert decisions(r) == ["failed"] and len(r.samples) == 2 and r.answer is None
+    assert "connection refused" in r.trace[0]["error"]
+
+
+def test_a_round_with_some_errors_goes_on():
+    replies = [RuntimeError("flaky"), *boxed(3, 3)]
+    r = esc(ScriptedBackend(replies), "q", SamplingParams(n=8, seed=0), window=2)
+    assert decisions(r)[0] == "continue" and r.answer == "3"

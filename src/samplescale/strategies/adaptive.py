@@ -3,8 +3,10 @@
 ``params.n`` is the maximum number of samples (the budget N); a strategy draws one round
 per step and, after each round, asks its stopping rule (:mod:`samplescale.stopping`)
 whether to stop. Every decision is a trace record
-(``{"event": "stopping", "decision": "continue" | "stop" | "budget", ...}`` with the
-rule's statistic), ``Result.usage`` is what was actually spent, and the answer is the
+(``{"event": "stopping", "decision": "continue" | "stop" | "budget" | "failed", ...}``
+with the rule's statistic; ``failed``: every sample of the round was an error sample, e.g.
+a spent ``max_total_tokens`` budget or a failing upstream, so the run stops there instead
+of filling N with errors, and the record carries the first ``error``), ``Result.usage`` is what was actually spent, and the answer is the
 majority vote over all samples drawn (ties to the class seen first, as
 :class:`~samplescale.strategies.voting.SelfConsistency`).
 
@@ -84,9 +86,10 @@ class AdaptiveStrategy(Strategy):
         return state
 
     def done(self, state: State) -> bool:
-        """True after a ``stop`` decision or when N samples have been drawn."""
+        """True after a ``stop`` or ``failed`` decision or when N samples have been drawn."""
         last = state.trace[-1] if state.trace else {}
-        return last.get("decision") in ("stop", "budget") or len(state.samples) >= state.params.n
+        return (last.get("decision") in ("stop", "budget", "failed")
+                or len(state.samples) >= state.params.n)
 
     def labels(self, state: State) -> list[int | None]:
         """Answer class of every sample drawn (clustered by ``equivalent``)."""
@@ -103,12 +106,16 @@ class AdaptiveStrategy(Strategy):
         decision = self.rule(self.labels(state), size, state)
         stop = bool(decision.pop("stop"))
         spent = len(state.samples) >= state.params.n
+        errors = [s.error for s in state.samples[-size:] if s.status == "error"]
+        failed = size > 0 and len(errors) == size  # e.g. a spent token budget, a dead upstream
         record = {
             **info,
             "event": "stopping",
             "drawn": len(state.samples),
             **decision,
-            "decision": "stop" if stop else "budget" if spent else "continue",
+            "decision": ("stop" if stop else "budget" if spent
+                         else "failed" if failed else "continue"),
+            **({"error": errors[0]} if failed and not (stop or spent) else {}),
         }
         new = state.model_copy(update={"trace": state.trace[:-1] + (record,)})
         return new, record
