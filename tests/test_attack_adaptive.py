@@ -52,6 +52,30 @@ def test_server_answers_400_for_a_huge_negative_threshold():
     assert err["param"] == "samplescale.options" and "threshold must be in (0, 1)" in err["message"]
 
 
+@pytest.mark.parametrize(("model", "options", "message"), [
+    ("osca@8/m", {"allocation": {"0.5": 2, "1.0": 3}},
+     "the allocation spends 5 samples but n is 8"),
+    ("esc@4/m", {"window": 8}, "window"),
+])
+def test_server_names_the_options_that_do_not_fit_n(model, options, message):
+    import httpx
+    from _server_helpers import serve
+
+    from samplescale.backends.fake import ScriptedBackend
+    from samplescale.server.app import create_app
+
+    backend = ScriptedBackend(["\\boxed{1}"])
+    app = create_app(backend, "m")
+    body = {"model": model, "messages": [{"role": "user", "content": "q"}],
+            "samplescale": {"options": options}}
+    with serve(app) as url:
+        r = httpx.post(url + "/chat/completions", json=body, timeout=30)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["param"] == "samplescale.options" and message in err["message"]
+    assert f"with N = {model.split('@')[1].split('/')[0]} samples" in err["message"]
+
+
 @pytest.fixture(scope="module")
 def pools(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pools")

@@ -338,8 +338,17 @@ def plan(
             "document the answer is grounded in, as a string",
             param="samplescale.grounding",
         )
+    prompt = _prompt(req).model_copy(update={"grounding": grounding})
+    if strategy is not None:
+        try:  # the checks of options against N (e.g. osca's allocation, esc's window)
+            strategy.init(prompt, params)
+        except SamplescaleError as exc:
+            raise APIError(
+                400, f"samplescale.options: invalid for {strategy.name!r} with N = "
+                f"{params.n} samples: {exc}", param="samplescale.options"
+            ) from exc
     return Plan(
-        prompt=_prompt(req).model_copy(update={"grounding": grounding}),
+        prompt=prompt,
         params=params,
         strategy=strategy,
         max_total_tokens=budget,
