@@ -51,6 +51,14 @@ def test_strategy_prompt_is_the_recipe_then_the_question_and_votes_n_samples():
     assert r.usage.completion_tokens == len("The answer is 9") * 2 + len("The answer is 8")
 
 
+def test_a_problem_the_recipe_was_learned_on_is_refused():
+    backend = ScriptedBackend(["The answer is 7"])
+    with pytest.raises(ConfigError, match=r"question is recipe\[1\]\.question: it was a training"):
+        Reprompting(recipe=RECIPE).run(backend, Prompt.user(" What is 2 + 5?\n"),
+                                       SamplingParams(n=2))
+    assert backend.calls == []  # refused before any sample is drawn
+
+
 @pytest.mark.parametrize(("recipe", "message"), [
     (None, "recipe must be a list of 1 to 16"),
     ("runs/recipe.json", "give the path of its recipe.json"),

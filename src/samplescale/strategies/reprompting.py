@@ -20,7 +20,7 @@ from typing import Any
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.strategies.base import State
-from samplescale.strategies.prompting import with_examples
+from samplescale.strategies.prompting import question_of, with_examples
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.strategies.voting import SelfConsistency
 from samplescale.types import Prompt
@@ -97,7 +97,9 @@ class Reprompting(SelfConsistency):
     Raises
     ------
     ConfigError
-        When built, for a missing or malformed recipe (:func:`parse_recipe`).
+        When built, for a missing or malformed recipe (:func:`parse_recipe`); from
+        :meth:`init` when the prompt's question is one of the recipe's questions (the
+        problem was a training problem: its learned solution is in the prompt).
     """
 
     name = "reprompting"
@@ -110,5 +112,13 @@ class Reprompting(SelfConsistency):
     def init(self, prompt: Prompt, params: SamplingParams) -> State:
         """The initial state, its prompt the recipe prompt of ``prompt``."""
         shots = parse_recipe(self.recipe)
+        question = question_of(prompt).strip()
+        leaked = [i for i, (q, _) in enumerate(shots) if q.strip() == question]
+        if leaked:
+            raise ConfigError(
+                f"reprompting: this problem's question is recipe[{leaked[0]}].question: it "
+                "was a training problem, and its learned solution would be in the prompt; "
+                "evaluate on problems the recipe was not learned on (samplescale reprompt "
+                "--offset)")
         return super().init(with_examples(prompt, shots), params)
 
