@@ -5,7 +5,7 @@ Two llama.cpp backends on the same GGUF, one problem at a time, side by side:
 - ``old``: ``n_seq_max = n`` (the eval CLI's sizing before) and the old code path: a
   greedy call (``Greedy().run``), then the pool (``decoders.generate``);
 - ``new``: ``n_seq_max = n + 1`` (the CLI's sizing now) and
-  :func:`samplescale.evaluate.pool_record`, which decodes the greedy row in the pool's call
+  :func:`samplescale.evaluate_records.pool_record`, which decodes the greedy row in the pool's call
   (:mod:`samplescale.evaluate_greedy`).
 
 Per problem it prints both wall times, and whether the greedy text, every pool sample's
@@ -26,8 +26,8 @@ import time
 from samplescale.backends.llamacpp import LlamaCppBackend
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
-from samplescale.evaluate import pool_record, problem_seed
 from samplescale.evaluate_greedy import batches_greedy
+from samplescale.evaluate_records import pool_record, problem_seed
 from samplescale.strategies import Greedy
 from samplescale.tasks import load_task
 

@@ -55,7 +55,7 @@ from fetch_qwen import fetch  # noqa: E402
 
 from samplescale.backends.llamacpp import LlamaCppBackend  # noqa: E402
 from samplescale.config import SamplingParams  # noqa: E402
-from samplescale.evaluate import problem_seed  # noqa: E402
+from samplescale.evaluate_records import problem_seed  # noqa: E402
 from samplescale.metrics import wilson_interval  # noqa: E402
 from samplescale.strategies import (  # noqa: E402
     BeamSearch,

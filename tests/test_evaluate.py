@@ -8,7 +8,8 @@ import pytest
 
 from samplescale.backends.fake import ScriptedBackend
 from samplescale.config import SamplingParams
-from samplescale.evaluate import evaluate, problem_seed
+from samplescale.evaluate import evaluate
+from samplescale.evaluate_records import problem_seed
 from samplescale.strategies import SelfConsistency
 from samplescale.summary import k_values, summarize_pool, summarize_strategy
 from samplescale.tasks.base import Problem, Task

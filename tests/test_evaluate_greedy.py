@@ -11,8 +11,8 @@ from samplescale.backends.row_groups import check_groups
 from samplescale.config import SamplingParams
 from samplescale.decoders import generate
 from samplescale.errors import ConfigError
-from samplescale.evaluate import pool_record, problem_seed
 from samplescale.evaluate_greedy import batches_greedy, greedy_and_pool
+from samplescale.evaluate_records import pool_record, problem_seed
 from samplescale.strategies import Greedy
 from samplescale.tasks import load_task
 from samplescale.types import Prompt

@@ -361,7 +361,7 @@ def test_an_oversized_prompt_is_refused_before_it_is_tokenized(llama_backend, mo
 
 
 def test_a_verifier_failure_is_an_error_record(monkeypatch):
-    import samplescale.evaluate as ev
+    import samplescale.evaluate_records as ev
 
     def broken(answer, gold):
         if gold == "4":
@@ -517,7 +517,7 @@ def test_why_no_answer_names_the_stop_reason_failures_and_scorer_errors():
 
 
 def test_a_grader_that_cannot_run_stops_the_evaluation(monkeypatch):
-    import samplescale.evaluate as ev
+    import samplescale.evaluate_records as ev
     from samplescale.errors import MissingDependencyError, SamplescaleError
 
     task = Task(name="t", problems=(Problem(id="a", question="Say 3?", gold="3"),))

@@ -84,7 +84,7 @@ def _vote_labels(samples: list[list[dict[str, Any]]]) -> tuple[list[list[int | N
     """Answer classes shared across the configurations of one problem (math equivalence,
     as the pools' own labels), classes equivalent to a correct sample merged into one."""
     from samplescale.aggregate import cluster
-    from samplescale.evaluate import merge_correct_classes
+    from samplescale.evaluate_records import merge_correct_classes
     from samplescale.verifiers.math import answers_equivalent
 
     flat = [s for pool in samples for s in pool]

@@ -8,7 +8,7 @@ asks every batch exactly as an uninterrupted run would; the batch call is made o
 batch and kept for the batch's other problems (a worker that gets only part of a batch,
 or a resume that starts inside one, makes the same seeded call again).
 
-The record is a strategy record (:func:`samplescale.evaluate.strategy_record`'s keys, with
+The record is a strategy record (:func:`samplescale.evaluate_records.strategy_record`'s keys, with
 this problem's answers split out of the shared replies, and ``usage`` its share of the
 batch call, so a run's usage sums to what was spent) plus ``batch``: the batch's index and
 size, this problem's 1-based position, and ``saved_prompt_tokens`` (the problem's own
@@ -52,7 +52,7 @@ def batch_record(
     ``memo`` keeps the last batch's results (``{"batch": index, "results": ...}``) so the
     next problem of the same batch does not ask again; it is updated in place.
     """
-    from samplescale.evaluate import _greedy, problem_seed, result_record
+    from samplescale.evaluate_records import _greedy, problem_seed, result_record
 
     g, group = batch_of(task, problem, strategy.batch_size)
     if memo.get("batch") != g:

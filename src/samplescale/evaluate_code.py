@@ -4,7 +4,7 @@
 :class:`~samplescale.tasks.code.CodeTask` to :func:`code_pool_record`, which draws the same
 pool as for math (greedy plus ``params.n`` samples, seeded by problem id) and grades every
 sample with the task's grader (:meth:`CodeTask.grade`) instead of answer equivalence. The
-record has the keys of :func:`samplescale.evaluate.pool_record` (so pass@k with intervals
+record has the keys of :func:`samplescale.evaluate_records.pool_record` (so pass@k with intervals
 is summarised exactly as for math: Chen et al., 2021's unbiased estimator), and every
 sample row also carries the ``program`` that was tested, its ``test_status``
 (``passed | failed | timeout | error``) and the ``test_detail`` line.
@@ -28,14 +28,13 @@ from typing import Any
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.evaluate_greedy import greedy_and_pool
+from samplescale.evaluate_records import Record, merge_correct_classes, problem_seed, record_head
 from samplescale.strategies import CodeSelection, Greedy
 from samplescale.strategies.code_selection import EVENT
 from samplescale.tasks.base import Problem
 from samplescale.tasks.code import CHAT_STOP, COMPLETION_STOP, CodeTask
 from samplescale.types import Prompt, Result, Sample
 from samplescale.verifiers._workers import CODE_SANDBOX
-
-Record = dict[str, Any]
 
 
 def code_params(task: CodeTask, params: SamplingParams) -> SamplingParams:
@@ -110,7 +109,6 @@ def _greedy_part(task: CodeTask, problem: Problem, g: Result) -> tuple[Record, R
 
 def _pool_fields(rows: list[Record]) -> Record:
     """``n``, ``c``, the class labels (identical programs) and the correct class of a pool."""
-    from samplescale.evaluate import merge_correct_classes
 
     first: dict[str, int] = {}
     labels: list[int | None] = []
@@ -136,8 +134,7 @@ def code_pool_record(
 ) -> Record:
     """Greedy program plus one pool of ``params.n`` programs for one problem, graded by
     tests (the greedy row in the pool's call unless ``greedy_in_pool`` is False, as in
-    :func:`samplescale.evaluate.pool_record`)."""
-    from samplescale.evaluate import problem_seed, record_head
+    :func:`samplescale.evaluate_records.pool_record`)."""
 
     params = code_params(task, params)
     if params.n == 1 and params.temperature == 0:  # the pool IS the greedy sample
@@ -179,7 +176,6 @@ def code_strategy_record(
     examples and the reason in one sentence; each sample row adds ``public_passed`` (public
     examples passed) and ``behaviour_class``.
     """
-    from samplescale.evaluate import problem_seed, record_head
 
     params = code_params(task, params)
     greedy, _, _ = _greedy(task, problem, prompt, backend, params)

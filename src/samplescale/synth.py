@@ -1,7 +1,7 @@
 """Rejection-sampling data synthesis: training rows from the verified samples of a pool.
 
 ``samplescale synth`` draws a pool of N samples per problem exactly as ``samplescale eval``
-does (:func:`samplescale.evaluate.pool_record`), keeps the samples its task's grader marks
+does (:func:`samplescale.evaluate_records.pool_record`), keeps the samples its task's grader marks
 correct (rejection sampling, as in STaR, Zelikman et al. 2022, and RFT, Yuan et al. 2023),
 optionally only the shortest correct one per problem, and turns each kept sample into a
 training row in the chat ``messages`` format with its provenance. This module makes the
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from samplescale.errors import ConfigError
-from samplescale.evaluate import problem_seed
+from samplescale.evaluate_records import problem_seed
 from samplescale.tasks.base import Problem, Task
 from samplescale.tasks.code import CodeTask
 from samplescale.types import Prompt

@@ -8,7 +8,7 @@ problems still to run. The executor yields one record per problem as each finish
 never writes files (the caller appends the records, see ``samplescale eval``).
 
 Every problem is sampled with a seed derived from the run seed and its id
-(:func:`samplescale.evaluate.problem_seed`), so on a deterministic backend the records do
+(:func:`samplescale.evaluate_records.problem_seed`), so on a deterministic backend the records do
 not depend on the executor, the number of workers or the order problems finish in.
 """
 
