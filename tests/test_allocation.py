@@ -232,11 +232,17 @@ def test_osca_draws_each_temperature_its_share_and_votes():
         ({"0.5": 1.5}, "must be an integer >= 0"),
         ({"0.5": 0}, "at least one temperature >= 1 sample"),
         ({"0.5": 1, "0.50": 1}, "names one temperature twice"),
+        ('{"0.5": 2', "allocation is not valid JSON"),
+        ("[1, 2]", "allocation must be a non-empty mapping"),
     ],
 )
 def test_osca_refuses_bad_allocations(allocation, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         OSCA(allocation=allocation)
+
+
+def test_osca_takes_the_allocation_as_json_text():
+    assert OSCA(allocation='{"1.0": 2, "0.3": 6}').allocation == {0.3: 6, 1.0: 2}
 
 
 def test_osca_budget_must_match_n(capsys):

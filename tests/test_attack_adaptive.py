@@ -277,3 +277,21 @@ def test_a_backend_returning_no_sample_ends_the_run(name):
 
     with pytest.raises(BackendError, match=r"backend .fake. returned no sample for n=[14]\b"):
         get_strategy(name).run(Empty(["\\boxed{1}"]), "q", SamplingParams(n=4))
+
+
+def test_server_names_an_unknown_option_and_the_valid_ones():
+    import httpx
+    from _server_helpers import serve
+
+    from samplescale.backends.fake import ScriptedBackend
+    from samplescale.server.app import create_app
+
+    app = create_app(ScriptedBackend(["\\boxed{1}"]), "m")
+    body = {"model": "esc@8/m", "messages": [{"role": "user", "content": "q"}],
+            "samplescale": {"options": {"windw": 2}}}
+    with serve(app) as url:
+        r = httpx.post(url + "/chat/completions", json=body, timeout=30)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["param"] == "samplescale.options"
+    assert "has no option 'windw'; valid: equivalent, extract, window" in err["message"]

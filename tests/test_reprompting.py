@@ -203,7 +203,8 @@ def test_cli_trains_only_on_the_offset_problems_and_refuses_other_settings(
     saved = json.loads((out / "recipe.json").read_text())
     assert saved["provenance"]["training_problems"] == [p.id for p in task.problems[2:]]
     assert len(saved["recipe"]) == 1 and saved["recipe"][0]["question"] in train
-    assert f"--option recipe={out / 'recipe.json'} --limit 2" in capsys.readouterr().out
+    assert (f"apply it: samplescale eval --task arithmetic --strategy reprompting "
+            f"--option recipe={out / 'recipe.json'} --limit 2") in capsys.readouterr().out
     assert main(args) == 0  # same settings: printed again, nothing drawn
     assert "already holds the recipe" in capsys.readouterr().out
     assert main([*args[:-2], "--iterations", "3", "--output", str(out)]) == 2
@@ -243,3 +244,15 @@ def test_eval_refuses_a_recipe_path_it_cannot_read(tmp_path, capsys):
     bad.write_text(json.dumps({"recipe": [{"question": "q"}]}))
     assert main(["eval", "--strategy", "reprompting", "--option", f"recipe={bad}"]) == 2
     assert "recipe[0] must be a mapping with exactly the keys" in capsys.readouterr().err
+    bad.write_text(json.dumps({"bad": 1}))
+    assert main(["eval", "--strategy", "reprompting", "--option", f"recipe={bad}"]) == 2
+    assert 'the JSON object has no "recipe" key (keys: bad)' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--init-tries", "0"], "--init-tries must be an integer >= 1"),
+    (["--offset", "-1"], "--offset must be an integer >= 0, got -1"),
+])
+def test_reprompt_names_its_own_flags_in_errors(flags, message, tmp_path, capsys):
+    assert main(["reprompt", "--limit", "2", "--output", str(tmp_path / "r"), *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -280,6 +280,11 @@ def test_cli_generate_and_eval_run_short_m_at_k(capsys, tmp_path, llama_backend)
     assert code == 0 and body["strategy"] == "short-m-at-k"
     assert body["trace"][0]["mode"] == "early-exit" and len(body["trace"][0]["voters"]) == 2
     assert body["usage"]["completion_tokens"] == sum(len(s["token_ids"]) for s in body["samples"])
+    code = main(["generate", "What is 2 + 3?", "-n", "4", "--max-tokens", "32", "--seed", "1",
+                 "--strategy", "short-m-at-k", "--option", "m=2", "--model", model])
+    finished, cancelled = body["trace"][0]["finished"], body["trace"][0]["cancelled"]
+    assert code == 0 and (f"stopping: {finished} of 4 chains finished, {cancelled} cancelled "
+                          "(early-exit") in capsys.readouterr().out
     code = main(["eval", "--limit", "1", "--n", "4", "--max-tokens", "24", "--strategy",
                  "short-m-at-k", "--option", "m=2", "--output", str(tmp_path / "run"),
                  "--model", model])

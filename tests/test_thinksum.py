@@ -232,3 +232,20 @@ def test_generate_cli_on_the_embedded_model(llama_backend, capsys):
     assert u["scorer_calls"] == len(rows) and u["model_calls"] == 1 + len(rows)
     assert u["completion_tokens"] > 0 and u["prompt_tokens"] > sum(
         row["prompt_tokens"] for row in rows)
+
+
+def test_server_returns_the_answer_of_given_items_as_the_choice():
+    import httpx
+    from _server_helpers import serve
+
+    from samplescale.server.app import create_app
+
+    app = create_app(ItemLM(["unused"]), "m")
+    body = {"model": "thinksum@4/m", "messages": [{"role": "user", "content": "Which?"}],
+            "samplescale": {"options": {"items": ["5", "9", "7"]}}}
+    with serve(app) as url:
+        r = httpx.post(url + "/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["choices"][0]["message"]["content"] == "9"  # p_yes .25, .9, .5
+    assert out["choices"][0]["finish_reason"] == "stop"

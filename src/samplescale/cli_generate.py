@@ -21,7 +21,7 @@ from samplescale.cli_sampling import (
 )
 from samplescale.errors import ConfigError
 from samplescale.strategies.voting import SelfConsistency
-from samplescale.types import Prompt
+from samplescale.types import Prompt, Result
 from samplescale.verifiers.structured import constrained_answer
 
 SHOWN_SAMPLES = 8  # samples generate prints when no answer was found
@@ -102,9 +102,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"scorer: {u.scorer_calls} calls")
     last = result.trace[-1] if result.trace else {}
     if last.get("event") == "stopping":  # adaptive strategies: why sampling ended
-        why = "the rule stopped" if last["decision"] == "stop" else "the budget was spent"
-        print(f"stopping: {why} after {last['drawn']} of at most {args.n} samples "
-              f"({len(result.trace)} rounds; --json shows each decision)")
+        print(f"stopping: {_stopping_line(last, result, args.n)}")
     if stats is not None and stats.acceptance_rate is not None:
         print(
             f"speculative: acceptance rate {stats.acceptance_rate:.3f}, "
@@ -133,3 +131,15 @@ def why_no_answer(result: Any) -> list[str]:
     if not result.samples:
         lines.append("no sample was drawn")
     return lines
+
+
+def _stopping_line(last: dict[str, Any], result: Result, n: int) -> str:
+    """Why an adaptive strategy stopped sampling, from its last stopping record."""
+    if "cancelled" in last:  # short-m@k: one record for the k chains decoded together
+        return (f"{last['finished']} of {last['samples']} chains finished, "
+                f"{last['cancelled']} cancelled ({last['mode']}; --json shows the record)")
+    why = {"stop": "the rule stopped", "budget": "the budget was spent",
+           "failed": f"every sample of the last round failed ({last.get('error')})"}
+    return (f"{why.get(last['decision'], last['decision'])} after "
+            f"{last.get('drawn', len(result.samples))} of at most {n} samples "
+            f"({len(result.trace)} rounds; --json shows each decision)")

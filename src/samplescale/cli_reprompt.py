@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,11 @@ def read_recipe(path: Path) -> Any:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"--option recipe={path}: cannot read a recipe from it ({exc}); "
                           "give the recipe.json samplescale reprompt wrote") from exc
-    return data.get("recipe") if isinstance(data, dict) else data
+    if isinstance(data, dict) and "recipe" not in data:
+        raise ConfigError(f"--option recipe={path}: the JSON object has no \"recipe\" key "
+                          f"(keys: {', '.join(map(str, list(data)[:8]))}); give the "
+                          "recipe.json samplescale reprompt wrote")
+    return data["recipe"] if isinstance(data, dict) else data
 
 
 def _search_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,6 +92,9 @@ def _training(args: argparse.Namespace) -> tuple[argparse.Namespace, int | None]
 
     if args.offset < 0:
         raise ConfigError(f"--offset must be an integer >= 0, got {args.offset}")
+    if args.n < 1:
+        raise ConfigError(f"--init-tries must be an integer >= 1 (zero-shot samples per "
+                          f"training problem at the start), got {args.n}")
     m = effective_limit(canonical(args.task), args.limit)
     if m is not None and m < 1:
         raise ConfigError(f"--limit must be an integer >= 1 (training problems), got {m}")
@@ -123,8 +131,8 @@ def cmd_reprompt(args: argparse.Namespace) -> int:
     from samplescale.strategies.reprompting_search import TrainingProblem, gibbs_search
     from samplescale.tasks import CodeTask
 
-    params = checked_params(args, "reprompt", "learns the recipe of --strategy reprompting")
     loaded, m = _training(args)
+    params = checked_params(args, "reprompt", "learns the recipe of --strategy reprompting")
     console = Console(soft_wrap=True)
     task, settings, out = open_run(loaded, params, {"reprompt": _search_settings(args)},
                                    prefix="reprompt-")
@@ -176,8 +184,18 @@ def cmd_reprompt(args: argparse.Namespace) -> int:
         f"the recipe (examples from {', '.join(prov['examples_from'])}) scores "
         f"{prov['train_accuracy']:.3f} on the other training problems; "
         f"{prov['usage']['completion_tokens']} tokens generated", markup=False)
-    held = (f" --limit {args.offset} (the same task flags: the problems before the training "
-            "ones)" if args.offset else " (on problems it was not learned on)")
-    console.print(f"{'wrote' if learned else 'the recipe is'} {recipe_file}; apply it: samplescale eval --strategy reprompting "
-                  f"--option recipe={recipe_file}{held}", markup=False)
+    held = (f" --limit {args.offset} (the problems before the training ones)" if args.offset
+            else " (on problems it was not learned on)")
+    console.print(f"{'wrote' if learned else 'the recipe is'} {recipe_file}; apply it: "
+                  f"samplescale eval{_task_flags(args)} --strategy reprompting "
+                  f"--option recipe={shlex.quote(str(recipe_file))}{held}", markup=False)
     return 0
+
+
+def _task_flags(args: argparse.Namespace) -> str:
+    """The task and model flags of this run, as ``eval`` takes them (the recipe is for this
+    task and model)."""
+    flags = [("--task", args.task), ("--level", args.level), ("--data", args.data),
+             ("--question-field", args.question_field), ("--answer-field", args.answer_field),
+             ("--model", getattr(args, "model", None))]
+    return "".join(f" {flag} {shlex.quote(str(v))}" for flag, v in flags if v is not None)

@@ -242,8 +242,6 @@ def strategy_options(items: list[str]) -> dict[str, Any]:
 def build_strategy(name: str | None, items: list[str] | None = None) -> Any:
     """The named strategy built with ``--option`` values (a clear error for unknown ones);
     ``reprompting``'s ``recipe`` may be the path of a recipe.json (read here)."""
-    import dataclasses
-
     from samplescale.strategies import STRATEGIES, get_strategy
 
     options = strategy_options(items or [])
@@ -256,12 +254,6 @@ def build_strategy(name: str | None, items: list[str] | None = None) -> Any:
         from samplescale.cli_reprompt import read_recipe  # recipe=PATH of a recipe.json
 
         options["recipe"] = read_recipe(Path(options["recipe"]))
-    valid = sorted(f.name for f in dataclasses.fields(cls) if f.init)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"strategy {name!r} has no option {unknown[0]!r}; valid: {', '.join(valid)}"
-        )
     try:
         return get_strategy(name, **options)
     except (TypeError, ValueError) as exc:

@@ -18,6 +18,7 @@ from samplescale.server import responses
 from samplescale.server.adaptive_budget import RateGated, TokenRate
 from samplescale.server.routing import Plan
 from samplescale.server.schemas import APIError
+from samplescale.types import Sample
 from samplescale.verifiers.scorers import ScorerError
 
 log = logging.getLogger("samplescale.server")
@@ -123,8 +124,12 @@ def execute(
             result = strategy.run(budgeted, p.prompt, p.params)
             samples, usage = result.samples, result.usage
             ok = [i for i, s in enumerate(samples) if s.status == "ok"]
-            pick = result.selected if result.selected is not None else (ok[0] if ok else None)
-            chosen = () if pick is None else (samples[pick],)
+            if result.selected is None and result.answer is not None:
+                # an answer that is no one sample's (thinksum's items): the choice says it
+                chosen = (Sample(text=str(result.answer), finish_reason="stop"),)
+            else:
+                pick = result.selected if result.selected is not None else (ok[0] if ok else None)
+                chosen = () if pick is None else (samples[pick],)
     except BudgetSpent as exc:
         raise APIError(400, str(exc), param="samplescale.max_total_tokens") from exc
     except ConfigError as exc:

@@ -9,12 +9,14 @@ Look one up by its registry name (kebab-case; snake_case accepted) with
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
+from samplescale.errors import ConfigError
 from samplescale.strategies.ab_mcts import ABMCTS
 from samplescale.strategies.adaptive import ESC, AdaptiveConsistency, SemanticEntropy
 from samplescale.strategies.aggregation import Aggregate
@@ -134,8 +136,19 @@ def get_strategy(name: str, **options: Any) -> Strategy:
     ------
     UnknownNameError
         If ``name`` is not registered (the message lists the registered strategies).
+    ConfigError
+        If an option is not one of the strategy's (the message lists the valid ones), or
+        a value is out of its range.
     """
-    return STRATEGIES.get(name)(**options)
+    cls = STRATEGIES.get(name)
+    if dataclasses.is_dataclass(cls):
+        valid = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"strategy {name!r} has no option {unknown[0]!r}; valid: {', '.join(valid)}"
+            )
+    return cls(**options)
 
 
 def _runner(cls: type[Strategy]):

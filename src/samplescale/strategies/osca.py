@@ -9,6 +9,7 @@ majority vote over all of them.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,15 +27,21 @@ from samplescale.types import Prompt, Result
 
 
 def parse_allocation(allocation: Any) -> tuple[tuple[float, int], ...]:
-    """``{temperature: count}`` (keys may be strings, as JSON writes them) as sorted
-    ``((temperature, count), ...)`` pairs without zero counts.
+    """``{temperature: count}`` (keys may be strings, as JSON writes them; the mapping may
+    be given as its JSON text) as sorted ``((temperature, count), ...)`` pairs without zero
+    counts.
 
     Raises
     ------
     ConfigError
-        If it is not a non-empty mapping of temperatures in [0, 100] to integer counts >= 0
-        with at least one count >= 1.
+        If it is not valid JSON text, or not a non-empty mapping of temperatures in
+        [0, 100] to integer counts >= 0 with at least one count >= 1.
     """
+    if isinstance(allocation, str):  # the JSON text the command line takes, in a request body
+        try:
+            allocation = json.loads(allocation)
+        except ValueError:
+            raise ConfigError(f"osca: allocation is not valid JSON: {allocation!r:.80}") from None
     if not isinstance(allocation, Mapping) or not allocation:
         raise ConfigError("osca: allocation must be a non-empty mapping of temperature to samples, "
                           "e.g. allocation='{\"0.3\": 2, \"1.0\": 6}' (samplescale allocate "
