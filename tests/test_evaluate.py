@@ -116,7 +116,7 @@ def test_strategy_records_and_summary():
     assert [r["correct"] for r in recs] == [True, True]
     s = summarize_strategy(recs)
     assert s["accuracy"]["mean"] == 1.0 and s["greedy"]["mean"] == 0.5
-    assert s["strategy"] == "self-consistency"
+    assert s["strategy"] == "self-consistency" and s["samples"] == 4.0
 
 
 @pytest.mark.parametrize("n,expected", [(1, [1]), (5, [1, 2, 4, 5]), (16, [1, 2, 4, 8, 16])])

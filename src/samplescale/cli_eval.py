@@ -88,17 +88,19 @@ def _print_pool(console: Console, s: dict[str, Any], title: str) -> None:
 
 def _print_strategy(console: Console, s: dict[str, Any], title: str) -> None:
     t = Table(title=title, caption=_CAPTION)
-    for col in ("method", "accuracy", "95% Wilson", "tokens", "time (s)"):
+    for col in ("method", "accuracy", "95% Wilson", "samples", "tokens", "time (s)"):
         t.add_column(col, justify="right")
     t.add_row(
         s["strategy"],
         f"{s['accuracy']['mean']:.3f}",
         _ci(s["accuracy"]),
+        f"{s['samples']:.1f}",
         f"{s['tokens']:.0f}",
         f"{s['time_s']:.2f}",
     )
     g = s["greedy"]
-    t.add_row("greedy", f"{g['mean']:.3f}", _ci(g), f"{g['tokens']:.0f}", f"{g['time_s']:.2f}")
+    t.add_row("greedy", f"{g['mean']:.3f}", _ci(g), "1", f"{g['tokens']:.0f}",
+              f"{g['time_s']:.2f}")
     console.print(t)
 
 

@@ -217,7 +217,8 @@ def _curve(records: Sequence[Record], n: int, rng: np.random.Generator) -> list[
 
 
 def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
-    """Summarise strategy records: accuracy with intervals, tokens and time, beside greedy.
+    """Summarise strategy records: accuracy with intervals, mean generated tokens, samples
+    drawn (what an adaptive rule spent of its N) and time per problem, beside greedy.
 
     Error records count as wrong (module docstring); ``strategy`` is None when no problem ran.
     """
@@ -230,6 +231,7 @@ def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, An
         "strategy": ran[0]["strategy"] if ran else None,
         "accuracy": _interval(acc, rng),
         "tokens": _mean([r["usage"]["completion_tokens"] for r in ran]),
+        "samples": _mean([len(r["samples"]) for r in ran]),
         "time_s": _mean([r["usage"]["wall_time_s"] for r in ran]),
         "greedy": _greedy_summary(records, rng),
         "intervals": INTERVALS,
