@@ -3,8 +3,11 @@
 # arithmetic level 3 (SmolLM2-135M, the embedded model), and synth's yield on arithmetic L1.
 # Section (n2): the issue's items 3, 4, 6 and 8 against self-consistency (arithmetic L2).
 # Section (n3): item 7, thinksum, against self-consistency on the same samples (arithmetic L3).
+# Section (n5): items 5 and 10, model-switch (SmolLM2 then Qwen2.5-Coder-0.5B) and phi-decoding,
+# against self-consistency at about the same generated tokens (arithmetic L2).
 # Resumable: each run is an eval / synth directory under runs/bench-n (rerun to resume).
-# PART=n runs only section (n), PART=n2 only section (n2), PART=n3 only section (n3).
+# PART=n runs only section (n), PART=n2 only section (n2), PART=n3 only section (n3),
+# PART=n5 only section (n5) (QWEN: the second model's GGUF, default benchmarks/models/...).
 # S (the samplescale command) and PY (the python of the tables) may be set.
 # Small on purpose (2 shared CPU cores): LIMIT problems, one thread.
 set -euo pipefail
@@ -103,4 +106,21 @@ $S eval "${C3[@]}" -n 4 --strategy thinksum --option alpha=0 --output "$OUT3/thi
 $S eval "${C3[@]}" -n 8 --strategy self-consistency --output "$OUT3/sc-8"
 $S compare "$OUT3"/sc-4 "$OUT3"/thinksum-4 "$OUT3"/thinksum-4-a0 "$OUT3"/sc-8
 table "$OUT3"/*/
+fi
+
+# ---- Section (n5): model-switch and phi-decoding vs self-consistency (issue 20, items 5, 10).
+# The same settings as (n2); the pool of 16 gives maj@k at every k for the token match.
+if [[ "${PART:-all}" == "all" || "${PART:-all}" == "n5" ]]; then
+OUT5=${OUT5:-runs/bench-n5}
+QWEN=${QWEN:-benchmarks/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf}
+C5=(--task arithmetic --level 2 --limit "${LIMIT5:-30}" --max-tokens 128 --threads "${THREADS5:-1}" --seed 0)
+$S eval "${C5[@]}" -n 4 --strategy self-consistency --output "$OUT5/sc-4"
+$S eval "${C5[@]}" -n 16 --output "$OUT5/pool-16"
+# 2 samples of SmolLM2; when they disagree, 2 of Qwen2.5-Coder-0.5B; consistency-weighted vote
+$S eval "${C5[@]}" -n 4 --strategy model-switch --option "models=[\"$QWEN\"]" \
+    --output "$OUT5/model-switch-2+2"
+# 4 candidate steps valued by rollouts, clustered, pruned (defaults)
+$S eval "${C5[@]}" -n 4 --strategy phi-decoding --output "$OUT5/phi-4"
+$S compare "$OUT5"/sc-4 "$OUT5"/model-switch-2+2 "$OUT5"/phi-4
+table "$OUT5"/*/
 fi
