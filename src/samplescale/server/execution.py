@@ -123,11 +123,11 @@ def execute(
             strategy = p.strategy if rate is None else RateGated(inner=p.strategy, rate=rate)
             result = strategy.run(budgeted, p.prompt, p.params)
             samples, usage = result.samples, result.usage
-            ok = [i for i, s in enumerate(samples) if s.status == "ok"]
             if result.selected is None and result.answer is not None:
                 # an answer that is no one sample's (thinksum's items): the choice says it
                 chosen = (Sample(text=str(result.answer), finish_reason="stop"),)
             else:
+                ok = [i for i, s in enumerate(samples) if s.status == "ok"]
                 pick = result.selected if result.selected is not None else (ok[0] if ok else None)
                 chosen = () if pick is None else (samples[pick],)
     except BudgetSpent as exc:

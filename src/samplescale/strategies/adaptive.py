@@ -6,9 +6,9 @@ whether to stop. Every decision is a trace record
 (``{"event": "stopping", "decision": "continue" | "stop" | "budget" | "failed", ...}``
 with the rule's statistic; ``failed``: every sample of the round was an error sample, e.g.
 a spent ``max_total_tokens`` budget or a failing upstream, so the run stops there instead
-of filling N with errors, and the record carries the first ``error``), ``Result.usage`` is what was actually spent, and the answer is the
-majority vote over all samples drawn (ties to the class seen first, as
-:class:`~samplescale.strategies.voting.SelfConsistency`).
+of filling N with errors, and the record carries the first ``error``), ``Result.usage``
+is what was actually spent, and the answer is the majority vote over all samples drawn
+(ties to the class seen first, as :class:`~samplescale.strategies.voting.SelfConsistency`).
 
 * ``esc`` -- ESC (Li et al. 2024, "Escape Sky-high Cost: Early-stopping Self-Consistency
   for Multi-step Reasoning"): windows of ``window`` samples; stop after a unanimous window.
