@@ -32,7 +32,7 @@ candidate answers that the current answer extraction would read differently
 (``stale_answers``): the scores are current when it is 0.
 
 Usage:
-  .venv/bin/python benchmarks/bench_search.py [--limit 20] [--budgets 500 1000 2000]
+  .venv/bin/python benchmarks/bench_search.py [--limit 20] [--first 0] [--budgets 500 1000 2000]
       [--methods particle-filtering beam-search best-of-n self-consistency]
       [--data ../shared/data/gsm8k/test.jsonl] [--model PATH] [--out DIR] [--threads N]
 """
@@ -505,6 +505,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/gsm8k/test.jsonl"))
     ap.add_argument("--limit", type=int, default=20)
+    ap.add_argument(
+        "--first", type=int, default=0,
+        help="index of the first problem run (problems first..limit-1; to split a run "
+        "over processes, each with its own --out)",
+    )
     ap.add_argument("--budgets", type=int, nargs="+", default=[500, 1000, 2000])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--model", default=None, help="GGUF file (default: Qwen2.5-Coder-0.5B)")
@@ -557,6 +562,7 @@ def main() -> None:
     )
     backend: Any = WithoutPrefixCache(llama) if args.no_prefix_cache else llama
     task = gsm8k(args.data, limit=args.limit)
+    task = task.model_copy(update={"problems": task.problems[args.first:]})
     search = [m for m in args.methods if m in SEARCH]
     pooled = [m for m in args.methods if m not in SEARCH]
     ptrue_cache: dict[str, float] = {}

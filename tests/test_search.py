@@ -287,14 +287,25 @@ def test_budgets_are_never_exceeded(which, token_budget, scorer_budget):
     assert end["stop_reason"] is not None
 
 
-def test_a_token_budget_stops_the_search_and_says_so():
+def test_a_token_budget_is_shared_out_over_the_beams_of_a_round():
     r, _ = run(BeamSearch(beam_width=2, expansions=2, token_budget=20))
     end = end_record(r)
-    assert end["stop_reason"] == "token-budget" and end["policy_tokens"] <= 20
-    # round 1 takes 6 tokens; round 2 gets (20 - 6) // 2 = 7 tokens per step for A's
-    # leaves (cut: "length"); then B cannot be paid for
-    assert [rec["max_tokens"] for rec in r.trace if rec["event"] == "expand"] == [10, 7]
-    assert end["policy_tokens"] == 20
+    # round 1: 2 steps of the root, 20 // 2 = 10 tokens each, 6 spent ("A\n\n", "B\n\n");
+    # round 2 plans A's and B's calls together: (20 - 6) // 4 = 3 tokens per step, so all
+    # four leaves are cut ("length") and every beam is done
+    expands = [rec for rec in r.trace if rec["event"] == "expand"]
+    assert [(rec["parent"], rec["max_tokens"]) for rec in expands] == [(0, 10), (1, 3), (2, 3)]
+    assert [c["end"] for rec in expands[1:] for c in rec["children"]] == ["length"] * 4
+    assert end["stop_reason"] == "done" and end["policy_tokens"] == 18
+
+
+def test_a_token_budget_stops_the_search_and_says_so():
+    r, _ = run(BeamSearch(beam_width=2, expansions=2, token_budget=7))
+    end = end_record(r)
+    # round 1: 7 // 2 = 3 tokens per step, 6 spent; round 2 cannot give one token to each
+    # of 4 steps (1 // 4 = 0), nor to 2 steps of A alone (1 // 2 = 0)
+    assert [rec["max_tokens"] for rec in r.trace if rec["event"] == "expand"] == [3]
+    assert end["stop_reason"] == "token-budget" and end["policy_tokens"] == 6
 
 
 def test_failed_steps_and_scorer_errors_are_traced_never_scored():

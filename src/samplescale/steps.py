@@ -169,11 +169,65 @@ def generate_steps(
     pydantic.ValidationError
         If ``n`` is out of range.
     """
+    return generate_steps_many(backend, prompt, [(prefix_steps, params, n, rng)], delimiter)[0]
+
+
+def generate_steps_many(
+    backend: Backend,
+    prompt: Prompt,
+    calls: Sequence[tuple[Sequence[str], SamplingParams, int, np.random.Generator | None]],
+    delimiter: str = DEFAULT_DELIMITER,
+) -> list[StepBatch]:
+    """:func:`generate_steps` for several partial solutions of one problem, decoded in
+    ONE backend call where the backend batches prompts.
+
+    On a backend with ``capabilities.prompt_batching``
+    (:class:`~samplescale.backends.base.PromptBatching`, e.g. llama.cpp) and independent
+    sampling, every call's samples are decoded in shared batch steps, each with the random
+    streams its own :func:`generate_steps` call would use; otherwise (other backends,
+    wrappers such as a token budget, ``decoding`` other than ``"independent"``,
+    ``kl_sigma`` or a constraint) the calls run one after the other. The tokens drawn are
+    the same either way, up to float differences of a wider batch (a near-tie can flip).
+
+    Parameters
+    ----------
+    backend : Backend
+    prompt : Prompt
+    calls : sequence of (prefix_steps, params, n, rng)
+        The arguments of one :func:`generate_steps` call each.
+    delimiter : str
+
+    Returns
+    -------
+    list of StepBatch
+        One per call, in order; each with its call's share of the usage
+        (:meth:`~samplescale.backends.base.PromptBatching.generate_prompts`).
+
+    Raises
+    ------
+    ConfigError
+        As :func:`generate_steps`.
+    """
     check_delimiter(delimiter)
-    stops = params.stop if delimiter in params.stop else (*params.stop, delimiter)
-    call = params.replace(n=n, stop=stops)
-    gen = generate(backend, prompt.continued(prompt.prefix + "".join(prefix_steps)), call, rng)
-    return StepBatch((make_step(backend, s, delimiter) for s in gen.samples), gen.usage)
+    requests = []
+    for prefix_steps, params, n, _ in calls:
+        stops = params.stop if delimiter in params.stop else (*params.stop, delimiter)
+        requests.append((prompt.continued(prompt.prefix + "".join(prefix_steps)),
+                         params.replace(n=n, stop=stops)))
+    batching = (
+        len(calls) > 1
+        and backend.capabilities.prompt_batching
+        and callable(getattr(type(backend), "generate_prompts", None))  # not via a wrapper
+        and all(p.decoding == "independent" and p.kl_sigma is None and p.constraint is None
+                for _, p in requests)
+    )
+    if batching:
+        gens = backend.generate_prompts(requests, [c[3] for c in calls])  # type: ignore[attr-defined]
+    else:
+        gens = [generate(backend, pr, p, c[3]) for (pr, p), c in zip(requests, calls)]
+    return [
+        StepBatch((make_step(backend, s, delimiter) for s in g.samples), g.usage) for g in gens
+    ]
 
 
 def generate_rest(

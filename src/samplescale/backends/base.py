@@ -58,6 +58,10 @@ class Capabilities(BaseModel):
         parameters), in shared batch steps after one prompt prefill. The evaluation loop
         decodes a problem's greedy answer so, beside its pool
         (:mod:`samplescale.evaluate_greedy`).
+    prompt_batching : bool
+        :meth:`PromptBatching.generate_prompts`: one call decodes the samples of several
+        prompts in shared batch steps (step-level search extends partial solutions that
+        differ; :func:`samplescale.steps.generate_steps_many`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -72,6 +76,7 @@ class Capabilities(BaseModel):
     early_exit: bool = False
     constraints: bool = False
     groups: bool = False
+    prompt_batching: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -276,6 +281,21 @@ class GroupGenerating(Protocol):
             its prompt tokens as cached (``cached_prompt_tokens == prompt_tokens``: served
             by that same prefill). Completion tokens are each group's own.
         """
+        ...
+
+
+@runtime_checkable
+class PromptBatching(Protocol):
+    """A backend that decodes the samples of several prompts in one call
+    (``capabilities.prompt_batching``). Implementations: ``LlamaCppBackend``."""
+
+    def generate_prompts(
+        self,
+        requests: Sequence[tuple[Prompt, SamplingParams]],
+        rngs: Sequence[np.random.Generator | None] | None = None,
+    ) -> list[Generation]:
+        """``generate(prompt, params, rng)`` for each request, the rows of all requests
+        decoded in shared batch steps; one Generation per request, in order."""
         ...
 
 

@@ -173,21 +173,26 @@ class LiveSequences:
             self._serial.release()
 
     def prefix(
-        self, scope: int | None, tokens: Sequence[int], cells: int, last: int = 1
+        self, scope: int | None, tokens: Sequence[int], cells: int, last: int = 1,
+        hold: bool = True,
     ) -> tuple[int, Entry, np.ndarray, int]:
-        """Hold one sequence and ``cells`` cells (waiting for room), open a scope when
-        ``scope`` is None, and decode ``tokens`` (:meth:`SequencePool.prefix`).
+        """Hold one sequence and ``cells`` cells (waiting for room; not with ``hold=False``:
+        inside :meth:`room`), open a scope when ``scope`` is None, and decode ``tokens``
+        (:meth:`SequencePool.prefix`).
 
-        Returns ``(scope, entry, logits, cached)``; the caller ends with :meth:`done`.
-        Raises what the thread's abort check raises (:meth:`aborting`), holding nothing.
+        Returns ``(scope, entry, logits, cached)``; the caller ends with :meth:`done`
+        (the same ``hold``). Raises what the thread's abort check raises
+        (:meth:`aborting`), holding nothing.
         """
+        seqs, cells = (1, cells) if hold else (0, 0)
         self._check_abort()
         with self.lock:
-            self.hold(1, cells)
+            if hold:
+                self.hold(seqs, cells)
             try:
                 self._check_abort()  # it may have waited long: no prompt decoded for nobody
             except BaseException:
-                self.release(1, cells)
+                self.release(seqs, cells)
                 raise
             own = scope is None
             sc = self.pool.open_scope() if scope is None else scope
@@ -196,17 +201,21 @@ class LiveSequences:
             except BaseException:
                 if own:
                     self.pool.retire_scope(sc)
-                self.release(1, cells)
+                self.release(seqs, cells)
                 raise
         return sc, entry, logits, cached
 
-    def done(self, entry: Entry, cells: int, scope: int | None = None) -> None:
-        """Unpin ``entry``, close ``scope`` (one :meth:`prefix` opened), release the room."""
+    def done(
+        self, entry: Entry, cells: int, scope: int | None = None, hold: bool = True
+    ) -> None:
+        """Unpin ``entry``, close ``scope`` (one :meth:`prefix` opened), release the room
+        (not with ``hold=False``)."""
         with self.lock:
             entry.pins -= 1
             if scope is not None:
                 self.pool.retire_scope(scope)
-            self.release(1, cells)
+            if hold:
+                self.release(1, cells)
 
     def forks(self, head: Entry, rows: int, per_row: int) -> tuple[list[Entry], bool]:
         """Sequences for a round of up to ``rows`` samples continuing ``head``, held
@@ -225,6 +234,37 @@ class LiveSequences:
             self._seqs += n
             self._cells += n * per_row
             return seqs + [self.pool.fork(head) for _ in range(n)], last
+
+    @contextlib.contextmanager
+    def room(self, seqs: int, cells: int) -> Iterator[None]:
+        """Hold ``seqs`` sequences and ``cells`` cells for the block (waiting for them as
+        :meth:`hold` does): a call that decodes several prompts holds its whole room at
+        once, then uses :meth:`prefix` and :meth:`fork_rows` with ``hold=False``."""
+        with self.lock:
+            self.hold(seqs, cells)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.release(seqs, cells)
+
+    def fork_rows(
+        self, heads: Sequence[Entry], rows: Sequence[int], per_row: Sequence[int]
+    ) -> list[list[Entry]]:
+        """``[[heads[i], fork, ...], ...]``: ``rows[i]`` sequences continuing each head
+        (the head is the first) that will grow by ``per_row[i]`` cells each, in room held
+        with :meth:`room` (unpinned cached entries are freed for them, least recently used
+        first); unpin the forks with :meth:`unpin` when done."""
+        with self.lock:
+            grow = sum(n * c for n, c in zip(rows, per_row))
+            self.pool.make_room(sum(n - 1 for n in rows), grow)
+            return [[h] + [self.pool.fork(h) for _ in range(n - 1)] for h, n in zip(heads, rows)]
+
+    def unpin(self, entries: Sequence[Entry]) -> None:
+        """Unpin ``entries`` (their cells stay cached until room is needed)."""
+        with self.lock:
+            for e in entries:
+                e.pins -= 1
 
     def end_round(self, head: Entry, seqs: list[Entry], per_row: int, cut: int | None) -> None:
         """Unpin and release a round's forks; cut ``head`` back to ``cut`` tokens if given."""

@@ -31,6 +31,7 @@ from samplescale.backends.llama_context import DecodeContext
 from samplescale.backends.llama_kv import Entry
 from samplescale.backends.llama_logits import PrefixScoring
 from samplescale.backends.llama_model import GGUFModel, available_cores, default_model_path
+from samplescale.backends.llama_prompts import PromptBatch
 from samplescale.backends.llama_sched import LiveSequences
 from samplescale.backends.row_groups import check_groups, group_rows, split
 from samplescale.config import SamplingParams
@@ -45,7 +46,7 @@ MAX_N_CTX = 1 << 20
 PROMPT_ROOM = 2048  # KV cells kept for the prompt when n_ctx is sized from max_tokens
 
 
-class LlamaCppBackend(PrefixScoring):
+class LlamaCppBackend(PrefixScoring, PromptBatch):
     """A GGUF model run in-process by llama.cpp.
 
     Parameters
@@ -82,8 +83,7 @@ class LlamaCppBackend(PrefixScoring):
     name = "llamacpp"
     capabilities = Capabilities(
         logits=True, seeds=True, parallel_n=True, chat=True, streaming=True, prefix_caching=True,
-        groups=True,
-        early_exit=True,
+        groups=True, prompt_batching=True, early_exit=True,
     )
 
     def __init__(

@@ -2,8 +2,10 @@
 
 A step is the text up to a delimiter or the end of the sequence
 (:mod:`samplescale.steps`). The proposal extends each active particle by one step drawn
-from the backend with the strategy's ``SamplingParams`` (one backend call per distinct
-partial solution, with ``n`` = the number of particles sharing it), then scores the new
+from the backend with the strategy's ``SamplingParams`` (``n`` = the number of particles
+sharing a partial solution; the distinct partial solutions are decoded in one batched
+call where the backend batches prompts, :func:`~samplescale.steps.generate_steps_many`,
+else one call each), then scores the new
 partial solution with a process scorer (:mod:`samplescale.verifiers.process`).
 
 The base model of the target is the proposal itself (the sampler of ``params``, as in Puri
@@ -36,7 +38,7 @@ from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.rng import spawn
 from samplescale.smc.engine import Extension, Potential
-from samplescale.steps import Step, generate_steps, trajectory_sample
+from samplescale.steps import Step, generate_steps_many, trajectory_sample
 from samplescale.types import Prompt, Sample, Usage
 from samplescale.verifiers.process import (
     Aggregation,
@@ -160,10 +162,12 @@ class StepProposal:
         for i, s in enumerate(states):
             groups.setdefault(s.texts, []).append(i)
         new: list[StepState] = list(states)
-        for (texts, members), child in zip(groups.items(), spawn(rng, len(groups))):
-            batch = generate_steps(
-                self.backend, self.prompt, texts, self.params, len(members), child, self.delimiter
-            )
+        calls = [
+            (texts, self.params, len(members), child)
+            for (texts, members), child in zip(groups.items(), spawn(rng, len(groups)))
+        ]
+        batches = generate_steps_many(self.backend, self.prompt, calls, self.delimiter)
+        for members, batch in zip(groups.values(), batches):
             self.usage += batch.usage
             for i, st in zip(members, batch):
                 self.tokens += st.tokens

@@ -3,7 +3,8 @@
 As in Snell et al., 2024 ("Scaling LLM Test-Time Compute Optimally can be More Effective
 than Scaling Model Parameters") and Yao et al., 2023 (Tree of Thoughts, BFS): keep the
 ``beam_width`` best partial solutions; each round, every unfinished beam gets
-``expansions`` next steps (one backend call per beam), each new step is scored, and the
+``expansions`` next steps (the beams' calls decoded in one batch where the backend batches
+prompts, :meth:`TreeSearch.expand_many`), each new step is scored, and the
 best ``beam_width`` of the new children and the finished beams form the next beam.
 """
 
@@ -65,11 +66,10 @@ class BeamSearch(TreeSearch):
         self, rng: np.random.Generator | None, state: SearchState, backend: Backend
     ) -> SearchState:
         kept = [b for b in state.frontier if state.nodes[b].done]
+        parents = [b for b in state.frontier if not state.nodes[b].done]
+        state, grown_by = self.expand_many(rng, state, backend, parents, self.expansions)
         grown = 0
-        for parent in [b for b in state.frontier if not state.nodes[b].done]:
-            children: list[int] = []
-            if state.stop_reason is None:
-                state, children = self.expand(rng, state, backend, parent, self.expansions)
+        for parent, children in zip(parents, grown_by):
             grown += len(children)
             kept.extend(children or [parent])  # a beam that got no child stays a candidate
         ranked = sorted(kept, key=lambda i: (-_value(state, i), i))

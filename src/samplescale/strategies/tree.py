@@ -38,6 +38,7 @@ from samplescale.steps import (
     check_delimiter,
     generate_rest,
     generate_steps,
+    generate_steps_many,
 )
 from samplescale.steps import trajectory_sample as _trajectory
 from samplescale.strategies.base import Strategy
@@ -195,6 +196,60 @@ class TreeSearch(Strategy):
             state, parent, list(batch), batch.usage, params.max_tokens, scored
         )
         return state.model_copy(update={"stop_reason": stalled(backend, batch, new)}), new
+
+    def expand_many(
+        self,
+        rng: np.random.Generator | None,
+        state: SearchState,
+        backend: Backend,
+        parents: Sequence[int],
+        n: int,
+    ) -> tuple[SearchState, list[list[int]]]:
+        """:meth:`expand` (``n`` scored steps) below each of ``parents``, the calls decoded
+        together where the backend batches prompts
+        (:func:`~samplescale.steps.generate_steps_many`).
+
+        The calls are planned together: each asks for ``n`` steps while scorer calls are
+        left (the last may ask for fewer), and ``max_tokens`` is lowered to ``tokens left
+        // steps asked`` when the full one could overrun the token budget; parents are
+        dropped from the end until every step can have a token. Each call gets the seed
+        (or random streams) its own :meth:`expand` would get. Nodes, usage and the trace
+        are then added call by call, as :meth:`expand` adds them.
+
+        Returns the new state and, per parent, the ids of its new nodes (empty for
+        parents not expanded; ``stop_reason`` is set as :meth:`expand` sets it).
+        """
+        sizes: list[int] = []
+        scorer_left = (None if self.scorer_budget is None
+                       else self.scorer_budget - state.scorer_calls)
+        for _ in parents:
+            k = n if scorer_left is None else min(n, scorer_left - sum(sizes))
+            if k < 1:
+                break
+            sizes.append(k)
+        if not sizes:
+            return state.model_copy(update={"stop_reason": "scorer-budget"}), [[] for _ in parents]
+        params = state.params
+        if self.token_budget is not None:
+            left = self.token_budget - state.policy_tokens
+            while sizes and left // sum(sizes) < 1:
+                sizes.pop()
+            if not sizes:
+                return (state.model_copy(update={"stop_reason": "token-budget"}),
+                        [[] for _ in parents])
+            params = params.replace(max_tokens=min(params.max_tokens, left // sum(sizes)))
+        calls = []
+        for j, k in enumerate(sizes):
+            p, call_rng = self.call_params(rng, params, state.calls + j)
+            calls.append((state.texts(parents[j]), p, k, call_rng))
+        batches = generate_steps_many(backend, state.prompt, calls, self.delimiter)
+        out: list[list[int]] = []
+        for parent, call, batch in zip(parents, calls, batches):
+            state, new = self.add_steps(state, parent, list(batch), batch.usage, call[1].max_tokens)
+            out.append(new)
+            if state.stop_reason is None:
+                state = state.model_copy(update={"stop_reason": stalled(backend, batch, new)})
+        return state, out + [[] for _ in parents[len(sizes):]]
 
     def plan(
         self, state: SearchState, n: int, scored: bool = True
