@@ -169,6 +169,22 @@ def test_progressive_hint_php_hint_names_two_answers_and_stops_without_answers()
                            "reason": "the previous round gave no answer to hint with"}
 
 
+def test_progressive_hint_an_echoed_hint_is_no_answer():
+    # replies that echo the hint: "near to 4" is neither an answer class of its own (it
+    # split the vote 2 : 2 with "5" and won the tie) nor a vote for the hinted 4
+    def reply(prompt, i):
+        if "near to" not in prompt.messages[-1].content:
+            return "2 + 2 = 4. The answer is 4"
+        if i % 2:
+            return "(Hint: The answer is near to 4.) 2 + 2 = 5. The answer is 5."
+        return "The answer is near to 4."
+
+    r = ProgressiveHint(rounds=1).run(ScriptedBackend(reply), Q,
+                                      SamplingParams(n=4, seed=1, max_tokens=80))
+    assert r.answers == ("4",) * 4 + (None, "5", None, "5")
+    assert r.answer == "5" and r.selected == 5 and r.vote_shares == {"5": 1.0}
+
+
 def test_hints_are_drawn_in_proportion_to_the_votes():
     rng = np.random.default_rng(7)
     draws = [draw_hints(rng, [("a", 3), ("b", 1)], 1) for _ in range(20000)]

@@ -149,9 +149,18 @@ def test_usage_shares_sum_to_the_batch():
     assert [s.model_calls for s in shares] == [1, 0, 0]
     total = shares[0] + shares[1] + shares[2]
     assert total.model_dump(exclude={"wall_time_s"}) == u.model_dump(exclude={"wall_time_s"})
+    # wall time is shared out as tokens are, evenly: 3.0 s over 3 problems, 1.0 s each
+    assert [s.wall_time_s for s in shares] == [1.0, 1.0, 1.0]
+    assert [share_usage(u, 4, j).wall_time_s for j in range(4)] == [0.75] * 4
 
 
-class Tokenizing(ScriptedBackend):
+class Timed(ScriptedBackend):
+    def generate(self, prompt, params, *args, **kwargs):  # every call takes 6.0 s
+        gen = super().generate(prompt, params, *args, **kwargs)
+        return gen.model_copy(update={"usage": gen.usage.model_copy(update={"wall_time_s": 6.0})})
+
+
+class Tokenizing(Timed):
     def tokenize_prompt(self, prompt):
         return list(prompt_text(prompt))  # one character, one token, as its usage counts
 
@@ -170,6 +179,13 @@ def test_run_batch_asks_once_and_splits_the_answers_back():
     assert [r.answers for r in rs] == [("7", "7"), ("10", None), ("2", "3")]
     assert [r.answer for r in rs] == ["7", "10", "2"] and [r.selected for r in rs] == [0, 0, 0]
     assert [r.trace[0]["found"] for r in rs] == [2, 1, 2]
+    # each problem's samples are its own parts; the whole replies are in the trace
+    assert [[s.text for s in r.samples] for r in rs] == [
+        ["The answer is 7", "The answer is 7"], ["The answer is 10", ""],
+        ["The answer is 2", "The answer is 3"]]
+    assert all(s.num_tokens == 0 and s.status == "ok" for r in rs for s in r.samples)
+    assert [r.trace[0]["replies"] for r in rs] == [replies] * 3
+    assert [r.usage.wall_time_s for r in rs] == [2.0, 2.0, 2.0]  # the call's 6.0 s / 3
     batch_prompt = len("user: " + body)
     assert sum(r.usage.prompt_tokens for r in rs) == batch_prompt
     assert sum(r.usage.completion_tokens for r in rs) == sum(map(len, replies))
@@ -179,6 +195,8 @@ def test_run_batch_asks_once_and_splits_the_answers_back():
     assert [r.trace[0]["saved_prompt_tokens"] for r in rs] == [a - s for a, s in zip(alone, shares)]
     one = BatchPrompting().run(ScriptedBackend(["The answer is 4"]), Q, SamplingParams(n=1))
     assert one.answer == "4" and one.trace[0]["prompt_tokens_alone"] is None
+    # a batch of one (run: generate, the server) shares nothing: the reply, with its tokens
+    assert [(s.text, s.num_tokens) for s in one.samples] == [("The answer is 4", 15)]
 
 
 def test_batch_prompting_refusals():
@@ -211,7 +229,7 @@ def _adder(prompt, i):
 
 
 def test_evaluate_asks_the_task_batch_size_problems_at_a_time():
-    backend = ScriptedBackend(_adder)
+    backend = Timed(_adder)
     params = SamplingParams(n=2, max_tokens=200)
     records = list(evaluate(_batch_task(), backend, params, strategy=BatchPrompting(batch_size=2),
                             seed=3))
@@ -223,6 +241,14 @@ def test_evaluate_asks_the_task_batch_size_problems_at_a_time():
     spent = sum(len(prompt_text(p)) for p, _ in batch_calls)
     assert sum(r["usage"]["prompt_tokens"] for r in records) == spent
     assert sum(r["usage"]["model_calls"] for r in records) == 3
+    # each record's samples are its own parts, the whole replies are stored once per batch
+    assert [[s["text"] for s in r["samples"]] for r in records] == [
+        [f"The answer is {a}"] * 2 for a in (1, 3, 5, 8, 9)]
+    assert [r["batch"].get("replies") for r in records] == [
+        ["A[1]: The answer is 1\nA[2]: The answer is 3"] * 2, None,
+        ["A[1]: The answer is 5\nA[2]: The answer is 8"] * 2, None, ["A[1]: The answer is 9"] * 2]
+    # the batch call's 6.0 s shared out as its tokens are: 3.0 s each of 2, 6.0 s alone
+    assert [r["usage"]["wall_time_s"] for r in records] == [3.0, 3.0, 3.0, 3.0, 6.0]
     for r in records:
         assert r["batch"]["saved_prompt_tokens"] == (
             r["greedy"]["usage"]["prompt_tokens"] - r["usage"]["prompt_tokens"])
@@ -242,14 +268,15 @@ def test_batch_prompting_on_the_real_model(llama_backend):
     params = SamplingParams(n=2, seed=0, max_tokens=28, temperature=0.8)
     rs = BatchPrompting().run_batch(llama_backend, ["What is 3 + 4?", "What is 2 + 2?"], params,
                                     instruction="Answer with a number.")
-    assert len(rs) == 2 and rs[0].samples == rs[1].samples and len(rs[0].samples) == 2
+    replies = rs[0].trace[0]["replies"]
+    assert len(rs) == 2 and rs[1].trace[0]["replies"] == replies and len(replies) == 2
     for j, r in enumerate(rs):
-        assert r.answers == tuple(
-            None if part is None else r.answers[i] for i, part in
-            enumerate(split_answers(s.text, 2)[j] for s in r.samples))
+        parts = [split_answers(reply, 2)[j] for reply in replies]
+        assert [s.text for s in r.samples] == [part or "" for part in parts]
+        assert all(a is None for a, part in zip(r.answers, parts) if part is None)
         assert r.trace[0]["prompt_tokens_alone"] > 0
     total = rs[0].usage + rs[1].usage
-    assert total.completion_tokens == sum(s.num_tokens for s in rs[0].samples)
+    assert total.completion_tokens == rs[0].trace[0]["batch_usage"]["completion_tokens"] > 0
     assert total.model_calls == 1
 
 

@@ -126,6 +126,31 @@ EXTRACT_CASES = [
     ("The answer is square root 2", "square root 2"),
     ("The answer is 3/4.", "3/4"),  # a fraction is a result
     ("The answer is 3 + 2\\sqrt{2}.", "3 + 2\\sqrt{2}"),  # a closed form is a result
+    # filler words before a worked computation go too; an equation with a variable stays
+    ("The answer is indeed 3 + 4 = 7.", "7"),
+    ("The answer is therefore 7.", "7"),
+    ("So the answer is Thus 10 - 3 = 7 apples.", "7"),
+    ("The answer is simply 2 + 3 = 5, as shown.", "5"),
+    ("The answer is clearly x = 5", "clearly x = 5"),
+    ("The answer is just 7 + 5.", "just 7 + 5"),  # uncomputed: not turned into a sum
+    # a phrase stating no value (negated; relative, as an echoed progressive hint) is
+    # skipped, and the value it names is no answer for rules (d) and (e) either
+    ("The answer is near to 2.", None),
+    ("The answer is not 15.", None),
+    ("The answer is not 15 but 16.", "16"),
+    ("The answer is 7. (Hint: The answer is near to 2.)", "7"),
+    ("(Hint: The answer is near to 2, 5.)\n3 + 4 = 7. The answer is near to 2, 5.", "7"),
+    ("The answer is close to 12.", None),
+    ("The answer is Closer to 12 than to 20. 3 * 4 = 12. So 12.", "12"),
+    ("The answer is probably near 12.", None),
+    ("The answer is **near to 2**.", None),
+    ("The answer is near to $2$. Adding 3 and 4 gives 7.", "7"),
+    ("We get **near to 2**, then **not 3**", None),
+    # ... while a hedge is the model's own estimate, and other words stay
+    ("The answer is around 5.", "5"),
+    ("The answer is nearly 7.", "7"),
+    ("The answer is 7, which is close to 8.", "7"),
+    ("The answer is less than 5 but more than 3.", "less than 5 but more than 3"),
     # (d) bold with a number
     ("We compute a lot.\n**Step 2:** nothing\nSo the total is **$18**, done.", "18"),
     ("**Step 3** then **12 apples** remain", "12"),
@@ -155,6 +180,16 @@ def test_extract_answer_table(text, expected):
 )
 def test_a_restated_question_is_never_graded_correct(completion):
     # math-verify evaluates "1 + 8" to 9: the echo of "What is 1 + 8?" must not reach it
+    assert not is_equivalent(extract_answer(completion), "9")
+
+
+@pytest.mark.parametrize(
+    "completion", ["The answer is not 9.", "The answer is near to 9.", "**not 9**",
+                   "(Hint: The answer is near to 9.)", "The answer is close to 9.",
+                   "Final answer: probably near 9"]
+)
+def test_a_value_the_reply_does_not_state_is_never_graded_correct(completion):
+    # an echoed progressive hint or a negation names 9 without answering it
     assert not is_equivalent(extract_answer(completion), "9")
 
 

@@ -8,12 +8,15 @@ asks every batch exactly as an uninterrupted run would; the batch call is made o
 batch and kept for the batch's other problems (a worker that gets only part of a batch,
 or a resume that starts inside one, makes the same seeded call again).
 
-The record is a strategy record (:func:`samplescale.evaluate_records.strategy_record`'s keys, with
-this problem's answers split out of the shared replies, and ``usage`` its share of the
-batch call, so a run's usage sums to what was spent) plus ``batch``: the batch's index and
-size, this problem's 1-based position, and ``saved_prompt_tokens`` (the problem's own
-prompt's tokens, from its greedy call, minus its share of the batch's prompt tokens per
-call).
+The record is a strategy record (:func:`samplescale.evaluate_records.strategy_record`'s keys)
+whose ``samples`` are this problem's parts of the shared replies (each sample's ``text``
+its own part, ``tokens`` 0: a part has no tokens of its own) and whose ``usage`` is its
+share of the batch call (:func:`~samplescale.strategies.batch_prompting.share_usage`:
+tokens, calls and wall time shared out evenly, so a run's usage sums to what was spent),
+plus ``batch``: the batch's index and size, this problem's 1-based position, ``found``,
+``saved_prompt_tokens`` (the problem's own prompt's tokens, from its greedy call, minus
+its share of the batch's prompt tokens per call) and, in the record of the batch's first
+problem only, ``replies``: the N whole replies, stored once per batch.
 """
 
 from __future__ import annotations
@@ -68,11 +71,11 @@ def batch_record(
     greedy = _greedy(problem, prompt, backend, params)
     calls = max(r.trace[0]["batch_usage"]["model_calls"], 1)
     share = r.usage.prompt_tokens / calls
-    return {
-        **result_record(problem, greedy, r),
-        "batch": {
-            "index": g, "size": len(group), "position": j + 1,
-            "found": r.trace[0]["found"],
-            "saved_prompt_tokens": greedy["usage"]["prompt_tokens"] - share,
-        },
+    batch: Record = {
+        "index": g, "size": len(group), "position": j + 1,
+        "found": r.trace[0]["found"],
+        "saved_prompt_tokens": greedy["usage"]["prompt_tokens"] - share,
     }
+    if j == 0:
+        batch["replies"] = r.trace[0]["replies"]
+    return {**result_record(problem, greedy, r), "batch": batch}

@@ -31,7 +31,7 @@ from samplescale.errors import ConfigError
 from samplescale.strategies.base import State, Strategy, check_int, check_run_args
 from samplescale.strategies.prompting import question_of, with_question
 from samplescale.strategies.registry import STRATEGIES
-from samplescale.types import Prompt, Result, Usage
+from samplescale.types import Prompt, Result, Sample, Usage
 
 MAX_BATCH = 32
 MAX_SAMPLES = 1024
@@ -75,6 +75,16 @@ def split_answers(text: str, count: int) -> list[str | None]:
     return parts
 
 
+def part_sample(reply: Sample, part: str | None) -> Sample:
+    """A problem's own part of one batch ``reply`` as a sample: ``text`` is ``part`` (``""``
+    when its label is missing), ``finish_reason`` the reply's; it has no per-token data
+    (the reply's tokens are shared out in usage, :func:`share_usage`). An error reply is
+    returned as it is."""
+    if reply.status != "ok":
+        return reply
+    return Sample(text=part or "", finish_reason=reply.finish_reason)
+
+
 def _share(total: int, count: int, j: int) -> int:
     """Problem ``j``'s integer share of ``total`` over ``count`` problems (the first
     ``total % count`` get one more), so the shares sum to ``total``."""
@@ -82,8 +92,12 @@ def _share(total: int, count: int, j: int) -> int:
 
 
 def share_usage(usage: Usage, count: int, j: int) -> Usage:
-    """Problem ``j``'s share of a batch's ``usage`` (every count split by :func:`_share`,
-    wall time split evenly): the shares of ``j = 0 .. count - 1`` sum to ``usage``."""
+    """Problem ``j``'s share of a batch's ``usage``, by the rule tokens are shared out by:
+    evenly over the ``count`` problems, whatever their parts' lengths. Every count is
+    split by :func:`_share` (the first ``total % count`` problems get one more),
+    ``cached_prompt_tokens`` capped at the problem's ``prompt_tokens``, and
+    ``wall_time_s`` (seconds) is ``usage.wall_time_s / count``. The shares of
+    ``j = 0 .. count - 1`` sum to ``usage`` (wall time up to float rounding)."""
     return Usage(
         prompt_tokens=_share(usage.prompt_tokens, count, j),
         cached_prompt_tokens=min(_share(usage.cached_prompt_tokens, count, j),
@@ -111,13 +125,16 @@ class BatchPrompting(Strategy):
 
     Result
     ------
-    One per problem: ``samples`` are the N replies to the batch prompt (the same for every
-    problem of the batch), ``answers`` the answer extracted from this problem's part of
-    each (:func:`split_answers`; None where its label is missing), ``answer`` /
-    ``selected`` / ``vote_shares`` the vote over them. ``usage`` is this problem's share
-    of the batch call (:func:`share_usage`; the shares of a batch sum to its usage). The
-    trace has one ``batch`` record: ``position`` (1-based), ``size``, ``found`` (replies
-    whose part for this problem was found), ``batch_usage``, ``prompt_tokens_alone`` (the
+    One per problem: ``samples`` are this problem's parts of the N replies to the batch
+    prompt (:func:`split_answers`, :func:`part_sample`; ``""`` where its label is
+    missing; from :meth:`~BatchPrompting.run`, a batch of one that shares nothing, the
+    replies themselves, with their tokens), ``answers`` the answer extracted from each
+    part (None where its label is missing), ``answer`` / ``selected`` / ``vote_shares``
+    the vote over them. ``usage`` is this problem's share of the batch call
+    (:func:`share_usage`: even shares of every count and of the wall time; the shares of a
+    batch sum to its usage). The trace has one ``batch`` record: ``position`` (1-based), ``size``, ``found`` (replies whose part
+    for this problem was found), ``replies`` (the N whole replies, shared by the batch's
+    problems), ``batch_usage`` (without wall time), ``prompt_tokens_alone`` (the
     problem's own prompt, tokenized by the backend; None on a backend that cannot
     tokenize) and ``saved_prompt_tokens`` (``prompt_tokens_alone`` minus this problem's
     share of the batch's prompt tokens, per call; None likewise).
@@ -163,29 +180,31 @@ class BatchPrompting(Strategy):
         return State(prompt=self.batch_prompt([question_of(prompt)], base=prompt), params=p)
 
     def finalize(self, state: State) -> Result:
-        return self.problem_result(state, 0, 1, None)
+        return self.problem_result(state, 0, 1, None, split=False)
 
     def problem_result(self, state: State, j: int, count: int,
-                       alone: int | None) -> Result:
+                       alone: int | None, split: bool = True) -> Result:
         """Problem ``j``'s Result of the batch run ``state`` (of ``count`` problems);
-        ``alone``: its own prompt's token count, or None."""
-        answers = tuple(
-            None if s.status != "ok" or part is None else self.extract(part)
-            for s, part in ((s, split_answers(s.text, count)[j]) for s in state.samples)
-        )
+        ``alone``: its own prompt's token count, or None; ``split``: whether its samples
+        are its parts of the replies (:func:`part_sample`) or the replies themselves."""
+        parts = [split_answers(s.text, count)[j] if s.status == "ok" else None
+                 for s in state.samples]
+        answers = tuple(None if part is None else self.extract(part) for part in parts)
         v = vote(answers, None, self.equivalent)
         usage = share_usage(state.usage, count, j)
         calls = max(state.usage.model_calls, 1)
         share_per_call = usage.prompt_tokens / calls
         record: dict[str, Any] = {
             "event": "batch", "position": j + 1, "size": count,
-            "found": sum(s.status == "ok" and split_answers(s.text, count)[j] is not None
-                         for s in state.samples),
+            "found": sum(part is not None for part in parts),
+            "replies": [s.text for s in state.samples],
             "batch_usage": state.usage.model_dump(exclude={"wall_time_s"}),
             "prompt_tokens_alone": alone,
             "saved_prompt_tokens": None if alone is None else alone - share_per_call,
         }
-        return Result(strategy=self.name, samples=state.samples, answers=answers,
+        samples = (tuple(part_sample(s, part) for s, part in zip(state.samples, parts))
+                   if split else state.samples)
+        return Result(strategy=self.name, samples=samples, answers=answers,
                       selected=v.winner, answer=v.answer, vote_shares=v.shares,
                       trace=(record,), usage=usage)
 
@@ -216,7 +235,8 @@ class BatchPrompting(Strategy):
         -------
         tuple of Result
             One per question, in order (see the class docstring). ``usage.wall_time_s`` of
-            each is its share of the whole call.
+            each is its share of the whole call: the call's seconds over the number of
+            questions (:func:`share_usage`).
 
         Raises
         ------

@@ -4,6 +4,7 @@ r"""Text clean-up of a candidate answer, shared by the rules of
 Private helpers: :func:`_tidy` strips emphasis, punctuation, math delimiters and
 ``\\text{}`` wrappers (linear time however deep they nest); :func:`_drop_trailing_words`
 cuts ``"18 dollars"`` to ``18``; :func:`_drop_hedge` drops hedge words before a number;
+:func:`_not_the_value` recognises a negated or relative answer (``"near to 2"``);
 :func:`_last_side_if_arithmetic` reads the result of a worked computation;
 :func:`_unevaluated` recognises a restated question (``"1 + 8"``); :func:`_is_sentence`
 and :func:`_looks_like_answer` tell prose from an answer; :func:`_unquote` strips quotes.
@@ -80,27 +81,48 @@ def _drop_trailing_words(x: str) -> str:
     return x
 
 
-_HEDGE_RE = re.compile(
-    r"(?:(?:about|approximately|around|roughly|nearly|almost|probably|likely|maybe|exactly"
+_HEDGE_WORDS = (
+    r"(?:about|approximately|around|roughly|nearly|almost|probably|likely|maybe|exactly"
     r"|just|only|simply|actually|indeed|also|still|clearly|definitely|certainly|surely"
-    r"|a\s+total\s+of|equal\s+to|the\s+number|the\s+value)\s+)+(?=[-+$\\.\d])"
+    r"|obviously|evidently|really|therefore|thus|hence|so|then|now|finally"
+    r"|a\s+total\s+of|equal\s+to|the\s+number|the\s+value)\s+"
 )
+_HEDGE_RE = re.compile(rf"(?:{_HEDGE_WORDS})+(?=[-+$\\.\d])", re.IGNORECASE)
 
 
 def _drop_hedge(x: str) -> str:
-    """``"probably 12"`` -> ``"12"``, ``"approximately 3.5 m"`` -> ``"3.5"``: hedge words
-    (about, approximately, around, roughly, nearly, almost, probably, likely, maybe,
-    exactly, just, only, simply, actually, indeed, also, still, clearly, definitely,
-    certainly, surely, a total of, equal to, the number, the value) before a number that
-    ends the answer (alone or followed by words) are not part of it. Any other word stays, since it can
-    change the answer (``"negative 5"``, ``"not 5"``, ``"less than 5"``, ``"half of 10"``),
-    and so does an expression (``"about 3 + 4"``)."""
+    """``"probably 12"`` -> ``"12"``, ``"approximately 3.5 m"`` -> ``"3.5"``,
+    ``"indeed 3 + 4 = 7"`` -> ``"3 + 4 = 7"``: hedge and filler words (about,
+    approximately, around, roughly, nearly, almost, probably, likely, maybe, exactly, just,
+    only, simply, actually, indeed, also, still, clearly, definitely, certainly, surely,
+    obviously, evidently, really, therefore, thus, hence, so, then, now, finally, a total
+    of, equal to, the number, the value; any case) before a number that ends the answer
+    (alone or followed by words) or before a worked computation (see
+    :func:`_last_side_if_arithmetic`) are not part of it. Any other word stays, since it
+    can change the answer (``"negative 5"``, ``"not 5"``, ``"less than 5"``, ``"half of
+    10"``), and so does an uncomputed expression (``"about 3 + 4"``)."""
     m = _HEDGE_RE.match(x)
     if m is None:
         return x
     rest = x[m.end() :]
+    if _last_side_if_arithmetic(rest) != rest:
+        return rest
     short = _drop_trailing_words(rest)
     return short if _LEADING_NUMBER_RE.fullmatch(short) and _parse_number(short) is not None else x
+
+
+_NOT_THE_VALUE_RE = re.compile(
+    rf"(?:{_HEDGE_WORDS})*(?:not|near(?:\s+to)?|close(?:r)?\s+to)\b", re.IGNORECASE
+)
+
+
+def _not_the_value(x: str) -> bool:
+    """True for an answer that does not state a value: a negation (``"not 15"``) or a
+    place relative to a value (``"near to 2"``, ``"close to 12"``, ``"probably near
+    12"``), as a model that echoes progressive-hint's ``"(Hint: The answer is near to
+    2.)"`` writes. Unlike a hedge (``"about 12"``, the model's own estimate), it names a
+    reference point, not the answer."""
+    return _NOT_THE_VALUE_RE.match(x) is not None
 
 
 def _is_sentence(x: str) -> bool:

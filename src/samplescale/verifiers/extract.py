@@ -38,6 +38,7 @@ from samplescale.verifiers._answer_text import (
     _is_sentence,
     _last_side_if_arithmetic,
     _looks_like_answer,
+    _not_the_value,
     _tidy,
     _unevaluated,
     _unquote,
@@ -63,6 +64,9 @@ _PHRASE_RE = re.compile(
     re.IGNORECASE,
 )
 _PHRASE_WINDOW = 2000  # characters read after an answer phrase
+# the value(s) a negated or relative phrase names: "not 15", "near to 2, 5", "near to $2$"
+_NAMED_VALUE = r"\d(?:[\d.,/]*\d)?%?"
+_NAMED_VALUES_RE = re.compile(rf"{_NAMED_VALUE}(?:\s*,\s*-?{_NAMED_VALUE})*(?:\$|\\\)|\*\*)*")
 _SENTENCE_END_RE = re.compile(r"\.(?=[\"'\u201d\u2019)\]]*(?:\s|$))")
 _COMMA_PROSE_RE = re.compile(r",\s+(?!(?:and|or)\b)[A-Za-z]{2,}\b", re.IGNORECASE)
 _CLOSING_QUOTE_RE = re.compile(r"[\"\u201d](?=\s|$)")  # 'The answer is 3," and it ...'
@@ -104,7 +108,9 @@ def _rule_hash(text: str) -> str | None:
 
 @functools.lru_cache(maxsize=8)  # read by the phrase rule, then by the last-number rule
 def _phrases(text: str) -> tuple[tuple[int, int, str], ...]:
-    """Each "answer is X" phrase, the last first: its span (phrase and ``X``) and ``X``."""
+    """Each "answer is X" phrase, the last first: its span (phrase and ``X``) and ``X``.
+    The span of a negated or relative ``X`` (``"not 15 but 16"``, ``"near to 2, 5"``)
+    ends after the value(s) it names."""
     return tuple(_read_phrases(text))
 
 
@@ -117,18 +123,16 @@ def _read_phrases(text: str) -> Iterator[tuple[int, int, str]]:
             end = cut.search(tail)
             if end is not None:
                 tail = tail[: end.start()]
-        stop = m.end() + len(raw) - len(window) + len(tail)
-        answer = _drop_hedge(_drop_trailing_words(_unquote(tail)))
-        yield m.start(), stop, _last_side_if_arithmetic(answer)
+        start = m.end() + len(raw) - len(window)
+        answer = _last_side_if_arithmetic(_drop_hedge(_drop_trailing_words(_unquote(tail))))
+        named = _NAMED_VALUES_RE.search(tail) if _not_the_value(answer) else None
+        yield m.start(), start + (named.end() if named else len(tail)), answer
 
 
 def _rule_phrase(text: str) -> str | None:
     for _, _, answer in _phrases(text):
-        if re.search(r"\banswer\b", answer, re.IGNORECASE) or re.match(  # a repeated phrase
-            r"not\b",
-            answer,
-            re.IGNORECASE,  # "the answer is not 15"
-        ):
+        # a repeated phrase; "the answer is not 15"; an echoed hint "... is near to 2"
+        if re.search(r"\banswer\b", answer, re.IGNORECASE) or _not_the_value(answer):
             continue
         if _is_sentence(answer):  # "The volume of $V$ is 120" -> "120"
             answer = _stated_value(answer) or answer
@@ -137,10 +141,16 @@ def _rule_phrase(text: str) -> str | None:
     return None
 
 
-def _without_restatements(text: str) -> str:
-    """``text`` with every "answer is X" whose ``X`` is uncomputed arithmetic blanked out:
-    the operands of a restated question are not answers for the last-number rule."""
-    spans = sorted((a, b) for a, b, answer in _phrases(text) if _unevaluated(answer))
+def _without_non_answers(text: str) -> str:
+    """``text`` with every "answer is X" whose ``X`` is uncomputed arithmetic, negated or
+    relative, and every negated or relative bold ``**X**``, blanked out: the operands of a
+    restated question, ``15`` in "the answer is not 15" and ``2`` in an echoed hint "the
+    answer is near to 2" are not answers for the last-number rule."""
+    spans = sorted(
+        [(a, b) for a, b, answer in _phrases(text)
+         if _unevaluated(answer) or _not_the_value(answer)]
+        + [m.span() for m in _BOLD_RE.finditer(text) if _not_the_value(_unquote(m.group(1)))]
+    )
     if not spans:
         return text
     parts, at = [], 0
@@ -159,7 +169,7 @@ def _rule_bold(text: str) -> str | None:
         if _HEADING_RE.match(content):
             continue
         answer = _drop_trailing_words(_unquote(content))
-        if answer and not _unevaluated(answer):
+        if answer and not _unevaluated(answer) and not _not_the_value(answer):
             return answer
     return None
 
@@ -202,7 +212,7 @@ def _stated_value(sentence: str) -> str | None:
 
 
 def _rule_math_or_number(text: str) -> str | None:
-    return _math_or_number(_without_restatements(text))
+    return _math_or_number(_without_non_answers(text))
 
 
 def _states_answer(text: str) -> bool:
@@ -249,15 +259,19 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
        and ``X`` ends at a closing double quote (``'The answer is 3," and so on'`` gives
        ``3``). A phrase is skipped when ``X`` repeats the phrase or is arithmetic on plain
        numbers left uncomputed (``"The answer is 1 + 8."`` restates the question; a
-       fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept). Hedge words
-       before a number that ends ``X`` are dropped (``"probably 12"`` gives ``12``); other
-       words are kept (``"negative 5"``, ``"less than 5"``), and a negated phrase
-       (``"The answer is not 15."``) is skipped. An ``X`` that is a sentence gives the
+       fraction ``3/4`` or a closed form ``3 + 2\sqrt{2}`` is kept). Hedge and filler
+       words before a number that ends ``X`` or before a worked computation are dropped
+       (``"probably 12"`` gives ``12``, ``"indeed 3 + 4 = 7"`` gives ``7``); other words
+       are kept (``"negative 5"``, ``"less than 5"``). A phrase that states no value is
+       skipped, and the value it names is no answer for rules d and e either: a negated
+       one (``"The answer is not 15."``) and a relative one (``"near to 2"``, ``"close to
+       12"``), which is how a reply echoes progressive-hint's ``"(Hint: The answer is
+       near to 2.)"``; it is never read as ``2``. An ``X`` that is a sentence gives the
        value it ends by stating after ``is`` / ``are`` / ``equals`` / ``=`` (at most
        three words, read by rule e): ``"The volume of $V$ is 120"`` gives ``120``;
     d. the last bold ``**X**`` whose content contains a digit, ignoring headings (bold
-       text ending in ``:`` or starting with "Step", "Part", "Case", ...) and uncomputed
-       arithmetic;
+       text ending in ``:`` or starting with "Step", "Part", "Case", ...), uncomputed
+       arithmetic and negated or relative content (``**not 15**``, ``**near to 2**``);
     e. the last LaTeX math span or the last number, whichever ends later (math-verify's
        order for matches of equal priority). Math spans are ``$...$`` (one line),
        ``$$...$$``, ``\(...\)``, ``\[...\]`` and bare ``\frac{a}{b}``; a ``$...$``
@@ -270,7 +284,9 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
        ``2/3``; a directly attached ``%`` / ``\%`` is kept. A lone ``,`` is not a
        number, and neither is an operand of a restated question
        (``"7 + 5 = 12. The answer is 7 + 5."`` gives ``12``; ``"The answer is 0 + 5."``
-       gives None). ``"After solving, we get $\frac{1}{3}$"`` gives ``\frac{1}{3}``
+       gives None) nor a value that a negated or relative phrase or bold text names
+       (``"The answer is not 15."`` gives None; ``"The answer is not 15 but 16."`` gives
+       ``16``). ``"After solving, we get $\frac{1}{3}$"`` gives ``\frac{1}{3}``
        and ``"Therefore $x \geq 5$ is the solution."`` gives ``x \geq 5``.
 
     For rules b-d, a leading number followed by words is cut to the number
