@@ -90,9 +90,13 @@ def search_setup(
     base = SamplingParams(temperature=args.temperature, top_p=0.95)
     n = particles(budget, args)
     if method == "particle-filtering":
-        strategy: Strategy = ParticleFiltering(token_budget=budget, max_steps=args.max_steps)
+        strategy: Strategy = ParticleFiltering(
+            token_budget=budget, max_steps=args.max_steps, scorer=args.scorer
+        )
     else:
-        strategy = BeamSearch(token_budget=budget, max_steps=args.max_steps, expansions=2)
+        strategy = BeamSearch(
+            token_budget=budget, max_steps=args.max_steps, expansions=2, scorer=args.scorer
+        )
     return strategy, base.replace(n=n, max_tokens=args.step_tokens)
 
 
@@ -531,6 +535,11 @@ def main() -> None:
         "--no-prefix-cache",
         action="store_true",
         help="re-prefill every prompt of a search (the behaviour before issue 15)",
+    )
+    ap.add_argument(
+        "--scorer", default="p-true", choices=["p-true", "p-true-in-context"],
+        help="process scorer of the searches (p-true-in-context: asked in the policy's own "
+        "conversation, so a score decodes only the question)",
     )
     ap.add_argument("--step-tokens", type=int, default=128)
     ap.add_argument("--max-steps", type=int, default=8)

@@ -137,6 +137,8 @@ def test_the_pool_frees_least_recently_used_sequences_within_its_budget(llama_ba
     [
         ("particle-filtering", {}),
         ("beam-search", {"beam_width": 2, "expansions": 2}),
+        ("particle-filtering", {"scorer": "p-true-in-context"}),
+        ("beam-search", {"beam_width": 2, "expansions": 2, "scorer": "p-true-in-context"}),
     ],
 )
 def test_searches_reuse_the_cache_reproducibly_and_free_it(llama_backend, name, options):

@@ -22,6 +22,7 @@ from samplescale.verifiers.process import (
     aggregate_step_scores,
     from_outcome,
     question_of,
+    InContextLabelScorer,
     self_evaluation,
 )
 from samplescale.verifiers.scorers import oracle
@@ -241,13 +242,62 @@ def test_judge_options_are_checked():
 
 
 def test_registry_builds_scorers_on_a_backend():
-    assert PROCESS_SCORERS.names() == ["judge", "p-true"]
+    assert PROCESS_SCORERS.names() == ["judge", "p-true", "p-true-in-context"]
     assert PROCESS_SCORERS.get("p_true")(ToyLM()).name == "p-true"
-    with pytest.raises(UnknownNameError, match="judge, p-true"):
+    with pytest.raises(UnknownNameError, match="judge, p-true, p-true-in-context"):
         PROCESS_SCORERS.get("prm")
 
 
+def test_p_true_in_context_continues_the_policy_conversation():
+    scorer = PROCESS_SCORERS.get("p-true-in-context")(ToyLM())
+    assert isinstance(scorer, InContextLabelScorer) and scorer.scale == "probability"
+    judge = scorer.judging_prompt(Q.continued("Let me see. "), STEPS)
+    assert [(m.role, m.content) for m in judge.messages] == [
+        ("system", "Be brief."),
+        ("user", "What is 2 + 3?"),
+        ("assistant", "Let me see. Add the numbers.\n\n2 + 3 = 5. The answer is 5."),
+        ("user", "Is every step of your solution so far correct? Answer Yes or No."),
+    ]
+    assert judge.prefix == ""
+    grounded = Prompt.user("Sum them.").model_copy(update={"grounding": "2 and 3"})
+    assert scorer.judging_prompt(grounded, ()).messages[0].content == "2 and 3\n\nSum them."
+
+
+def test_p_true_in_context_refuses_raw_text_and_an_empty_question():
+    scorer = InContextLabelScorer(ToyLM())
+    with pytest.raises(ConfigError, match="needs a chat prompt.*use 'p-true'"):
+        scorer.judging_prompt(Prompt(text="2 + 3 ="), STEPS)
+    with pytest.raises(ConfigError, match="question must be a non-empty string"):
+        InContextLabelScorer(ToyLM(), question="  ")
+
+
 # ---------------------------------------------------------------- real model
+@pytest.mark.llama
+def test_p_true_in_context_decodes_only_the_question_after_the_policy_steps(llama_backend):
+    """In a prefix session the judging prompt shares the policy's cached prompt and steps:
+    a score decodes only the chat markup and the question, and gives the probability
+    computed from an empty cache (within 0.05: llama.cpp's logits depend slightly on how a
+    prompt is batched)."""
+    from samplescale.config import SamplingParams
+    from samplescale.steps import generate_steps
+
+    b = llama_backend
+    scorer = InContextLabelScorer(b)
+    params = SamplingParams(temperature=0.8, max_tokens=24, seed=3)
+    with b.prefix_session():
+        steps = [next(iter(generate_steps(b, Q, (), params, 1))).text]
+        value, usage = scorer.measure(Q, steps)
+    judge = b.tokenize_prompt(scorer.judging_prompt(Q, steps))
+    question = b.tokenize_text(scorer.question)
+    assert usage.prompt_tokens == len(judge)
+    assert usage.prompt_tokens - usage.cached_prompt_tokens <= len(question) + 12
+    with b.prefix_session():
+        fresh, cold = scorer.measure(Q, steps)
+    assert cold.cached_prompt_tokens == 0
+    assert abs(value - fresh) < 0.05 and 0.0 < value < 1.0
+
+
+# ---------------------------------------------------------------- real model (p-true)
 @pytest.mark.llama
 def test_p_true_on_the_embedded_model_matches_its_next_token_logits(llama_backend):
     # Both reads below find the judging prompt in the KV cache (the first score puts it

@@ -13,7 +13,7 @@ from samplescale.backends.base import Backend, LogitsModel, scored_logits
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.sampling.functional import log_softmax
-from samplescale.types import Prompt, Usage
+from samplescale.types import Message, Prompt, Usage
 from samplescale.verifiers.process_base import (
     ProcessScorer,
     ScorerError,
@@ -195,6 +195,76 @@ def self_evaluation(backend: Backend, template: str = PTRUE_TEMPLATE) -> LabelTo
         Named ``"p-true"``, probability scale.
     """
     return LabelTokenScorer(backend, template, "Yes", "No", name="p-true")
+
+
+IN_CONTEXT_QUESTION = (
+    "Is every step of your solution so far correct? Answer Yes or No."
+)
+
+
+class InContextLabelScorer(LabelTokenScorer):
+    """P(True) asked in the policy's own conversation: the partial solution stays the
+    assistant's reply, and a user turn asks whether it is correct so far.
+
+    The judging prompt is the problem's chat messages, then an assistant message with
+    ``prompt.prefix`` and the steps, then a user message ``question``; the score is read
+    as :class:`LabelTokenScorer` reads it (probability scale, ``p(Yes) / (p(Yes) +
+    p(No))`` on a LogitsModel). On a backend that caches prefixes
+    (:class:`~samplescale.backends.base.PrefixCaching`) the judging prompt shares the
+    policy's cached tokens up to the end of the steps, so a score decodes only the chat
+    markup and the question (about 25 tokens) instead of the whole judging prompt's tail
+    (:data:`PTRUE_TEMPLATE` repeats the step text after the question). The model judges
+    its solution in context, as in self-evaluation guided decoding (Xie et al., 2023,
+    "Self-Evaluation Guided Beam Search for Reasoning"); the probability read is
+    Kadavath et al.'s (2022) P(True).
+
+    Parameters
+    ----------
+    backend : Backend
+    question : str
+        The user turn that asks for the verdict (non-empty).
+    positive, negative : str
+        One-token labels, as :class:`LabelTokenScorer`.
+
+    Raises
+    ------
+    ConfigError
+        If ``question`` is empty, as :class:`LabelTokenScorer` for the labels; (at
+        scoring) if the problem's prompt is raw text (it needs chat messages).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        question: str = IN_CONTEXT_QUESTION,
+        positive: str = "Yes",
+        negative: str | None = "No",
+        *,
+        name: str = "p-true-in-context",
+    ) -> None:
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError(f"question must be a non-empty string, got {question!r}")
+        super().__init__(backend, "{question}{solution}", positive, negative, name=name)
+        self.question = question
+
+    def judging_prompt(self, prompt: Prompt, steps: Sequence[str]) -> Prompt:
+        """The policy's conversation with the steps as its reply, then the question."""
+        if prompt.messages is None:
+            raise ConfigError(
+                f"{self.name} needs a chat prompt (messages): it continues the policy's "
+                "conversation; for a raw text prompt use 'p-true'"
+            )
+        base = prompt.resolved()
+        assert base.messages is not None
+        reply = Message(role="assistant", content=prompt.prefix + "".join(steps))
+        asked = Message(role="user", content=self.question)
+        return Prompt(messages=(*base.messages, reply, asked))
+
+
+def self_evaluation_in_context(backend: Backend) -> InContextLabelScorer:
+    """P(True) in the policy's conversation (:class:`InContextLabelScorer`), named
+    ``"p-true-in-context"``, probability scale."""
+    return InContextLabelScorer(backend)
 
 
 JUDGE_TEMPLATE = (

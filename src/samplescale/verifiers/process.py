@@ -15,7 +15,9 @@ Implementations:
     an unparseable reply is a :class:`ScorerError`, never a silent 0;
 (c) :func:`self_evaluation`: P(True), the model's own probability that its partial
     solution is correct (Kadavath et al., 2022, "Language Models (Mostly) Know What They
-    Know"), a :class:`LabelTokenScorer` on the policy model;
+    Know"), a :class:`LabelTokenScorer` on the policy model; :class:`InContextLabelScorer`
+    (``"p-true-in-context"``) asks it in the policy's own conversation, so that a backend
+    with a prefix cache decodes only the question per score;
 (d) :class:`CallableScorer`: any Python callable ``(prompt, steps) -> float``;
     :func:`from_outcome` wraps an outcome :class:`~samplescale.verifiers.scorers.Scorer`.
 
@@ -36,9 +38,11 @@ from samplescale.verifiers.extract import extract_answer
 from samplescale.verifiers.model_scorers import (
     JUDGE_TEMPLATE,
     PTRUE_TEMPLATE,
+    InContextLabelScorer,
     JudgeScorer,
     LabelTokenScorer,
     self_evaluation,
+    self_evaluation_in_context,
 )
 from samplescale.verifiers.process_base import (
     ProcessScorer,
@@ -56,6 +60,7 @@ __all__ = [
     "PTRUE_TEMPLATE",
     "Aggregation",
     "CallableScorer",
+    "InContextLabelScorer",
     "JudgeScorer",
     "LabelTokenScorer",
     "ProcessScorer",
@@ -65,6 +70,7 @@ __all__ = [
     "from_outcome",
     "question_of",
     "self_evaluation",
+    "self_evaluation_in_context",
 ]
 
 
@@ -131,3 +137,4 @@ def from_outcome(
 PROCESS_SCORERS: Registry[Callable[[Backend], ProcessScorer]] = Registry("process scorer")
 PROCESS_SCORERS.register("p-true")(self_evaluation)
 PROCESS_SCORERS.register("judge")(JudgeScorer)
+PROCESS_SCORERS.register("p-true-in-context")(self_evaluation_in_context)
