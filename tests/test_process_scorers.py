@@ -16,13 +16,13 @@ from samplescale.types import Generation, Prompt, Sample, Usage
 from samplescale.verifiers.process import (
     PROCESS_SCORERS,
     CallableScorer,
+    InContextLabelScorer,
     JudgeScorer,
     LabelTokenScorer,
     ScorerError,
     aggregate_step_scores,
     from_outcome,
     question_of,
-    InContextLabelScorer,
     self_evaluation,
 )
 from samplescale.verifiers.scorers import oracle
