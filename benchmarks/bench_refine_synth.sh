@@ -8,6 +8,9 @@
 # Resumable: each run is an eval / synth directory under runs/bench-n (rerun to resume).
 # PART=n runs only section (n), PART=n2 only section (n2), PART=n3 only section (n3),
 # PART=n5 only section (n5) (QWEN: the second model's GGUF, default benchmarks/models/...).
+# Section (n6): GSM8K (first 30 problems) with Qwen2.5-Coder-0.5B: synth's yield, and methods
+# against the maj@k curve of section (b)'s pool of 16 (same model, settings and seed).
+# PART=n6 runs it; METHODS6 picks its runs (default all: synth model-switch refine aggregate).
 # S (the samplescale command) and PY (the python of the tables) may be set.
 # Small on purpose (2 shared CPU cores): LIMIT problems, one thread.
 set -euo pipefail
@@ -123,4 +126,37 @@ $S eval "${C5[@]}" -n 4 --strategy model-switch --option "models=[\"$QWEN\"]" \
 $S eval "${C5[@]}" -n 4 --strategy phi-decoding --output "$OUT5/phi-4"
 $S compare "$OUT5"/sc-4 "$OUT5"/model-switch-2+2 "$OUT5"/phi-4
 table "$OUT5"/*/
+fi
+
+# ---- Section (n6): GSM8K with Qwen2.5-Coder-0.5B (issue 20's done figures).
+# The self-consistency baseline is section (b)'s pool (benchmarks/results/gsm8k-qwen0.5b-n16:
+# 16 samples per problem, T = 0.8, 512 tokens, seed 0), unpacked as "$OUT6/pool-16".
+if [[ "${PART:-all}" == "all" || "${PART:-all}" == "n6" ]]; then
+OUT6=${OUT6:-runs/bench-n6}
+QWEN=${QWEN:-benchmarks/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf}
+DATA=${DATA:-../shared/data/gsm8k/test.jsonl}
+C6=(--task gsm8k --data "$DATA" --limit "${LIMIT6:-30}" --max-tokens 512 --temperature 0.8
+    --threads "${THREADS6:-1}" --seed 0)
+if [[ ! -d "$OUT6/pool-16" ]]; then
+  mkdir -p "$OUT6/pool-16"
+  cp benchmarks/results/gsm8k-qwen0.5b-n16/{run.json,summary.json} "$OUT6/pool-16/"
+  gunzip -c benchmarks/results/gsm8k-qwen0.5b-n16/results.jsonl.gz > "$OUT6/pool-16/results.jsonl"
+fi
+for m in ${METHODS6:-synth model-switch refine aggregate}; do
+  case $m in
+    # 8 samples per problem; every kept row re-verified from its text by the test of (n)
+    synth) $S synth "${C6[@]}" --model "$QWEN" -n 8 --output "$OUT6/synth-8" ;;
+    # 2 samples of SmolLM2-135M; when they disagree, 2 of Qwen; consistency-weighted vote
+    model-switch) $S eval "${C6[@]}" -n 4 --strategy model-switch \
+        --option "models=[\"$QWEN\"]" --output "$OUT6/model-switch-2+2" ;;
+    # 2 candidates + 1 round of 2 revisions = 4 samples (+ P(True) feedback)
+    refine) $S eval "${C6[@]}" --model "$QWEN" -n 2 --strategy refine --option rounds=1 \
+        --output "$OUT6/refine-c2-r1" ;;
+    # 3 candidates + 1 greedy aggregation call
+    aggregate) $S eval "${C6[@]}" --model "$QWEN" -n 3 --strategy aggregate \
+        --output "$OUT6/aggregate-3" ;;
+    *) echo "unknown method $m" >&2; exit 2 ;;
+  esac
+done
+table "$OUT6"/*/
 fi
