@@ -96,7 +96,7 @@ def test_requests_that_do_not_fit_at_once_run_one_after_the_other():
         ([], None, "at least one"),
         (REQUESTS[:2], [None], "one generator"),
         ([(PROMPT, SamplingParams(n=2, decoding="arithmetic", seed=1))], None,
-         "independent samples only"),
+         r"requests\[0\]: generate_prompts decodes independent samples only"),
     ],
 )
 def test_bad_requests_are_refused(llama_backend, requests, rngs, match):

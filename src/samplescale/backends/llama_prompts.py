@@ -1,6 +1,8 @@
-"""Several prompts' samples decoded in shared batch steps on the embedded llama.cpp model
-(the :class:`~samplescale.backends.base.PromptBatching` half of
-:class:`~samplescale.backends.llamacpp.LlamaCppBackend`, split from it by size).
+"""Several requests decoded in shared batch steps on the embedded llama.cpp model: groups
+of samples of one prompt with their own parameters (``generate_groups``,
+:class:`~samplescale.backends.base.GroupGenerating`) and the samples of several prompts
+(``generate_prompts``, :class:`~samplescale.backends.base.PromptBatching`); a base of
+:class:`~samplescale.backends.llamacpp.LlamaCppBackend`, split from it by size.
 
 Step-level search and SMC extend partial solutions that differ (particles after
 resampling, the beams of a round): one ``generate`` call per partial solution decodes its
@@ -19,10 +21,10 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from samplescale.backends.base import StreamEvent, collect
-from samplescale.backends.decoding import decode_rows
+from samplescale.backends.decoding import FinishQuota, decode_rows
 from samplescale.backends.llama_kv import Entry
 from samplescale.backends.llama_sched import LiveSequences
-from samplescale.backends.row_groups import check_groups
+from samplescale.backends.row_groups import check_groups, group_rows, split
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.rng import sample_generators
@@ -30,8 +32,9 @@ from samplescale.types import Generation, Prompt, Sample, Usage
 
 
 class PromptBatch:
-    """``generate_prompts`` over the backend's :class:`LiveSequences` (a base of
-    ``LlamaCppBackend``, which sets the attributes and defines the methods named here)."""
+    """``generate_groups`` and ``generate_prompts`` over the backend's
+    :class:`LiveSequences` (a base of ``LlamaCppBackend``, which sets the attributes and
+    defines the methods named here)."""
 
     _live: LiveSequences
     _local: threading.local
@@ -44,10 +47,42 @@ class PromptBatch:
 
     def _events(
         self, tokens: list[int], params: SamplingParams, gens: list[np.random.Generator],
-        start: float,
+        start: float, quota: FinishQuota | None = None,
+        row_params: list[SamplingParams] | None = None,
     ) -> Iterator[StreamEvent]:
         """One request's decode loop (``LlamaCppBackend`` defines it)."""
         raise NotImplementedError
+
+    def generate_groups(
+        self,
+        prompt: Prompt,
+        groups: Sequence[SamplingParams],
+        rng: np.random.Generator | None = None,
+    ) -> list[Generation]:
+        """:meth:`generate` for several groups of samples of ``prompt`` in one call
+        (:class:`~samplescale.backends.base.GroupGenerating`): one prompt prefill, then
+        every group's rows in the same batch steps, each drawn with its group's parameters.
+
+        Reproducibility: deterministic given the groups (one thread, one sequence of
+        batches). A group's samples are not always bit-identical to a call of its own:
+        llama.cpp computes a wider batch with other float sums, so logits differ in their
+        last digits and a token at a near-tie can flip (identical on SmolLM2 in
+        tests/test_evaluate_greedy.py; on Qwen2.5-Coder-0.5B some samples differ:
+        :mod:`samplescale.evaluate_greedy`).
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`generate`, or if a group needs more than independent sampling
+            (:func:`~samplescale.backends.row_groups.check_groups`).
+        """
+        check_groups(groups)
+        start = time.perf_counter()
+        tokens = self.check_prompt(prompt, max(g.max_tokens for g in groups))
+        row_params, gens = group_rows(groups, rng)
+        head = groups[0].replace(max_tokens=max(g.max_tokens for g in groups))
+        gen = collect(self._events(tokens, head, gens, start, row_params=row_params))
+        return split(gen, groups)
 
     def generate_prompts(
         self,
@@ -104,7 +139,7 @@ class PromptBatch:
                 f"rngs must hold one generator (or None) per request: {len(requests)} "
                 f"requests, got {len(rng_list)}"
             )
-        check_groups([p for _, p in requests])
+        check_groups([p for _, p in requests], "generate_prompts", "requests")
         start = time.perf_counter()
         tokens = [self.check_prompt(prompt, p.max_tokens) for prompt, p in requests]
         gens = [sample_generators(p.seed, g, p.n) for (_, p), g in zip(requests, rng_list)]

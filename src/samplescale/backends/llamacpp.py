@@ -16,7 +16,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,6 @@ from samplescale.backends.llama_logits import PrefixScoring
 from samplescale.backends.llama_model import GGUFModel, available_cores, default_model_path
 from samplescale.backends.llama_prompts import PromptBatch
 from samplescale.backends.llama_sched import LiveSequences
-from samplescale.backends.row_groups import check_groups, group_rows, split
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError, ModelNotFoundError, PromptError
 from samplescale.rng import sample_generators
@@ -319,37 +318,6 @@ class LlamaCppBackend(PrefixScoring, PromptBatch):
         check_decoding(params)
         gens = sample_generators(params.seed, rng, params.n)
         return self._events(tokens, params, gens, start)
-
-    def generate_groups(
-        self,
-        prompt: Prompt,
-        groups: Sequence[SamplingParams],
-        rng: np.random.Generator | None = None,
-    ) -> list[Generation]:
-        """:meth:`generate` for several groups of samples of ``prompt`` in one call
-        (:class:`~samplescale.backends.base.GroupGenerating`): one prompt prefill, then
-        every group's rows in the same batch steps, each drawn with its group's parameters.
-
-        Reproducibility: deterministic given the groups (one thread, one sequence of
-        batches). A group's samples are not always bit-identical to a call of its own:
-        llama.cpp computes a wider batch with other float sums, so logits differ in their
-        last digits and a token at a near-tie can flip (identical on SmolLM2 in
-        tests/test_evaluate_greedy.py; on Qwen2.5-Coder-0.5B some samples differ:
-        :mod:`samplescale.evaluate_greedy`).
-
-        Raises
-        ------
-        ConfigError
-            As :meth:`generate`, or if a group needs more than independent sampling
-            (:func:`~samplescale.backends.row_groups.check_groups`).
-        """
-        check_groups(groups)
-        start = time.perf_counter()
-        tokens = self.check_prompt(prompt, max(g.max_tokens for g in groups))
-        row_params, gens = group_rows(groups, rng)
-        head = groups[0].replace(max_tokens=max(g.max_tokens for g in groups))
-        gen = collect(self._events(tokens, head, gens, start, row_params=row_params))
-        return split(gen, groups)
 
     def _events(
         self, tokens: list[int], params: SamplingParams, gens: list[np.random.Generator],

@@ -19,8 +19,11 @@ from samplescale.rng import sample_generators
 from samplescale.types import Generation
 
 
-def check_groups(groups: Sequence[SamplingParams]) -> None:
-    """Raise unless ``groups`` can be decoded in one call.
+def check_groups(
+    groups: Sequence[SamplingParams], what: str = "generate_groups", field: str = "groups"
+) -> None:
+    """Raise unless ``groups`` can be decoded in one call (of the method named ``what``,
+    whose argument is named ``field`` in messages).
 
     Raises
     ------
@@ -30,13 +33,13 @@ def check_groups(groups: Sequence[SamplingParams]) -> None:
         ``kl_sigma``, or a ``constraint``.
     """
     if not groups:
-        raise ConfigError("generate_groups needs at least one group of SamplingParams")
+        raise ConfigError(f"{what} needs at least one group of SamplingParams")
     for i, g in enumerate(groups):
         if not isinstance(g, SamplingParams):
-            raise ConfigError(f"groups[{i}] must be a SamplingParams, got {type(g).__name__}")
+            raise ConfigError(f"{field}[{i}] must be a SamplingParams, got {type(g).__name__}")
         if g.decoding != "independent" or g.kl_sigma is not None or g.constraint is not None:
             raise ConfigError(
-                f"groups[{i}]: generate_groups decodes independent samples only (no "
+                f"{field}[{i}]: {what} decodes independent samples only (no "
                 "decoding='arithmetic'/'priority', kl_sigma or constraint); call generate"
             )
 
