@@ -95,6 +95,9 @@ def test_requests_that_do_not_fit_at_once_run_one_after_the_other():
     [
         ([], None, "at least one"),
         (REQUESTS[:2], [None], "one generator"),
+        (REQUESTS[:2], np.random.default_rng(0), "got one Generator"),
+        ([PROMPT], None, r"requests\[0\] must be a \(Prompt, SamplingParams\) pair, got Prompt"),
+        ([("What is 2 + 2?", REQUESTS[0][1])], None, r"requests\[0\] must be a \(Prompt"),
         ([(PROMPT, SamplingParams(n=2, decoding="arithmetic", seed=1))], None,
          r"requests\[0\]: generate_prompts decodes independent samples only"),
     ],

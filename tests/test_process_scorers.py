@@ -297,6 +297,38 @@ def test_p_true_in_context_decodes_only_the_question_after_the_policy_steps(llam
     assert abs(value - fresh) < 0.05 and 0.0 < value < 1.0
 
 
+@pytest.mark.llama
+def test_p_true_in_context_names_a_chat_template_that_refuses_its_judging_prompt(
+    llama_backend, monkeypatch
+):
+    """A template that allows no turn after the assistant's (it raises, as Mistral's does
+    on roles that do not alternate) is a ConfigError naming the roles, not the template's
+    bare ValueError escaping from a search."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from samplescale.config import SamplingParams
+    from samplescale.strategies import get_strategy
+
+    b = llama_backend
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
+        "{{ raise_exception('an assistant turn must be the last') }}{% endif %}"
+        "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    monkeypatch.setattr(b._gguf, "_formatter", Jinja2ChatFormatter(
+        template=template, bos_token="", eos_token="", add_generation_prompt=True))
+    match = ("cannot render messages with the roles system, user, assistant, user: "
+             "an assistant turn must be the last")
+    with pytest.raises(ConfigError, match=match):
+        InContextLabelScorer(b).score(Q, STEPS)
+    search = get_strategy("beam-search", scorer="p-true-in-context", beam_width=1,
+                          expansions=1, max_steps=1)
+    with pytest.raises(ConfigError, match=match):
+        search.run(b, Q, SamplingParams(temperature=0.0, max_tokens=4))
+    assert b.cache_usage() == (0, 0) and b._live.held == (0, 0)
+
+
 # ---------------------------------------------------------------- real model (p-true)
 @pytest.mark.llama
 def test_p_true_on_the_embedded_model_matches_its_next_token_logits(llama_backend):

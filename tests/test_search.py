@@ -308,6 +308,29 @@ def test_a_token_budget_stops_the_search_and_says_so():
     assert end["stop_reason"] == "token-budget" and end["policy_tokens"] == 6
 
 
+def test_a_round_cut_by_the_scorer_budget_says_so_even_when_its_beams_are_done():
+    """Scorer budget 4: round 2 has 2 scorer calls for 4 steps, so B is not expanded. A's
+    two leaves (done) outrank B (.05), but the search stopped because the budget could not
+    pay for B's steps, not because it was done (as one expand per beam reports it)."""
+    scores = {**TRAP_SCORES, "B\n\n": 0.05}
+    r, scorer = run(BeamSearch(beam_width=2, expansions=2, scorer_budget=4), TRAP_TREE, scores)
+    expands = [rec for rec in r.trace if rec["event"] == "expand"]
+    assert [(rec["parent"], rec["requested"]) for rec in expands] == [(0, 2), (1, 2)]
+    assert end_record(r)["stop_reason"] == "scorer-budget" and scorer.usage.calls == 4
+
+
+def test_one_beam_whose_call_failed_does_not_stop_a_round_that_grew():
+    """B's first call fails (both samples errors) while A grows: the round made progress,
+    so the search goes on, and B's next call finds the best leaf."""
+    tree = {**TRAP_TREE, "B\n\n": [RuntimeError("down"), RuntimeError("down"), "B1 answer 3"]}
+    r, _ = run(BeamSearch(beam_width=2, expansions=2), tree)
+    expands = [rec for rec in r.trace if rec["event"] == "expand"]
+    assert [(rec["parent"], len(rec["children"])) for rec in expands] == [
+        (0, 2), (1, 2), (2, 0), (2, 1)
+    ]
+    assert r.text == "B\n\nB1 answer 3" and end_record(r)["stop_reason"] == "done"
+
+
 def test_failed_steps_and_scorer_errors_are_traced_never_scored():
     tree = {"": ["A\n\n", RuntimeError("boom")], "A\n\n": ["A1 answer 1"]}
     backend_calls = defaultdict(int)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from samplescale.errors import ConfigError, MissingDependencyError, ModelNotFoundError, PromptError
 from samplescale.types import Prompt
 
@@ -147,7 +149,15 @@ class GGUFModel:
             if self._formatter is None:
                 raise ConfigError(f"{self.path.name} has no chat template; pass Prompt(text=...)")
             messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-            text, add_bos, special = self._formatter(messages=messages).prompt, False, True
+            try:
+                text = self._formatter(messages=messages).prompt
+            except (ValueError, TypeError, jinja2.TemplateError) as exc:  # raise_exception()
+                roles = ", ".join(m["role"] for m in messages)
+                raise ConfigError(
+                    f"the chat template of {self.path.name} cannot render messages with the "
+                    f"roles {roles}: {exc}"
+                ) from exc
+            add_bos, special = False, True
         else:
             assert prompt.text is not None
             text, add_bos, special = prompt.text, True, True

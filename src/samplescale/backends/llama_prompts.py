@@ -128,11 +128,20 @@ class PromptBatch:
         Raises
         ------
         ConfigError
-            If ``requests`` is empty, ``rngs`` is not one per request, or a request needs
-            more than independent sampling; as :meth:`generate` for a bad prompt.
+            If ``requests`` is empty, a request is not a (Prompt, SamplingParams) pair,
+            ``rngs`` is not one per request (a single Generator included), or a request
+            needs more than independent sampling; as :meth:`generate` for a bad prompt.
         """
         if not requests:
             raise ConfigError("generate_prompts needs at least one (prompt, params) request")
+        for i, request in enumerate(requests):
+            if not (isinstance(request, (tuple, list)) and len(request) == 2
+                    and isinstance(request[0], Prompt)):
+                raise ConfigError(f"requests[{i}] must be a (Prompt, SamplingParams) pair, "
+                                  f"got {type(request).__name__}")
+        if isinstance(rngs, np.random.Generator):
+            raise ConfigError("rngs must hold one generator (or None) per request, got one "
+                              "Generator (samplescale.rng.spawn gives one per request)")
         rng_list = [None] * len(requests) if rngs is None else list(rngs)
         if len(rng_list) != len(requests):
             raise ConfigError(

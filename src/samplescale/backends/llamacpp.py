@@ -161,7 +161,9 @@ class LlamaCppBackend(PrefixScoring, PromptBatch):
         Raises
         ------
         ConfigError
-            If the prompt has chat messages and the model file has no chat template.
+            If the prompt has chat messages and the model file has no chat template, or
+            its template refuses them (e.g. a template that allows no user message after
+            an assistant message).
         PromptError
             If the text is not valid Unicode, or too long for the context by its size alone.
         """

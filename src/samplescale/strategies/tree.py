@@ -217,7 +217,13 @@ class TreeSearch(Strategy):
         are then added call by call, as :meth:`expand` adds them.
 
         Returns the new state and, per parent, the ids of its new nodes (empty for
-        parents not expanded; ``stop_reason`` is set as :meth:`expand` sets it).
+        parents not expanded). ``stop_reason`` is set as :meth:`expand` sets it, for the
+        round as a whole: ``"max-total-tokens"`` once the backend's token budget refused a
+        sample, ``"no-progress"`` when no call of the round drew a token or added a node,
+        else the budget that dropped parents from the round (``"token-budget"`` when the
+        token budget dropped the first of them, ``"scorer-budget"`` otherwise), as the
+        calls of one :meth:`expand` per parent would stop at the first parent that no
+        budget can pay for.
         """
         sizes: list[int] = []
         scorer_left = (None if self.scorer_budget is None
@@ -229,11 +235,13 @@ class TreeSearch(Strategy):
             sizes.append(k)
         if not sizes:
             return state.model_copy(update={"stop_reason": "scorer-budget"}), [[] for _ in parents]
+        cut = "scorer-budget" if len(sizes) < len(parents) else None
         params = state.params
         if self.token_budget is not None:
             left = self.token_budget - state.policy_tokens
             while sizes and left // sum(sizes) < 1:
                 sizes.pop()
+                cut = "token-budget"
             if not sizes:
                 return (state.model_copy(update={"stop_reason": "token-budget"}),
                         [[] for _ in parents])
@@ -247,9 +255,10 @@ class TreeSearch(Strategy):
         for parent, call, batch in zip(parents, calls, batches):
             state, new = self.add_steps(state, parent, list(batch), batch.usage, call[1].max_tokens)
             out.append(new)
-            if state.stop_reason is None:
-                state = state.model_copy(update={"stop_reason": stalled(backend, batch, new)})
-        return state, out + [[] for _ in parents[len(sizes):]]
+        drawn = [step for batch in batches for step in batch]
+        stop = stalled(backend, drawn, [i for new in out for i in new]) or cut
+        return (state.model_copy(update={"stop_reason": stop}),
+                out + [[] for _ in parents[len(sizes):]])
 
     def plan(
         self, state: SearchState, n: int, scored: bool = True

@@ -230,7 +230,9 @@ class InContextLabelScorer(LabelTokenScorer):
     ------
     ConfigError
         If ``question`` is empty, as :class:`LabelTokenScorer` for the labels; (at
-        scoring) if the problem's prompt is raw text (it needs chat messages).
+        scoring) if the problem's prompt is raw text (it needs chat messages), or the
+        backend's chat template cannot render a user message after the assistant's (the
+        backend's ``tokenize_prompt`` says so).
     """
 
     def __init__(
