@@ -346,3 +346,21 @@ def test_p_true_on_the_embedded_model_matches_its_next_token_logits(llama_backen
     assert p == pytest.approx(1 / (1 + math.exp(no - yes)), rel=1e-5)
     assert 0.0 < p < 1.0
     assert scorer.usage.calls == 2 and scorer.usage.usage.prompt_tokens > 60
+
+
+@pytest.mark.parametrize("name", ["particle-filtering", "beam-search", "refine"])
+def test_a_scorer_that_cannot_read_the_prompt_is_refused_before_any_model_call(name):
+    from samplescale.config import SamplingParams
+    from samplescale.strategies import get_strategy
+
+    class Counting(ToyLM):
+        calls = 0
+
+        def generate(self, prompt, params, rng=None):
+            Counting.calls += 1
+            return super().generate(prompt, params, rng)
+
+    strategy = get_strategy(name, scorer="p-true-in-context")
+    with pytest.raises(ConfigError, match="needs a chat prompt"):
+        strategy.run(Counting(), Prompt(text="2 + 3 ="), SamplingParams(n=2, max_tokens=4, seed=0))
+    assert Counting.calls == 0

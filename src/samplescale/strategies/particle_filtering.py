@@ -217,8 +217,9 @@ class ParticleFiltering(Strategy):
             stop = "token-budget"
         if stop is not None:
             return replace(state, stop_reason=stop), {"event": "stop", "stop_reason": stop}
-        gen = self.step_rng(state.params.seed, rng, len(state.trace))
         scorer = self.resolve_scorer(backend)
+        scorer.check_prompt(state.prompt)
+        gen = self.step_rng(state.params.seed, rng, len(state.trace))
         proposal = StepProposal(
             backend, state.prompt, state.params.replace(max_tokens=per_step), scorer, self.delimiter
         )

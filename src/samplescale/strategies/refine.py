@@ -183,10 +183,9 @@ class Refine(Strategy):
     ) -> tuple[RefineState, dict[str, Any]]:
         """One round: round 0 samples the prompt, later rounds revise the best candidates."""
         if state.scorer is None:
-            state = state.model_copy(
-                update={"scorer": resolve_scorer(self.name, self.scorer, self.scorer_scale,
-                                                 backend)}
-            )
+            resolved = resolve_scorer(self.name, self.scorer, self.scorer_scale, backend)
+            resolved.check_prompt(state.prompt)
+            state = state.model_copy(update={"scorer": resolved})
         scorer = state.scorer
         assert scorer is not None
         n = self.per_round(state)

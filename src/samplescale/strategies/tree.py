@@ -130,7 +130,9 @@ class TreeSearch(Strategy):
     ) -> tuple[SearchState, dict[str, Any]]:
         """One round of the search (strategy-specific), with the scorer resolved first."""
         if state.scorer is None:
-            state = state.model_copy(update={"scorer": self.resolve_scorer(backend)})
+            scorer = self.resolve_scorer(backend)
+            scorer.check_prompt(state.prompt)
+            state = state.model_copy(update={"scorer": scorer})
         before = len(state.trace)
         state = self.advance(rng, state, backend)
         state = state.model_copy(update={"rounds": state.rounds + 1})

@@ -249,13 +249,17 @@ class InContextLabelScorer(LabelTokenScorer):
         super().__init__(backend, "{question}{solution}", positive, negative, name=name)
         self.question = question
 
-    def judging_prompt(self, prompt: Prompt, steps: Sequence[str]) -> Prompt:
-        """The policy's conversation with the steps as its reply, then the question."""
+    def check_prompt(self, prompt: Prompt) -> None:
+        """Raise ConfigError unless ``prompt`` is a chat prompt (messages)."""
         if prompt.messages is None:
             raise ConfigError(
                 f"{self.name} needs a chat prompt (messages): it continues the policy's "
                 "conversation; for a raw text prompt use 'p-true'"
             )
+
+    def judging_prompt(self, prompt: Prompt, steps: Sequence[str]) -> Prompt:
+        """The policy's conversation with the steps as its reply, then the question."""
+        self.check_prompt(prompt)
         base = prompt.resolved()
         assert base.messages is not None
         reply = Message(role="assistant", content=prompt.prefix + "".join(steps))

@@ -80,6 +80,13 @@ class ProcessScorer(ABC):
         with self._lock:
             return self._usage
 
+    def check_prompt(self, prompt: Prompt) -> None:
+        """Raise :class:`~samplescale.errors.ConfigError` if this scorer cannot score
+        partial solutions of ``prompt`` at all (strategies call it before their first
+        model call, so that no compute is spent first). The default accepts every prompt.
+        """
+        return None
+
     def score(self, prompt: Prompt, steps: Sequence[str]) -> float:
         """The score of the partial solution ``steps`` (strings, in order) to ``prompt``.
 
