@@ -40,6 +40,15 @@ def test_a_split_first_model_switches_and_the_vote_is_weighted_by_consistency():
     assert second.calls[0][1].seed != 2  # the second model draws its own stream
 
 
+def test_no_answer_from_any_model_is_a_result_without_answer_or_weights():
+    first, second = ScriptedBackend(["I am not sure."] * 2), ScriptedBackend(["Hmm."] * 2)
+    r = model_switch(first, "q", SamplingParams(n=4), models=[second])
+    assert [(t["decision"], t["consistency"]) for t in r.trace] == [("switch", 0.0),
+                                                                   ("budget", 0.0)]
+    assert r.answer is None and r.selected is None and r.weights == ()
+    assert len(r.samples) == 4
+
+
 def test_per_model_threshold_and_budget():
     models = [ScriptedBackend(boxed(1, 2)), ScriptedBackend(boxed(3, 3, 3))]
     r = model_switch(ScriptedBackend(boxed(5, 6)), "q", SamplingParams(n=5), models=models,

@@ -124,6 +124,7 @@ class ModelSwitch(Strategy):
             weights += [rec["consistency"]] * rec["samples"]
         total = sum(weights)
         v = vote(answers, weights if total else None, self.equivalent)
-        norm = tuple(w / total for w in weights) if total else None  # Result.weights sum to 1
+        # Result.weights sum to 1; none when no model's samples gave an answer
+        norm = tuple(w / total for w in weights) if total else ()
         return self.result(state, answers, selected=v.winner, answer=v.answer,
                            vote_shares=v.shares, weights=norm)
