@@ -19,8 +19,9 @@ from samplescale.aggregate import vote
 from samplescale.backends.base import Backend
 from samplescale.errors import ConfigError
 from samplescale.strategies.registry import STRATEGIES
+from samplescale.strategies.search_result import search_result
 from samplescale.strategies.search_state import SearchState, best_node
-from samplescale.strategies.tree import TreeSearch, positive_int, search_result
+from samplescale.strategies.tree import TreeSearch, positive_int
 from samplescale.types import Result
 
 

@@ -6,10 +6,12 @@ Used by :mod:`samplescale.strategies.tree` and the search strategies built on it
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from samplescale.backends.base import Backend
 from samplescale.config import SamplingParams
 from samplescale.steps import Step
 from samplescale.types import Prompt, Usage
@@ -129,3 +131,18 @@ def best_node(state: SearchState, ids: list[int]) -> int | None:
         if best is None or state.nodes[i].value > state.nodes[best].value:  # type: ignore[operator]
             best = i
     return best
+
+
+def stalled(backend: Backend, steps: Sequence[Step], new: list[int]) -> str | None:
+    """The stop reason after a call that drew ``steps`` and added the nodes ``new``.
+
+    ``"max-total-tokens"`` once the backend's token budget refused a sample (its
+    ``exhausted`` flag, :class:`~samplescale.backends.budget.TokenBudgetBackend`): later
+    calls would be refused too. ``"no-progress"`` when the call generated no token and
+    added no node (every sample failed). None otherwise.
+    """
+    if getattr(backend, "exhausted", False) is True:
+        return "max-total-tokens"
+    if not new and sum(s.tokens for s in steps) == 0:
+        return "no-progress"
+    return None

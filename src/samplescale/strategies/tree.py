@@ -40,12 +40,11 @@ from samplescale.steps import (
     generate_steps,
     generate_steps_many,
 )
-from samplescale.steps import trajectory_sample as _trajectory
 from samplescale.strategies.base import Strategy
-from samplescale.strategies.search_state import Node, SearchState, best_node
+from samplescale.strategies.search_result import search_result
+from samplescale.strategies.search_state import Node, SearchState, best_node, stalled
 from samplescale.strategies.step_scorer import ScorerSpec, check_scorer, resolve_scorer
 from samplescale.types import Prompt, Result, Usage
-from samplescale.verifiers.extract import sample_answer
 from samplescale.verifiers.process import (
     AGGREGATIONS,
     Aggregation,
@@ -180,7 +179,8 @@ class TreeSearch(Strategy):
         scorer could not score are traced, not added). When a budget cannot pay for one
         more step, nothing is drawn and ``stop_reason`` names that budget; a call refused by
         a :class:`~samplescale.backends.budget.TokenBudgetBackend` or one that drew nothing
-        also sets it (see :func:`stalled`), so no search loops on calls that add nothing.
+        also sets it (see :func:`~samplescale.strategies.search_state.stalled`), so no
+        search loops on calls that add nothing.
         """
         call = self.plan(state, n, scored)
         if isinstance(call, str):
@@ -390,54 +390,3 @@ class PathSearch(TreeSearch):
     def finalize(self, state: SearchState) -> Result:  # type: ignore[override]
         ids = self.candidates(state)
         return search_result(self, state, ids, ids[0] if ids else None)
-
-
-def stalled(backend: Backend, steps: Sequence[Step], new: list[int]) -> str | None:
-    """The stop reason after a call that drew ``steps`` and added the nodes ``new``.
-
-    ``"max-total-tokens"`` once the backend's token budget refused a sample (its
-    ``exhausted`` flag, :class:`~samplescale.backends.budget.TokenBudgetBackend`): later
-    calls would be refused too. ``"no-progress"`` when the call generated no token and
-    added no node (every sample failed). None otherwise.
-    """
-    if getattr(backend, "exhausted", False) is True:
-        return "max-total-tokens"
-    if not new and sum(s.tokens for s in steps) == 0:
-        return "no-progress"
-    return None
-
-
-def search_result(
-    strategy: TreeSearch, state: SearchState, ids: list[int], selected: int | None
-) -> Result:
-    """The Result of a search: one trajectory sample per candidate node."""
-    samples, answers, scores = [], [], []
-    for i in ids:
-        node = state.nodes[i]
-        steps = [n.step for n in state.path(i) if n.step is not None]
-        sample = _trajectory(steps, complete=node.complete)
-        samples.append(sample)
-        answers.append(sample_answer(sample, strategy.extract))
-        scores.append(node.value)
-    end = {
-        "event": "end",
-        "stop_reason": state.stop_reason,
-        "nodes": len(state.nodes) - 1,
-        "policy_tokens": state.policy_tokens,
-        "token_budget": strategy.token_budget,
-        "scorer_calls": state.scorer_calls,
-        "scorer_budget": strategy.scorer_budget,
-        "policy_calls": state.calls,
-    }
-    pick = ids.index(selected) if selected is not None else None
-    return Result(
-        strategy=strategy.name,
-        samples=tuple(samples),
-        answers=tuple(answers),
-        scores=tuple(scores),
-        score_scale=state.scorer.scale if state.scorer is not None else None,
-        selected=pick,
-        answer=answers[pick] if pick is not None else None,
-        trace=state.trace + (end,),
-        usage=state.usage.model_copy(update={"scorer_calls": state.scorer_calls}),
-    )
