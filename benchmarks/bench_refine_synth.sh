@@ -155,6 +155,26 @@ for m in ${METHODS6:-synth model-switch refine aggregate}; do
     # 3 candidates + 1 greedy aggregation call
     aggregate) $S eval "${C6[@]}" --model "$QWEN" -n 3 --strategy aggregate \
         --output "$OUT6/aggregate-3" ;;
+    # refine and aggregate on problems 15-29 were first run at LIMIT6=15; at 30 they are new runs
+    # 4 samples over 4 prompts (original, role, instruction, rephrase) + 1 greedy rewording call
+    div-sampling) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy div-sampling \
+        --option 'perturbations=["original","role","instruction","rephrase"]' \
+        --output "$OUT6/div-4" ;;
+    # 2 plain samples, then 2 samples hinted with answers drawn from them
+    progressive-hint) $S eval "${C6[@]}" --model "$QWEN" -n 2 --strategy progressive-hint \
+        --option rounds=1 --output "$OUT6/php-2x2" ;;
+    # 3 traces, each cut at half and at the end, 1 short answer per cut
+    fractured) $S eval "${C6[@]}" --model "$QWEN" -n 3 --strategy fractured --option depths=2 \
+        --output "$OUT6/fractured-3x2x1" ;;
+    # 2 problems per prompt, 4 samples of each batch prompt (room for 2 answers: 1024 tokens)
+    batch-prompting) $S eval "${C6[@]}" --model "$QWEN" --max-tokens 1024 -n 4 \
+        --strategy batch-prompting --option batch_size=2 --output "$OUT6/batch-2x4" ;;
+    # 4 candidate steps valued by rollouts, clustered, pruned (defaults)
+    phi-decoding) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy phi-decoding \
+        --output "$OUT6/phi-4" ;;
+    # the Sum stage over the classes of 4 samples (same draw as self-consistency at 4)
+    thinksum) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy thinksum \
+        --output "$OUT6/thinksum-4" ;;
     *) echo "unknown method $m" >&2; exit 2 ;;
   esac
 done

@@ -49,6 +49,31 @@ def test_no_answer_from_any_model_is_a_result_without_answer_or_weights():
     assert len(r.samples) == 4
 
 
+def test_an_exact_tie_goes_to_the_model_switched_to():
+    # model 1: 4, 5 (consistency 1/2); model 2: 7, 8 (1/2): four classes of weight 1/2 each;
+    # the tie goes to the latest model's first-seen class, 7 (not model 1's first sample, 4)
+    first, second = ScriptedBackend(boxed(4, 5)), ScriptedBackend(boxed(7, 8))
+    r = model_switch(first, "q", SamplingParams(n=4), models=[second])
+    assert [t["consistency"] for t in r.trace] == [0.5, 0.5]
+    assert r.answer == "7" and r.selected == 2
+    assert list(r.vote_shares) == ["4", "5", "7", "8"]  # shares in the order answers came
+    assert r.vote_shares == pytest.approx(dict.fromkeys(["4", "5", "7", "8"], 0.25))
+
+
+def test_priors_scale_each_models_votes():
+    # model 1: 4, 4, 5 (consistency 2/3), model 2: 5, 6, 7 (1/3). Equal priors: class 4 has
+    # 2 x 2/3 = 4/3, class 5 2/3 + 1/3 = 1: 4 wins. Priors (1, 3): class 4 still 4/3, class
+    # 5 2/3 + 3 x 1/3 = 5/3: 5 wins; weights are prior x consistency, normalized.
+    def run(priors):
+        first, second = ScriptedBackend(boxed(4, 4, 5)), ScriptedBackend(boxed(5, 6, 7))
+        return model_switch(first, "q", SamplingParams(n=6), models=[second], priors=priors)
+    assert run(None).answer == "4"
+    r = run([1, 3])
+    assert r.answer == "5" and r.selected == 3  # the latest model's sample of the class
+    assert r.weights == pytest.approx((2 / 15,) * 3 + (1 / 5,) * 3)  # 2/3 and 1 over 5
+    assert r.vote_shares["5"] == pytest.approx((5 / 3) / 5)
+
+
 def test_per_model_threshold_and_budget():
     models = [ScriptedBackend(boxed(1, 2)), ScriptedBackend(boxed(3, 3, 3))]
     r = model_switch(ScriptedBackend(boxed(5, 6)), "q", SamplingParams(n=5), models=models,
@@ -66,6 +91,12 @@ def test_per_model_threshold_and_budget():
     ({"models": "other.gguf"}, "models must list at least one more model"),
     ({"models": [ScriptedBackend(["x"])], "threshold": 0}, r"threshold must be a number in \(0, 1\]"),
     ({"models": [ScriptedBackend(["x"])], "per_model": 0}, "per_model must be an integer >= 1"),
+    ({"models": [ScriptedBackend(["x"])], "priors": [1]}, "priors must list 2 weights"),
+    ({"models": [ScriptedBackend(["x"])], "priors": "12"}, "priors must list 2 weights"),
+    ({"models": [ScriptedBackend(["x"])], "priors": [1, 0]},
+     r"priors\[1\] must be a number in \(0, inf\)"),
+    ({"models": [ScriptedBackend(["x"])], "priors": [float("nan"), 1]},
+     r"priors\[0\] must be a number in \(0, inf\)"),
 ])
 def test_bad_options(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -5,13 +5,17 @@ Efficiently Scales Test-Time Compute" (ModelSwitch). The run's backend is the fi
 and ``models`` the next ones. Each model in turn draws ``per_model`` samples; when the
 leader's share of that model's answers reaches ``threshold`` (1.0: unanimous) the run
 stops, otherwise it switches to the next model. The answer is the vote over the samples
-of every model drawn, each model's votes weighted by its consistency (its leader's share),
-as the paper weights models by how much their samples agree; ties go to the class seen
-first.
+of every model drawn, each model's votes weighted by its consistency (its leader's share)
+times an optional prior weight of the model, as the paper weights models by how much their
+samples agree and by what is known of them beforehand. An exact tie goes to the class seen
+first among the samples of the latest model drawn (the model switched to), then of the one
+before it, and so on: a later model is only asked because the earlier ones disagreed, so on
+a tie its answer is preferred to an earlier model's arbitrary first sample.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +56,11 @@ class ModelSwitch(Strategy):
     threshold : float
         Consistency at which to stop, the leader's share of one model's answers, in
         (0, 1] (default 1.0: all of the model's samples agree).
+    priors : sequence of float or None
+        Prior weight of each model, the run's backend first then ``models`` (length
+        ``1 + len(models)``, finite and > 0; a scale of one's choosing, only ratios
+        matter); None: every model 1. A sample's vote weight is its model's prior times
+        its model's consistency.
 
     Notes
     -----
@@ -63,13 +72,14 @@ class ModelSwitch(Strategy):
     ------
     ConfigError
         If ``models`` is empty or holds no backend (a path left unresolved), or an option
-        is out of range.
+        is out of range, or ``priors`` does not give one positive weight per model.
     """
 
     name = "model-switch"
     models: Sequence[Any] = ()
     per_model: int | None = None
     threshold: float = 1.0
+    priors: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,6 +90,15 @@ class ModelSwitch(Strategy):
         object.__setattr__(self, "models", tuple(self.models))
         positive_int("per_model", self.per_model)
         check_number("threshold", self.threshold, lambda v: 0 < v <= 1, "(0, 1]")
+        if self.priors is not None:
+            size = 1 + len(self.models)
+            if isinstance(self.priors, str | bytes) or not isinstance(self.priors, Sequence) \
+                    or len(self.priors) != size:
+                raise ConfigError(f"model-switch: priors must list {size} weights (the run's "
+                                  f"model, then each of models), got {self.priors!r}")
+            for i, p in enumerate(self.priors):
+                check_number(f"priors[{i}]", p, lambda v: 0 < v < math.inf, "(0, inf)")
+            object.__setattr__(self, "priors", tuple(float(p) for p in self.priors))
 
     def _size(self, params: SamplingParams) -> int:
         return self.per_model or max(1, params.n // (1 + len(self.models)))
@@ -120,11 +139,19 @@ class ModelSwitch(Strategy):
     def finalize(self, state: State) -> Result:
         answers = self.answers(state)
         weights: list[float] = []
-        for rec in self._records(state):
-            weights += [rec["consistency"]] * rec["samples"]
+        blocks: list[range] = []
+        for index, rec in enumerate(self._records(state)):
+            prior = self.priors[index] if self.priors else 1.0
+            blocks.append(range(len(weights), len(weights) + rec["samples"]))
+            weights += [prior * rec["consistency"]] * rec["samples"]
         total = sum(weights)
-        v = vote(answers, weights if total else None, self.equivalent)
+        # the vote's ties go to the class seen first: show it the latest model's samples first
+        order = [i for block in reversed(blocks) for i in block]
+        v = vote([answers[i] for i in order], [weights[i] for i in order] if total else None,
+                 self.equivalent)
+        selected = None if v.winner is None else order[v.winner]
         # Result.weights sum to 1; none when no model's samples gave an answer
         norm = tuple(w / total for w in weights) if total else ()
-        return self.result(state, answers, selected=v.winner, answer=v.answer,
-                           vote_shares=v.shares, weights=norm)
+        shares = {a: v.shares[a] for a in dict.fromkeys(a for a in answers if a in v.shares)}
+        return self.result(state, answers, selected=selected, answer=v.answer,
+                           vote_shares=shares, weights=norm)
