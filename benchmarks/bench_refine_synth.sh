@@ -18,42 +18,8 @@ LIMIT=${LIMIT:-12}
 S=${S:-.venv/bin/samplescale}
 OUT=${OUT:-runs/bench-n}
 COMMON=(--task arithmetic --level 3 --limit "$LIMIT" --max-tokens 128 --threads 1 --seed 0)
-# the tables of RESULTS (n2), (n3): per method, and maj@k of a pool at k = 1, 2, 4, 8, 16
-table() {
-${PY:-.venv/bin/python} - "$@" <<'PY'
-import json, sys
-from pathlib import Path
-rows = []
-for d in map(Path, sys.argv[1:]):
-    if not (d / "summary.json").exists():
-        continue
-    s = json.loads((d / "summary.json").read_text())
-    recs = [json.loads(l) for l in (d / "results.jsonl").read_text().splitlines() if l.strip()]
-    ok = [r for r in recs if r["status"] == "ok"]
-    if s.get("curve"):  # a pool: maj@k for every k
-        for c in s["curve"]:
-            if c["k"] in (1, 2, 4, 8, 16):
-                m = c["maj"]
-                rows.append((f"maj@{c['k']} (pool)", m["mean"], m["lo"], m["hi"],
-                             f"{c['pass']['mean'] * len(ok):.0f} / {len(ok)}", c["tokens"],
-                             None, None, None, None))
-        continue
-    a = s["accuracy"]
-    mean = lambda k: sum(r["usage"][k] for r in ok) / len(ok)
-    saved = [r["batch"]["saved_prompt_tokens"] for r in ok if "batch" in r]
-    rows.append((d.name, a["mean"], a["lo"], a["hi"],
-                 f"{sum(any(x['correct'] for x in r['samples']) for r in ok)} / {len(ok)}",
-                 mean("completion_tokens"), mean("prompt_tokens"), mean("model_calls"),
-                 mean("wall_time_s"), sum(saved) / len(saved) if saved else None))
-print("| method | accuracy | 95% Wilson | any sample right | generated tokens | prompt tokens "
-      "| model calls | wall s | prompt tokens saved |")
-print("|---|---|---|---|---|---|---|---|---|")
-f = lambda v, p: "" if v is None else f"{v:.{p}f}"
-for n, acc, lo, hi, cov, tok, pt, mc, w, sv in rows:
-    print(f"| {n} | {acc:.3f} | {lo:.2f}-{hi:.2f} | {cov} | {tok:.0f} | {f(pt, 0)} | {f(mc, 2)} "
-          f"| {f(w, 1)} | {f(sv, 1)} |")
-PY
-}
+# the tables of RESULTS (n2)-(n6): per method, and maj@k of a pool at k = 1, 2, 4, 8, 16
+table() { ${PY:-.venv/bin/python} benchmarks/table_runs.py "$@"; }
 
 if [[ "${PART:-all}" == "all" || "${PART:-all}" == "n" ]]; then
 # refine: 2 candidates + 1 round of 2 revisions = 4 samples (+ 4 P(True) calls)
@@ -155,7 +121,6 @@ for m in ${METHODS6:-synth model-switch refine aggregate}; do
     # 3 candidates + 1 greedy aggregation call
     aggregate) $S eval "${C6[@]}" --model "$QWEN" -n 3 --strategy aggregate \
         --output "$OUT6/aggregate-3" ;;
-    # refine and aggregate on problems 15-29 were first run at LIMIT6=15; at 30 they are new runs
     # 4 samples over 4 prompts (original, role, instruction, rephrase) + 1 greedy rewording call
     div-sampling) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy div-sampling \
         --option 'perturbations=["original","role","instruction","rephrase"]' \
@@ -169,14 +134,31 @@ for m in ${METHODS6:-synth model-switch refine aggregate}; do
     # 2 problems per prompt, 4 samples of each batch prompt (room for 2 answers: 1024 tokens)
     batch-prompting) $S eval "${C6[@]}" --model "$QWEN" --max-tokens 1024 -n 4 \
         --strategy batch-prompting --option batch_size=2 --output "$OUT6/batch-2x4" ;;
-    # 4 candidate steps valued by rollouts, clustered, pruned (defaults)
+    # 4 candidate steps valued by rollouts, clustered, pruned (defaults), at most 1100
+    # generated tokens a problem (maj@4's 1123): unbounded, each step costs 4 rollouts
     phi-decoding) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy phi-decoding \
-        --output "$OUT6/phi-4" ;;
+        --option token_budget=1100 --output "$OUT6/phi-4-b1100" ;;
+    # model-switch after its tie-break change (ties to the model switched to)
+    model-switch-v2) $S eval "${C6[@]}" -n 4 --strategy model-switch \
+        --option "models=[\"$QWEN\"]" --output "$OUT6/model-switch-2+2-v2" ;;
+    # refine and aggregate on problems 15-29 (0-14 ran first, at LIMIT6=15): a data file of
+    # those problems, so the first 15 are not drawn again; the table merges the two runs
+    refine-15-29|aggregate-15-29)
+      tail -n +16 "$DATA" | head -n 15 > "$OUT6/gsm8k-15-29.jsonl"
+      C=(--task gsm8k --data "$OUT6/gsm8k-15-29.jsonl" --max-tokens 512 --temperature 0.8
+         --threads "${THREADS6:-1}" --seed 0 --model "$QWEN")
+      if [[ $m == refine-15-29 ]]; then
+        $S eval "${C[@]}" -n 2 --strategy refine --option rounds=1 --output "$OUT6/refine-c2-r1-15-29"
+      else
+        $S eval "${C[@]}" -n 3 --strategy aggregate --output "$OUT6/aggregate-3-15-29"
+      fi ;;
     # the Sum stage over the classes of 4 samples (same draw as self-consistency at 4)
     thinksum) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy thinksum \
         --output "$OUT6/thinksum-4" ;;
     *) echo "unknown method $m" >&2; exit 2 ;;
   esac
 done
-table "$OUT6"/*/
+table "$OUT6"/*/ "$OUT6"/reprompt/reprompting-4
+# refine and aggregate over all 30 problems (0-14 and 15-29 pooled)
+table "$OUT6/refine-c2-r1,$OUT6/refine-c2-r1-15-29" "$OUT6/aggregate-3,$OUT6/aggregate-3-15-29"
 fi

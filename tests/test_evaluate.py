@@ -119,6 +119,26 @@ def test_strategy_records_and_summary():
     assert s["strategy"] == "self-consistency" and s["samples"] == 4.0
 
 
+def test_a_strategy_record_keeps_the_strategys_trace():
+    # ESC with windows of 2: problem a always answers 2, so its first window agrees and it
+    # stops after 2 samples; problem b alternates 4, 5: no window agrees, 4 samples (budget)
+    from samplescale.strategies import ESC
+
+    count = iter(range(100))
+
+    def reply(prompt, i):
+        if "1 + 1" in prompt.messages[-1].content:
+            return "The answer is 2"
+        return f"The answer is {4 + next(count) % 2}"
+
+    recs = list(evaluate(TASK, ScriptedBackend(reply), SamplingParams(n=4),
+                         strategy=ESC(window=2)))
+    stops = [[(e["decision"], e["drawn"]) for e in r["trace"] if e["event"] == "stopping"]
+             for r in recs]
+    assert stops == [[("stop", 2)], [("continue", 2), ("budget", 4)]]
+    assert [len(r["samples"]) for r in recs] == [2, 4]
+
+
 @pytest.mark.parametrize("n,expected", [(1, [1]), (5, [1, 2, 4, 5]), (16, [1, 2, 4, 8, 16])])
 def test_k_values(n, expected):
     assert k_values(n) == expected

@@ -247,6 +247,10 @@ def test_evaluate_asks_the_task_batch_size_problems_at_a_time():
     assert [r["batch"].get("replies") for r in records] == [
         ["A[1]: The answer is 1\nA[2]: The answer is 3"] * 2, None,
         ["A[1]: The answer is 5\nA[2]: The answer is 8"] * 2, None, ["A[1]: The answer is 9"] * 2]
+    # the trace is each problem's own (what was found), without the replies again
+    assert [[sorted(e) for e in r["trace"]] for r in records] == [
+        [sorted(set(records[0]["trace"][0]))]] * 5
+    assert "replies" not in records[0]["trace"][0] and "found" in records[0]["trace"][0]
     # the batch call's 6.0 s shared out as its tokens are: 3.0 s each of 2, 6.0 s alone
     assert [r["usage"]["wall_time_s"] for r in records] == [3.0, 3.0, 3.0, 3.0, 6.0]
     for r in records:

@@ -78,4 +78,6 @@ def batch_record(
     }
     if j == 0:
         batch["replies"] = r.trace[0]["replies"]
-    return {**result_record(problem, greedy, r), "batch": batch}
+    # the whole replies are kept once, in the batch's first record, not in every trace
+    own = tuple({k: v for k, v in e.items() if k != "replies"} for e in r.trace)
+    return {**result_record(problem, greedy, r.model_copy(update={"trace": own})), "batch": batch}

@@ -186,7 +186,11 @@ def strategy_record(
 
 
 def result_record(problem: Problem, greedy: Record, r: Result) -> Record:
-    """The strategy record of ``problem`` from its greedy part and the strategy's Result."""
+    """The strategy record of ``problem`` from its greedy part and the strategy's Result.
+
+    ``trace`` is the strategy's trace (``Result.trace`` as JSON): its stopping decisions,
+    rounds, switches and search steps, so a run's results show why it stopped where it did.
+    """
     return {
         **record_head(problem, greedy),
         "strategy": r.strategy,
@@ -195,6 +199,7 @@ def result_record(problem: Problem, greedy: Record, r: Result) -> Record:
         "vote_shares": r.vote_shares,
         "samples": _sample_rows(r, problem.gold),
         "usage": _usage(r),
+        "trace": r.model_dump(mode="json", include={"trace"})["trace"],
     }
 
 

@@ -6,7 +6,8 @@
 * a **pool record** (``status="ok"``, a run without a strategy): the greedy answer and
   one pool of ``n`` samples, with ``c`` correct ones and the answer-class label of each;
 * a **strategy record** (``status="ok"``, a run with a strategy): the greedy answer and
-  one run of the strategy, with its selected answer and whether it is correct; a code
+  one run of the strategy, with its selected answer, whether it is correct and the
+  strategy's ``trace`` (stopping decisions, rounds, switches, search steps); a code
   strategy's record (:func:`samplescale.evaluate_code.code_strategy_record`) is also a
   valid pool record of the same samples;
 * an **error record** (``status="error"``): a problem that could not be run or graded
