@@ -3,8 +3,10 @@
 Usage: ``python benchmarks/table_runs.py RUN [RUN ...]``. A RUN is an ``eval`` output
 directory, or several joined with ``,`` (one method run over parts of a benchmark, e.g.
 problems 0-14 and 15-29): their records are pooled into one row. A pool run (no strategy)
-gives maj@k rows at k = 1, 2, 4, 8, 16 from its summary, with the generated tokens of k
-samples. Accuracy intervals are Wilson 95% over problems (``wilson_interval``).
+gives maj@k rows at k = 1, 2, 4, 8, 16 (exact, ``maj_matrix``) with the generated tokens of
+k samples; ``POOL:15`` takes its first 15 problems only (to match a method run on those).
+Accuracy intervals are Wilson 95% over problems (``wilson_interval``; for maj@k, of the
+expected number right).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import sys
 from pathlib import Path
 
 from samplescale.analysis.intervals import wilson_interval
+from samplescale.analysis.pools import maj_matrix, pass_matrix
+
+KS = (1, 2, 4, 8, 16)
 
 
 def _records(run: str) -> list[dict]:
@@ -24,18 +29,27 @@ def _records(run: str) -> list[dict]:
     return recs
 
 
+def _pool_rows(run: str) -> list[tuple]:
+    path, _, first = run.partition(":")
+    recs = [r for r in _records(path) if r["status"] == "ok"]
+    recs = recs[:int(first)] if first else recs
+    n = min(r["n"] for r in recs)
+    ks = [k for k in KS if k <= n]
+    maj, cover = maj_matrix(recs, ks).sum(axis=0), pass_matrix(recs, ks).sum(axis=0)
+    per_sample = sum(s["tokens"] for r in recs for s in r["samples"]) / sum(
+        len(r["samples"]) for r in recs)
+    return [(f"maj@{k} (pool of {n}{f', first {first}' if first else ''})", m / len(recs),
+             *wilson_interval(m, len(recs)), f"{c:.1f} / {len(recs)}", k * per_sample,
+             None, None, None, None) for k, m, c in zip(ks, maj, cover)]
+
+
 def rows(run: str) -> list[tuple]:
     """One row per run, or one per k for a pool run; none for a directory without results."""
-    if not all((Path(d) / "results.jsonl").exists() for d in run.split(",")):
+    if not all((Path(d) / "results.jsonl").exists() for d in run.split(":")[0].split(",")):
         return []
-    first = Path(run.split(",")[0])
-    summary = json.loads((first / "summary.json").read_text()) \
-        if (first / "summary.json").exists() else {}
-    if summary.get("curve"):
-        return [(f"maj@{c['k']} (pool of {summary['n']})", c["maj"]["mean"], c["maj"]["lo"],
-                 c["maj"]["hi"], f"{c['pass']['mean'] * summary['problems']:.1f} / "
-                 f"{summary['problems']}", c["tokens"], None, None, None, None)
-                for c in summary["curve"] if c["k"] in (1, 2, 4, 8, 16)]
+    if ":" in run or not json.loads((Path(run.split(",")[0]) / "run.json").read_text())[
+            "strategy"]:
+        return _pool_rows(run)
     ok = [r for r in _records(run) if r["status"] == "ok"]
     right = sum(r["correct"] for r in ok)
     lo, hi = wilson_interval(right, len(ok))
