@@ -42,6 +42,7 @@ from samplescale.analysis.scaling import bootstrap_fit, fit_coverage, fit_log_li
 from samplescale.analysis.small_sample import clustered_interval
 from samplescale.errors import ConfigError
 from samplescale.metrics import maj_at_k, pass_at_k
+from samplescale.summary_parts import by_part
 
 Record = dict[str, Any]
 
@@ -218,7 +219,9 @@ def _curve(records: Sequence[Record], n: int, rng: np.random.Generator) -> list[
 
 def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, Any]:
     """Summarise strategy records: accuracy with intervals, mean generated tokens, samples
-    drawn (what an adaptive rule spent of its N) and time per problem, beside greedy.
+    drawn (what an adaptive rule spent of its N) and time per problem, beside greedy; with
+    several models or prompts, their parts (``by_model`` / ``by_prompt``,
+    :func:`samplescale.summary_parts.by_part`).
 
     Error records count as wrong (module docstring); ``strategy`` is None when no problem ran.
     """
@@ -236,6 +239,7 @@ def summarize_strategy(records: Sequence[Record], seed: int = 0) -> dict[str, An
         "greedy": _greedy_summary(records, rng),
         "intervals": INTERVALS,
         "usage": _total_usage(ran),
+        **by_part(ran),
         **_errors(given),
     }
 
