@@ -130,3 +130,12 @@ def test_generate_and_eval_with_a_second_model_file(llama_backend, tmp_path, cap
     assert settings["option_models"][0]["file"] == "second.gguf"
     copy.write_bytes(copy.read_bytes()[:-1] + b"\0")  # another second model: not resumed onto
     assert main(argv) == 2 and "option_models" in capsys.readouterr().err
+
+
+def test_huge_priors_in_the_documented_range_do_not_break_the_vote():
+    # priors (1e308, 1e308) pass the check "(0, inf)" but prior x consistency summed over
+    # the samples overflows to inf, and the normalised weights became nan: the run failed
+    # after sampling with "weights must be >= 0 and sum to 1". Only the ratio matters.
+    first, second = ScriptedBackend(boxed(4, 5)), ScriptedBackend(boxed(7, 7))
+    r = model_switch(first, "q", SamplingParams(n=4), models=[second], priors=[1e308, 1e308])
+    assert r.answer == "7" and r.weights == pytest.approx((0.1, 0.1, 0.4, 0.4))

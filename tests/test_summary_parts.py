@@ -64,3 +64,17 @@ def test_usage_and_samples_right_per_prompt():
              p["model_calls"]) for p in prompts.values()] == [(2, 4, 0, 60, 2), (2, 4, 4, 60, 2)]
     assert prompts["role"]["prompt_tokens"] > prompts["original"]["prompt_tokens"] > 0
     assert "by_model" not in summarize_strategy(records)
+
+
+def test_two_models_with_one_file_name_are_not_merged_into_one_part():
+    # model-switch over two different GGUF files that share a file name (a/m.gguf, b/m.gguf):
+    # the trace labels both "m.gguf", and by_model merged them: 2 problems counted for 1.
+    first = _named("m.gguf", lambda prompt, i: f"The answer is {2 + i % 2}")
+    second = _named("m.gguf", lambda prompt, i: "The answer is 2")
+    task = Task(name="toy", problems=TASK.problems[:1])
+    records = list(evaluate(task, first, SamplingParams(n=4),
+                            strategy=ModelSwitch(models=[second])))
+    assert [t["decision"] for t in records[0]["trace"]] == ["switch", "stop"]
+    parts = by_part(records)["by_model"]
+    assert len(parts) == 2
+    assert all(p["problems"] <= len(records) for p in parts.values())
