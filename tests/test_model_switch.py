@@ -139,3 +139,11 @@ def test_huge_priors_in_the_documented_range_do_not_break_the_vote():
     first, second = ScriptedBackend(boxed(4, 5)), ScriptedBackend(boxed(7, 7))
     r = model_switch(first, "q", SamplingParams(n=4), models=[second], priors=[1e308, 1e308])
     assert r.answer == "7" and r.weights == pytest.approx((0.1, 0.1, 0.4, 0.4))
+
+
+@pytest.mark.parametrize("entry", [1, None, True, {"a": 1}])
+def test_a_model_that_is_neither_a_backend_nor_a_path_is_refused(entry):
+    # --option 'models=[1]' (or null, true, an object) got past the checks and ended in
+    # AttributeError: 'int' object has no attribute 'generate' after the first model sampled
+    with pytest.raises(ConfigError, match=r"models\[0\]"):
+        ModelSwitch(models=[entry])
