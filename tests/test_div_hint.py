@@ -80,7 +80,7 @@ def test_div_sampling_without_a_rewording_and_on_text_prompts():
         backend, Q, SamplingParams(n=3, max_tokens=30))
     assert r.trace[0]["status"] == "error" and r.trace[0]["text"] is None
     assert r.trace[-1]["prompt_of"] == ["original"] * 3  # its samples went to the others
-    assert r.trace[-1]["left_out"] == {"rephrase": "the rephrasing call failed or was empty"}
+    assert r.trace[-1]["left_out"] == {"rephrase": "the rephrasing call failed"}
     assert r.answer == "4" and len(r.samples) == 3
     seen = []
     backend = ScriptedBackend(lambda p, i: seen.append(p) or "The answer is 1")
@@ -91,6 +91,27 @@ def test_div_sampling_without_a_rewording_and_on_text_prompts():
     r = DivSampling().run(backend, Q, SamplingParams(n=2, max_tokens=30))
     assert len(backend.calls) == 2 and r.trace[-1]["prompt_of"] == ["original", "role"]
     assert r.trace[-1]["left_out"] == {"rephrase": "no sample falls to it (n = 2, it is prompt 5)"}
+
+
+@pytest.mark.parametrize(("rewording", "status", "why"), [
+    ("", "empty", "the rephrasing was empty"),
+    ("The answer is 14.", "answered", "the rephrasing states an answer"),
+    ("How many is 7 + 7? \\boxed{14}", "answered", "the rephrasing states an answer"),
+])
+def test_div_sampling_leaves_out_a_rewording_that_is_empty_or_states_an_answer(
+        rewording, status, why):
+    # a rewording that already answers would hand its answer to every sample of its prompt
+    backend = ScriptedBackend([rewording, "The answer is 4"])
+    r = DivSampling(perturbations=["rephrase", "original"]).run(
+        backend, Q, SamplingParams(n=2, max_tokens=30))
+    assert r.trace[0]["status"] == status and r.trace[0]["text"] == (rewording or None)
+    assert r.trace[-1]["prompt_of"] == ["original"] * 2
+    assert r.trace[-1]["left_out"]["rephrase"].startswith(why)
+    # a rewording that names numbers of the problem but states no answer is kept
+    backend = ScriptedBackend(["If 7 apples and 7 more, how many?", "The answer is 4"])
+    r = DivSampling(perturbations=["rephrase", "original"]).run(
+        backend, Q, SamplingParams(n=2, max_tokens=30))
+    assert r.trace[0]["status"] == "ok" and r.trace[-1]["prompt_of"] == ["rephrase", "original"]
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,17 @@ def test_bad_options(options, message):
         ModelSwitch(**options)
 
 
+@pytest.mark.parametrize(("n", "per_model"), [(3, None), (2, None), (4, 1), (4, 4), (4, 5)])
+def test_a_budget_that_cannot_switch_is_refused_before_sampling(n, per_model):
+    # N = 3 over 2 models is 1 sample each (one sample always agrees with itself); a
+    # per_model of N or more leaves nothing for the next model
+    first = ScriptedBackend(boxed(1, 2, 3, 4, 5))
+    with pytest.raises(ConfigError, match="cannot switch: each model needs at least 2"):
+        model_switch(first, "q", SamplingParams(n=n), models=[ScriptedBackend(boxed(7))],
+                     per_model=per_model)
+    assert first.calls == []
+
+
 def test_paths_must_be_loaded_first():
     with pytest.raises(ConfigError, match="are paths; the command line loads them"):
         model_switch(ScriptedBackend(["x"]), "q", SamplingParams(n=2), models=["b.gguf"])
@@ -138,7 +149,8 @@ def test_huge_priors_in_the_documented_range_do_not_break_the_vote():
     # after sampling with "weights must be >= 0 and sum to 1". Only the ratio matters.
     first, second = ScriptedBackend(boxed(4, 5)), ScriptedBackend(boxed(7, 7))
     r = model_switch(first, "q", SamplingParams(n=4), models=[second], priors=[1e308, 1e308])
-    assert r.answer == "7" and r.weights == pytest.approx((0.1, 0.1, 0.4, 0.4))
+    # equal priors: consistency 1/2 (4, 5) and 1 (7, 7), normalised over 3
+    assert r.answer == "7" and r.weights == pytest.approx((1 / 6, 1 / 6, 1 / 3, 1 / 3))
 
 
 @pytest.mark.parametrize("entry", [1, None, True, {"a": 1}])

@@ -36,6 +36,7 @@ from samplescale.strategies.prompting import (
 )
 from samplescale.strategies.registry import STRATEGIES
 from samplescale.types import Prompt, Result, Sample, Usage
+from samplescale.verifiers.extract import extract_answer
 
 PERTURBATIONS: dict[str, tuple[str, str]] = {
     "role": ("system", "You are a meticulous expert problem solver who checks every step."),
@@ -83,6 +84,15 @@ def perturb(prompt: Prompt, kind: str, rephrasing: str | None = None) -> Prompt:
     return with_system(prompt, text) if where == "system" else with_note(prompt, text)
 
 
+# why the rewording is left out, by the status of the rephrasing call
+UNUSABLE = {
+    "error": "the rephrasing call failed",
+    "empty": "the rephrasing was empty",
+    "answered": "the rephrasing states an answer, which would reach every sample of the "
+                "prompt as a hint",
+}
+
+
 def _usage_row(usage: Usage) -> dict[str, int]:
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
             "model_calls": usage.model_calls}
@@ -110,7 +120,10 @@ class DivSampling(Strategy):
     ``sample`` record: ``prompt_of`` (the perturbation of each sample) and ``prompts`` (per
     prompt: name, samples, prompt / completion tokens and model calls; the rephrasing call
     is counted under ``rephrase``). ``usage`` is the sum of every call. When the rephrasing
-    fails (an error sample or empty text), ``rephrase`` is left out and its samples go
+    fails (an error sample or empty text, status ``"error"`` / ``"empty"``) or states an
+    answer (``"answered"``: ``extract_answer`` without the last-number rule finds one, e.g.
+    "The answer is 14."; it would reach every sample of that prompt as a hint), ``rephrase``
+    is left out and its samples go
     round robin to the other prompts (recorded in the trace); when it is the only prompt
     the run draws nothing. When ``params.n`` is below ``rephrase``'s place in the list, no
     sample falls to it and the rewording call is not made (``left_out`` in the trace).
@@ -166,7 +179,7 @@ class DivSampling(Strategy):
             rephrasing = done[0]["text"] if done[0]["status"] == "ok" else None
             if rephrasing is None:
                 kinds.remove("rephrase")
-                left_out["rephrase"] = "the rephrasing call failed or was empty"
+                left_out["rephrase"] = UNUSABLE[done[0]["status"]]
         counts = [n // len(kinds) + (j < n % len(kinds)) for j in range(len(kinds))] \
             if kinds else []
         drawn: list[list[Sample]] = []
@@ -212,9 +225,11 @@ class DivSampling(Strategy):
         gen = generate(backend, ask, call_params(state.params, 1, 0, temperature=0.0), rng)
         s = gen.samples[0]
         text = s.text.strip() if s.status == "ok" else ""
+        status = "ok" if text else ("error" if s.status == "error" else "empty")
+        if text and extract_answer(text, last_number=False) is not None:
+            status = "answered"
         info: dict[str, Any] = {
-            "event": "rephrase", "text": text or None,
-            "status": "ok" if text else ("error" if s.status == "error" else "empty"),
+            "event": "rephrase", "text": text or None, "status": status,
             **_usage_row(gen.usage),
         }
         new = state.model_copy(update={"usage": state.usage + gen.usage,

@@ -51,28 +51,32 @@ class ModelSwitch(Strategy):
         From the command line: ``--option models='["other.gguf"]'`` (paths of GGUF files,
         loaded like ``--model``).
     per_model : int or None
-        Samples per model (>= 1); None: ``N // (1 + len(models))``, at least 1. The run
-        never draws more than N (``params.n``) samples.
+        Samples per model, in [2, N - 1] (a single sample always agrees with itself, and
+        N must leave samples for the next model); None: ``N // (1 + len(models))``. The
+        run never draws more than N (``params.n``) samples.
     threshold : float
         Consistency at which to stop, the leader's share of one model's answers, in
         (0, 1] (default 1.0: all of the model's samples agree).
     priors : sequence of float or None
         Prior weight of each model, the run's backend first then ``models`` (length
-        ``1 + len(models)``, finite and > 0; a scale of one's choosing, only ratios
-        matter); None: every model 1. A sample's vote weight is its model's prior times
-        its model's consistency.
+        ``1 + len(models)``, finite and > 0; only ratios matter: they are scaled to a
+        largest prior of 1); None: every model 1. A sample's vote weight is its model's
+        prior times its model's consistency.
 
     Notes
     -----
     Each model's step is a trace record ``{"event": "switch", "model", "samples",
     "consistency", "decision": "stop" | "switch" | "budget", "completion_tokens",
-    "wall_time_s"}``: the usage per model.
+    "wall_time_s"}``: the usage per model. ``model`` is the model's file name (or backend
+    name), prefixed by its position (``"1: m.gguf"``) when two models share a name.
 
     Raises
     ------
     ConfigError
-        If ``models`` is empty or holds no backend (a path left unresolved), or an option
-        is out of range, or ``priors`` does not give one positive weight per model.
+        If ``models`` is empty or holds an entry that is neither a path nor a backend, an
+        option is out of range, ``priors`` does not give one positive weight per model;
+        when a run starts, if a path is left unresolved or N leaves fewer than 2 samples
+        to the first model or none to the next.
     """
 
     name = "model-switch"
@@ -87,6 +91,10 @@ class ModelSwitch(Strategy):
                 or not self.models:
             raise ConfigError("model-switch: models must list at least one more model "
                               f"(backends, or GGUF paths on the command line), got {self.models!r}")
+        for i, m in enumerate(self.models):
+            if not isinstance(m, str | bytes) and not callable(getattr(m, "generate", None)):
+                raise ConfigError(f"model-switch: models[{i}] must be a model path (GGUF file, "
+                                  f"or upstream model name) or a backend, got {m!r:.40}")
         object.__setattr__(self, "models", tuple(self.models))
         positive_int("per_model", self.per_model)
         check_number("threshold", self.threshold, lambda v: 0 < v <= 1, "(0, 1]")
@@ -95,10 +103,13 @@ class ModelSwitch(Strategy):
             if isinstance(self.priors, str | bytes) or not isinstance(self.priors, Sequence) \
                     or len(self.priors) != size:
                 raise ConfigError(f"model-switch: priors must list {size} weights (the run's "
-                                  f"model, then each of models), got {self.priors!r}")
+                                  f"model, then each of models), got {self.priors!r:.80}")
             for i, p in enumerate(self.priors):
-                check_number(f"priors[{i}]", p, lambda v: 0 < v < math.inf, "(0, inf)")
-            object.__setattr__(self, "priors", tuple(float(p) for p in self.priors))
+                check_number(f"model-switch: priors[{i}]", p, lambda v: 0 < v < math.inf,
+                             "(0, inf)")
+            # only the ratios matter: scaled to a largest prior of 1, sums cannot overflow
+            top = max(self.priors)
+            object.__setattr__(self, "priors", tuple(p / top for p in self.priors))
 
     def _size(self, params: SamplingParams) -> int:
         return self.per_model or max(1, params.n // (1 + len(self.models)))
@@ -108,7 +119,19 @@ class ModelSwitch(Strategy):
         if unresolved:
             raise ConfigError(f"model-switch: models {unresolved!r} are paths; the command "
                               "line loads them, from Python pass backends")
+        size = self._size(params)
+        if size < 2 or size >= params.n:
+            raise ConfigError(
+                f"model-switch: N = {params.n} with {size} samples per model cannot switch: "
+                "each model needs at least 2 samples (one always agrees with itself) and N "
+                "must leave samples for the next model; use N >= 4 with per_model in "
+                "[2, N - 1]")
         return super().init(prompt, params)
+
+    def _labels(self, backend: Backend) -> list[str]:
+        """Each model's label: its name, prefixed by its position when names repeat."""
+        names = [model_label(m) for m in (backend, *self.models)]
+        return [f"{i}: {n}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
     def _records(self, state: State) -> list[dict[str, Any]]:
         return [t for t in state.trace if t.get("event") == "switch"]
@@ -132,7 +155,7 @@ class ModelSwitch(Strategy):
         consistency = max(counts) / len(answers) if counts else 0.0
         last = index == len(self.models) or len(new.samples) >= new.params.n
         decision = "stop" if consistency >= self.threshold else "budget" if last else "switch"
-        record = {**info, "event": "switch", "model": model_label(model),
+        record = {**info, "event": "switch", "model": self._labels(backend)[index],
                   "consistency": consistency, "decision": decision}
         return new.model_copy(update={"trace": new.trace[:-1] + (record,)}), record
 
