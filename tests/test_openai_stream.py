@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 
 from samplescale import Prompt, SamplingParams  # noqa: E402
 from samplescale.backends.base import TextDelta, collect  # noqa: E402
-from samplescale.backends.openai_http import OpenAIHTTPBackend, UpstreamError, _seeds  # noqa: E402
+from samplescale.backends.openai_http import OpenAIHTTPBackend, UpstreamError  # noqa: E402
+from samplescale.backends.openai_request import request_seeds  # noqa: E402
 from samplescale.backends.openai_stream import StreamedReply  # noqa: E402
 from samplescale.errors import ConfigError  # noqa: E402
 from samplescale.server import create_app  # noqa: E402
@@ -145,7 +146,7 @@ def test_a_server_that_ignores_n_streams_the_rest_as_single_requests():
     with serve(up.app) as url, _backend(url) as be:
         texts, gen, _ = events(be, Q, SamplingParams(n=3, seed=7))
         assert not be.capabilities.parallel_n
-    seeds = _seeds(SamplingParams(n=3, seed=7), None)  # sample i's request seed
+    seeds = request_seeds(SamplingParams(n=3, seed=7), None)  # sample i's request seed
     assert seeds[0] == 7 and len(set(seeds)) == 3  # never one seed copied
     # the first request asked n=3 (and got 1); then the other two, in either order
     assert up.bodies[0]["seed"] == 7 and sorted(b["seed"] for b in up.bodies[1:]) == sorted(seeds[1:])

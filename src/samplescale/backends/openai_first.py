@@ -27,11 +27,11 @@ from samplescale.config import SamplingParams
 from samplescale.types import Generation, Prompt, Sample, Usage
 
 if TYPE_CHECKING:
-    from samplescale.backends.openai_http import OpenAIHTTPBackend
+    from samplescale.backends.openai_streaming import OpenAIStreaming
 
 
 async def first_finished(
-    backend: OpenAIHTTPBackend, prompt: Prompt, params: SamplingParams, seeds: list[int],
+    backend: OpenAIStreaming, prompt: Prompt, params: SamplingParams, seeds: list[int],
     m: int,
 ) -> Generation:
     """``params.n`` streamed requests (seeds ``seeds``); once ``m`` finished, close the rest.

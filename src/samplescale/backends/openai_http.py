@@ -25,31 +25,26 @@ Log-probabilities: the server's per-token values fill ``Sample.logprobs`` (or
 ``Sample.token_texts`` when the server reports no token ids (llama-cpp-python's server),
 so best-of-N and weighted voting score samples over HTTP.
 
-Streaming is opt-in (``stream=True``, ``samplescale serve --upstream-stream``): ``stream``
-then asks the server for event streams and yields each choice's text as it arrives
-(:mod:`samplescale.backends.openai_stream`). Usage must come from the server
-(``stream_options.include_usage``, which samplescale's own server honours and vLLM, SGLang
-and the OpenAI API document); llama-cpp-python's server ignores it, and a stream without
-usage ends in ``UpstreamError`` rather than in token counts made up here. Retries happen
-only until the server answers with a status; a stream that breaks off later raises.
+Streaming is opt-in (``stream=True``): ``stream`` and ``generate_first`` come from
+the base class :class:`~samplescale.backends.openai_streaming.OpenAIStreaming`, whose module
+docstring says which servers can stream (they must report usage in streams).
 """
 
 from __future__ import annotations
 
 import math
-import queue
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 import httpx
 import numpy as np
 
-from samplescale.backends.base import Capabilities, StreamEvent, TextDelta
+from samplescale.backends.base import Capabilities
 from samplescale.backends.http_transport import RetryingTransport, all_or_none
-from samplescale.backends.openai_first import first_finished
-from samplescale.backends.openai_request import DEFAULT_EXTRA_FIELDS, request_body
-from samplescale.backends.openai_stream import Emit, StreamedReply, read_events
+from samplescale.backends.openai_request import DEFAULT_EXTRA_FIELDS, request_body, request_seeds
+from samplescale.backends.openai_stream import Emit
+from samplescale.backends.openai_streaming import OpenAIStreaming
 from samplescale.backends.openai_wire import (
     LogprobsField,
     UpstreamError,
@@ -57,7 +52,6 @@ from samplescale.backends.openai_wire import (
 )
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
-from samplescale.rng import sample_generators
 from samplescale.types import Generation, Prompt, Sample, Usage
 
 __all__ = ["OpenAIHTTPBackend", "UpstreamError"]
@@ -69,7 +63,7 @@ def _check(name: str, value: Any, lo: float, hi: float, kind: type = int) -> Non
         raise ConfigError(f"{name} must be a {kind.__name__} in [{lo}, {hi}], got {value!r}")
 
 
-class OpenAIHTTPBackend:
+class OpenAIHTTPBackend(OpenAIStreaming):
     """Samples from an OpenAI-compatible HTTP server.
 
     Chat prompts (``Prompt.messages``) go to ``/chat/completions``, text prompts to
@@ -135,7 +129,8 @@ class OpenAIHTTPBackend:
         Extra JSON fields merged into every request body (e.g. ``{"repeat_penalty": 1.0}``).
     stream : bool
         Offer :meth:`stream` (``capabilities.streaming``): text as the server sends it. Only
-        for servers that report usage in streams (see the module docstring).
+        for servers that report usage in streams (see
+        :mod:`samplescale.backends.openai_streaming`).
 
     Raises
     ------
@@ -243,21 +238,6 @@ class OpenAIHTTPBackend:
             logprobs=self.logprobs, token_ids=self.token_ids, extra_body=self.extra_body,
         )
 
-    async def _post_stream(
-        self, path: str, body: dict[str, Any], chat: bool, n: int, offset: int, emit: Emit
-    ) -> dict[str, Any]:
-        """POST a streamed request for ``n`` choices with retries (until the server answers
-        with a status); each choice's text goes to ``emit`` (indices shifted by
-        ``offset``); returns the reply rebuilt as a non-streamed one."""
-        reply = StreamedReply(chat, self.base_url + path, n, offset)
-        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-
-        async def read(r: httpx.Response) -> dict[str, Any]:
-            await read_events(r, reply, emit)
-            return reply.reply()
-
-        return await self._transport.send(path, body, read)
-
     async def _request(
         self, prompt: Prompt, body: dict[str, Any], n: int, seed: int | None,
         offset: int = 0, emit: Emit | None = None,
@@ -356,87 +336,4 @@ class OpenAIHTTPBackend:
             malformed reply, or every sample failed after the retries.
         """
         self.request_body(prompt, params)  # validate before any I/O
-        return self._transport.submit(self._agenerate(prompt, params, _seeds(params, rng))).result()
-
-    def generate_first(
-        self, prompt: Prompt, params: SamplingParams, m: int,
-        rng: np.random.Generator | None = None,
-    ) -> Generation:
-        """:meth:`generate` as streamed single requests, the unfinished ones closed once
-        ``m`` have finished (:func:`samplescale.backends.openai_first.first_finished`;
-        needs ``stream=True``, ``capabilities.early_exit``).
-
-        Raises
-        ------
-        ConfigError
-            If streaming is off, ``m`` is not in ``[1, params.n]``, or as :meth:`generate`.
-        UpstreamError
-            As :meth:`stream`.
-        """
-        if not self.capabilities.streaming:
-            raise ConfigError(f"{self.base_url}: early exit needs stream=True")
-        self.request_body(prompt, params)  # validate before any I/O
-        coro = first_finished(self, prompt, params, _seeds(params, rng), m)
-        return self._transport.submit(coro).result()
-
-    def stream(
-        self, prompt: Prompt, params: SamplingParams, rng: np.random.Generator | None = None
-    ) -> Iterator[StreamEvent]:
-        """:meth:`generate`, yielding each sample's text as the server streams it
-        (:class:`~samplescale.backends.base.StreamingBackend`; needs ``stream=True``).
-
-        The samples and seeds are those of :meth:`generate`; usage is what the server
-        reported at the end of each stream. Closing the iterator early cancels the requests
-        (the server sees the connections close).
-
-        Parameters
-        ----------
-        prompt, params, rng
-            As :meth:`generate`.
-
-        Yields
-        ------
-        TextDelta, then Generation
-            Each sample's new text as it arrives (``index`` in ``[0, params.n)``), then the
-            ``Generation`` of :meth:`generate` (samples in order, the server's usage).
-
-        Raises
-        ------
-        ConfigError
-            If the backend was made with ``stream=False``, or as :meth:`generate`.
-        UpstreamError
-            As :meth:`generate`; also when a stream breaks off, carries an error chunk, or
-            reports no usage.
-        """
-        if not self.capabilities.streaming:
-            raise ConfigError(f"{self.base_url}: streaming is off (create the backend with stream=True)")
-        self.request_body(prompt, params)  # validate before any I/O
-        return self._events(prompt, params, _seeds(params, rng))
-
-    def _events(
-        self, prompt: Prompt, params: SamplingParams, seeds: list[int]
-    ) -> Iterator[StreamEvent]:
-        events: queue.SimpleQueue[TextDelta | None] = queue.SimpleQueue()
-
-        async def run() -> Generation:
-            try:
-                return await self._agenerate(prompt, params, seeds, events.put)
-            finally:
-                events.put(None)
-
-        done = self._transport.submit(run())
-        try:
-            while (delta := events.get()) is not None:
-                yield delta
-            yield done.result()
-        finally:
-            done.cancel()  # a consumer that stops early: the requests are cancelled
-
-
-def _seeds(params: SamplingParams, rng: np.random.Generator | None) -> list[int]:
-    """One request seed per sample, each from the sample's own random stream."""
-    gens = sample_generators(params.seed, rng, params.n)
-    seeds = [int(g.integers(0, 2**31 - 1)) for g in gens]
-    if params.seed is not None:
-        seeds[0] = params.seed  # a plain n=1 request sends the caller's seed unchanged
-    return seeds
+        return self._transport.submit(self._agenerate(prompt, params, request_seeds(params, rng))).result()

@@ -1,14 +1,18 @@
 """The request side of the OpenAI wire format: which ``SamplingParams`` fields an
-OpenAI-compatible server is sent, under which names, and which are refused."""
+OpenAI-compatible server is sent, under which names, and which are refused; and the seed
+each request of a call carries."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import numpy as np
+
 from samplescale.backends.openai_wire import response_format
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
+from samplescale.rng import sample_generators
 from samplescale.types import Prompt
 
 # Fields every OpenAI-compatible server understands, sent on every request.
@@ -97,3 +101,17 @@ def request_body(
         body["return_tokens_as_token_ids"] = True
     body.update(extra_body or {})
     return body
+
+
+def request_seeds(params: SamplingParams, rng: np.random.Generator | None) -> list[int]:
+    """One request seed per sample, each from the sample's own random stream
+    (:func:`samplescale.rng.sample_generators`), in ``[0, 2**31 - 1)``; length ``params.n``.
+
+    Sample 0's seed is ``params.seed`` itself when set, so a plain ``n=1`` request sends the
+    caller's seed unchanged; ``rng`` is used only when ``params.seed`` is None.
+    """
+    gens = sample_generators(params.seed, rng, params.n)
+    seeds = [int(g.integers(0, 2**31 - 1)) for g in gens]
+    if params.seed is not None:
+        seeds[0] = params.seed  # a plain n=1 request sends the caller's seed unchanged
+    return seeds
