@@ -153,7 +153,7 @@ def test_huge_priors_in_the_documented_range_do_not_break_the_vote():
     assert r.answer == "7" and r.weights == pytest.approx((1 / 6, 1 / 6, 1 / 3, 1 / 3))
 
 
-@pytest.mark.parametrize("entry", [1, None, True, {"a": 1}])
+@pytest.mark.parametrize("entry", [1, None, True, {"a": 1}, "", "  "])
 def test_a_model_that_is_neither_a_backend_nor_a_path_is_refused(entry):
     # --option 'models=[1]' (or null, true, an object) got past the checks and ended in
     # AttributeError: 'int' object has no attribute 'generate' after the first model sampled

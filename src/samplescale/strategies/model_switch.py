@@ -92,7 +92,8 @@ class ModelSwitch(Strategy):
             raise ConfigError("model-switch: models must list at least one more model "
                               f"(backends, or GGUF paths on the command line), got {self.models!r}")
         for i, m in enumerate(self.models):
-            if not isinstance(m, str | bytes) and not callable(getattr(m, "generate", None)):
+            if isinstance(m, str | bytes) and not m.strip() or not isinstance(m, str | bytes) \
+                    and not callable(getattr(m, "generate", None)):
                 raise ConfigError(f"model-switch: models[{i}] must be a model path (GGUF file, "
                                   f"or upstream model name) or a backend, got {m!r:.40}")
         object.__setattr__(self, "models", tuple(self.models))
