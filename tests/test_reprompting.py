@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 
 import numpy as np
 import pytest
@@ -256,3 +257,82 @@ def test_eval_refuses_a_recipe_path_it_cannot_read(tmp_path, capsys):
 def test_reprompt_names_its_own_flags_in_errors(flags, message, tmp_path, capsys):
     assert main(["reprompt", "--limit", "2", "--output", str(tmp_path / "r"), *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+class _Interrupted(Exception):
+    """The search's process stopped (raised by :class:`_CutOff`)."""
+
+
+class _CutOff(ScriptedBackend):
+    """A scripted backend that stops the run on its call ``after + 1``."""
+
+    def __init__(self, replies, after):
+        super().__init__(replies)
+        self.after = after
+
+    def generate(self, prompt, params, rng=None):
+        if len(self.calls) == self.after:
+            raise _Interrupted
+        return super().generate(prompt, params, rng)
+
+
+def _hashed_reply(prompt, i):
+    """A reply that depends on the prompt only (not on the call's index), so that a rerun
+    asks and is answered the same."""
+    digest = zlib.crc32(json.dumps(prompt.model_dump(mode="json"), sort_keys=True).encode())
+    return f"step {digest % 7}. The answer is {digest % 3}"
+
+
+def _saved(out):
+    saved = json.loads((out / "recipe.json").read_text())
+    del saved["provenance"]["usage"]["wall_time_s"]  # measures the run
+    return saved
+
+
+def test_an_interrupted_search_resumes_from_calls_jsonl(tmp_path, capsys, monkeypatch):
+    args = ["reprompt", "--limit", "4", "--k", "1", "--iterations", "4", "--candidates",
+            "2", "--init-tries", "2"]
+    whole, cut, rest = ScriptedBackend(_hashed_reply), _CutOff(_hashed_reply, 6), \
+        ScriptedBackend(_hashed_reply)
+    backends = iter([whole, cut, rest])
+    monkeypatch.setattr(cli_reprompt, "backend_from_args", lambda args: next(backends))
+    assert main([*args, "--output", str(tmp_path / "whole")]) == 0
+    calls = len(whole.calls)
+    assert calls == 4 + 4 + 2 * 3  # init, Gibbs, two candidates scored on 3 problems each
+    with pytest.raises(_Interrupted):
+        main([*args, "--output", str(tmp_path / "cut")])
+    assert not (tmp_path / "cut" / "recipe.json").exists()
+    assert len((tmp_path / "cut" / "calls.jsonl").read_text().splitlines()) == 1 + 6
+    capsys.readouterr()
+    assert main([*args, "--output", str(tmp_path / "cut")]) == 0
+    assert f"resumed the search: 6 of {calls} model calls served" in capsys.readouterr().out
+    assert rest.calls == whole.calls[6:]  # the first 6 calls were not asked again
+    resumed, uninterrupted = _saved(tmp_path / "cut"), _saved(tmp_path / "whole")
+    assert resumed["recipe"] == uninterrupted["recipe"]
+    assert resumed["provenance"] == uninterrupted["provenance"]
+    assert resumed["trace"] == uninterrupted["trace"]
+    assert len((tmp_path / "cut" / "calls.jsonl").read_text().splitlines()) == 1 + calls
+    monkeypatch.undo()  # the real backend choice: --replay the file, with no model
+    replayed = tmp_path / "replayed"
+    assert main([*args, "--replay", str(tmp_path / "cut" / "calls.jsonl"),
+                 "--output", str(replayed)]) == 0
+    assert _saved(replayed)["provenance"] == uninterrupted["provenance"]
+
+
+def test_reprompt_refuses_record_logit_decoding_and_other_settings_on_its_calls(
+        tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    args = ["reprompt", "--limit", "3", "--k", "1", "--iterations", "2", "--candidates", "1",
+            "--output", str(out)]
+    assert main([*args, "--record", str(tmp_path / "rec.jsonl")]) == 2
+    assert "it takes no --record (replay calls.jsonl with --replay)" in capsys.readouterr().err
+    assert main([*args, "--decoding", "priority"]) == 2
+    assert "--decoding priority draws from next-token logits" in capsys.readouterr().err
+    assert not out.exists()
+    monkeypatch.setattr(cli_reprompt, "backend_from_args",
+                        lambda args: _CutOff(_hashed_reply, 2))
+    with pytest.raises(_Interrupted):
+        main(args)
+    assert main([*args[:-2], "--iterations", "3", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run with other settings (reprompt.iterations: 2 -> 3)" in err

@@ -8,8 +8,16 @@ problems ``--offset`` .. ``--offset + limit - 1``); evaluate on others, e.g. the
 task). Output directory layout::
 
     run.json      the settings (eval's, plus "reprompt": offset, k, iterations, ...)
+    calls.jsonl   every model call of the search as it is made (the record file format of
+                  :mod:`samplescale.backends.record`): a rerun of an interrupted search
+                  with the same settings resumes from it (the recorded calls are served,
+                  only the rest asks the model), with other settings it is refused
     recipe.json   the recipe, its provenance and the search trace; a rerun with the same
                   settings prints it again, with other settings it is refused
+
+The search's calls always go to calls.jsonl, so ``--record`` is refused (replay that file
+with ``--replay``), and so is a ``--decoding`` that draws from next-token logits (they are
+not recorded).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from samplescale.cli_sampling import (
 from samplescale.errors import ConfigError
 
 RECIPE_FORMAT = 1  # the version of recipe.json's layout
+CALLS = "calls.jsonl"  # the search's model calls, as they are made (resumed from)
 
 
 def add_reprompt_parser(sub: Any) -> None:
@@ -123,16 +132,34 @@ def _existing(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def cmd_reprompt(args: argparse.Namespace) -> int:
-    """Run ``samplescale reprompt`` (or print the recipe it already learned)."""
+    """Run ``samplescale reprompt`` (or resume an interrupted search from its calls.jsonl,
+    or print the recipe it already learned).
+
+    Raises
+    ------
+    ConfigError
+        For invalid flags, ``--record``, a ``--decoding`` other than independent, and an
+        output directory that holds a search or recipe of other settings.
+    """
+    from samplescale.backends.record_resume import ResumingBackend
     from samplescale.cli_eval import open_run
     from samplescale.cli_results import exclusive
+    from samplescale.cli_settings import check_settings
     from samplescale.rng import make_rng
     from samplescale.strategies.reprompting import recipe_json
     from samplescale.strategies.reprompting_search import TrainingProblem, gibbs_search
     from samplescale.tasks import CodeTask
 
+    if args.record is not None:
+        raise ConfigError(f"reprompt records every model call to {CALLS} in its output "
+                          f"directory (an interrupted search resumes from it); it takes no "
+                          f"--record (replay {CALLS} with --replay)")
     loaded, m = _training(args)
     params = checked_params(args, "reprompt", "learns the recipe of --strategy reprompting")
+    if params.decoding != "independent":
+        raise ConfigError(f"--decoding {params.decoding} draws from next-token logits, which "
+                          f"reprompt's record of its calls ({CALLS}, from which an interrupted "
+                          "search resumes) cannot hold; use --decoding independent")
     console = Console(soft_wrap=True)
     task, settings, out = open_run(loaded, params, {"reprompt": _search_settings(args)},
                                    prefix="reprompt-")
@@ -147,14 +174,21 @@ def cmd_reprompt(args: argparse.Namespace) -> int:
         done = _existing(recipe_file, settings)
         learned = done is None
         if done is None:
-            (out / "run.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-            s = gibbs_search(
-                backend_from_args(args),
-                [TrainingProblem(task.prompt(p), p.gold) for p in train],
-                params, make_rng(args.seed), k=args.k, iterations=args.iterations,
-                init_tries=args.n, accept_incorrect=args.accept_incorrect,
-                candidates=args.candidates,
-            )
+            check_settings(out / "run.json", json.loads(json.dumps(settings)), CALLS)
+            backend = ResumingBackend(backend_from_args(args), out / CALLS, settings["model"])
+            try:
+                s = gibbs_search(
+                    backend,
+                    [TrainingProblem(task.prompt(p), p.gold) for p in train],
+                    params, make_rng(args.seed), k=args.k, iterations=args.iterations,
+                    init_tries=args.n, accept_incorrect=args.accept_incorrect,
+                    candidates=args.candidates,
+                )
+            finally:
+                backend.close()
+            if backend.served:
+                console.print(f"resumed the search: {backend.served} of {s.usage.model_calls} "
+                              f"model calls served from {out / CALLS}", markup=False)
             done = {
                 "recipe": recipe_json(s.recipe),
                 "provenance": {

@@ -144,11 +144,13 @@ def _option_recipe(args: argparse.Namespace) -> dict[str, Any]:
     return {"option_recipe": file_identity(Path(recipe).resolve(), "--option recipe")}
 
 
-def check_settings(run_file: Path, settings: dict[str, Any]) -> None:
-    """Write run.json, or refuse when the directory holds results of a run with other
-    settings (a run.json without results, left by a run that failed before its first
-    problem, is replaced)."""
-    results = run_file.parent / "results.jsonl"
+def check_settings(
+    run_file: Path, settings: dict[str, Any], output: str = "results.jsonl"
+) -> None:
+    """Write run.json, or refuse when the directory holds results (the file ``output``
+    next to it, non-empty) of a run with other settings (a run.json without results, left
+    by a run that failed before its first problem, is replaced)."""
+    results = run_file.parent / output
     if not results.exists() or not results.read_bytes().strip():
         run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         return

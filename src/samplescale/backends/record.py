@@ -17,6 +17,9 @@ A call's key is its prompt, parameters and ``rng`` (None when the call had no ge
 
 Next-token logits (``logits_at``) are not recorded: a recording or replayed backend has
 ``capabilities.logits = False``, so the decoders and scorers that need them are refused.
+
+To resume an interrupted run onto its record file (recorded calls served, the rest live and
+appended), see :class:`~samplescale.backends.record_resume.ResumingBackend`.
 """
 
 from __future__ import annotations
@@ -71,8 +74,9 @@ def _key(prompt: Prompt, params: SamplingParams, rng: dict[str, Any] | None) -> 
     return json.dumps({**body, "rng": rng}, sort_keys=True)
 
 
-def read_header(path: Path) -> Header:
-    """The header of a record file.
+def read_header(path: Path, label: str = "--replay") -> Header:
+    """The header of a record file (``label``: how error messages name its use, e.g. the
+    CLI option).
 
     Raises
     ------
@@ -83,9 +87,9 @@ def read_header(path: Path) -> Header:
         with Path(path).open(encoding="utf-8") as fh:
             head = json.loads(fh.readline() or "null")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--replay {path}: cannot read a record file ({exc})") from exc
+        raise ConfigError(f"{label} {path}: cannot read a record file ({exc})") from exc
     if not isinstance(head, dict) or head.get("samplescale_record") != FORMAT:
-        raise ConfigError(f"--replay {path}: not a samplescale record file (no header line)")
+        raise ConfigError(f"{label} {path}: not a samplescale record file (no header line)")
     caps = Capabilities.model_validate(head["capabilities"])
     return Header(str(head["backend"]), head["identity"], caps)
 
@@ -101,6 +105,12 @@ class RecordingBackend:
         The record file; created (with its header) or truncated.
     identity : JSON value, optional
         The model as an eval records it (kept in the header for replays).
+    append : bool
+        Append the calls to ``path``, which already starts with this backend's header (as
+        :class:`~samplescale.backends.record_resume.ResumingBackend` checked), instead of
+        truncating it and writing the header.
+    label : str
+        How error messages name the file's use (the CLI option).
 
     Raises
     ------
@@ -108,7 +118,15 @@ class RecordingBackend:
         If the file cannot be written.
     """
 
-    def __init__(self, backend: Backend, path: str | Path, identity: Any = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        path: str | Path,
+        identity: Any = None,
+        *,
+        append: bool = False,
+        label: str = "--record",
+    ) -> None:
         self.backend = backend
         self.name = backend.name
         self.capabilities = backend.capabilities.model_copy(update={"logits": False})
@@ -120,11 +138,12 @@ class RecordingBackend:
             "capabilities": self.capabilities.model_dump(),
         }
         try:
-            self._fh = self.path.open("w", encoding="utf-8")
+            self._fh = self.path.open("a" if append else "w", encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"--record {path}: cannot write ({exc})") from exc
+            raise ConfigError(f"{label} {path}: cannot write ({exc})") from exc
         self._lock = threading.Lock()
-        self._write(header)
+        if not append:
+            self._write(header)
 
     def _write(self, obj: dict[str, Any]) -> None:
         with self._lock:
@@ -192,6 +211,8 @@ class ReplayBackend:
     ----------
     path : str or Path
         A file written by :class:`RecordingBackend`.
+    label : str
+        How error messages name the file's use (the CLI option).
 
     Raises
     ------
@@ -199,9 +220,9 @@ class ReplayBackend:
         If the file is not a record file or a line is malformed (its line number named).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, label: str = "--replay") -> None:
         self.path = Path(path)
-        head = read_header(self.path)
+        head = read_header(self.path, label)
         self.name = head.name
         self.identity = head.identity
         self.capabilities = head.capabilities
@@ -219,7 +240,7 @@ class ReplayBackend:
                     gen = Generation.model_validate(rec["generation"])
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                     raise ConfigError(
-                        f"--replay {path}: line {no} is not a recorded call ({exc})"
+                        f"{label} {path}: line {no} is not a recorded call ({exc})"
                     ) from exc
                 self._calls[key].append((rec["rng_after"], gen))
         self._lock = threading.Lock()
