@@ -133,7 +133,7 @@ def test_generate_and_eval_with_a_second_model_file(llama_backend, tmp_path, cap
     assert models in ([llama_backend.model_path.name],
                       [llama_backend.model_path.name, "second.gguf"])
     out = tmp_path / "run"
-    argv = ["eval", "--limit", "1", "--n", "2", "--max-tokens", "12", "--threads", "1",
+    argv = ["eval", "--limit", "1", "--n", "4", "--max-tokens", "12", "--threads", "1",
             "--strategy", "model-switch", "--option", f'models=["{copy}"]', "--output", str(out),
             "--model", model]
     assert main(argv) == 0

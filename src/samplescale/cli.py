@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_task_args(ev)
     ev.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="skip the task's first OFFSET problems: the run is problems OFFSET .. "
+        "OFFSET + limit - 1, under their own ids and seeds, so runs over consecutive "
+        "ranges add up to one run over all of them (default 0)",
+    )
+    ev.add_argument(
         "--price-stopping",
         action="store_true",
         help="pool runs: price the adaptive stopping rules (esc, adaptive-consistency, "

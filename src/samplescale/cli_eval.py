@@ -123,28 +123,38 @@ def open_run(
     params: SamplingParams,
     extra: dict[str, Any] | None = None,
     prefix: str = "",
+    offset: int = 0,
 ) -> tuple[Any, dict[str, Any], Path]:
     """The task, the settings (run.json) and the output directory (made) of a run of
     ``eval`` or ``synth``. ``extra`` settings are added to the eval settings (``synth``'s
-    own); ``prefix`` starts the default directory's name.
+    own); ``prefix`` starts the default directory's name; ``offset`` skips the task's
+    first problems (``eval --offset``: the rest keep their ids, so their seeds, and the
+    setting is in run.json when it is not 0).
 
     Raises
     ------
     ConfigError
-        If the task cannot be loaded, the model or data file cannot be read, or
-        ``--output`` is empty or not a directory.
+        If the task cannot be loaded, ``offset`` is negative or leaves no problems, the
+        model or data file cannot be read, or ``--output`` is empty or not a directory.
     """
     name = canonical(args.task)
     limit = effective_limit(name, args.limit)
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ConfigError(f"--offset must be an integer >= 0, got {offset!r}")
     task = load_task(
         args.task,
         path=args.data,
         level=args.level,
-        limit=limit,
+        limit=None if limit is None else offset + limit,
         seed=args.seed,
         question_field=args.question_field,
         answer_field=args.answer_field,
     )
+    if offset:
+        if offset >= len(task.problems):
+            raise ConfigError(f"--offset {offset} leaves no problems: the task has "
+                              f"{len(task.problems)}")
+        task = task.model_copy(update={"problems": task.problems[offset:]})
     if args.output is not None and not args.output.strip():
         raise ConfigError("--output must be a directory path, got an empty string")
     from samplescale.cli_backend import backend_identity
@@ -154,7 +164,8 @@ def open_run(
         data = file_identity(Path(args.data), "--data") if args.data else None
     except ConfigError as exc:  # the task read it a moment ago
         raise DataError(str(exc)) from exc
-    settings = {**run_settings(name, args, params, model, limit, data), **(extra or {})}
+    settings = {**run_settings(name, args, params, model, limit, data),
+                **({"offset": offset} if offset else {}), **(extra or {})}
     out = Path(args.output) if args.output is not None else default_output(name, args, settings)
     if args.output is None and prefix:
         out = out.with_name(prefix + out.name)
@@ -176,7 +187,7 @@ def run_eval(
     ``make_backend`` must be picklable (a module-level function) for the Ray executor,
     whose workers each build the backend with ``make_backend(args)``."""
     console = Console(soft_wrap=True)
-    task, settings, out = open_run(args, params)
+    task, settings, out = open_run(args, params, offset=args.offset)
     with exclusive(out):
         # not in the default directory's hash: a rerun of the same command finds its run
         settings = {**settings, "greedy": greedy_layout(out / "run.json")}
