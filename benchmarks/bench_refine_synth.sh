@@ -97,12 +97,17 @@ fi
 # ---- Section (n6): GSM8K with Qwen2.5-Coder-0.5B (issue 20's done figures).
 # The self-consistency baseline is section (b)'s pool (benchmarks/results/gsm8k-qwen0.5b-n16:
 # 16 samples per problem, T = 0.8, 512 tokens, seed 0), unpacked as "$OUT6/pool-16".
+# OFFSET6=M runs problems M .. M + LIMIT6 - 1 (eval --offset: the same ids and seeds as in
+# a run over all of them) into "<name>-from<M>", e.g. LIMIT6=15 then OFFSET6=15 LIMIT6=15 in
+# two processes; the table pools the two parts of a method ("a,a-from15").
 if [[ "${PART:-all}" == "all" || "${PART:-all}" == "n6" ]]; then
 OUT6=${OUT6:-runs/bench-n6}
 QWEN=${QWEN:-benchmarks/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf}
 DATA=${DATA:-../shared/data/gsm8k/test.jsonl}
-C6=(--task gsm8k --data "$DATA" --limit "${LIMIT6:-30}" --max-tokens 512 --temperature 0.8
-    --threads "${THREADS6:-1}" --seed 0)
+OFF=${OFFSET6:-0}
+SUF=$([[ $OFF == 0 ]] || echo "-from$OFF")
+C6=(--task gsm8k --data "$DATA" --offset "$OFF" --limit "${LIMIT6:-30}" --max-tokens 512
+    --temperature 0.8 --threads "${THREADS6:-1}" --seed 0)
 if [[ ! -d "$OUT6/pool-16" ]]; then
   mkdir -p "$OUT6/pool-16"
   cp benchmarks/results/gsm8k-qwen0.5b-n16/{run.json,summary.json} "$OUT6/pool-16/"
@@ -111,54 +116,51 @@ fi
 for m in ${METHODS6:-synth model-switch refine aggregate}; do
   case $m in
     # 8 samples per problem; every kept row re-verified from its text by the test of (n)
-    synth) $S synth "${C6[@]}" --model "$QWEN" -n 8 --output "$OUT6/synth-8" ;;
+    synth) $S synth "${C6[@]}" --model "$QWEN" -n 8 --output "$OUT6/synth-8$SUF" ;;
     # 2 samples of SmolLM2-135M; when they disagree, 2 of Qwen; consistency-weighted vote
-    model-switch) $S eval "${C6[@]}" -n 4 --strategy model-switch \
-        --option "models=[\"$QWEN\"]" --output "$OUT6/model-switch-2+2" ;;
+    # (model-switch-v2: the same after the tie-break change: ties go to the model switched to)
+    model-switch|model-switch-v2) $S eval "${C6[@]}" -n 4 --strategy model-switch \
+        --option "models=[\"$QWEN\"]" \
+        --output "$OUT6/model-switch-2+2${m#model-switch}$SUF" ;;
     # 2 candidates + 1 round of 2 revisions = 4 samples (+ P(True) feedback)
     refine) $S eval "${C6[@]}" --model "$QWEN" -n 2 --strategy refine --option rounds=1 \
-        --output "$OUT6/refine-c2-r1" ;;
+        --output "$OUT6/refine-c2-r1$SUF" ;;
     # 3 candidates + 1 greedy aggregation call
     aggregate) $S eval "${C6[@]}" --model "$QWEN" -n 3 --strategy aggregate \
-        --output "$OUT6/aggregate-3" ;;
+        --output "$OUT6/aggregate-3$SUF" ;;
     # 4 samples over 4 prompts (original, role, instruction, rephrase) + 1 greedy rewording call
     div-sampling) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy div-sampling \
         --option 'perturbations=["original","role","instruction","rephrase"]' \
-        --output "$OUT6/div-4" ;;
+        --output "$OUT6/div-4$SUF" ;;
     # 2 plain samples, then 2 samples hinted with answers drawn from them
     progressive-hint) $S eval "${C6[@]}" --model "$QWEN" -n 2 --strategy progressive-hint \
-        --option rounds=1 --output "$OUT6/php-2x2" ;;
+        --option rounds=1 --output "$OUT6/php-2x2$SUF" ;;
     # 3 traces, each cut at half and at the end, 1 short answer per cut
     fractured) $S eval "${C6[@]}" --model "$QWEN" -n 3 --strategy fractured --option depths=2 \
-        --output "$OUT6/fractured-3x2x1" ;;
+        --output "$OUT6/fractured-3x2x1$SUF" ;;
     # 2 problems per prompt, 4 samples of each batch prompt (room for 2 answers: 1024 tokens)
     batch-prompting) $S eval "${C6[@]}" --model "$QWEN" --max-tokens 1024 -n 4 \
-        --strategy batch-prompting --option batch_size=2 --output "$OUT6/batch-2x4" ;;
+        --strategy batch-prompting --option batch_size=2 --output "$OUT6/batch-2x4$SUF" ;;
     # 4 candidate steps valued by rollouts, clustered, pruned (defaults), at most 1100
     # generated tokens a problem (maj@4's 1123): unbounded, each step costs 4 rollouts
     phi-decoding) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy phi-decoding \
-        --option token_budget=1100 --output "$OUT6/phi-4-b1100" ;;
-    # model-switch after its tie-break change (ties to the model switched to)
-    model-switch-v2) $S eval "${C6[@]}" -n 4 --strategy model-switch \
-        --option "models=[\"$QWEN\"]" --output "$OUT6/model-switch-2+2-v2" ;;
-    # refine and aggregate on problems 15-29 (0-14 ran first, at LIMIT6=15): a data file of
-    # those problems, so the first 15 are not drawn again; the table merges the two runs
-    refine-15-29|aggregate-15-29)
-      tail -n +16 "$DATA" | head -n 15 > "$OUT6/gsm8k-15-29.jsonl"
-      C=(--task gsm8k --data "$OUT6/gsm8k-15-29.jsonl" --max-tokens 512 --temperature 0.8
-         --threads "${THREADS6:-1}" --seed 0 --model "$QWEN")
-      if [[ $m == refine-15-29 ]]; then
-        $S eval "${C[@]}" -n 2 --strategy refine --option rounds=1 --output "$OUT6/refine-c2-r1-15-29"
-      else
-        $S eval "${C[@]}" -n 3 --strategy aggregate --output "$OUT6/aggregate-3-15-29"
-      fi ;;
+        --option token_budget=1100 --output "$OUT6/phi-4-b1100$SUF" ;;
     # the Sum stage over the classes of 4 samples (same draw as self-consistency at 4)
     thinksum) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy thinksum \
-        --output "$OUT6/thinksum-4" ;;
+        --output "$OUT6/thinksum-4$SUF" ;;
+    # 4 samples under the recipe learned on problems 30-41 (never evaluated on) by
+    # OUT=runs/bench-n6/reprompt LIMIT=15 TRAIN=12 TOKENS=512 SC=0 TASK="--task gsm8k
+    # --data ../shared/data/gsm8k/test.jsonl --temperature 0.8" benchmarks/bench_reprompting.sh
+    reprompting) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy reprompting \
+        --option "recipe=$OUT6/reprompt/recipe/recipe.json" \
+        --output "$OUT6/reprompt/reprompting-4$SUF" ;;
     *) echo "unknown method $m" >&2; exit 2 ;;
   esac
 done
-table "$OUT6"/*/ "$OUT6"/reprompt/reprompting-4
-# refine and aggregate over all 30 problems (0-14 and 15-29 pooled)
-table "$OUT6/refine-c2-r1,$OUT6/refine-c2-r1-15-29" "$OUT6/aggregate-3,$OUT6/aggregate-3-15-29"
+# every method over the first 30 problems; the ones run in two parts pooled
+P="$OUT6/pool-16"
+two() { echo "$OUT6/$1,$OUT6/$1-from15"; }
+table "$P" "$P:15" "$OUT6/div-4" "$OUT6/thinksum-4" "$OUT6/batch-2x4" "$OUT6/model-switch-2+2" \
+    "$OUT6/model-switch-2+2-v2" "$(two refine-c2-r1)" "$(two aggregate-3)" "$(two php-2x2)" \
+    "$(two fractured-3x2x1)" "$(two phi-4-b1100)" "$(two reprompt/reprompting-4)"
 fi
