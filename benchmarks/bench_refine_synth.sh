@@ -129,9 +129,12 @@ for m in ${METHODS6:-synth model-switch refine aggregate}; do
     aggregate) $S eval "${C6[@]}" --model "$QWEN" -n 3 --strategy aggregate \
         --output "$OUT6/aggregate-3$SUF" ;;
     # 4 samples over 4 prompts (original, role, instruction, rephrase) + 1 greedy rewording call
-    div-sampling) $S eval "${C6[@]}" --model "$QWEN" -n 4 --strategy div-sampling \
+    # (div-sampling-v2: the same after rewordings that state an answer are left out, with
+    # the trace that gives summary.json's by_prompt)
+    div-sampling|div-sampling-v2) $S eval "${C6[@]}" --model "$QWEN" -n 4 \
+        --strategy div-sampling \
         --option 'perturbations=["original","role","instruction","rephrase"]' \
-        --output "$OUT6/div-4$SUF" ;;
+        --output "$OUT6/div-4${m#div-sampling}$SUF" ;;
     # 2 plain samples, then 2 samples hinted with answers drawn from them
     progressive-hint) $S eval "${C6[@]}" --model "$QWEN" -n 2 --strategy progressive-hint \
         --option rounds=1 --output "$OUT6/php-2x2$SUF" ;;
