@@ -240,7 +240,7 @@ PROMPT = '''def double(x: int) -> int:
     ],
 )
 def test_public_examples_table(prompt, entry, expected):
-    from samplescale.verifiers.code_select import public_examples
+    from samplescale.verifiers.code_examples import public_examples
 
     assert public_examples(prompt, entry) == expected
 

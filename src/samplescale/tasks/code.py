@@ -36,7 +36,8 @@ from samplescale.tasks._records import Record, read_records
 from samplescale.tasks.base import Problem, Task
 from samplescale.types import Prompt
 from samplescale.verifiers.code import CodeResult, build_program, check_timeout, run_tests
-from samplescale.verifiers.code_select import PublicTests, public_examples
+from samplescale.verifiers.code_examples import public_examples
+from samplescale.verifiers.code_select import PublicTests
 
 Mode = Literal["chat", "completion"]
 
