@@ -15,6 +15,7 @@ import re
 Example = tuple[str, str]
 """One public example: the call's source and the expected value's source."""
 
+
 def public_examples(code_prompt: str, entry_point: str | None) -> list[Example]:
     """The examples of ``code_prompt`` that call ``entry_point``, as ``(call, expected)``
     source pairs: its doctest examples (``>>> f(2)`` then ``4``), then one-line examples
