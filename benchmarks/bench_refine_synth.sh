@@ -130,8 +130,9 @@ for m in ${METHODS6:-synth model-switch refine aggregate}; do
         --output "$OUT6/aggregate-3$SUF" ;;
     # 4 samples over 4 prompts (original, role, instruction, rephrase) + 1 greedy rewording call
     # (div-sampling-v2: the same after rewordings that state an answer are left out, with
-    # the trace that gives summary.json's by_prompt)
-    div-sampling|div-sampling-v2) $S eval "${C6[@]}" --model "$QWEN" -n 4 \
+    # the trace that gives summary.json's by_prompt; -v3: after the rewording request was
+    # rewritten and cut at "The answer is", since v2 left out all 30 rewordings)
+    div-sampling|div-sampling-v2|div-sampling-v3) $S eval "${C6[@]}" --model "$QWEN" -n 4 \
         --strategy div-sampling \
         --option 'perturbations=["original","role","instruction","rephrase"]' \
         --output "$OUT6/div-4${m#div-sampling}$SUF" ;;

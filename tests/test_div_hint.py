@@ -93,18 +93,22 @@ def test_div_sampling_without_a_rewording_and_on_text_prompts():
     assert r.trace[-1]["left_out"] == {"rephrase": "no sample falls to it (n = 2, it is prompt 5)"}
 
 
-@pytest.mark.parametrize(("rewording", "status", "why"), [
-    ("", "empty", "the rephrasing was empty"),
-    ("The answer is 14.", "answered", "the rephrasing states an answer"),
-    ("How many is 7 + 7? \\boxed{14}", "answered", "the rephrasing states an answer"),
+@pytest.mark.parametrize(("rewording", "status", "text", "why"), [
+    ("", "empty", None, "the rephrasing was empty"),
+    # the call stops at "The answer is": a reply that starts by answering is empty
+    ("The answer is 14.", "empty", None, "the rephrasing was empty"),
+    ("How many is 7 + 7? \\boxed{14}", "answered", "How many is 7 + 7? \\boxed{14}",
+     "the rephrasing states an answer"),
+    ("How many is 7 + 7? Answer: 14", "answered", "How many is 7 + 7? Answer: 14",
+     "the rephrasing states an answer"),
 ])
 def test_div_sampling_leaves_out_a_rewording_that_is_empty_or_states_an_answer(
-        rewording, status, why):
+        rewording, status, text, why):
     # a rewording that already answers would hand its answer to every sample of its prompt
     backend = ScriptedBackend([rewording, "The answer is 4"])
     r = DivSampling(perturbations=["rephrase", "original"]).run(
         backend, Q, SamplingParams(n=2, max_tokens=30))
-    assert r.trace[0]["status"] == status and r.trace[0]["text"] == (rewording or None)
+    assert r.trace[0]["status"] == status and r.trace[0]["text"] == text
     assert r.trace[-1]["prompt_of"] == ["original"] * 2
     assert r.trace[-1]["left_out"]["rephrase"].startswith(why)
     # a rewording that names numbers of the problem but states no answer is kept
@@ -112,6 +116,22 @@ def test_div_sampling_leaves_out_a_rewording_that_is_empty_or_states_an_answer(
     r = DivSampling(perturbations=["rephrase", "original"]).run(
         backend, Q, SamplingParams(n=2, max_tokens=30))
     assert r.trace[0]["status"] == "ok" and r.trace[-1]["prompt_of"] == ["rephrase", "original"]
+
+
+def test_div_sampling_cuts_the_rewording_before_an_answer_and_keeps_the_rest():
+    # Qwen2.5-Coder-0.5B restates GSM8K problems and then answers them, as the task's
+    # instruction (inside the question) asks: the rewording call stops at "The answer is"
+    backend = ScriptedBackend(["Seattle has 20 sheep; how many in all? The answer is 120.",
+                               "The answer is 4"])
+    r = DivSampling(perturbations=["rephrase", "original"]).run(
+        backend, Q, SamplingParams(n=2, max_tokens=80, stop=("Q:",)))
+    assert r.trace[0]["status"] == "ok"
+    assert r.trace[0]["text"] == "Seattle has 20 sheep; how many in all?"
+    assert backend.calls[0][1].stop == ("Q:", "The answer is", "the answer is")
+    assert backend.calls[0][1].temperature == 0.0 and backend.calls[0][1].n == 1
+    assert backend.calls[1][0] == user(
+        "What is 2 + 2?\n\nThe same problem in other words: Seattle has 20 sheep; how many in all?")
+    assert backend.calls[1][1].stop == ("Q:",)  # the samples keep the run's own stops
 
 
 @pytest.mark.parametrize(

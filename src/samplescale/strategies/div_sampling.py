@@ -8,7 +8,8 @@ perturbation are used:
 * task-agnostic ones, a fixed documented text each (:data:`PERTURBATIONS`): a *role* (a
   system message), an *instruction* (how to go about it) and a *style* (how to write it);
 * a task-specific one, ``rephrase``: the model itself first rewrites the question (one greedy
-  call, :data:`REPHRASE_TEMPLATE`), and that rewording is added to the question.
+  call, :data:`REPHRASE_TEMPLATE`, cut at :data:`REPHRASE_STOP`), and that rewording is
+  added to the question.
 
 ``original`` is the unperturbed prompt. Sample ``i`` is drawn from prompt ``i mod P`` (round
 robin over the ``P`` prompts, in the order given); each prompt's samples come from one
@@ -51,10 +52,20 @@ PERTURBATIONS: dict[str, tuple[str, str]] = {
 question (:func:`~samplescale.strategies.prompting.with_note`)."""
 
 REPHRASE_TEMPLATE = (
-    "Rewrite the following problem in your own words. Keep every number and condition, do "
-    "not solve it, and write only the rewritten problem.\n\nProblem: {question}"
+    "Here is a problem, possibly with instructions for whoever solves it:\n\n{question}\n\n"
+    "Do not solve the problem and do not give any answer. Rewrite only the problem itself "
+    "in your own words, keeping every number and condition and leaving out any "
+    "instructions. Reply with the rewritten problem and nothing else."
 )
-"""The task-specific perturbation's request to the model (``{question}``: the question)."""
+"""The task-specific perturbation's request to the model (``{question}``: the question, which
+for a task's prompt includes the task's instruction, so the request says what to do after
+it: small models follow the last instruction they read)."""
+
+REPHRASE_STOP = ("The answer is", "the answer is")
+"""Stop strings of the rewording call, besides the run's own: a model that goes on to answer
+(the task's instruction asks for "The answer is ...") is cut before its answer, and the
+rewording before it is kept. Qwen2.5-Coder-0.5B answered all 30 first GSM8K problems
+instead of rewording them under the previous, stop-less request (RESULTS (n6))."""
 
 REPHRASE_NOTE = "The same problem in other words: {rephrasing}"
 """How the model's rewording is added to the question (after it, as a note)."""
@@ -87,7 +98,7 @@ def perturb(prompt: Prompt, kind: str, rephrasing: str | None = None) -> Prompt:
 # why the rewording is left out, by the status of the rephrasing call
 UNUSABLE = {
     "error": "the rephrasing call failed",
-    "empty": "the rephrasing was empty",
+    "empty": "the rephrasing was empty (or began with 'The answer is')",
     "answered": "the rephrasing states an answer, which would reach every sample of the "
                 "prompt as a hint",
 }
@@ -120,9 +131,11 @@ class DivSampling(Strategy):
     ``sample`` record: ``prompt_of`` (the perturbation of each sample) and ``prompts`` (per
     prompt: name, samples, prompt / completion tokens and model calls; the rephrasing call
     is counted under ``rephrase``). ``usage`` is the sum of every call. When the rephrasing
-    fails (an error sample or empty text, status ``"error"`` / ``"empty"``) or states an
-    answer (``"answered"``: ``extract_answer`` without the last-number rule finds one, e.g.
-    "The answer is 14."; it would reach every sample of that prompt as a hint), ``rephrase``
+    fails (an error sample or empty text, status ``"error"`` / ``"empty"``; the call stops
+    at "The answer is", :data:`REPHRASE_STOP`, so a reply that starts by answering is empty)
+    or still states an answer (``"answered"``: ``extract_answer`` without the last-number
+    rule finds one, e.g. "\\boxed{14}"; it would reach every sample of that prompt as a
+    hint), ``rephrase``
     is left out and its samples go
     round robin to the other prompts (recorded in the trace); when it is the only prompt
     the run draws nothing. When ``params.n`` is below ``rephrase``'s place in the list, no
@@ -222,7 +235,9 @@ class DivSampling(Strategy):
     ) -> tuple[State, dict[str, Any]]:
         ask = with_question(state.prompt,
                             REPHRASE_TEMPLATE.format(question=question_of(state.prompt)))
-        gen = generate(backend, ask, call_params(state.params, 1, 0, temperature=0.0), rng)
+        params = call_params(state.params, 1, 0, temperature=0.0,
+                             stop=(*state.params.stop, *REPHRASE_STOP))
+        gen = generate(backend, ask, params, rng)
         s = gen.samples[0]
         text = s.text.strip() if s.status == "ok" else ""
         status = "ok" if text else ("error" if s.status == "error" else "empty")
