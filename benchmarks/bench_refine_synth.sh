@@ -164,7 +164,7 @@ done
 # every method over the first 30 problems; the ones run in two parts pooled
 P="$OUT6/pool-16"
 two() { echo "$OUT6/$1,$OUT6/$1-from15"; }
-table "$P" "$P:15" "$OUT6/div-4" "$OUT6/thinksum-4" "$OUT6/batch-2x4" "$OUT6/model-switch-2+2" \
+table "$P" "$P:15" "$OUT6/div-4" "$(two div-4-v2)" "$(two div-4-v3)" "$OUT6/thinksum-4" "$OUT6/batch-2x4" "$OUT6/model-switch-2+2" \
     "$OUT6/model-switch-2+2-v2" "$(two refine-c2-r1)" "$(two aggregate-3)" "$(two php-2x2)" \
     "$(two fractured-3x2x1)" "$(two phi-4-b1100)" "$(two reprompt/reprompting-4)"
 fi
