@@ -135,11 +135,10 @@ class DivSampling(Strategy):
     at "The answer is", :data:`REPHRASE_STOP`, so a reply that starts by answering is empty)
     or still states an answer (``"answered"``: ``extract_answer`` without the last-number
     rule finds one, e.g. "\\boxed{14}"; it would reach every sample of that prompt as a
-    hint), ``rephrase``
-    is left out and its samples go
-    round robin to the other prompts (recorded in the trace); when it is the only prompt
-    the run draws nothing. When ``params.n`` is below ``rephrase``'s place in the list, no
-    sample falls to it and the rewording call is not made (``left_out`` in the trace).
+    hint), ``rephrase`` is left out and its samples go round robin to the other prompts
+    (recorded in the trace); when it is the only prompt the run draws nothing. When
+    ``params.n`` is below ``rephrase``'s place in the list, no sample falls to it and the
+    rewording call is not made (``left_out`` in the trace).
 
     Raises
     ------
