@@ -12,9 +12,10 @@ from samplescale.backends.fake import ScriptedBackend
 from samplescale.config import SamplingParams
 from samplescale.errors import ConfigError
 from samplescale.strategies import DivSampling, ProgressiveHint, get_strategy
-from samplescale.strategies.div_sampling import PERTURBATIONS, REPHRASE_TEMPLATE
+from samplescale.strategies.div_sampling import PERTURBATIONS, REPHRASE_TEMPLATE, new_numbers
 from samplescale.strategies.progressive_hint import draw_hints
 from samplescale.types import Message, Prompt
+from samplescale.verifiers.extract import extract_answer
 
 Q = Prompt.user("What is 2 + 2?")
 ROLE = PERTURBATIONS["role"][1]
@@ -101,36 +102,52 @@ def test_div_sampling_without_a_rewording_and_on_text_prompts():
      "the rephrasing states an answer"),
     ("How many is 7 + 7? Answer: 14", "answered", "How many is 7 + 7? Answer: 14",
      "the rephrasing states an answer"),
+    # no answer phrase the extractor reads, but a number the question does not have
+    ("The answer to this problem is 15.", "new-number", "The answer to this problem is 15.",
+     "the rephrasing has a number the question does not"),
 ])
 def test_div_sampling_leaves_out_a_rewording_that_is_empty_or_states_an_answer(
         rewording, status, text, why):
     # a rewording that already answers would hand its answer to every sample of its prompt
     backend = ScriptedBackend([rewording, "The answer is 4"])
     r = DivSampling(perturbations=["rephrase", "original"]).run(
-        backend, Q, SamplingParams(n=2, max_tokens=30))
+        backend, Q, SamplingParams(n=2, max_tokens=60))
     assert r.trace[0]["status"] == status and r.trace[0]["text"] == text
     assert r.trace[-1]["prompt_of"] == ["original"] * 2
     assert r.trace[-1]["left_out"]["rephrase"].startswith(why)
     # a rewording that names numbers of the problem but states no answer is kept
-    backend = ScriptedBackend(["If 7 apples and 7 more, how many?", "The answer is 4"])
+    backend = ScriptedBackend(["If 2 apples and 2 more, how many?", "The answer is 4"])
     r = DivSampling(perturbations=["rephrase", "original"]).run(
         backend, Q, SamplingParams(n=2, max_tokens=30))
     assert r.trace[0]["status"] == "ok" and r.trace[-1]["prompt_of"] == ["rephrase", "original"]
 
 
+@pytest.mark.parametrize(("rephrasing", "question", "new"), [
+    ("Janet has 16 eggs and eats 3.", "Janet's ducks lay 16 eggs; she eats 3.", []),
+    ("He paid $80,000 plus 50000 in repairs.", "He buys it for $80,000 and puts in $50,000.", []),
+    ("The answer to this question is 10.", "What is 8 + 6?", ["10"]),
+    ("A 2.5 m rope and 3 more.", "A 2.5 m rope and three more.", ["3"]),  # words: new
+    ("Seattle has 20 sheep.", "Toulouse has 2 times ... Seattle has 20 sheep.", []),
+    ("", "What is 2 + 2?", []),
+])
+def test_new_numbers_table(rephrasing, question, new):
+    assert new_numbers(rephrasing, question) == new
+
+
 def test_div_sampling_cuts_the_rewording_before_an_answer_and_keeps_the_rest():
     # Qwen2.5-Coder-0.5B restates GSM8K problems and then answers them, as the task's
     # instruction (inside the question) asks: the rewording call stops at "The answer is"
-    backend = ScriptedBackend(["Seattle has 20 sheep; how many in all? The answer is 120.",
-                               "The answer is 4"])
+    q = "Seattle has 20 sheep and Toulouse 4 times as many. How many in all?"
+    backend = ScriptedBackend(["Seattle: 20 sheep, Toulouse: 4 times that; total? The answer is 100.",
+                               "The answer is 100"])
     r = DivSampling(perturbations=["rephrase", "original"]).run(
-        backend, Q, SamplingParams(n=2, max_tokens=80, stop=("Q:",)))
+        backend, user(q), SamplingParams(n=2, max_tokens=90, stop=("Q:",)))
     assert r.trace[0]["status"] == "ok"
-    assert r.trace[0]["text"] == "Seattle has 20 sheep; how many in all?"
+    assert r.trace[0]["text"] == "Seattle: 20 sheep, Toulouse: 4 times that; total?"
     assert backend.calls[0][1].stop == ("Q:", "The answer is", "the answer is")
     assert backend.calls[0][1].temperature == 0.0 and backend.calls[0][1].n == 1
     assert backend.calls[1][0] == user(
-        "What is 2 + 2?\n\nThe same problem in other words: Seattle has 20 sheep; how many in all?")
+        f"{q}\n\nThe same problem in other words: Seattle: 20 sheep, Toulouse: 4 times that; total?")
     assert backend.calls[1][1].stop == ("Q:",)  # the samples keep the run's own stops
 
 
@@ -157,9 +174,17 @@ def test_div_sampling_on_the_real_model(llama_backend):
     params = SamplingParams(n=2, seed=0, max_tokens=12, temperature=0.8)
     strategy = DivSampling(perturbations=("role", "rephrase"))
     r = strategy.run(llama_backend, "What is 3 + 4?", params)
-    assert len(r.samples) == 2 and r.usage.model_calls == 3
-    assert r.trace[-1]["prompt_of"] == ["role", "rephrase"]
-    assert r.trace[0]["status"] == "ok" and r.trace[0]["text"]
+    # SmolLM2 tends to "reword" by answering ("The answer to this problem is 15."): such a
+    # rewording is left out and both samples go to the role prompt
+    rephrase = r.trace[0]
+    assert rephrase["event"] == "rephrase" and rephrase["text"]
+    assert rephrase.get("new_numbers", []) == new_numbers(rephrase["text"], "What is 3 + 4?")
+    used = rephrase["status"] == "ok"
+    assert used == (not rephrase.get("new_numbers")
+                    and extract_answer(rephrase["text"], last_number=False) is None)
+    assert len(r.samples) == 2 and r.usage.model_calls == (3 if used else 2)
+    assert r.trace[-1]["prompt_of"] == (["role", "rephrase"] if used else ["role", "role"])
+    assert ("rephrase" in r.trace[-1].get("left_out", {})) == (not used)
     assert r.usage.completion_tokens == sum(s.num_tokens for s in r.samples) + sum(
         row["completion_tokens"] for row in r.trace[-1]["prompts"]
         if row["name"].startswith("rephrase ("))

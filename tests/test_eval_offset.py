@@ -83,3 +83,13 @@ def test_open_run_refuses_a_non_integer_offset(tmp_path):
                               question_field=None, answer_field=None, output=str(tmp_path))
     with pytest.raises(ConfigError, match="--offset must be an integer >= 0, got 1.5"):
         open_run(args, SamplingParams(), offset=1.5)
+
+
+def test_an_offset_past_the_generated_problems_names_the_offset(tmp_path, capsys):
+    # arithmetic level 1 has 100 problems: --offset 99 --limit 2 asks for problem 100
+    argv = ["eval", "--offset", "99", "--limit", "2", "--output", str(tmp_path / "run"),
+            "--model", str(tmp_path / "absent.gguf")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "limit=101" in err and "(the run loads --offset 99 + --limit 2 problems)" in err
+

@@ -141,15 +141,21 @@ def open_run(
     limit = effective_limit(name, args.limit)
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise ConfigError(f"--offset must be an integer >= 0, got {offset!r}")
-    task = load_task(
-        args.task,
-        path=args.data,
-        level=args.level,
-        limit=None if limit is None else offset + limit,
-        seed=args.seed,
-        question_field=args.question_field,
-        answer_field=args.answer_field,
-    )
+    try:
+        task = load_task(
+            args.task,
+            path=args.data,
+            level=args.level,
+            limit=None if limit is None else offset + limit,
+            seed=args.seed,
+            question_field=args.question_field,
+            answer_field=args.answer_field,
+        )
+    except ConfigError as exc:
+        if not offset:
+            raise
+        raise ConfigError(f"{exc} (the run loads --offset {offset} + --limit {limit} "
+                          "problems)") from exc
     if offset:
         if offset >= len(task.problems):
             raise ConfigError(f"--offset {offset} leaves no problems: the task has "

@@ -18,6 +18,7 @@ backend call, and the result lists the samples in round-robin order.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +102,23 @@ UNUSABLE = {
     "empty": "the rephrasing was empty (or began with 'The answer is')",
     "answered": "the rephrasing states an answer, which would reach every sample of the "
                 "prompt as a hint",
+    "new-number": "the rephrasing has a number the question does not (new_numbers in its "
+                  "trace record), which may be a computed answer and would reach every "
+                  "sample of the prompt as a hint",
 }
+
+_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def new_numbers(rephrasing: str, question: str) -> list[str]:
+    """The numbers of ``rephrasing`` (digit strings, thousands commas dropped) that
+    ``question`` does not have, sorted. A faithful rewording keeps the question's numbers;
+    a new one ("The answer to this problem is 15.") may be a computed value. Conservative:
+    a number the question spells in words ("three" -> "3") counts as new."""
+    def numbers(text: str) -> set[str]:
+        return {n.replace(",", "") for n in _NUMBER_RE.findall(text)}
+
+    return sorted(numbers(rephrasing) - numbers(question))
 
 
 def _usage_row(usage: Usage) -> dict[str, int]:
@@ -135,7 +152,8 @@ class DivSampling(Strategy):
     at "The answer is", :data:`REPHRASE_STOP`, so a reply that starts by answering is empty)
     or still states an answer (``"answered"``: ``extract_answer`` without the last-number
     rule finds one, e.g. "\\boxed{14}"; it would reach every sample of that prompt as a
-    hint), ``rephrase`` is left out and its samples go round robin to the other prompts
+    hint) or has a number the question does not (``"new-number"``, :func:`new_numbers`:
+    "The answer to this problem is 15."), ``rephrase`` is left out and its samples go round robin to the other prompts
     (recorded in the trace); when it is the only prompt the run draws nothing. When
     ``params.n`` is below ``rephrase``'s place in the list, no sample falls to it and the
     rewording call is not made (``left_out`` in the trace).
@@ -240,11 +258,14 @@ class DivSampling(Strategy):
         s = gen.samples[0]
         text = s.text.strip() if s.status == "ok" else ""
         status = "ok" if text else ("error" if s.status == "error" else "empty")
+        extra = new_numbers(text, question_of(state.prompt)) if text else []
         if text and extract_answer(text, last_number=False) is not None:
             status = "answered"
+        elif extra:
+            status = "new-number"
         info: dict[str, Any] = {
             "event": "rephrase", "text": text or None, "status": status,
-            **_usage_row(gen.usage),
+            **({"new_numbers": extra} if extra else {}), **_usage_row(gen.usage),
         }
         new = state.model_copy(update={"usage": state.usage + gen.usage,
                                         "trace": state.trace + (info,)})
