@@ -111,10 +111,27 @@ _NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 def new_numbers(rephrasing: str, question: str) -> list[str]:
-    """The numbers of ``rephrasing`` (digit strings, thousands commas dropped) that
-    ``question`` does not have, sorted. A faithful rewording keeps the question's numbers;
-    a new one ("The answer to this problem is 15.") may be a computed value. Conservative:
-    a number the question spells in words ("three" -> "3") counts as new."""
+    """The numbers of ``rephrasing`` that ``question`` does not have.
+
+    A faithful rewording keeps the question's numbers; a new one ("The answer to this
+    problem is 15.") may be a computed value, which would reach every sample of the
+    rephrased prompt as a hint (the risk DivSampling's task-specific perturbation, Wang et
+    al. 2025, runs with a model that answers instead of rewording).
+
+    Parameters
+    ----------
+    rephrasing, question : str
+        The model's rewording and the question it rewords (any text; no errors raised).
+
+    Returns
+    -------
+    list of str
+        The new numbers as digit strings (``\\d+`` groups joined by ``.`` or ``,``,
+        thousands commas dropped: "$80,000" and "80000" are one number), sorted, no
+        repeats; empty when every number of ``rephrasing`` is in ``question``.
+        Conservative: a number the question spells in words ("three" -> "3") counts as
+        new, so such a rewording is left out.
+    """
     def numbers(text: str) -> set[str]:
         return {n.replace(",", "") for n in _NUMBER_RE.findall(text)}
 
@@ -250,15 +267,15 @@ class DivSampling(Strategy):
     def _rephrase(
         self, rng: np.random.Generator | None, state: State, backend: Backend
     ) -> tuple[State, dict[str, Any]]:
-        ask = with_question(state.prompt,
-                            REPHRASE_TEMPLATE.format(question=question_of(state.prompt)))
+        question = question_of(state.prompt)
+        ask = with_question(state.prompt, REPHRASE_TEMPLATE.format(question=question))
         params = call_params(state.params, 1, 0, temperature=0.0,
                              stop=(*state.params.stop, *REPHRASE_STOP))
         gen = generate(backend, ask, params, rng)
         s = gen.samples[0]
         text = s.text.strip() if s.status == "ok" else ""
         status = "ok" if text else ("error" if s.status == "error" else "empty")
-        extra = new_numbers(text, question_of(state.prompt)) if text else []
+        extra = new_numbers(text, question) if text else []
         if text and extract_answer(text, last_number=False) is not None:
             status = "answered"
         elif extra:
